@@ -1,0 +1,474 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Allocation accounting in the kernel: live blocks per (tgid, address), aggregates per
+ * (tgid, allocator, stack), totals per tgid. User space only reads these maps.
+ *
+ * Every program here is attached with a cookie naming the allocator entry point, so the same
+ * programs serve per-probe perf-event links and uprobe_multi links.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include "asizeof.h"
+
+#ifndef EEXIST
+#define EEXIST 17
+#endif
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* Set by the loader before load. */
+const volatile __u32 max_depth = ASZ_MAX_FRAMES;
+const volatile bool filter_tgid = true;
+
+/* Probing slots tried after a hash collision before a stack is given up as unresolved. */
+#define STACK_PROBES 4
+/* A frame pointer farther than this above the stack pointer is not trusted. */
+#define MAX_STACK_SPAN (64ull << 20)
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, __u8);
+} targets SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 1 << 20); /* resized by the loader */
+	__type(key, struct asz_alloc_key);
+	__type(value, struct asz_alloc_val);
+} allocs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 1 << 16);
+	__type(key, struct asz_agg_key);
+	__type(value, struct asz_agg_val);
+} aggs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct asz_proc_val);
+} procs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 1 << 16);
+	__type(key, __u64);
+	__type(value, struct asz_stack);
+} stacks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, ASZ_NR_DROPS);
+	__type(key, __u32);
+	__type(value, __u64);
+} drops SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct asz_stack);
+} stack_scratch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct asz_tstate);
+} tstates SEC(".maps");
+
+static __always_inline void count_drop(__u32 reason)
+{
+	__u64 *c = bpf_map_lookup_elem(&drops, &reason);
+
+	if (c)
+		(*c)++;
+}
+
+static __always_inline bool traced(__u32 tgid)
+{
+	return !filter_tgid || bpf_map_lookup_elem(&targets, &tgid);
+}
+
+static __always_inline struct asz_proc_val *proc_get(__u32 tgid)
+{
+	static const struct asz_proc_val zero;
+	struct asz_proc_val *p = bpf_map_lookup_elem(&procs, &tgid);
+
+	if (p)
+		return p;
+	bpf_map_update_elem(&procs, &tgid, &zero, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&procs, &tgid);
+}
+
+static __always_inline struct asz_agg_val *agg_get(struct asz_agg_key *key)
+{
+	static const struct asz_agg_val zero;
+	struct asz_agg_val *a = bpf_map_lookup_elem(&aggs, key);
+
+	if (a)
+		return a;
+	bpf_map_update_elem(&aggs, key, &zero, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&aggs, key);
+}
+
+static __always_inline bool stack_equal(const struct asz_stack *a, const struct asz_stack *b)
+{
+	if (a->nr != b->nr)
+		return false;
+	for (int i = 0; i < ASZ_MAX_FRAMES; i++) {
+		if (i >= a->nr)
+			break;
+		if (a->ips[i] != b->ips[i])
+			return false;
+	}
+	return true;
+}
+
+/*
+ * Walk the user stack at an allocator's entry. The allocator has not built a frame yet, so its
+ * caller's return address is at the stack pointer and rbp still belongs to the caller: frame 0
+ * comes from *sp, the rest from the frame-pointer chain, checked to stay above sp and to grow.
+ */
+static __always_inline void walk_stack(struct pt_regs *ctx, struct asz_stack *st)
+{
+	__u64 sp = PT_REGS_SP(ctx), fp = PT_REGS_FP(ctx), ret = 0;
+	__u64 frame[2];
+	__u32 nr = 0;
+
+	st->flags = 0;
+	if (bpf_probe_read_user(&ret, sizeof(ret), (void *)sp) == 0 && ret)
+		st->ips[nr++] = ret;
+	for (int i = 1; i < ASZ_MAX_FRAMES; i++) {
+		if (i >= max_depth)
+			break;
+		if (fp < sp || fp - sp > MAX_STACK_SPAN || (fp & 7))
+			break;
+		if (bpf_probe_read_user(frame, sizeof(frame), (void *)fp))
+			break;
+		if (frame[1] < 4096)
+			break;
+		st->ips[i] = frame[1];
+		nr = i + 1;
+		if (frame[0] <= fp)
+			break;
+		fp = frame[0];
+		if (i == max_depth - 1 || i == ASZ_MAX_FRAMES - 1)
+			st->flags |= ASZ_STACK_TRUNCATED;
+	}
+	st->nr = nr;
+}
+
+static __always_inline __u64 stack_hash(const struct asz_stack *st)
+{
+	__u64 h = 0xcbf29ce484222325ull ^ st->nr;
+
+	for (int i = 0; i < ASZ_MAX_FRAMES; i++) {
+		if (i >= st->nr)
+			break;
+		h ^= st->ips[i];
+		h *= 0x100000001b3ull;
+		h ^= h >> 29;
+	}
+	return h ? h : 1;
+}
+
+/* Intern the current stack in the stacks map; never merges two different stacks. */
+static __always_inline __u64 stack_intern(struct pt_regs *ctx)
+{
+	__u32 zero = 0;
+	struct asz_stack *st = bpf_map_lookup_elem(&stack_scratch, &zero), *old;
+	__u64 h, key;
+	long err;
+
+	if (!st)
+		return ASZ_STACK_NONE;
+	walk_stack(ctx, st);
+	if (st->flags & ASZ_STACK_TRUNCATED)
+		count_drop(ASZ_DROP_STACK_TRUNCATED);
+	h = stack_hash(st);
+	for (int i = 0; i < STACK_PROBES; i++) {
+		key = h + i;
+		if (key == ASZ_STACK_NONE)
+			continue;
+		old = bpf_map_lookup_elem(&stacks, &key);
+		if (!old) {
+			err = bpf_map_update_elem(&stacks, &key, st, BPF_NOEXIST);
+			if (err == 0)
+				return key;
+			if (err != -EEXIST) {
+				count_drop(ASZ_DROP_STACKS_FULL);
+				return ASZ_STACK_NONE;
+			}
+			/* another CPU inserted this slot meanwhile */
+			old = bpf_map_lookup_elem(&stacks, &key);
+			if (!old)
+				continue;
+		}
+		if (stack_equal(old, st))
+			return key;
+		count_drop(ASZ_DROP_STACK_COLLISION);
+	}
+	count_drop(ASZ_DROP_STACK_UNRESOLVED);
+	return ASZ_STACK_NONE;
+}
+
+/* Retire a live block: its bytes leave its stack's and its process's live totals. */
+static __always_inline bool block_remove(__u32 tgid, __u64 addr, struct asz_alloc_val *out)
+{
+	struct asz_alloc_key key = {.tgid = tgid, .addr = addr};
+	struct asz_alloc_val *v = bpf_map_lookup_elem(&allocs, &key), copy;
+	struct asz_agg_key akey = {.tgid = tgid};
+	struct asz_agg_val *a;
+	struct asz_proc_val *p;
+
+	if (!v)
+		return false;
+	copy = *v;
+	/* a failed delete means a racing free of the same block already accounted it */
+	if (bpf_map_delete_elem(&allocs, &key))
+		return false;
+	akey.allocator = copy.allocator;
+	akey.stack_id = copy.stack_id;
+	a = bpf_map_lookup_elem(&aggs, &akey);
+	if (a) {
+		__sync_fetch_and_add(&a->live_bytes, -(__s64)copy.size);
+		__sync_fetch_and_add(&a->live_allocs, -1);
+		__sync_fetch_and_add(&a->frees, 1);
+		__sync_fetch_and_add(&a->free_bytes, copy.size);
+	}
+	p = bpf_map_lookup_elem(&procs, &tgid);
+	if (p) {
+		__sync_fetch_and_add(&p->live_bytes, -(__s64)copy.size);
+		__sync_fetch_and_add(&p->live_allocs, -1);
+		__sync_fetch_and_add(&p->frees, 1);
+	}
+	if (out)
+		*out = copy;
+	return true;
+}
+
+/* Undo block_remove() for a realloc that failed and kept its block. */
+static __always_inline void block_restore(__u32 tgid, __u64 addr, const struct asz_tstate *ts)
+{
+	struct asz_alloc_key key = {.tgid = tgid, .addr = addr};
+	struct asz_alloc_val val = {.size = ts->old_size,
+				    .stack_id = ts->old_stack_id,
+				    .ts_ns = ts->old_ts_ns,
+				    .allocator = ts->old_allocator};
+	struct asz_agg_key akey = {
+		.tgid = tgid, .allocator = ts->old_allocator, .stack_id = ts->old_stack_id};
+	struct asz_agg_val *a;
+	struct asz_proc_val *p;
+
+	if (bpf_map_update_elem(&allocs, &key, &val, BPF_NOEXIST)) {
+		count_drop(ASZ_DROP_ALLOCS_FULL);
+		return;
+	}
+	a = bpf_map_lookup_elem(&aggs, &akey);
+	if (a) {
+		__sync_fetch_and_add(&a->live_bytes, val.size);
+		__sync_fetch_and_add(&a->live_allocs, 1);
+		__sync_fetch_and_add(&a->frees, -1);
+		__sync_fetch_and_add(&a->free_bytes, -val.size);
+	}
+	p = bpf_map_lookup_elem(&procs, &tgid);
+	if (p) {
+		__sync_fetch_and_add(&p->live_bytes, val.size);
+		__sync_fetch_and_add(&p->live_allocs, 1);
+		__sync_fetch_and_add(&p->frees, -1);
+	}
+}
+
+static __always_inline void unknown_free(__u32 tgid)
+{
+	struct asz_proc_val *p = proc_get(tgid);
+
+	count_drop(ASZ_DROP_UNKNOWN_FREE);
+	if (p)
+		__sync_fetch_and_add(&p->unknown_frees, 1);
+}
+
+/* Track a new live block; counts a drop and records nothing if a map is full. */
+static __always_inline void block_add(__u32 tgid, __u64 addr, __u64 size, __u64 stack_id,
+				      __u32 allocator, __u64 ts)
+{
+	struct asz_alloc_key key = {.tgid = tgid, .addr = addr};
+	struct asz_alloc_val val = {
+		.size = size, .stack_id = stack_id, .ts_ns = ts, .allocator = allocator};
+	struct asz_agg_key akey = {.tgid = tgid, .allocator = allocator, .stack_id = stack_id};
+	struct asz_proc_val *p;
+	struct asz_agg_val *a;
+
+	p = proc_get(tgid);
+	if (!p) {
+		count_drop(ASZ_DROP_PROCS_FULL);
+		return;
+	}
+	a = agg_get(&akey);
+	if (!a) {
+		count_drop(ASZ_DROP_AGGS_FULL);
+		__sync_fetch_and_add(&p->drops, 1);
+		return;
+	}
+	/* The allocator handed out an address we still think is live: we missed its free. */
+	if (block_remove(tgid, addr, NULL))
+		count_drop(ASZ_DROP_MISSED_FREE);
+	if (bpf_map_update_elem(&allocs, &key, &val, BPF_NOEXIST)) {
+		count_drop(ASZ_DROP_ALLOCS_FULL);
+		__sync_fetch_and_add(&p->drops, 1);
+		return;
+	}
+	__sync_fetch_and_add(&a->live_bytes, size);
+	__sync_fetch_and_add(&a->live_allocs, 1);
+	__sync_fetch_and_add(&a->alloc_bytes, size);
+	__sync_fetch_and_add(&a->allocs, 1);
+	__sync_fetch_and_add(&p->live_bytes, size);
+	__sync_fetch_and_add(&p->live_allocs, 1);
+	__sync_fetch_and_add(&p->alloc_bytes, size);
+	__sync_fetch_and_add(&p->allocs, 1);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(alloc_entry)
+{
+	/* arguments first: clang 14 may otherwise derive them from a modified ctx pointer */
+	__u64 a1 = PT_REGS_PARM1(ctx), a2 = PT_REGS_PARM2(ctx), a3 = PT_REGS_PARM3(ctx);
+	__u32 allocator = bpf_get_attach_cookie(ctx);
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct asz_tstate *ts;
+	__u64 size = 0, arg = 0;
+
+	if (!traced(tgid))
+		return 0;
+	ts = bpf_task_storage_get(&tstates, bpf_get_current_task_btf(), 0,
+				  BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!ts) {
+		count_drop(ASZ_DROP_THREAD_STATE);
+		return 0;
+	}
+	/* glibc calls itself (realloc(NULL, n) -> malloc, ...): only the outermost call counts */
+	if (ts->depth++ > 0)
+		return 0;
+
+	switch (allocator) {
+	case ASZ_MALLOC:
+	case ASZ_VALLOC:
+	case ASZ_PVALLOC:
+		size = a1;
+		break;
+	case ASZ_CALLOC:
+		/* on overflow calloc fails and records nothing, whatever size says */
+		size = a1 * a2;
+		break;
+	case ASZ_REALLOC:
+		arg = a1;
+		size = a2;
+		break;
+	case ASZ_MEMALIGN:
+		size = a2;
+		break;
+	case ASZ_POSIX_MEMALIGN:
+		arg = a1;
+		size = a3;
+		break;
+	default:
+		ts->depth--;
+		return 0;
+	}
+	ts->allocator = allocator;
+	ts->size = size;
+	ts->arg = arg;
+	ts->old_valid = 0;
+	/*
+	 * realloc retires the old block now, before glibc can hand its address to another thread;
+	 * the return probe puts it back if realloc fails.
+	 */
+	if (allocator == ASZ_REALLOC && arg) {
+		struct asz_alloc_val old;
+
+		if (block_remove(tgid, arg, &old)) {
+			ts->old_valid = 1;
+			ts->old_size = old.size;
+			ts->old_stack_id = old.stack_id;
+			ts->old_ts_ns = old.ts_ns;
+			ts->old_allocator = old.allocator;
+		} else {
+			unknown_free(tgid);
+		}
+	}
+	ts->stack_id = stack_intern(ctx);
+	return 0;
+}
+
+SEC("uretprobe")
+int BPF_KRETPROBE(alloc_return)
+{
+	__u64 rc = PT_REGS_RC(ctx);
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct asz_tstate *ts;
+	__u64 addr = 0, now;
+
+	if (!traced(tgid))
+		return 0;
+	ts = bpf_task_storage_get(&tstates, bpf_get_current_task_btf(), 0, 0);
+	/* depth 0: the call began before the entry probe was attached */
+	if (!ts || ts->depth == 0)
+		return 0;
+	if (--ts->depth > 0)
+		return 0;
+
+	now = bpf_ktime_get_ns();
+	switch (ts->allocator) {
+	case ASZ_POSIX_MEMALIGN:
+		if ((int)rc != 0)
+			return 0;
+		if (bpf_probe_read_user(&addr, sizeof(addr), (void *)ts->arg))
+			return 0;
+		break;
+	case ASZ_REALLOC:
+		addr = rc;
+		if (!addr) {
+			/* realloc(p, 0) freed p; any other NULL is a failure that kept p */
+			if (ts->old_valid && ts->size != 0)
+				block_restore(tgid, ts->arg, ts);
+			return 0;
+		}
+		break;
+	default:
+		addr = rc;
+		break;
+	}
+	if (!addr)
+		return 0;
+	block_add(tgid, addr, ts->size, ts->stack_id, ts->allocator, now);
+	return 0;
+}
+
+SEC("uprobe")
+int BPF_KPROBE(free_entry)
+{
+	__u64 ptr = PT_REGS_PARM1(ctx);
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct asz_tstate *ts;
+
+	if (!ptr || !traced(tgid))
+		return 0;
+	/* a free inside an allocator (realloc(p, 0)) is that allocator's business */
+	ts = bpf_task_storage_get(&tstates, bpf_get_current_task_btf(), 0, 0);
+	if (ts && ts->depth > 0)
+		return 0;
+	if (!block_remove(tgid, ptr, NULL))
+		unknown_free(tgid);
+	return 0;
+}

@@ -1,0 +1,113 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The one header shared by the BPF programs and user space: map keys and values, enums.
+ * Only __u32/__u64/__s64 fields, explicit padding, sizes checked below.
+ */
+#ifndef ASIZEOF_H
+#define ASIZEOF_H
+
+#define ASZ_MAX_FRAMES 127
+#define ASZ_COMM_LEN 16
+/* Stack id 0 means "no stack": collection failed or the stack map was full; counted in drops. */
+#define ASZ_STACK_NONE 0
+
+/* Allocator entry points. The value is the attach cookie of each probe. */
+enum asz_allocator {
+	ASZ_MALLOC = 0,
+	ASZ_CALLOC = 1,
+	ASZ_REALLOC = 2,
+	ASZ_MEMALIGN = 3, /* also aligned_alloc: one address in glibc */
+	ASZ_POSIX_MEMALIGN = 4,
+	ASZ_VALLOC = 5,
+	ASZ_PVALLOC = 6,
+	ASZ_FREE = 7,
+	ASZ_NR_ALLOCATORS = 8,
+};
+
+/* Everything not recorded, or recorded imperfectly, is counted under one of these. */
+enum asz_drop {
+	ASZ_DROP_ALLOCS_FULL = 0,   /* live-allocation map full: block not tracked */
+	ASZ_DROP_AGGS_FULL = 1,     /* per-stack aggregate map full: block not tracked */
+	ASZ_DROP_PROCS_FULL = 2,    /* per-process map full: block not tracked */
+	ASZ_DROP_STACKS_FULL = 3,   /* stack map full: block tracked under stack id 0 */
+	ASZ_DROP_STACK_COLLISION = 4, /* hash collision, resolved by probing: informational */
+	ASZ_DROP_STACK_UNRESOLVED = 5, /* every probe slot collided: block under stack id 0 */
+	ASZ_DROP_STACK_TRUNCATED = 6, /* stack deeper than --max-depth */
+	ASZ_DROP_THREAD_STATE = 7,  /* per-thread state unavailable: call not recorded */
+	ASZ_DROP_UNKNOWN_FREE = 8,  /* free of a block allocated before attach (or not tracked) */
+	ASZ_DROP_MISSED_FREE = 9,   /* address returned again while still live: old block retired */
+	ASZ_NR_DROPS = 10,
+};
+
+struct asz_alloc_key {
+	__u32 tgid;
+	__u32 pad;
+	__u64 addr;
+};
+
+struct asz_alloc_val {
+	__u64 size;
+	__u64 stack_id;
+	__u64 ts_ns;
+	__u32 allocator;
+	__u32 pad;
+};
+
+/* Aggregate per (process, allocator entry point, stack). */
+struct asz_agg_key {
+	__u32 tgid;
+	__u32 allocator;
+	__u64 stack_id;
+};
+
+struct asz_agg_val {
+	__s64 live_bytes;
+	__s64 live_allocs;
+	__u64 alloc_bytes;
+	__u64 allocs;
+	__u64 frees;
+	__u64 free_bytes;
+};
+
+struct asz_proc_val {
+	__s64 live_bytes;
+	__s64 live_allocs;
+	__u64 alloc_bytes;
+	__u64 allocs;
+	__u64 frees;
+	__u64 unknown_frees;
+	__u64 drops;
+	__u64 pad;
+};
+
+#define ASZ_STACK_TRUNCATED 1u
+
+struct asz_stack {
+	__u32 nr;
+	__u32 flags;
+	__u64 ips[ASZ_MAX_FRAMES]; /* return addresses, innermost (the allocator's caller) first */
+};
+
+/* Per-thread state between an allocator's entry and its return (task storage). */
+struct asz_tstate {
+	__u32 depth;
+	__u32 allocator;
+	__u64 size;
+	__u64 arg; /* posix_memalign: memptr; realloc: old pointer */
+	__u64 stack_id;
+	__u64 old_size; /* realloc: the old block, removed at entry, restored if realloc fails */
+	__u64 old_stack_id;
+	__u64 old_ts_ns;
+	__u32 old_allocator;
+	__u32 old_valid;
+};
+
+_Static_assert(sizeof(struct asz_alloc_key) == 16, "asz_alloc_key");
+_Static_assert(sizeof(struct asz_alloc_val) == 32, "asz_alloc_val");
+_Static_assert(sizeof(struct asz_agg_key) == 16, "asz_agg_key");
+_Static_assert(sizeof(struct asz_agg_val) == 48, "asz_agg_val");
+_Static_assert(sizeof(struct asz_proc_val) == 64, "asz_proc_val");
+_Static_assert(sizeof(struct asz_stack) == 1024, "asz_stack");
+_Static_assert(sizeof(struct asz_tstate) == 64, "asz_tstate");
+
+#endif /* ASIZEOF_H */

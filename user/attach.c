@@ -1,0 +1,168 @@
+// SPDX-License-Identifier: MIT
+#include <errno.h>
+#include <fcntl.h>
+#include <gelf.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+#include <linux/bpf.h>
+#include "attach.h"
+#include "log.h"
+
+static const struct {
+	const char *name;
+	__u32 allocator;
+} wanted[] = {
+	{"malloc", ASZ_MALLOC},
+	{"calloc", ASZ_CALLOC},
+	{"realloc", ASZ_REALLOC},
+	{"memalign", ASZ_MEMALIGN},
+	{"aligned_alloc", ASZ_MEMALIGN},
+	{"posix_memalign", ASZ_POSIX_MEMALIGN},
+	{"valloc", ASZ_VALLOC},
+	{"pvalloc", ASZ_PVALLOC},
+	{"free", ASZ_FREE},
+};
+#define NR_WANTED (sizeof(wanted) / sizeof(wanted[0]))
+
+static int vaddr_to_offset(Elf *elf, __u64 vaddr, __u64 *off)
+{
+	size_t n, i;
+	GElf_Phdr ph;
+
+	if (elf_getphdrnum(elf, &n))
+		return -EINVAL;
+	for (i = 0; i < n; i++) {
+		if (!gelf_getphdr(elf, i, &ph) || ph.p_type != PT_LOAD)
+			continue;
+		if (vaddr >= ph.p_vaddr && vaddr < ph.p_vaddr + ph.p_filesz) {
+			*off = vaddr - ph.p_vaddr + ph.p_offset;
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
+/* Look the wanted names up in one symbol table; found[] keeps the first definition of each. */
+static void scan_symtab(Elf *elf, Elf_Scn *scn, GElf_Shdr *sh, __u64 *found)
+{
+	Elf_Data *data = elf_getdata(scn, NULL);
+	size_t i, j, n;
+	GElf_Sym sym;
+
+	if (!data || !sh->sh_entsize)
+		return;
+	n = sh->sh_size / sh->sh_entsize;
+	for (i = 0; i < n; i++) {
+		const char *name;
+		int type;
+
+		if (!gelf_getsym(data, i, &sym) || sym.st_shndx == SHN_UNDEF || !sym.st_value)
+			continue;
+		type = GELF_ST_TYPE(sym.st_info);
+		if (type != STT_FUNC && type != STT_GNU_IFUNC)
+			continue;
+		name = elf_strptr(elf, sh->sh_link, sym.st_name);
+		if (!name)
+			continue;
+		for (j = 0; j < NR_WANTED; j++)
+			if (!found[j] && strcmp(name, wanted[j].name) == 0)
+				found[j] = sym.st_value;
+	}
+}
+
+int attach__find_syms(const char *path, struct alloc_syms *out)
+{
+	__u64 found[NR_WANTED] = {};
+	Elf_Scn *scn = NULL;
+	GElf_Shdr sh;
+	Elf *elf = NULL;
+	int fd, err = 0, i, j;
+
+	out->nr = 0;
+	elf_version(EV_CURRENT);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
+	if (!elf || elf_kind(elf) != ELF_K_ELF) {
+		err = -ENOEXEC;
+		goto cleanup;
+	}
+	/* .dynsym first: what the dynamic linker binds; .symtab for static programs */
+	while ((scn = elf_nextscn(elf, scn)))
+		if (gelf_getshdr(scn, &sh) && sh.sh_type == SHT_DYNSYM)
+			scan_symtab(elf, scn, &sh, found);
+	while ((scn = elf_nextscn(elf, scn)))
+		if (gelf_getshdr(scn, &sh) && sh.sh_type == SHT_SYMTAB)
+			scan_symtab(elf, scn, &sh, found);
+	if (!found[0] || !found[NR_WANTED - 1]) {
+		err = -ENOENT;
+		goto cleanup;
+	}
+	for (i = 0; i < (int)NR_WANTED; i++) {
+		struct alloc_sym *s;
+		bool dup = false;
+
+		if (!found[i])
+			continue;
+		for (j = 0; j < out->nr; j++)
+			dup |= out->syms[j].vaddr == found[i];
+		if (dup) {
+			dlog("%s: %s is an alias, probed once\n", path, wanted[i].name);
+			continue;
+		}
+		s = &out->syms[out->nr];
+		s->name = wanted[i].name;
+		s->allocator = wanted[i].allocator;
+		s->vaddr = found[i];
+		err = vaddr_to_offset(elf, found[i], &s->offset);
+		if (err)
+			goto cleanup;
+		out->nr++;
+	}
+cleanup:
+	if (elf)
+		elf_end(elf);
+	close(fd);
+	return err;
+}
+
+/* The uprobe_multi member of union bpf_attr's link_create, which the 6.1 uapi header lacks. */
+struct link_create_uprobe_multi {
+	__u32 prog_fd;
+	__u32 target_fd;
+	__u32 attach_type;
+	__u32 flags;
+	__u64 path;
+	__u64 offsets;
+	__u64 ref_ctr_offsets;
+	__u64 cookies;
+	__u32 cnt;
+	__u32 um_flags;
+	__u32 pid;
+	__u32 pad;
+};
+
+int attach__uprobe_multi(int prog_fd, bool retprobe, const char *path, const __u64 *offsets,
+			 const __u64 *cookies, __u32 cnt, pid_t pid)
+{
+	union {
+		union bpf_attr attr;
+		struct link_create_uprobe_multi um;
+		char bytes[128];
+	} a;
+	int fd;
+
+	memset(&a, 0, sizeof(a));
+	a.um.prog_fd = prog_fd;
+	a.um.attach_type = BPF_TRACE_UPROBE_MULTI_TYPE;
+	a.um.path = (__u64)(unsigned long)path;
+	a.um.offsets = (__u64)(unsigned long)offsets;
+	a.um.cookies = (__u64)(unsigned long)cookies;
+	a.um.cnt = cnt;
+	a.um.um_flags = retprobe ? BPF_F_UPROBE_MULTI_RETURN_FLAG : 0;
+	a.um.pid = pid;
+	fd = syscall(__NR_bpf, BPF_LINK_CREATE, &a, sizeof(a));
+	return fd < 0 ? -errno : fd;
+}

@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: MIT */
+/* Allocator probe points in a library, and the links that attach our programs to them. */
+#ifndef ASZ_ATTACH_H
+#define ASZ_ATTACH_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+#include <linux/types.h>
+#include "asizeof.h"
+
+struct alloc_sym {
+	const char *name;
+	__u32 allocator; /* enum asz_allocator, the probe's cookie */
+	__u64 vaddr;	 /* ELF virtual address of the symbol */
+	__u64 offset;	 /* file offset where the probe goes */
+};
+
+#define ATTACH_MAX_SYMS 16
+
+struct alloc_syms {
+	struct alloc_sym syms[ATTACH_MAX_SYMS];
+	int nr;
+};
+
+/*
+ * Find the allocator entry points exported by an ELF file, one per address (aliases such as
+ * aligned_alloc = memalign share one). Returns 0, -ENOENT if malloc or free is missing, or
+ * another negative errno.
+ */
+int attach__find_syms(const char *path, struct alloc_syms *out);
+
+enum attach_mode {
+	ATTACH_AUTO = 0,
+	ATTACH_MULTI, /* one uprobe_multi link per program (raw BPF_LINK_CREATE) */
+	ATTACH_PERF,  /* one perf-event link per probe */
+};
+
+#define BPF_TRACE_UPROBE_MULTI_TYPE 48
+#define BPF_F_UPROBE_MULTI_RETURN_FLAG 1u
+
+/* Raw uprobe_multi link (libbpf 1.1 has no API). Returns a link fd or a negative errno. */
+int attach__uprobe_multi(int prog_fd, bool retprobe, const char *path, const __u64 *offsets,
+			 const __u64 *cookies, __u32 cnt, pid_t pid);
+
+#endif

@@ -1,0 +1,509 @@
+// SPDX-License-Identifier: MIT
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include "asizeof.skel.h"
+#include "engine.h"
+#include "kfeatures.h"
+#include "log.h"
+#include "target.h"
+#include "util.h"
+
+struct etarget {
+	pid_t pid;
+	char comm[ASZ_COMM_LEN];
+	bool exited;
+};
+
+/* Stack contents never change for an id, so each is fetched from the kernel once. */
+struct stack_cache {
+	__u64 *keys;
+	struct asz_stack **vals;
+	size_t cap, nr;
+};
+
+struct engine {
+	struct asizeof_bpf *skel;
+	bool multi;
+	struct bpf_link **links; /* perf-event links */
+	int nr_links, cap_links;
+	int *link_fds; /* uprobe_multi links */
+	int nr_fds, cap_fds;
+	struct etarget *targets;
+	int nr_targets;
+	struct stack_cache stacks;
+	__u64 start_ns;
+	int ncpus;
+};
+
+static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list args)
+{
+	if (level == LIBBPF_DEBUG && env_verbosity < 2)
+		return 0;
+	if (level == LIBBPF_INFO && env_verbosity < 1)
+		return 0;
+	return vfprintf(stderr, fmt, args);
+}
+
+int engine__open(struct engine **out, const struct engine_opts *o)
+{
+	struct kfeatures feat = {};
+	struct engine *e;
+	int err;
+
+	libbpf_set_print(libbpf_print);
+	e = calloc(1, sizeof(*e));
+	if (!e)
+		return -ENOMEM;
+	e->ncpus = libbpf_num_possible_cpus();
+	err = kfeatures__probe(&feat);
+	if (err)
+		vlog("kernel feature probe failed (%d): assuming per-probe attachment\n", err);
+	if (o->attach == ATTACH_MULTI && !feat.uprobe_multi) {
+		elog("--attach multi: this kernel has no uprobe_multi links\n");
+		err = -EOPNOTSUPP;
+		goto cleanup;
+	}
+	e->multi = o->attach == ATTACH_MULTI || (o->attach == ATTACH_AUTO && feat.uprobe_multi);
+
+	e->skel = asizeof_bpf__open();
+	if (!e->skel) {
+		err = -errno;
+		elog("cannot open BPF object: %s\n", strerror(errno));
+		goto cleanup;
+	}
+	e->skel->rodata->max_depth = o->max_depth;
+	e->skel->rodata->filter_tgid = true;
+	bpf_map__set_max_entries(e->skel->maps.allocs, o->max_allocs);
+	bpf_map__set_max_entries(e->skel->maps.stacks, o->max_stacks);
+	bpf_map__set_max_entries(e->skel->maps.aggs, o->max_aggs);
+	bpf_map__set_max_entries(e->skel->maps.procs, o->max_procs);
+	if (e->multi) {
+		bpf_program__set_expected_attach_type(e->skel->progs.alloc_entry,
+						      BPF_TRACE_UPROBE_MULTI_TYPE);
+		bpf_program__set_expected_attach_type(e->skel->progs.alloc_return,
+						      BPF_TRACE_UPROBE_MULTI_TYPE);
+		bpf_program__set_expected_attach_type(e->skel->progs.free_entry,
+						      BPF_TRACE_UPROBE_MULTI_TYPE);
+	}
+	err = asizeof_bpf__load(e->skel);
+	if (err) {
+		elog("cannot load BPF programs: %s (run as root; -vv shows the verifier log)\n",
+		     strerror(-err));
+		goto cleanup;
+	}
+	e->start_ns = util__mono_ns();
+	*out = e;
+	return 0;
+cleanup:
+	engine__close(e);
+	return err;
+}
+
+static int push_link(struct engine *e, struct bpf_link *l)
+{
+	if (e->nr_links == e->cap_links) {
+		int cap = e->cap_links ? e->cap_links * 2 : 32;
+		void *p = realloc(e->links, cap * sizeof(*e->links));
+
+		if (!p)
+			return -ENOMEM;
+		e->links = p;
+		e->cap_links = cap;
+	}
+	e->links[e->nr_links++] = l;
+	return 0;
+}
+
+static int push_fd(struct engine *e, int fd)
+{
+	if (e->nr_fds == e->cap_fds) {
+		int cap = e->cap_fds ? e->cap_fds * 2 : 16;
+		void *p = realloc(e->link_fds, cap * sizeof(*e->link_fds));
+
+		if (!p)
+			return -ENOMEM;
+		e->link_fds = p;
+		e->cap_fds = cap;
+	}
+	e->link_fds[e->nr_fds++] = fd;
+	return 0;
+}
+
+static int attach_perf(struct engine *e, pid_t pid, const char *lib, const struct alloc_syms *syms)
+{
+	struct bpf_program *progs[] = {e->skel->progs.alloc_return, e->skel->progs.alloc_entry};
+	int i, pass, err;
+
+	/* return probes first: an entry without its return would leave a thread's depth stuck */
+	for (pass = 0; pass < 3; pass++) {
+		for (i = 0; i < syms->nr; i++) {
+			const struct alloc_sym *s = &syms->syms[i];
+			LIBBPF_OPTS(bpf_uprobe_opts, uo, .bpf_cookie = s->allocator,
+				    .retprobe = pass == 0);
+			struct bpf_program *prog;
+			struct bpf_link *l;
+
+			if ((s->allocator == ASZ_FREE) != (pass == 2))
+				continue;
+			prog = pass == 2 ? e->skel->progs.free_entry : progs[pass];
+			l = bpf_program__attach_uprobe_opts(prog, pid, lib, s->offset, &uo);
+			if (!l) {
+				err = -errno;
+				elog("cannot attach to %s in %s (pid %d): %s\n", s->name, lib, pid,
+				     strerror(-err));
+				return err;
+			}
+			err = push_link(e, l);
+			if (err) {
+				bpf_link__destroy(l);
+				return err;
+			}
+		}
+	}
+	return 0;
+}
+
+static int attach_multi(struct engine *e, pid_t pid, const char *lib, const struct alloc_syms *syms)
+{
+	__u64 offs[ATTACH_MAX_SYMS], cookies[ATTACH_MAX_SYMS], free_off = 0, free_cookie = ASZ_FREE;
+	int i, n = 0, fd, err;
+
+	for (i = 0; i < syms->nr; i++) {
+		if (syms->syms[i].allocator == ASZ_FREE) {
+			free_off = syms->syms[i].offset;
+			continue;
+		}
+		offs[n] = syms->syms[i].offset;
+		cookies[n++] = syms->syms[i].allocator;
+	}
+	struct {
+		struct bpf_program *prog;
+		bool ret;
+		const __u64 *offs, *cookies;
+		int cnt;
+	} plan[] = {
+		{e->skel->progs.alloc_return, true, offs, cookies, n},
+		{e->skel->progs.alloc_entry, false, offs, cookies, n},
+		{e->skel->progs.free_entry, false, &free_off, &free_cookie, 1},
+	};
+	for (i = 0; i < 3; i++) {
+		fd = attach__uprobe_multi(bpf_program__fd(plan[i].prog), plan[i].ret, lib,
+					  plan[i].offs, plan[i].cookies, plan[i].cnt, pid);
+		if (fd < 0) {
+			elog("cannot attach to %s (pid %d): %s\n", lib, pid, strerror(-fd));
+			return fd;
+		}
+		err = push_fd(e, fd);
+		if (err) {
+			close(fd);
+			return err;
+		}
+	}
+	return 0;
+}
+
+int engine__attach(struct engine *e, pid_t pid, const char *lib)
+{
+	struct alloc_syms syms;
+	struct etarget *t;
+	__u32 key = pid;
+	__u8 one = 1;
+	int err;
+
+	err = attach__find_syms(lib, &syms);
+	if (err) {
+		elog("%s: no glibc allocator symbols found (%s)\n", lib, strerror(-err));
+		return err;
+	}
+	t = realloc(e->targets, (e->nr_targets + 1) * sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	e->targets = t;
+	t = &e->targets[e->nr_targets++];
+	memset(t, 0, sizeof(*t));
+	t->pid = pid;
+	target__comm(pid, t->comm, sizeof(t->comm));
+	err = bpf_map__update_elem(e->skel->maps.targets, &key, sizeof(key), &one, sizeof(one),
+				   BPF_ANY);
+	if (err) {
+		elog("cannot add pid %d to the target map: %s\n", pid, strerror(-err));
+		return err;
+	}
+	err = e->multi ? attach_multi(e, pid, lib, &syms) : attach_perf(e, pid, lib, &syms);
+	if (!err)
+		vlog("pid %d: %d probe points in %s (%s links)\n", pid, syms.nr, lib,
+		     e->multi ? "uprobe_multi" : "perf-event");
+	return err;
+}
+
+void engine__set_exited(struct engine *e, pid_t pid)
+{
+	for (int i = 0; i < e->nr_targets; i++)
+		if (e->targets[i].pid == pid)
+			e->targets[i].exited = true;
+}
+
+void engine__refresh(struct engine *e)
+{
+	for (int i = 0; i < e->nr_targets; i++)
+		if (!e->targets[i].exited)
+			target__comm(e->targets[i].pid, e->targets[i].comm, sizeof(e->targets[i].comm));
+}
+
+bool engine__all_exited(const struct engine *e)
+{
+	for (int i = 0; i < e->nr_targets; i++)
+		if (!e->targets[i].exited)
+			return false;
+	return true;
+}
+
+int engine__nr_links(const struct engine *e)
+{
+	return e->nr_links + e->nr_fds;
+}
+
+const char *engine__attach_mode(const struct engine *e)
+{
+	return e->multi ? "uprobe_multi" : "perf-event";
+}
+
+static size_t cache_slot(const struct stack_cache *c, __u64 key)
+{
+	size_t i = (key * 0x9e3779b97f4a7c15ull) & (c->cap - 1);
+
+	while (c->keys[i] && c->keys[i] != key)
+		i = (i + 1) & (c->cap - 1);
+	return i;
+}
+
+static int cache_grow(struct stack_cache *c)
+{
+	struct stack_cache n = {.cap = c->cap ? c->cap * 2 : 1024};
+	size_t i;
+
+	n.keys = calloc(n.cap, sizeof(*n.keys));
+	n.vals = calloc(n.cap, sizeof(*n.vals));
+	if (!n.keys || !n.vals) {
+		free(n.keys);
+		free(n.vals);
+		return -ENOMEM;
+	}
+	for (i = 0; i < c->cap; i++) {
+		size_t s;
+
+		if (!c->keys[i])
+			continue;
+		s = cache_slot(&n, c->keys[i]);
+		n.keys[s] = c->keys[i];
+		n.vals[s] = c->vals[i];
+	}
+	n.nr = c->nr;
+	free(c->keys);
+	free(c->vals);
+	*c = n;
+	return 0;
+}
+
+/* The stack of an id, from the cache or the kernel; NULL for id 0 or on error. */
+static const struct asz_stack *stack_get(struct engine *e, __u64 id)
+{
+	struct stack_cache *c = &e->stacks;
+	struct asz_stack *st;
+	size_t i;
+
+	if (id == ASZ_STACK_NONE)
+		return NULL;
+	if (c->nr * 2 >= c->cap && cache_grow(c))
+		return NULL;
+	i = cache_slot(c, id);
+	if (c->keys[i])
+		return c->vals[i];
+	st = malloc(sizeof(*st));
+	if (!st)
+		return NULL;
+	if (bpf_map__lookup_elem(e->skel->maps.stacks, &id, sizeof(id), st, sizeof(*st), 0)) {
+		free(st);
+		return NULL;
+	}
+	if (st->nr > ASZ_MAX_FRAMES)
+		st->nr = ASZ_MAX_FRAMES;
+	c->keys[i] = id;
+	c->vals[i] = st;
+	c->nr++;
+	return st;
+}
+
+static struct etarget *find_target(struct engine *e, __u32 pid)
+{
+	for (int i = 0; i < e->nr_targets; i++)
+		if ((__u32)e->targets[i].pid == pid)
+			return &e->targets[i];
+	return NULL;
+}
+
+static void fill_proc(struct engine *e, struct snap_proc *p, __u32 pid)
+{
+	struct etarget *t = find_target(e, pid);
+
+	memset(p, 0, sizeof(*p));
+	p->pid = pid;
+	if (t) {
+		/* comm changes at exec: refresh it while the process lives */
+		if (!t->exited)
+			target__comm(pid, t->comm, sizeof(t->comm));
+		memcpy(p->comm, t->comm, sizeof(p->comm));
+		p->exited = t->exited;
+	} else if (target__comm(pid, p->comm, sizeof(p->comm))) {
+		p->exited = true;
+	}
+}
+
+static int collect_procs(struct engine *e, struct snapshot *s)
+{
+	int fd = bpf_map__fd(e->skel->maps.procs), err, i;
+	__u32 key, next, *prev = NULL;
+	struct asz_proc_val v;
+	struct snap_proc p;
+	bool *seen;
+
+	seen = calloc(e->nr_targets + 1, sizeof(*seen));
+	if (!seen)
+		return -ENOMEM;
+	while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+		key = next;
+		prev = &key;
+		if (bpf_map_lookup_elem(fd, &key, &v))
+			continue;
+		fill_proc(e, &p, key);
+		p.live_bytes = v.live_bytes;
+		p.live_allocs = v.live_allocs;
+		p.alloc_bytes = v.alloc_bytes;
+		p.allocs = v.allocs;
+		p.frees = v.frees;
+		p.unknown_frees = v.unknown_frees;
+		for (i = 0; i < e->nr_targets; i++)
+			if ((__u32)e->targets[i].pid == key)
+				seen[i] = true;
+		err = snapshot__add_proc(s, &p);
+		if (err)
+			goto cleanup;
+	}
+	/* targets that have not allocated yet are shown too, with zeros */
+	for (i = 0; i < e->nr_targets; i++) {
+		if (seen[i])
+			continue;
+		fill_proc(e, &p, e->targets[i].pid);
+		err = snapshot__add_proc(s, &p);
+		if (err)
+			goto cleanup;
+	}
+	err = 0;
+cleanup:
+	free(seen);
+	return err;
+}
+
+static int collect_stacks(struct engine *e, struct snapshot *s)
+{
+	int fd = bpf_map__fd(e->skel->maps.aggs), err;
+	struct asz_agg_key key, next, *prev = NULL;
+	struct asz_agg_val v;
+
+	while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+		const struct asz_stack *st;
+		struct snap_stack ss = {};
+
+		key = next;
+		prev = &key;
+		if (bpf_map_lookup_elem(fd, &key, &v))
+			continue;
+		ss.pid = key.tgid;
+		ss.allocator = key.allocator;
+		ss.stack_id = key.stack_id;
+		ss.live_bytes = v.live_bytes;
+		ss.live_allocs = v.live_allocs;
+		ss.alloc_bytes = v.alloc_bytes;
+		ss.allocs = v.allocs;
+		ss.frees = v.frees;
+		st = stack_get(e, key.stack_id);
+		if (st) {
+			ss.nr_frames = st->nr;
+			ss.flags = st->flags;
+			ss.ips = st->ips;
+		}
+		err = snapshot__add_stack(s, &ss);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+static void collect_drops(struct engine *e, struct snapshot *s)
+{
+	int fd = bpf_map__fd(e->skel->maps.drops);
+	__u64 *vals = calloc(e->ncpus, sizeof(__u64));
+	__u32 r;
+	int c;
+
+	if (!vals)
+		return;
+	for (r = 0; r < ASZ_NR_DROPS; r++) {
+		s->drops[r] = 0;
+		if (bpf_map_lookup_elem(fd, &r, vals))
+			continue;
+		for (c = 0; c < e->ncpus; c++)
+			s->drops[r] += vals[c];
+	}
+	free(vals);
+}
+
+int engine__collect(struct engine *e, struct snapshot **out)
+{
+	struct snapshot *s = snapshot__new();
+	struct timespec wall;
+	int err;
+
+	if (!s)
+		return -ENOMEM;
+	clock_gettime(CLOCK_REALTIME, &wall);
+	s->time = wall.tv_sec + wall.tv_nsec / 1e9;
+	s->mono_ns = util__mono_ns();
+	s->elapsed_s = (s->mono_ns - e->start_ns) / 1e9;
+	err = collect_procs(e, s);
+	if (!err)
+		err = collect_stacks(e, s);
+	if (err) {
+		snapshot__free(s);
+		return err;
+	}
+	collect_drops(e, s);
+	*out = s;
+	return 0;
+}
+
+void engine__close(struct engine *e)
+{
+	size_t i;
+
+	if (!e)
+		return;
+	for (int j = 0; j < e->nr_fds; j++)
+		close(e->link_fds[j]);
+	for (int j = 0; j < e->nr_links; j++)
+		bpf_link__destroy(e->links[j]);
+	asizeof_bpf__destroy(e->skel);
+	for (i = 0; i < e->stacks.cap; i++)
+		free(e->stacks.vals[i]);
+	free(e->stacks.keys);
+	free(e->stacks.vals);
+	free(e->links);
+	free(e->link_fds);
+	free(e->targets);
+	free(e);
+}

@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The engine: owns the BPF skeleton and its links. open -> set rodata and map sizes -> load ->
+ * attach per target -> collect snapshots -> close. One engine serves every mode.
+ */
+#ifndef ASZ_ENGINE_H
+#define ASZ_ENGINE_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+#include "attach.h"
+#include "snapshot.h"
+
+struct engine_opts {
+	__u32 max_allocs; /* live blocks tracked */
+	__u32 max_stacks;
+	__u32 max_aggs;	  /* (process, allocator, stack) aggregates */
+	__u32 max_procs;
+	__u32 max_depth;  /* stack frames */
+	enum attach_mode attach;
+};
+
+#define ENGINE_DEFAULT_OPTS                                                                        \
+	{                                                                                          \
+		.max_allocs = 1u << 20, .max_stacks = 1u << 16, .max_aggs = 1u << 16,              \
+		.max_procs = 4096, .max_depth = ASZ_MAX_FRAMES, .attach = ATTACH_AUTO,             \
+	}
+
+struct engine;
+
+/* Open and load the BPF programs. Returns 0 or a negative errno (logged). */
+int engine__open(struct engine **out, const struct engine_opts *o);
+/* Trace pid (all its threads) through the allocators of library lib. */
+int engine__attach(struct engine *e, pid_t pid, const char *lib);
+/* Mark a target as gone: its final state stays in the reports. */
+void engine__set_exited(struct engine *e, pid_t pid);
+/* Re-read what changes in a live target (comm, at exec). */
+void engine__refresh(struct engine *e);
+bool engine__all_exited(const struct engine *e);
+int engine__nr_links(const struct engine *e);
+const char *engine__attach_mode(const struct engine *e);
+/* Copy the kernel's aggregates into a new snapshot (no BPF access after this). */
+int engine__collect(struct engine *e, struct snapshot **out);
+/* Detach everything and free. Safe on NULL. */
+void engine__close(struct engine *e);
+
+#endif

@@ -1,0 +1,4 @@
+// SPDX-License-Identifier: MIT
+#include "log.h"
+
+int env_verbosity;

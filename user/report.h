@@ -1,0 +1,32 @@
+/* SPDX-License-Identifier: MIT */
+/* Report writers: one snapshot (already diffed and sorted) -> text or JSON lines. */
+#ifndef ASZ_REPORT_H
+#define ASZ_REPORT_H
+
+#include <stdio.h>
+#include "snapshot.h"
+#include "symbolizer.h"
+
+enum report_format {
+	REPORT_TEXT = 0,
+	REPORT_JSON,
+};
+
+struct report_opts {
+	int top_n;	   /* stacks shown; 0 = all */
+	enum snap_sort sort;
+	int max_frames;	   /* symbolized frames shown per stack in text (JSON: all) */
+};
+
+/*
+ * Write one report. The snapshot's stacks must already be sorted; the first top_n are written.
+ * sym may be NULL (frames then carry addresses only). Returns 0 or a negative errno.
+ */
+int report__write(FILE *f, enum report_format fmt, const struct snapshot *s,
+		  struct symbolizer *sym, const struct report_opts *o);
+int report_text__write(FILE *f, const struct snapshot *s, struct symbolizer *sym,
+		       const struct report_opts *o);
+int report_json__write(FILE *f, const struct snapshot *s, struct symbolizer *sym,
+		       const struct report_opts *o);
+
+#endif

@@ -1,0 +1,85 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A snapshot: one plain copy of the kernel's aggregates at one instant. Views read snapshots,
+ * never BPF maps. Growth and rates come from diffing two snapshots.
+ */
+#ifndef ASZ_SNAPSHOT_H
+#define ASZ_SNAPSHOT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <linux/types.h>
+#include "asizeof.h"
+
+struct snap_proc {
+	__u32 pid;
+	char comm[ASZ_COMM_LEN];
+	bool exited;
+	__s64 live_bytes;
+	__s64 live_allocs;
+	__u64 alloc_bytes;
+	__u64 allocs;
+	__u64 frees;
+	__u64 unknown_frees;
+	/* filled by snapshot__diff() */
+	__s64 growth_bytes;	  /* since the previous snapshot */
+	__s64 growth_total_bytes; /* since the first snapshot (attach) */
+	double alloc_rate;	  /* allocations per second over the last interval */
+	double free_rate;
+};
+
+struct snap_stack {
+	__u32 pid;
+	__u32 allocator; /* enum asz_allocator */
+	__u64 stack_id;
+	__s64 live_bytes;
+	__s64 live_allocs;
+	__u64 alloc_bytes;
+	__u64 allocs;
+	__u64 frees;
+	__s64 growth_bytes; /* filled by snapshot__diff() */
+	__u32 nr_frames;
+	__u32 flags;	  /* ASZ_STACK_TRUNCATED */
+	const __u64 *ips; /* return addresses, innermost first; owned by the engine's stack cache */
+};
+
+struct snapshot {
+	double time;	  /* unix time, seconds */
+	double elapsed_s; /* since the engine started tracing */
+	__u64 mono_ns;
+	bool final;
+	struct snap_proc *procs;
+	size_t nr_procs;
+	struct snap_stack *stacks;
+	size_t nr_stacks;
+	__u64 drops[ASZ_NR_DROPS];
+};
+
+enum snap_sort {
+	SNAP_SORT_GROWTH = 0,
+	SNAP_SORT_LIVE,
+	SNAP_SORT_ALLOCS,
+	SNAP_SORT_BYTES,
+};
+
+struct snapshot *snapshot__new(void);
+void snapshot__free(struct snapshot *s);
+/* Append copies; return 0 or -ENOMEM. */
+int snapshot__add_proc(struct snapshot *s, const struct snap_proc *p);
+int snapshot__add_stack(struct snapshot *s, const struct snap_stack *st);
+/*
+ * Fill growth and rates of cur against prev (NULL: growth = live, rates 0) and the growth since
+ * the first snapshot against first (NULL: same as live).
+ */
+void snapshot__diff(struct snapshot *cur, const struct snapshot *prev, const struct snapshot *first);
+/* Sort stacks by key, descending, ties broken by live bytes then pid then stack id. */
+void snapshot__sort_stacks(struct snapshot *s, enum snap_sort key);
+/* Sort processes by key, descending. */
+void snapshot__sort_procs(struct snapshot *s, enum snap_sort key);
+const struct snap_proc *snapshot__find_proc(const struct snapshot *s, __u32 pid);
+
+const char *snapshot__allocator_name(__u32 allocator);
+const char *snapshot__drop_name(int drop);
+int snapshot__parse_sort(const char *s, enum snap_sort *out);
+
+#endif

@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Symbolizer: return addresses of a process -> function, file:line, module, inline chain.
+ * Mappings are recorded when a process is first seen so that its stacks still symbolize after it
+ * exits. Results are cached per (module file, address).
+ */
+#ifndef ASZ_SYMBOLIZER_H
+#define ASZ_SYMBOLIZER_H
+
+#include <stdbool.h>
+#include <linux/types.h>
+
+struct symbolizer;
+
+struct sym_frame {
+	__u64 addr;	       /* the address symbolized (return address - 1), process virtual */
+	__u64 module_offset;   /* the same address as an ELF virtual address of the module file
+				* (what `eu-addr2line -e MODULE` takes) */
+	const char *func;      /* demangled; NULL if unknown */
+	const char *file;      /* source file; NULL if unknown */
+	int line;	       /* 0 if unknown */
+	const char *module;    /* path of the mapped file; NULL if the address is in no file mapping */
+	bool inlined;	       /* this frame was inlined into the next (outer) one */
+};
+
+struct symbolizer *symbolizer__new(void);
+void symbolizer__free(struct symbolizer *s);
+
+/*
+ * Record (or refresh) the file mappings of a live process from /proc/PID/maps, opening each
+ * mapped file so it can be read after the process is gone. Cheap when nothing changed.
+ * Returns 0, or a negative errno (-ESRCH: no such process).
+ */
+int symbolizer__add_pid(struct symbolizer *s, __u32 pid);
+
+/*
+ * Symbolize return address ip of process pid (ip - 1 is looked up). Fills up to max frames,
+ * innermost first: inlined frames (inlined = true) before the function they were inlined
+ * into. Always returns >= 1 when max >= 1 (an unknown address gives one frame with func NULL).
+ * Strings are owned by the symbolizer and live until symbolizer__free().
+ */
+int symbolizer__resolve(struct symbolizer *s, __u32 pid, __u64 ip, struct sym_frame *out, int max);
+
+#endif

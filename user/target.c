@@ -1,0 +1,282 @@
+// SPDX-License-Identifier: MIT
+#include <errno.h>
+#include <fcntl.h>
+#include <gelf.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include "target.h"
+#include "log.h"
+
+extern char **environ;
+
+int target__comm(pid_t pid, char *comm, size_t len)
+{
+	char path[64];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/comm", pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, comm, len - 1);
+	close(fd);
+	if (n < 0)
+		return -errno;
+	comm[n] = 0;
+	if (n > 0 && comm[n - 1] == '\n')
+		comm[n - 1] = 0;
+	return 0;
+}
+
+static bool is_libc_name(const char *path)
+{
+	const char *base = strrchr(path, '/');
+
+	base = base ? base + 1 : path;
+	return strncmp(base, "libc.so", 7) == 0 || strncmp(base, "libc-2.", 7) == 0;
+}
+
+/* Kernel threads have no address space: empty maps and cmdline, flag PF_KTHREAD in stat. */
+static bool is_kthread(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long flags = 0;
+	FILE *f;
+	int i;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	f = fopen(path, "re");
+	if (!f)
+		return false;
+	if (!fgets(buf, sizeof(buf), f)) {
+		fclose(f);
+		return false;
+	}
+	fclose(f);
+	p = strrchr(buf, ')');
+	if (!p)
+		return false;
+	/* after "pid (comm)": state ppid pgrp session tty_nr tpgid flags */
+	for (i = 0; i < 7 && p; i++)
+		p = strchr(p + 1, ' ');
+	if (p)
+		flags = strtoul(p + 1, NULL, 10);
+	return flags & 0x00200000; /* PF_KTHREAD */
+}
+
+int target__inspect(pid_t pid, char *comm, size_t comm_len, char *libc, size_t libc_len)
+{
+	char path[64], line[PATH_MAX + 256];
+	bool found = false;
+	FILE *f = NULL;
+	int err;
+
+	if (pid <= 0)
+		return -ESRCH;
+	err = target__comm(pid, comm, comm_len);
+	if (err)
+		return err == -ENOENT ? -ESRCH : err;
+	if (is_kthread(pid))
+		return -EPERM;
+	snprintf(path, sizeof(path), "/proc/%d/maps", pid);
+	f = fopen(path, "re");
+	if (!f)
+		return errno == ENOENT ? -ESRCH : -errno;
+	while (!found && fgets(line, sizeof(line), f)) {
+		char *file = strchr(line, '/');
+		char *nl;
+
+		if (!file)
+			continue;
+		nl = strchr(file, '\n');
+		if (nl)
+			*nl = 0;
+		if (!is_libc_name(file) || strstr(file, " (deleted)"))
+			continue;
+		snprintf(libc, libc_len, "/proc/%d/root%s", pid, file);
+		found = true;
+	}
+	fclose(f);
+	return found ? 0 : -ENOENT;
+}
+
+/* Does the program need a dynamic linker? Scripts (#!) run an interpreter, dynamic on Debian. */
+static bool has_interp(const char *path)
+{
+	char magic[2] = {0};
+	bool dyn = false;
+	size_t i, n;
+	GElf_Phdr ph;
+	Elf *elf;
+	int fd;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	if (pread(fd, magic, 2, 0) == 2 && magic[0] == '#' && magic[1] == '!') {
+		close(fd);
+		return true;
+	}
+	elf_version(EV_CURRENT);
+	elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
+	if (elf && elf_kind(elf) == ELF_K_ELF && elf_getphdrnum(elf, &n) == 0)
+		for (i = 0; i < n && !dyn; i++)
+			dyn = gelf_getphdr(elf, i, &ph) && ph.p_type == PT_INTERP;
+	if (elf)
+		elf_end(elf);
+	close(fd);
+	return dyn;
+}
+
+/* The C library this profiler runs with: the fallback for scripts and unusual loaders. */
+static int own_libc(char *libc, size_t len)
+{
+	char comm[ASZ_COMM_LEN];
+
+	return target__inspect(getpid(), comm, sizeof(comm), libc, len);
+}
+
+int target__exec_libc(const char *path, char *libc, size_t libc_len)
+{
+	char buf[8192], *p;
+	int pfd[2], status, err = -ENOENT;
+	size_t used = 0;
+	ssize_t n;
+	pid_t pid;
+
+	if (!has_interp(path))
+		return -ENOEXEC;
+	if (pipe2(pfd, O_CLOEXEC))
+		return -errno;
+	pid = fork();
+	if (pid < 0) {
+		err = -errno;
+		close(pfd[0]);
+		close(pfd[1]);
+		return err;
+	}
+	if (pid == 0) {
+		char *argv[] = {(char *)path, NULL};
+		int devnull = open("/dev/null", O_RDWR);
+
+		dup2(pfd[1], 1);
+		if (devnull >= 0) {
+			dup2(devnull, 0);
+			dup2(devnull, 2);
+		}
+		setenv("LD_TRACE_LOADED_OBJECTS", "1", 1);
+		execv(path, argv);
+		_exit(127);
+	}
+	close(pfd[1]);
+	while (used < sizeof(buf) - 1 && (n = read(pfd[0], buf + used, sizeof(buf) - 1 - used)) > 0)
+		used += n;
+	buf[used] = 0;
+	close(pfd[0]);
+	waitpid(pid, &status, 0);
+	/* lines look like "\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)" */
+	for (p = strtok(buf, "\n"); p; p = strtok(NULL, "\n")) {
+		char *arrow = strstr(p, "=> "), *end;
+
+		if (!arrow)
+			continue;
+		arrow += 3;
+		end = strstr(arrow, " (");
+		if (end)
+			*end = 0;
+		if (arrow[0] == '/' && is_libc_name(arrow)) {
+			snprintf(libc, libc_len, "%s", arrow);
+			err = 0;
+			break;
+		}
+	}
+	if (err) {
+		dlog("%s: no libc from the dynamic linker, using the profiler's own\n", path);
+		err = own_libc(libc, libc_len);
+	}
+	return err;
+}
+
+int target__resolve_cmd(const char *cmd, char *out, size_t len)
+{
+	const char *path = getenv("PATH"), *p, *colon;
+	int err = -ENOENT;
+
+	if (strchr(cmd, '/')) {
+		snprintf(out, len, "%s", cmd);
+		return access(out, X_OK) == 0 ? 0 : -errno;
+	}
+	if (!path || !*path)
+		path = "/usr/local/bin:/usr/bin:/bin";
+	for (p = path; p; p = colon ? colon + 1 : NULL) {
+		struct stat st;
+		size_t dlen;
+
+		colon = strchr(p, ':');
+		dlen = colon ? (size_t)(colon - p) : strlen(p);
+		snprintf(out, len, "%.*s/%s", (int)dlen, dlen ? p : ".", cmd);
+		if (stat(out, &st) || !S_ISREG(st.st_mode))
+			continue;
+		if (access(out, X_OK) == 0)
+			return 0;
+		err = -EACCES;
+	}
+	return err;
+}
+
+int target__launch(const char *path, char *const argv[], struct launched *l)
+{
+	int pfd[2], err;
+	pid_t pid;
+	char c;
+
+	if (pipe2(pfd, O_CLOEXEC))
+		return -errno;
+	pid = fork();
+	if (pid < 0) {
+		err = -errno;
+		close(pfd[0]);
+		close(pfd[1]);
+		return err;
+	}
+	if (pid == 0) {
+		close(pfd[1]);
+		/* held here, running, until the probes are in place; EOF means give up */
+		if (read(pfd[0], &c, 1) != 1)
+			_exit(127);
+		execve(path, argv, environ);
+		fprintf(stderr, "asizeof-bpf: %s: %s\n", path, strerror(errno));
+		_exit(errno == ENOENT ? 127 : 126);
+	}
+	close(pfd[0]);
+	l->pid = pid;
+	l->go_fd = pfd[1];
+	return 0;
+}
+
+int target__release(struct launched *l)
+{
+	char c = 1;
+	int err = write(l->go_fd, &c, 1) == 1 ? 0 : -errno;
+
+	close(l->go_fd);
+	l->go_fd = -1;
+	return err;
+}
+
+void target__abort(struct launched *l)
+{
+	int status;
+
+	if (l->go_fd >= 0)
+		close(l->go_fd);
+	l->go_fd = -1;
+	waitpid(l->pid, &status, 0);
+}
