@@ -43,6 +43,38 @@ static int vaddr_to_offset(Elf *elf, __u64 vaddr, __u64 *off)
 	return -ENOENT;
 }
 
+static bool is_push(const __u8 *c, size_t len)
+{
+	if (len >= 1 && c[0] >= 0x50 && c[0] <= 0x57)
+		return true;
+	return len >= 2 && c[0] == 0x41 && c[1] >= 0x50 && c[1] <= 0x57;
+}
+
+/*
+ * Bytes to skip from a symbol's first instruction to the first one the kernel emulates instead
+ * of single-stepping (~0.7 us against ~9.5 us per hit). Only free moves: it begins with
+ * "test %rdi,%rdi; je <return>", and every non-NULL free falls through to a push with %rdi
+ * intact, so a probe there sees every free we record. Allocation entries stay put: their stack
+ * walk needs the stack pointer as it is at the call.
+ */
+int attach__probe_skip(const __u8 *code, size_t len, __u32 allocator)
+{
+	size_t n;
+
+	if (allocator != ASZ_FREE || len < 5)
+		return 0;
+	/* test %rdi,%rdi */
+	if (code[0] != 0x48 || code[1] != 0x85 || code[2] != 0xff)
+		return 0;
+	if (code[3] == 0x74) /* je rel8 */
+		n = 5;
+	else if (len >= 9 && code[3] == 0x0f && code[4] == 0x84) /* je rel32 */
+		n = 9;
+	else
+		return 0;
+	return is_push(code + n, len - n) ? (int)n : 0;
+}
+
 /* Look the wanted names up in one symbol table; found[] keeps the first definition of each. */
 static void scan_symtab(Elf *elf, Elf_Scn *scn, GElf_Shdr *sh, __u64 *found)
 {
@@ -74,6 +106,7 @@ static void scan_symtab(Elf *elf, Elf_Scn *scn, GElf_Shdr *sh, __u64 *found)
 int attach__find_syms(const char *path, struct alloc_syms *out)
 {
 	__u64 found[NR_WANTED] = {};
+	__u8 code[16];
 	Elf_Scn *scn = NULL;
 	GElf_Shdr sh;
 	Elf *elf = NULL;
@@ -119,6 +152,13 @@ int attach__find_syms(const char *path, struct alloc_syms *out)
 		err = vaddr_to_offset(elf, found[i], &s->offset);
 		if (err)
 			goto cleanup;
+		if (pread(fd, code, sizeof(code), s->offset) == (ssize_t)sizeof(code)) {
+			s->skip = attach__probe_skip(code, sizeof(code), s->allocator);
+			s->offset += s->skip;
+			if (s->skip)
+				dlog("%s: %s probed at +%d (first emulated instruction)\n", path,
+				     s->name, s->skip);
+		}
 		out->nr++;
 	}
 cleanup:

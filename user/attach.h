@@ -13,6 +13,7 @@ struct alloc_sym {
 	__u32 allocator; /* enum asz_allocator, the probe's cookie */
 	__u64 vaddr;	 /* ELF virtual address of the symbol */
 	__u64 offset;	 /* file offset where the probe goes */
+	int skip;	 /* bytes past the symbol's start (cost-aware placement) */
 };
 
 #define ATTACH_MAX_SYMS 16
@@ -28,6 +29,9 @@ struct alloc_syms {
  * another negative errno.
  */
 int attach__find_syms(const char *path, struct alloc_syms *out);
+
+/* How far past a symbol's entry its probe can go (see attach.c); pure, for tests. */
+int attach__probe_skip(const __u8 *code, size_t len, __u32 allocator);
 
 enum attach_mode {
 	ATTACH_AUTO = 0,
