@@ -101,7 +101,7 @@ demo: deps
 
 bench: deps
 	$(MAKE) all
-	sh tools/bench.sh
+	bash tools/bench.sh
 
 install: asizeof-bpf
 	install -D -m 0755 asizeof-bpf $(DESTDIR)$(PREFIX)/sbin/asizeof-bpf

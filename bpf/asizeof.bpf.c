@@ -21,6 +21,8 @@ char LICENSE[] SEC("license") = "GPL";
 /* Set by the loader before load. */
 const volatile __u32 max_depth = ASZ_MAX_FRAMES;
 const volatile bool filter_tgid = true;
+/* Benchmarks only: the same probe points with programs that do nothing (the cost floor). */
+const volatile bool empty_probes = false;
 
 /* Probing slots tried after a hash collision before a stack is given up as unresolved. */
 #define STACK_PROBES 4
@@ -65,6 +67,14 @@ struct {
 	__type(key, __u64);
 	__type(value, struct asz_stack);
 } stacks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 1 << 14);
+	__type(key, struct asz_vma_key);
+	__type(value, struct asz_vma);
+} vmas SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -183,6 +193,48 @@ static __always_inline __u64 stack_hash(const struct asz_stack *st)
 	return h ? h : 1;
 }
 
+struct vma_ctx {
+	__u32 tgid;
+	__u64 start, end; /* the last mapping recorded: consecutive frames often share it */
+};
+
+static long record_vma(struct task_struct *task, struct vm_area_struct *vma, void *data)
+{
+	struct vma_ctx *c = data;
+	struct asz_vma_key key = {.tgid = c->tgid, .start = vma->vm_start};
+	struct file *f = vma->vm_file;
+	struct asz_vma v = {};
+
+	c->start = vma->vm_start;
+	c->end = vma->vm_end;
+	if (!f)
+		return 0;
+	v.end = vma->vm_end;
+	v.pgoff = vma->vm_pgoff << 12;
+	v.ino = BPF_CORE_READ(f, f_inode, i_ino);
+	v.dev = BPF_CORE_READ(f, f_inode, i_sb, s_dev);
+	bpf_map_update_elem(&vmas, &key, &v, BPF_NOEXIST);
+	return 0;
+}
+
+/* Remember which file mappings a new stack's frames lie in (once per stack, not per call). */
+static __always_inline void record_vmas(const struct asz_stack *st)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct vma_ctx c = {.tgid = bpf_get_current_pid_tgid() >> 32};
+
+	for (int i = 0; i < ASZ_MAX_FRAMES; i++) {
+		__u64 ip;
+
+		if (i >= st->nr)
+			break;
+		ip = st->ips[i] - 1;
+		if (ip >= c.start && ip < c.end)
+			continue;
+		bpf_find_vma(task, ip, record_vma, &c, 0);
+	}
+}
+
 /* Intern the current stack in the stacks map; never merges two different stacks. */
 static __always_inline __u64 stack_intern(struct pt_regs *ctx)
 {
@@ -204,8 +256,10 @@ static __always_inline __u64 stack_intern(struct pt_regs *ctx)
 		old = bpf_map_lookup_elem(&stacks, &key);
 		if (!old) {
 			err = bpf_map_update_elem(&stacks, &key, st, BPF_NOEXIST);
-			if (err == 0)
+			if (err == 0) {
+				record_vmas(st);
 				return key;
+			}
 			if (err != -EEXIST) {
 				count_drop(ASZ_DROP_STACKS_FULL);
 				return ASZ_STACK_NONE;
@@ -349,7 +403,7 @@ int BPF_KPROBE(alloc_entry)
 	struct asz_tstate *ts;
 	__u64 size = 0, arg = 0;
 
-	if (!traced(tgid))
+	if (empty_probes || !traced(tgid))
 		return 0;
 	ts = bpf_task_storage_get(&tstates, bpf_get_current_task_btf(), 0,
 				  BPF_LOCAL_STORAGE_GET_F_CREATE);
@@ -419,7 +473,7 @@ int BPF_KRETPROBE(alloc_return)
 	struct asz_tstate *ts;
 	__u64 addr = 0, now;
 
-	if (!traced(tgid))
+	if (empty_probes || !traced(tgid))
 		return 0;
 	ts = bpf_task_storage_get(&tstates, bpf_get_current_task_btf(), 0, 0);
 	/* depth 0: the call began before the entry probe was attached */
@@ -462,7 +516,7 @@ int BPF_KPROBE(free_entry)
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct asz_tstate *ts;
 
-	if (!ptr || !traced(tgid))
+	if (empty_probes || !ptr || !traced(tgid))
 		return 0;
 	/* a free inside an allocator (realloc(p, 0)) is that allocator's business */
 	ts = bpf_task_storage_get(&tstates, bpf_get_current_task_btf(), 0, 0);

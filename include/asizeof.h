@@ -88,6 +88,24 @@ struct asz_stack {
 	__u64 ips[ASZ_MAX_FRAMES]; /* return addresses, innermost (the allocator's caller) first */
 };
 
+/*
+ * A file mapping holding a frame of some stack, recorded when the stack is first seen, so that a
+ * process that exits before user space reads /proc/PID/maps still symbolizes.
+ */
+struct asz_vma_key {
+	__u32 tgid;
+	__u32 pad;
+	__u64 start;
+};
+
+struct asz_vma {
+	__u64 end;
+	__u64 pgoff; /* bytes */
+	__u64 ino;
+	__u32 dev; /* kernel encoding: major << 20 | minor */
+	__u32 pad;
+};
+
 /* Per-thread state between an allocator's entry and its return (task storage). */
 struct asz_tstate {
 	__u32 depth;
@@ -109,5 +127,7 @@ _Static_assert(sizeof(struct asz_agg_val) == 48, "asz_agg_val");
 _Static_assert(sizeof(struct asz_proc_val) == 64, "asz_proc_val");
 _Static_assert(sizeof(struct asz_stack) == 1024, "asz_stack");
 _Static_assert(sizeof(struct asz_tstate) == 64, "asz_tstate");
+_Static_assert(sizeof(struct asz_vma_key) == 16, "asz_vma_key");
+_Static_assert(sizeof(struct asz_vma) == 32, "asz_vma");
 
 #endif /* ASIZEOF_H */

@@ -54,10 +54,11 @@ struct session {
 	struct tracked t[MAX_TARGETS + 1];
 	int nr;
 	struct launched child;
+	char child_path[PATH_MAX];
 	bool launched;
 	int child_status;
 	bool child_done;
-	struct snapshot *first, *prev;
+	struct snapshot *prev;
 };
 
 enum {
@@ -65,6 +66,7 @@ enum {
 	OPT_MAX_ALLOCS,
 	OPT_MAX_STACKS,
 	OPT_ATTACH,
+	OPT_EMPTY_PROBES,
 };
 
 static const struct option long_opts[] = {
@@ -79,6 +81,7 @@ static const struct option long_opts[] = {
 	{"max-allocs", required_argument, NULL, OPT_MAX_ALLOCS},
 	{"max-stacks", required_argument, NULL, OPT_MAX_STACKS},
 	{"attach", required_argument, NULL, OPT_ATTACH},
+	{"empty-probes", no_argument, NULL, OPT_EMPTY_PROBES}, /* benchmarks only, undocumented */
 	{"verbose", no_argument, NULL, 'v'},
 	{"help", no_argument, NULL, 'h'},
 	{"version", no_argument, NULL, 'V'},
@@ -150,14 +153,19 @@ static int parse_args(int argc, char **argv, struct report_args *a)
 
 	optind = 1;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "+p:i:d:n:s:f:o:vhV", long_opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+:p:i:d:n:s:f:o:vhV", long_opts, NULL)) != -1) {
 		switch (c) {
 		case 'p':
 			if (parse_count(optarg, 1, INT_MAX, &v))
 				return usage_error("-p: '%s' is not a process id", optarg);
 			if (a->nr_pids == MAX_TARGETS)
 				return usage_error("too many -p (at most %s)", "64");
-			a->pids[a->nr_pids++] = v;
+			/* a pid given twice would get two probe sets and count every call twice */
+			for (int i = 0; i < a->nr_pids; i++)
+				if (a->pids[i] == (pid_t)v)
+					v = 0;
+			if (v)
+				a->pids[a->nr_pids++] = v;
 			break;
 		case 'i':
 			if (util__parse_double(optarg, &a->interval) || a->interval < 0.01 ||
@@ -217,6 +225,9 @@ static int parse_args(int argc, char **argv, struct report_args *a)
 				return usage_error("--attach: unknown mode '%s' (auto, multi, perf)",
 						   optarg);
 			break;
+		case OPT_EMPTY_PROBES:
+			a->eo.empty_probes = true;
+			break;
 		case 'v':
 			env_verbosity++;
 			break;
@@ -226,13 +237,10 @@ static int parse_args(int argc, char **argv, struct report_args *a)
 		case 'V':
 			printf("asizeof-bpf %s\n", ASZ_VERSION);
 			return 0;
-		case '?':
-			if (optopt)
-				return usage_error("option -%c needs a valid argument or is unknown",
-						   (char[]){(char)optopt, 0});
-			return usage_error("unknown option '%s'", argv[optind - 1]);
-		case ':':
+		case ':': /* the leading ':' in the option string makes getopt tell these apart */
 			return usage_error("option '%s' needs an argument", argv[optind - 1]);
+		case '?':
+			return usage_error("unknown option '%s'", argv[optind - 1]);
 		}
 	}
 	if (optind < argc) {
@@ -315,6 +323,17 @@ static void refresh_maps(struct session *s)
 			symbolizer__add_pid(s->sym, s->t[i].pid);
 }
 
+static void add_file(const char *path, void *sym)
+{
+	symbolizer__add_file(sym, path);
+}
+
+static void add_vma(const struct asz_vma_key *k, const struct asz_vma *v, void *sym)
+{
+	symbolizer__add_mapping(sym, k->tgid, k->start, v->end, v->pgoff, v->dev >> 20,
+				v->dev & 0xfffff, v->ino);
+}
+
 static int emit_report(struct session *s, bool final)
 {
 	struct snapshot *cur;
@@ -322,13 +341,17 @@ static int emit_report(struct session *s, bool final)
 
 	/* last look at the mappings before they may be needed for good */
 	refresh_maps(s);
+	for (int i = 0; i < s->nr; i++)
+		if (s->t[i].exited)
+			engine__for_each_vma(s->eng, s->t[i].pid, add_vma, s->sym);
 	err = engine__collect(s->eng, &cur);
 	if (err) {
 		elog("cannot read the kernel maps: %s\n", strerror(-err));
 		return err;
 	}
 	cur->final = final;
-	snapshot__diff(cur, s->prev, s->first);
+	/* counting starts at attach, so growth since attach is measured from zero */
+	snapshot__diff(cur, s->prev, NULL);
 	snapshot__sort_procs(cur, s->a->ro.sort);
 	snapshot__sort_stacks(cur, s->a->ro.sort);
 	err = report__write(s->out, s->a->fmt, cur, s->sym, &s->a->ro);
@@ -336,10 +359,7 @@ static int emit_report(struct session *s, bool final)
 		err = -errno;
 	if (err)
 		elog("cannot write the report: %s\n", strerror(-err));
-	if (!s->first)
-		s->first = cur;
-	else if (s->prev != s->first)
-		snapshot__free(s->prev);
+	snapshot__free(s->prev);
 	s->prev = cur;
 	return err;
 }
@@ -396,13 +416,19 @@ static int attach_targets(struct session *s)
 		elog("%s: %s\n", a->cmd[0], err == -ENOENT ? "command not found" : strerror(-err));
 		return err;
 	}
-	err = target__exec_libc(path, lib, sizeof(lib));
+	/*
+	 * The command's files are opened now: if it exits before its /proc/PID/maps is read, the
+	 * mappings the kernel recorded for its stacks name them by device and inode.
+	 */
+	symbolizer__add_file(s->sym, path);
+	err = target__exec_libc(path, lib, sizeof(lib), add_file, s->sym);
 	if (err) {
 		elog("%s: %s\n", path,
 		     err == -ENOEXEC ? "statically linked: no glibc to probe (not supported yet)"
 				     : "cannot find the C library it loads");
 		return err;
 	}
+	snprintf(s->child_path, sizeof(s->child_path), "%s", path);
 	err = target__launch(path, a->cmd, &s->child);
 	if (err) {
 		elog("cannot start %s: %s\n", path, strerror(-err));
@@ -497,7 +523,7 @@ int cmd_report(int argc, char **argv)
 		.fmt = REPORT_TEXT,
 		.eo = ENGINE_DEFAULT_OPTS,
 	};
-	struct session s = {.a = &a, .child = {.go_fd = -1}};
+	struct session s = {.a = &a, .child = {.go_fd = -1, .exec_fd = -1}};
 	sigset_t mask, old;
 	int ret, err, sfd = -1;
 
@@ -548,6 +574,9 @@ int cmd_report(int argc, char **argv)
 			elog("cannot start the command: %s\n", strerror(-err));
 			goto cleanup;
 		}
+		/* exec has happened; the kernel named the process after the file (it may be gone) */
+		engine__set_comm(s.eng, s.child.pid, util__basename(s.child_path));
+		engine__refresh(s.eng);
 	}
 	ret = run_loop(&s, sfd);
 	if (ret < 0)
@@ -561,9 +590,7 @@ cleanup:
 	}
 	engine__close(s.eng);
 	symbolizer__free(s.sym);
-	if (s.prev != s.first)
-		snapshot__free(s.prev);
-	snapshot__free(s.first);
+	snapshot__free(s.prev);
 	if (s.out && s.out != stdout)
 		fclose(s.out);
 	for (int i = 0; i < s.nr; i++)

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -78,6 +79,7 @@ int engine__open(struct engine **out, const struct engine_opts *o)
 	}
 	e->skel->rodata->max_depth = o->max_depth;
 	e->skel->rodata->filter_tgid = true;
+	e->skel->rodata->empty_probes = o->empty_probes;
 	bpf_map__set_max_entries(e->skel->maps.allocs, o->max_allocs);
 	bpf_map__set_max_entries(e->skel->maps.stacks, o->max_stacks);
 	bpf_map__set_max_entries(e->skel->maps.aggs, o->max_aggs);
@@ -246,6 +248,13 @@ void engine__set_exited(struct engine *e, pid_t pid)
 	for (int i = 0; i < e->nr_targets; i++)
 		if (e->targets[i].pid == pid)
 			e->targets[i].exited = true;
+}
+
+void engine__set_comm(struct engine *e, pid_t pid, const char *comm)
+{
+	for (int i = 0; i < e->nr_targets; i++)
+		if (e->targets[i].pid == pid)
+			snprintf(e->targets[i].comm, sizeof(e->targets[i].comm), "%s", comm);
 }
 
 void engine__refresh(struct engine *e)
@@ -485,6 +494,22 @@ int engine__collect(struct engine *e, struct snapshot **out)
 	collect_drops(e, s);
 	*out = s;
 	return 0;
+}
+
+void engine__for_each_vma(struct engine *e, pid_t pid,
+			  void (*fn)(const struct asz_vma_key *k, const struct asz_vma *v, void *ctx),
+			  void *ctx)
+{
+	int fd = bpf_map__fd(e->skel->maps.vmas);
+	struct asz_vma_key key, next, *prev = NULL;
+	struct asz_vma v;
+
+	while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+		key = next;
+		prev = &key;
+		if (key.tgid == (__u32)pid && bpf_map_lookup_elem(fd, &key, &v) == 0)
+			fn(&key, &v, ctx);
+	}
 }
 
 void engine__close(struct engine *e)

@@ -18,6 +18,7 @@ struct engine_opts {
 	__u32 max_procs;
 	__u32 max_depth;  /* stack frames */
 	enum attach_mode attach;
+	bool empty_probes; /* benchmarks: attach programs that do nothing */
 };
 
 #define ENGINE_DEFAULT_OPTS                                                                        \
@@ -34,6 +35,7 @@ int engine__open(struct engine **out, const struct engine_opts *o);
 int engine__attach(struct engine *e, pid_t pid, const char *lib);
 /* Mark a target as gone: its final state stays in the reports. */
 void engine__set_exited(struct engine *e, pid_t pid);
+void engine__set_comm(struct engine *e, pid_t pid, const char *comm);
 /* Re-read what changes in a live target (comm, at exec). */
 void engine__refresh(struct engine *e);
 bool engine__all_exited(const struct engine *e);
@@ -41,6 +43,13 @@ int engine__nr_links(const struct engine *e);
 const char *engine__attach_mode(const struct engine *e);
 /* Copy the kernel's aggregates into a new snapshot (no BPF access after this). */
 int engine__collect(struct engine *e, struct snapshot **out);
+/*
+ * Call fn for each file mapping the kernel recorded under pid's stacks (see struct asz_vma):
+ * the fallback for processes that exited before their /proc/PID/maps could be read.
+ */
+void engine__for_each_vma(struct engine *e, pid_t pid,
+			  void (*fn)(const struct asz_vma_key *k, const struct asz_vma *v, void *ctx),
+			  void *ctx);
 /* Detach everything and free. Safe on NULL. */
 void engine__close(struct engine *e);
 

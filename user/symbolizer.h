@@ -34,6 +34,20 @@ void symbolizer__free(struct symbolizer *s);
 int symbolizer__add_pid(struct symbolizer *s, __u32 pid);
 
 /*
+ * Make a file known by path (opened now), so that mappings of it given to
+ * symbolizer__add_mapping() can be symbolized later. Returns 0 or a negative errno.
+ */
+int symbolizer__add_file(struct symbolizer *s, const char *path);
+
+/*
+ * Add one mapping of pid by file identity (device major:minor, inode), for a process whose
+ * /proc/PID/maps was never read. Ignored where a known mapping already covers start.
+ * Returns 0, -ENOENT when the file is not known, or another negative errno.
+ */
+int symbolizer__add_mapping(struct symbolizer *s, __u32 pid, __u64 start, __u64 end, __u64 pgoff,
+			    __u32 dev_major, __u32 dev_minor, __u64 ino);
+
+/*
  * Symbolize return address ip of process pid (ip - 1 is looked up). Fills up to max frames,
  * innermost first: inlined frames (inlined = true) before the function they were inlined
  * into. Always returns >= 1 when max >= 1 (an unknown address gives one frame with func NULL).

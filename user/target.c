@@ -143,7 +143,8 @@ static int own_libc(char *libc, size_t len)
 	return target__inspect(getpid(), comm, sizeof(comm), libc, len);
 }
 
-int target__exec_libc(const char *path, char *libc, size_t libc_len)
+int target__exec_libc(const char *path, char *libc, size_t libc_len,
+		      void (*each)(const char *object, void *ctx), void *ctx)
 {
 	char buf[8192], *p;
 	int pfd[2], status, err = -ENOENT;
@@ -181,20 +182,24 @@ int target__exec_libc(const char *path, char *libc, size_t libc_len)
 	buf[used] = 0;
 	close(pfd[0]);
 	waitpid(pid, &status, 0);
-	/* lines look like "\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)" */
+	/*
+	 * Lines look like "\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)", and for the
+	 * dynamic linker itself "\t/lib64/ld-linux-x86-64.so.2 (0x...)".
+	 */
 	for (p = strtok(buf, "\n"); p; p = strtok(NULL, "\n")) {
-		char *arrow = strstr(p, "=> "), *end;
+		char *obj = strstr(p, "=> "), *end;
 
-		if (!arrow)
-			continue;
-		arrow += 3;
-		end = strstr(arrow, " (");
+		obj = obj ? obj + 3 : p + strspn(p, " \t");
+		end = strstr(obj, " (");
 		if (end)
 			*end = 0;
-		if (arrow[0] == '/' && is_libc_name(arrow)) {
-			snprintf(libc, libc_len, "%s", arrow);
+		if (obj[0] != '/')
+			continue;
+		if (each)
+			each(obj, ctx);
+		if (err && is_libc_name(obj)) {
+			snprintf(libc, libc_len, "%s", obj);
 			err = 0;
-			break;
 		}
 	}
 	if (err) {
@@ -233,32 +238,51 @@ int target__resolve_cmd(const char *cmd, char *out, size_t len)
 
 int target__launch(const char *path, char *const argv[], struct launched *l)
 {
-	int pfd[2], err;
+	int go[2], ex[2] = {-1, -1}, err;
 	pid_t pid;
 	char c;
 
-	if (pipe2(pfd, O_CLOEXEC))
+	if (pipe2(go, O_CLOEXEC))
 		return -errno;
+	if (pipe2(ex, O_CLOEXEC)) {
+		err = -errno;
+		goto fail;
+	}
 	pid = fork();
 	if (pid < 0) {
 		err = -errno;
-		close(pfd[0]);
-		close(pfd[1]);
-		return err;
+		goto fail;
 	}
 	if (pid == 0) {
-		close(pfd[1]);
+		sigset_t none;
+
+		close(go[1]);
+		close(ex[0]);
+		/* the profiler's blocked signals and ignored SIGPIPE must not leak into the command */
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		signal(SIGPIPE, SIG_DFL);
 		/* held here, running, until the probes are in place; EOF means give up */
-		if (read(pfd[0], &c, 1) != 1)
+		if (read(go[0], &c, 1) != 1)
 			_exit(127);
 		execve(path, argv, environ);
 		fprintf(stderr, "asizeof-bpf: %s: %s\n", path, strerror(errno));
 		_exit(errno == ENOENT ? 127 : 126);
 	}
-	close(pfd[0]);
+	close(go[0]);
+	close(ex[1]);
 	l->pid = pid;
-	l->go_fd = pfd[1];
+	l->go_fd = go[1];
+	l->exec_fd = ex[0];
 	return 0;
+fail:
+	close(go[0]);
+	close(go[1]);
+	if (ex[0] >= 0) {
+		close(ex[0]);
+		close(ex[1]);
+	}
+	return err;
 }
 
 int target__release(struct launched *l)
@@ -268,6 +292,11 @@ int target__release(struct launched *l)
 
 	close(l->go_fd);
 	l->go_fd = -1;
+	/* the write end closes at exec (or exit): the command's name and image are then in place */
+	while (!err && read(l->exec_fd, &c, 1) < 0 && errno == EINTR)
+		;
+	close(l->exec_fd);
+	l->exec_fd = -1;
 	return err;
 }
 
@@ -277,6 +306,9 @@ void target__abort(struct launched *l)
 
 	if (l->go_fd >= 0)
 		close(l->go_fd);
+	if (l->exec_fd >= 0)
+		close(l->exec_fd);
 	l->go_fd = -1;
+	l->exec_fd = -1;
 	waitpid(l->pid, &status, 0);
 }

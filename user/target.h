@@ -20,21 +20,25 @@ int target__comm(pid_t pid, char *comm, size_t len);
 
 /*
  * Find the C library a command will load, by asking its dynamic linker (LD_TRACE_LOADED_OBJECTS,
- * as ldd does; the program itself does not run). Returns 0, -ENOEXEC for a static program or
- * -ENOENT when no libc is found.
+ * as ldd does; the program itself does not run). each (may be NULL) is called with every
+ * object the dynamic linker resolves. Returns 0, -ENOEXEC for a static program or -ENOENT when
+ * no libc is found.
  */
-int target__exec_libc(const char *path, char *libc, size_t libc_len);
+int target__exec_libc(const char *path, char *libc, size_t libc_len,
+		      void (*each)(const char *object, void *ctx), void *ctx);
 
 /* Resolve a command name through PATH like execvp. Returns 0, -ENOENT or -EACCES. */
 int target__resolve_cmd(const char *cmd, char *path, size_t len);
 
 struct launched {
 	pid_t pid;
-	int go_fd; /* write end: one byte releases the child into execve() */
+	int go_fd;   /* write end: one byte releases the child into execve() */
+	int exec_fd; /* read end of a close-on-exec pipe: EOF once execve() has replaced the child */
 };
 
 /* Fork a child that waits (blocked on a pipe, never stopped) until target__release(). */
 int target__launch(const char *path, char *const argv[], struct launched *l);
+/* Release the child and wait until it has exec'd (or failed to: it then exits by itself). */
 int target__release(struct launched *l);
 /* Make the held child exit without running the command (attach failed). */
 void target__abort(struct launched *l);

@@ -1,0 +1,359 @@
+# SPDX-License-Identifier: MIT
+"""Launch mode (asizeof-bpf [options] -- CMD ...): exact numbers per call site and per process,
+frames[0], sorting, exit status and argument passthrough."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+
+import pytest
+
+import helpers
+from helpers import ATTACHED_RE
+
+# ---------------------------------------------------------------- alloc_sites, run once per module
+
+
+def _launch(guarded, tmp, wl, extra=()):
+    report = tmp / "report.json"
+    expected = tmp / "expected.json"
+    rc, out, err = guarded.run(
+        ["-f", "json", "-n", "0", "-i", "1", "-o", str(report), *extra, "--", wl, "launch", str(expected)]
+    )
+    reps = helpers.parse_reports(report.read_text()) if report.exists() else []
+    exp = json.loads(expected.read_text()) if expected.exists() else None
+    return {"rc": rc, "stdout": out, "stderr": err, "reports": reps, "exp": exp}
+
+
+@pytest.fixture(scope="module")
+def sites_run(bpf_ok, workloads, guarded, tmp_path_factory):
+    return _launch(guarded, tmp_path_factory.mktemp("sites"), workloads["alloc_sites"])
+
+
+def _final(run):
+    assert run["exp"] is not None, "the workload wrote no expectation; stderr %r" % run["stderr"]
+    return helpers.final_report(run["reports"])
+
+
+def test_launch_exits_with_status_and_one_final_report(sites_run):
+    assert sites_run["rc"] == 0, sites_run["stderr"]
+    rep = _final(sites_run)
+    for r in sites_run["reports"]:
+        helpers.check_schema(r)
+    pid = sites_run["exp"]["pid"]
+    p = helpers.proc_of(rep, pid)
+    assert p["exited"] is True
+    assert p["comm"] == "alloc_sites"
+    assert [p["pid"] for p in rep["processes"]] == [pid], "only the launched command is traced"
+    attached = [l for l in sites_run["stderr"].splitlines() if ATTACHED_RE.match(l)]
+    assert len(attached) == 1, sites_run["stderr"]
+    assert sites_run["stdout"] == "", "with -o FILE nothing goes to stdout: %r" % sites_run["stdout"][:300]
+
+
+def test_launch_sites_exact(sites_run):
+    rep = _final(sites_run)
+    exp = sites_run["exp"]
+    # the workload did exercise both realloc paths
+    assert exp["info"] == {"realloc_grow_in_place": 1, "realloc_move_moved": 1}
+    helpers.check_sites(rep, exp["pid"], exp["sites"])
+
+
+def test_launch_process_totals_exact(sites_run):
+    # alloc_sites allocates nothing besides its sites (checked with gdb on every allocator entry):
+    # the process totals are exactly the sum of the sites and the sum of the reported stacks.
+    rep = _final(sites_run)
+    exp = sites_run["exp"]
+    helpers.check_proc_is_sum_of_stacks(rep, exp["pid"])
+    helpers.check_proc_exact(rep, exp["pid"], exp["proc"])
+    helpers.check_drops(rep, unknown_frees=0)
+
+
+def test_launch_no_stray_stacks(sites_run):
+    """Every reported stack of the workload belongs to one of its sites."""
+    rep = _final(sites_run)
+    exp = sites_run["exp"]
+    names = set(exp["sites"])
+    stray = [
+        (helpers.frame0_func(s), s["allocator"], s["live_bytes"], s["allocs"])
+        for s in helpers.stacks_of(rep, exp["pid"])
+        if not (helpers.frame0_func(s) in names or helpers.is_strdup(helpers.frame0_func(s)))
+    ]
+    assert not stray, "stacks whose frames[0] is no site: %r" % stray
+
+
+def test_frames0_name_the_site(sites_run):
+    rep = _final(sites_run)
+    exp = sites_run["exp"]
+    pid = exp["pid"]
+    stacks = helpers.stacks_of(rep, pid)
+    funcs = {}
+    for s in stacks:
+        assert s["frames"], "stack without frames: %r" % s
+        funcs.setdefault(helpers.frame0_func(s), []).append(s)
+    for name, site in exp["sites"].items():
+        if site["allocs"] == 0:
+            continue
+        if name == "strdup":
+            got = [f for f in funcs if helpers.is_strdup(f)]
+            assert got, "no stack with frames[0] in libc's strdup; frames[0] seen: %r" % sorted(map(str, funcs))
+            for f in got:
+                for s in funcs[f]:
+                    fr = s["frames"][0]
+                    assert fr["module"] and re.search(r"/libc[.-]", fr["module"]), fr
+            continue
+        assert name in funcs, "no stack with frames[0] %s; frames[0] seen: %r" % (name, sorted(map(str, funcs)))
+        for s in funcs[name]:
+            fr = s["frames"][0]
+            assert fr["module"] == helpers.workload("alloc_sites"), fr
+            assert fr["file"] and fr["file"].endswith("tests/workloads/alloc_sites.c"), fr
+            assert isinstance(fr["line"], int) and fr["line"] > 0, fr
+            assert fr["inlined"] is False, fr
+
+
+def test_frames0_offsets_match_eu_addr2line(sites_run):
+    """module_offset is the ELF address of frames[0] in its module (what eu-addr2line takes),
+    addr is the same address in the process: addr - module_offset is one load bias per module."""
+    rep = _final(sites_run)
+    pid = sites_run["exp"]["pid"]
+    bias = {}
+    queries = {}
+    for s in helpers.stacks_of(rep, pid):
+        fr = s["frames"][0]
+        assert isinstance(fr["module_offset"], int), fr
+        b = fr["addr"] - fr["module_offset"]
+        assert bias.setdefault(fr["module"], b) == b, "two load biases for %s" % fr["module"]
+        queries.setdefault(fr["module"], {})[fr["module_offset"]] = fr
+    for module, frames in queries.items():
+        offs = sorted(frames)
+        p = subprocess.run(
+            ["eu-addr2line", "-f", "-e", module] + ["0x%x" % o for o in offs], capture_output=True, timeout=120
+        )
+        assert p.returncode == 0, p.stderr
+        lines = p.stdout.decode().splitlines()
+        assert len(lines) == 2 * len(offs), lines
+        for i, off in enumerate(offs):
+            fr = frames[off]
+            func, loc = lines[2 * i], lines[2 * i + 1]
+            if helpers.is_strdup(fr["func"]):
+                assert "strdup" in func, (fr, func)
+            else:
+                assert func == fr["func"], (fr, func)
+                m = re.match(r"^(.+?):(\d+)(?::\d+)?$", loc)
+                assert m and int(m.group(2)) == fr["line"] and m.group(1).endswith(os.path.basename(fr["file"])), (
+                    fr,
+                    loc,
+                )
+
+
+# ---------------------------------------------------------------- same workload, other options
+
+
+def test_launch_perf_links(bpf_ok, workloads, guarded, tmp_path):
+    """One perf-event link per probe (--attach perf): same exact numbers, no link left."""
+    run = _launch(guarded, tmp_path, workloads["alloc_sites"], extra=("--attach", "perf"))
+    assert run["rc"] == 0, run["stderr"]
+    rep = _final(run)
+    exp = run["exp"]
+    helpers.check_sites(rep, exp["pid"], exp["sites"])
+    helpers.check_proc_exact(rep, exp["pid"], exp["proc"])
+    helpers.check_drops(rep, unknown_frees=0)
+
+
+def test_top_n_and_sort_live(sites_run, workloads, guarded, tmp_path):
+    exp = sites_run["exp"]
+    report = tmp_path / "top.json"
+    rc, out, err = guarded.run(
+        ["-f", "json", "-n", "3", "-s", "live", "-o", str(report), "--", workloads["alloc_sites"], "launch", "-"]
+    )
+    assert rc == 0, err
+    rep = helpers.final_report(helpers.parse_reports(report.read_text()))
+    funcs = [helpers.frame0_func(s) for s in rep["stacks"]]
+    assert funcs == ["site_realloc_mmap", "site_big_mmap", "site_calloc_big"], funcs
+    assert [s["live_bytes"] for s in rep["stacks"]] == [5 << 20, 4 << 20, 2 << 20]
+    # the process totals do not depend on -n
+    p = helpers.proc_of(rep, rep["processes"][0]["pid"])
+    assert p["live_bytes"] == exp["proc"]["live_bytes"]
+    assert p["allocs"] == exp["proc"]["allocs"]
+
+
+def test_sort_allocs_orders_stacks(bpf_ok, workloads, guarded, tmp_path):
+    report = tmp_path / "allocs.json"
+    rc, out, err = guarded.run(
+        ["-f", "json", "-n", "0", "-s", "allocs", "-o", str(report), "--", workloads["alloc_sites"], "launch", "-"]
+    )
+    assert rc == 0, err
+    rep = helpers.final_report(helpers.parse_reports(report.read_text()))
+    allocs = [s["allocs"] for s in rep["stacks"]]
+    assert allocs == sorted(allocs, reverse=True), allocs
+    assert helpers.frame0_func(rep["stacks"][0]) == "site_churn"
+
+
+# ---------------------------------------------------------------- threads
+
+
+def test_threads(bpf_ok, workloads, guarded, tmp_path):
+    report = tmp_path / "report.json"
+    expected = tmp_path / "expected.json"
+    rc, out, err = guarded.run(
+        ["-f", "json", "-n", "0", "-i", "1", "-o", str(report), "--", workloads["alloc_threads"], str(expected)]
+    )
+    assert rc == 0, err
+    exp = json.loads(expected.read_text())
+    rep = helpers.final_report(helpers.parse_reports(report.read_text()))
+    pid = exp["pid"]
+    helpers.check_sites(rep, pid, exp["sites"])
+    p = helpers.check_proc_is_sum_of_stacks(rep, pid)
+    helpers.check_drops(rep, unknown_frees=0)
+    assert p["unknown_frees"] == 0
+    # Besides our sites, only the dynamic loader allocates: one DTV per thread (calloc from
+    # ld.so's allocate_dtv), live for the threads' life.
+    others = [s for s in helpers.stacks_of(rep, pid) if helpers.frame0_func(s) not in exp["sites"]]
+    for s in others:
+        fr = s["frames"][0]
+        assert s["allocator"] == "calloc" and fr["module"] and "ld-linux" in fr["module"], (
+            "unexpected allocation outside the sites: %r" % s
+        )
+    assert sum(s["live_allocs"] for s in others) == exp["threads"], others
+    assert sum(s["allocs"] for s in others) == exp["threads"], others
+    extra = sum(s["live_bytes"] for s in others)
+    for k in ("live_bytes", "alloc_bytes"):
+        assert p[k] == exp["proc"][k] + extra, (k, p[k], exp["proc"][k], extra)
+    for k in ("live_allocs", "allocs"):
+        assert p[k] == exp["proc"][k] + exp["threads"], (k, p[k], exp["proc"][k])
+    assert p["frees"] == exp["proc"]["frees"]
+
+
+# ---------------------------------------------------------------- C++
+
+
+def test_cxx_frames0_operator_new(bpf_ok, workloads, guarded, tmp_path):
+    """A short C++ program launched: exact totals per frames[0] (operator new variants),
+    the emergency pool of libstdc++ as the only other allocation. (Attach mode: test_attach.)"""
+    report = tmp_path / "report.json"
+    expected = tmp_path / "expected.json"
+    rc, out, err = guarded.run(
+        ["-f", "json", "-n", "0", "-i", "1", "-o", str(report), "--", workloads["alloc_cxx"], str(expected)]
+    )
+    assert rc == 0, err
+    exp = json.loads(expected.read_text())
+    rep = helpers.final_report(helpers.parse_reports(report.read_text()))
+    pid = exp["pid"]
+    # every C++ allocation has operator new as frames[0]
+    helpers.check_sites(rep, pid, exp["frame0"], group=helpers.norm_func)
+    for s in helpers.stacks_of(rep, pid):
+        f = helpers.norm_func(helpers.frame0_func(s))
+        if f in exp["frame0"]:
+            assert "libstdc++" in (s["frames"][0]["module"] or ""), s["frames"][0]
+    p = helpers.check_proc_is_sum_of_stacks(rep, pid)
+    helpers.check_drops(rep, unknown_frees=0)
+    # the only other allocation: libstdc++'s exception emergency pool, one malloc before main
+    others = [s for s in helpers.stacks_of(rep, pid) if helpers.norm_func(helpers.frame0_func(s)) not in exp["frame0"]]
+    assert len(others) == 1 and others[0]["allocs"] == 1 and others[0]["live_allocs"] == 1, others
+    assert others[0]["allocator"] == "malloc"
+    assert "libstdc++" in (others[0]["frames"][0]["module"] or ""), others[0]["frames"][0]
+    assert p["live_bytes"] == exp["proc"]["live_bytes"] + others[0]["live_bytes"]
+    assert p["allocs"] == exp["proc"]["allocs"] + 1
+    assert p["frees"] == exp["proc"]["frees"]
+
+
+# ---------------------------------------------------------------- exit status and arguments
+
+
+@pytest.mark.parametrize("code", [0, 7, 1, 255])
+def test_exit_status_passthrough(bpf_ok, guarded, code):
+    rc, out, err = guarded.run(["-f", "json", "-i", "1", "--", "sh", "-c", "exit %d" % code])
+    assert rc == code, err
+    assert "Traceback" not in err
+
+
+def test_exit_status_of_killed_command(bpf_ok, guarded):
+    """A command killed by signal N: 128 + N (as documented in --help), like a shell."""
+    rc, out, err = guarded.run(["-f", "json", "-i", "1", "--", "sh", "-c", "kill -TERM $$"])
+    assert rc == 128 + signal.SIGTERM, (rc, err)
+
+
+def test_launched_command_signal_state(bpf_ok, guarded, tmp_path):
+    """The command starts with the signal mask and dispositions it would have without the
+    profiler (which blocks or ignores signals for itself): compare /proc/self/status."""
+    cmd = ["grep", "-E", "^Sig(Blk|Ign):", "/proc/self/status"]
+    direct = subprocess.run(cmd, capture_output=True, timeout=30).stdout.decode()
+    rc, out, err = guarded.run(["-f", "json", "-o", str(tmp_path / "r.json"), "--", *cmd])
+    assert rc == 0, err
+    assert out == direct, "signal state of the launched command:\n%s\nwithout the profiler:\n%s" % (out, direct)
+
+
+def test_text_format(bpf_ok, workloads, guarded):
+    """The default text format: exit 0, the biggest sites by name, nothing on stderr but the
+    attach line."""
+    rc, out, err = guarded.run(["-n", "0", "-s", "live", "--", workloads["alloc_sites"], "launch", "/dev/null"])
+    assert rc == 0, err
+    for name in ("site_realloc_mmap", "site_big_mmap", "site_calloc_big", "site_malloc"):
+        assert name in out, out[:2000]
+    lines = [l for l in err.splitlines() if l.strip()]
+    assert len(lines) == 1 and ATTACHED_RE.match(lines[0]), err
+
+
+def test_argument_passthrough(bpf_ok, workloads, guarded, tmp_path):
+    outfile = tmp_path / "args.json"
+    args = ["a b", "", "-p", "1", "--", "-i", "abc", "--output=x", "  lead and trail  ", "*", "$HOME", "ünï\tcode", "-"]
+    report = tmp_path / "report.json"
+    rc, out, err = guarded.run(
+        ["-f", "json", "-o", str(report), "--", workloads["print_args"], str(outfile), *args]
+    )
+    assert rc == 3 + len(args), err  # print_args exits with 3 + its argument count
+    got = json.loads(outfile.read_text())
+    assert [bytes.fromhex(a).decode() for a in got["args"]] == args
+    rep = helpers.final_report(helpers.parse_reports(report.read_text()))
+    p = helpers.proc_of(rep, got["pid"])
+    assert p["exited"] is True
+    # the command's name, not the launcher's (print_args lives for a millisecond)
+    assert p["comm"] == "print_args", p
+
+
+def test_launch_command_not_found(bpf_ok, guarded):
+    rc, out, err = guarded.run(["--", "/nonexistent/asizeof-test-command"])
+    helpers.check_one_error_line(rc, out, err)
+
+
+# ---------------------------------------------------------------- launched child: fds, Ctrl-C
+
+
+def test_launch_child_holds_no_bpf_and_sigint(env, tmp_path):
+    """The launched command inherits no BPF link, program, map or perf event; Ctrl-C ends the
+    profiler with status 0 after a final report that still shows the command's live blocks."""
+    wl = env["workloads"]["alloc_growth"]
+    report = tmp_path / "report.json"
+    prof = helpers.Profiler(
+        env["reaper"], ["-f", "json", "-n", "0", "-i", "1", "-o", str(report), "--", wl], stdin=subprocess.PIPE
+    )
+    prof.wait_attached()
+    line = prof.out.get(30)  # the command's own stdout is the profiler's
+    assert line and line.startswith("ready "), (line, prof.err.lines)
+    child = int(line.split()[1])
+    prof.p.stdin.write(b"a 100 10\n")
+    prof.p.stdin.flush()
+    assert prof.out.get(30) == "ok 1000 10 0 0"
+    assert helpers.bpf_fds_of(child) == [], "the launched command holds BPF/perf fds"
+    perf = helpers._bpftool_json("perf", "list")
+    assert [e for e in perf if e.get("pid") == child] == []
+    # a report that includes the allocations, then Ctrl-C
+    deadline = time.monotonic() + 30
+    while True:
+        reps = helpers.parse_reports(report.read_text()) if report.exists() else []
+        if len(reps) >= 2:
+            break
+        assert time.monotonic() < deadline, "no periodic report in %s" % report
+        time.sleep(0.2)
+    rc = prof.stop(signal.SIGINT)
+    assert rc == 0, prof.err.lines
+    reps = helpers.parse_reports(report.read_text())
+    rep = helpers.final_report(reps)
+    sites = helpers.by_frame0(rep, child)
+    assert sites["site_grow_a"]["live_bytes"] == 1000 and sites["site_grow_a"]["live_allocs"] == 10, sites
+    helpers.check_proc_is_sum_of_stacks(rep, child)
+    helpers.check_growth_consistent(reps, {child})
+    # the profiler does not leave the command it started running
+    assert not os.path.exists("/proc/%d" % child) or open("/proc/%d/stat" % child).read().split(") ")[1][0] in "ZX"

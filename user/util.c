@@ -1,0 +1,113 @@
+// SPDX-License-Identifier: MIT
+/* Small helpers: human-readable sizes, strict number parsing for the CLI, clocks. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "util.h"
+
+char *util__humanize_bytes(char *buf, size_t size, __s64 bytes, bool plus)
+{
+	static const char *const units[] = { "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };
+	const char *sign = "";
+	__u64 mag;
+	double v;
+	size_t unit = 0;
+
+	if (!buf || !size)
+		return buf;
+	/* Negate in unsigned arithmetic so that INT64_MIN has a magnitude too. */
+	if (bytes < 0) {
+		sign = "-";
+		mag = -(__u64)bytes;
+	} else {
+		sign = (plus && bytes > 0) ? "+" : "";
+		mag = bytes;
+	}
+	if (mag < 1024) {
+		snprintf(buf, size, "%s%llu B", sign, (unsigned long long)mag);
+		return buf;
+	}
+	v = (double)mag / 1024.0;
+	while (v >= 1024.0 && unit + 1 < sizeof(units) / sizeof(units[0])) {
+		v /= 1024.0;
+		unit++;
+	}
+	/* "1024.0 KiB" would print for 1023.95 KiB and up: show "1.0 MiB" instead. */
+	if (v >= 1023.95 && unit + 1 < sizeof(units) / sizeof(units[0])) {
+		v /= 1024.0;
+		unit++;
+	}
+	snprintf(buf, size, "%s%.1f %s", sign, v, units[unit]);
+	return buf;
+}
+
+int util__parse_u64(const char *s, __u64 *out)
+{
+	unsigned long long v;
+	char *end;
+
+	/* strtoull() would accept blanks, signs ("-1" wraps) and an empty string: refuse them. */
+	if (!s || *s < '0' || *s > '9')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (*end)
+		return -EINVAL;
+	if (errno == ERANGE)
+		return -ERANGE;
+	if (errno)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+int util__parse_double(const char *s, double *out)
+{
+	double v;
+	char *end;
+
+	/* Only plain decimal notation: strtod() also takes blanks, signs, hex, "inf" and "nan". */
+	if (!s || !((*s >= '0' && *s <= '9') || *s == '.'))
+		return -EINVAL;
+	if (s[strspn(s, "0123456789.eE+-")])
+		return -EINVAL;
+	errno = 0;
+	v = strtod(s, &end);
+	if (end == s || *end)
+		return -EINVAL;
+	if (errno == ERANGE)
+		return -ERANGE;
+	if (errno || !isfinite(v))
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+__u64 util__mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (__u64)ts.tv_sec * 1000000000ull + (__u64)ts.tv_nsec;
+}
+
+double util__wall_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+const char *util__basename(const char *path)
+{
+	const char *slash;
+
+	if (!path)
+		return NULL;
+	slash = strrchr(path, '/');
+	return slash ? slash + 1 : path;
+}

@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: MIT */
+/* Small helpers: human-readable sizes, strict number parsing for the CLI, clocks. */
+#ifndef ASZ_UTIL_H
+#define ASZ_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <linux/types.h>
+
+/* Large enough for any util__humanize_bytes() result, e.g. "-1023.9 EiB". */
+#define UTIL_HUMAN_LEN 24
+
+/*
+ * Format bytes in binary units: "512 B", "1.5 KiB", "4.0 MiB", "-1.5 KiB". Values below 1 KiB
+ * are exact, larger ones have one decimal. With plus, positive values get a leading '+' (for
+ * growth columns); zero never has a sign. Writes at most size bytes (NUL included) into buf and
+ * returns buf.
+ */
+char *util__humanize_bytes(char *buf, size_t size, __s64 bytes, bool plus);
+
+/*
+ * Strict parsing of a whole string as an unsigned decimal integer: no sign, no blanks, no
+ * trailing characters. Returns 0, -EINVAL (empty, junk, negative) or -ERANGE (overflow);
+ * *out is written only on success.
+ */
+int util__parse_u64(const char *s, __u64 *out);
+
+/*
+ * Strict parsing of a whole string as a finite, non-negative decimal number ("5", "0.5", ".5",
+ * "1e3"). Rejects signs, blanks, hex, inf, nan and trailing characters (-EINVAL), and values
+ * that overflow or underflow a double (-ERANGE). *out is written only on success.
+ */
+int util__parse_double(const char *s, double *out);
+
+/* CLOCK_MONOTONIC in nanoseconds: the clock bpf_ktime_get_ns() uses. */
+__u64 util__mono_ns(void);
+
+/* Wall-clock time as unix seconds with sub-second precision. */
+double util__wall_s(void);
+
+/* The part of path after its last '/' (path itself if none; NULL stays NULL). */
+const char *util__basename(const char *path);
+
+#endif
