@@ -97,7 +97,7 @@ test: deps
 
 demo: deps
 	$(MAKE) all $(OUT)/demo
-	./asizeof-bpf -n 5 -- $(OUT)/demo
+	./asizeof-bpf -i 1 -n 5 -- $(OUT)/demo
 
 bench: deps
 	$(MAKE) all

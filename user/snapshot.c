@@ -201,7 +201,8 @@ static double rate(__u64 cur, __u64 prev, double dt)
 void snapshot__diff(struct snapshot *cur, const struct snapshot *prev, const struct snapshot *first)
 {
 	const struct snap_stack **idx;
-	double dt = prev ? cur->elapsed_s - prev->elapsed_s : 0;
+	/* the first report's interval starts at attach, where every counter was zero */
+	double dt = prev ? cur->elapsed_s - prev->elapsed_s : cur->elapsed_s;
 	size_t i;
 
 	for (i = 0; i < cur->nr_procs; i++) {
@@ -215,13 +216,8 @@ void snapshot__diff(struct snapshot *cur, const struct snapshot *prev, const str
 		 * A process missing from prev appeared during the interval with counters at 0,
 		 * so everything it counted happened within dt.
 		 */
-		if (prev) {
-			p->alloc_rate = rate(p->allocs, pp ? pp->allocs : 0, dt);
-			p->free_rate = rate(p->frees, pp ? pp->frees : 0, dt);
-		} else {
-			p->alloc_rate = 0;
-			p->free_rate = 0;
-		}
+		p->alloc_rate = rate(p->allocs, pp ? pp->allocs : 0, dt);
+		p->free_rate = rate(p->frees, pp ? pp->frees : 0, dt);
 	}
 
 	idx = stack_index(prev);

@@ -122,8 +122,9 @@ Test(snapshot, diff_without_prev_and_first)
 
 	cr_assert_eq(s->procs[0].growth_bytes, 3000);
 	cr_assert_eq(s->procs[0].growth_total_bytes, 3000);
-	cr_assert_eq(s->procs[0].alloc_rate, 0.0);
-	cr_assert_eq(s->procs[0].free_rate, 0.0);
+	/* no previous report: the interval is the 5 s since attach */
+	cr_assert_float_eq(s->procs[0].alloc_rate, 10.0, 1e-12);
+	cr_assert_float_eq(s->procs[0].free_rate, 4.0, 1e-12);
 	cr_assert_eq(s->procs[1].growth_bytes, -100);
 	cr_assert_eq(s->procs[1].growth_total_bytes, -100);
 	cr_assert_eq(s->stacks[0].growth_bytes, 2048);
