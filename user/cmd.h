@@ -9,5 +9,7 @@
 
 int cmd_report(int argc, char **argv);
 void cmd_report__usage(FILE *f);
+int cmd_top(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 #endif

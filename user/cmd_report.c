@@ -67,6 +67,7 @@ enum {
 	OPT_MAX_STACKS,
 	OPT_ATTACH,
 	OPT_EMPTY_PROBES,
+	OPT_WEIGHT,
 };
 
 static const struct option long_opts[] = {
@@ -81,6 +82,7 @@ static const struct option long_opts[] = {
 	{"max-allocs", required_argument, NULL, OPT_MAX_ALLOCS},
 	{"max-stacks", required_argument, NULL, OPT_MAX_STACKS},
 	{"attach", required_argument, NULL, OPT_ATTACH},
+	{"weight", required_argument, NULL, OPT_WEIGHT},
 	{"empty-probes", no_argument, NULL, OPT_EMPTY_PROBES}, /* benchmarks only, undocumented */
 	{"verbose", no_argument, NULL, 'v'},
 	{"help", no_argument, NULL, 'h'},
@@ -108,7 +110,10 @@ void cmd_report__usage(FILE *f)
 		"  -d, --duration SECS    stop after SECS seconds (a launched command is terminated)\n"
 		"  -n, --top N            stacks per report (default 10, 0 = all)\n"
 		"  -s, --sort KEY         growth (default), live, allocs or bytes\n"
-		"  -f, --format FMT       text (default) or json (one object per report per line)\n"
+		"  -f, --format FMT       text (default), json (one object per report per line),\n"
+		"                         collapsed (folded stacks) or pprof (gzipped profile.proto;\n"
+		"                         needs -o); these two are written once, at the end\n"
+		"  --weight W             collapsed: live_bytes (default), alloc_bytes or allocs\n"
 		"  -o, --output FILE      write reports to FILE instead of standard output\n"
 		"Limits:\n"
 		"  --max-depth N          stack frames kept per allocation (1-%d, default %d)\n"
@@ -192,8 +197,13 @@ static int parse_args(int argc, char **argv, struct report_args *a)
 				a->fmt = REPORT_TEXT;
 			else if (strcmp(optarg, "json") == 0)
 				a->fmt = REPORT_JSON;
+			else if (strcmp(optarg, "collapsed") == 0)
+				a->fmt = REPORT_COLLAPSED;
+			else if (strcmp(optarg, "pprof") == 0)
+				a->fmt = REPORT_PPROF;
 			else
-				return usage_error("-f: unknown format '%s' (text, json)", optarg);
+				return usage_error(
+					"-f: unknown format '%s' (text, json, collapsed, pprof)", optarg);
 			break;
 		case 'o':
 			a->output = optarg;
@@ -225,6 +235,18 @@ static int parse_args(int argc, char **argv, struct report_args *a)
 				return usage_error("--attach: unknown mode '%s' (auto, multi, perf)",
 						   optarg);
 			break;
+		case OPT_WEIGHT:
+			if (strcmp(optarg, "live_bytes") == 0)
+				a->ro.weight = WEIGHT_LIVE_BYTES;
+			else if (strcmp(optarg, "alloc_bytes") == 0)
+				a->ro.weight = WEIGHT_ALLOC_BYTES;
+			else if (strcmp(optarg, "allocs") == 0)
+				a->ro.weight = WEIGHT_ALLOCS;
+			else
+				return usage_error(
+					"--weight: unknown '%s' (live_bytes, alloc_bytes, allocs)",
+					optarg);
+			break;
 		case OPT_EMPTY_PROBES:
 			a->eo.empty_probes = true;
 			break;
@@ -252,6 +274,8 @@ static int parse_args(int argc, char **argv, struct report_args *a)
 	} else if (optind > 1 && strcmp(argv[optind - 1], "--") == 0) {
 		return usage_error("%s", "no command after --");
 	}
+	if (a->fmt == REPORT_PPROF && !a->output && isatty(1))
+		return usage_error("%s", "-f pprof writes binary: give -o FILE");
 	if (a->cmd && a->nr_pids)
 		return usage_error("%s", "give either -p PID or -- COMMAND, not both");
 	if (!a->cmd && !a->nr_pids)
@@ -354,7 +378,10 @@ static int emit_report(struct session *s, bool final)
 	snapshot__diff(cur, s->prev, NULL);
 	snapshot__sort_procs(cur, s->a->ro.sort);
 	snapshot__sort_stacks(cur, s->a->ro.sort);
-	err = report__write(s->out, s->a->fmt, cur, s->sym, &s->a->ro);
+	if (!final && report__final_only(s->a->fmt))
+		err = 0;
+	else
+		err = report__write(s->out, s->a->fmt, cur, s->sym, &s->a->ro);
 	if (!err && fflush(s->out))
 		err = -errno;
 	if (err)

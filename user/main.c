@@ -7,6 +7,8 @@ static const struct {
 	int (*fn)(int argc, char **argv);
 } cmds[] = {
 	{"report", cmd_report},
+	{"top", cmd_top},
+	{"serve", cmd_serve},
 };
 
 int main(int argc, char **argv)

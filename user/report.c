@@ -13,6 +13,10 @@ int report__write(FILE *f, enum report_format fmt, const struct snapshot *s,
 		return report_text__write(f, s, sym, o);
 	case REPORT_JSON:
 		return report_json__write(f, s, sym, o);
+	case REPORT_COLLAPSED:
+		return report_collapsed__write(f, s, sym, o);
+	case REPORT_PPROF:
+		return report_pprof__write(f, s, sym, o);
 	}
 	return -EINVAL;
 }

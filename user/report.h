@@ -3,6 +3,7 @@
 #ifndef ASZ_REPORT_H
 #define ASZ_REPORT_H
 
+#include <stdbool.h>
 #include <stdio.h>
 #include "snapshot.h"
 #include "symbolizer.h"
@@ -10,13 +11,29 @@
 enum report_format {
 	REPORT_TEXT = 0,
 	REPORT_JSON,
+	REPORT_COLLAPSED, /* folded stacks for flame graphs: final report only */
+	REPORT_PPROF,	  /* gzipped profile.proto: final report only */
+};
+
+/* What a collapsed (folded) stack line weighs. */
+enum report_weight {
+	WEIGHT_LIVE_BYTES = 0,
+	WEIGHT_ALLOC_BYTES,
+	WEIGHT_ALLOCS,
 };
 
 struct report_opts {
 	int top_n;	   /* stacks shown; 0 = all */
 	enum snap_sort sort;
 	int max_frames;	   /* symbolized frames shown per stack in text (JSON: all) */
+	enum report_weight weight; /* collapsed only */
 };
+
+/* Formats that hold one whole profile are written once, at the end, not every interval. */
+static inline bool report__final_only(enum report_format fmt)
+{
+	return fmt == REPORT_COLLAPSED || fmt == REPORT_PPROF;
+}
 
 /*
  * Write one report. The snapshot's stacks must already be sorted; the first top_n are written.
@@ -28,5 +45,9 @@ int report_text__write(FILE *f, const struct snapshot *s, struct symbolizer *sym
 		       const struct report_opts *o);
 int report_json__write(FILE *f, const struct snapshot *s, struct symbolizer *sym,
 		       const struct report_opts *o);
+int report_collapsed__write(FILE *f, const struct snapshot *s, struct symbolizer *sym,
+			    const struct report_opts *o);
+int report_pprof__write(FILE *f, const struct snapshot *s, struct symbolizer *sym,
+			const struct report_opts *o);
 
 #endif
