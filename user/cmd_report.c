@@ -12,21 +12,14 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/signalfd.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
 #include "cmd.h"
 #include "engine.h"
+#include "session.h"
 #include "log.h"
 #include "report.h"
-#include "symbolizer.h"
-#include "target.h"
 #include "util.h"
 
-#define MAX_TARGETS 64
-/* After a launch, mappings are re-read this often so short-lived commands still symbolize. */
-#define STARTUP_POLL_MS 2
-#define STARTUP_POLL_S 1.0
-#define MAPS_POLL_MS 100
+#define MAX_TARGETS SESSION_MAX_TARGETS
 
 struct report_args {
 	pid_t pids[MAX_TARGETS];
@@ -38,27 +31,6 @@ struct report_args {
 	const char *output;
 	struct engine_opts eo;
 	char **cmd;
-};
-
-struct tracked {
-	pid_t pid;
-	int pidfd; /* -1 for the launched child (reaped through SIGCHLD) */
-	bool exited;
-};
-
-struct session {
-	struct report_args *a;
-	struct engine *eng;
-	struct symbolizer *sym;
-	FILE *out;
-	struct tracked t[MAX_TARGETS + 1];
-	int nr;
-	struct launched child;
-	char child_path[PATH_MAX];
-	bool launched;
-	int child_status;
-	bool child_done;
-	struct snapshot *prev;
 };
 
 enum {
@@ -283,263 +255,79 @@ static int parse_args(int argc, char **argv, struct report_args *a)
 	return -1;
 }
 
-static int track(struct session *s, pid_t pid, bool child)
-{
-	struct tracked *t = &s->t[s->nr++];
-
-	t->pid = pid;
-	t->exited = false;
-	t->pidfd = child ? -1 : (int)syscall(SYS_pidfd_open, pid, 0);
-	return 0;
-}
-
-static void mark_exited(struct session *s, struct tracked *t)
-{
-	if (t->exited)
-		return;
-	t->exited = true;
-	engine__set_exited(s->eng, t->pid);
-	vlog("pid %d exited\n", t->pid);
-}
-
-static void reap_child(struct session *s, bool block)
-{
-	int status;
-
-	if (!s->launched || s->child_done)
-		return;
-	if (waitpid(s->child.pid, &status, block ? 0 : WNOHANG) != s->child.pid)
-		return;
-	s->child_done = true;
-	s->child_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-	for (int i = 0; i < s->nr; i++)
-		if (s->t[i].pid == s->child.pid)
-			mark_exited(s, &s->t[i]);
-}
-
-static void check_exits(struct session *s)
-{
-	reap_child(s, false);
-	for (int i = 0; i < s->nr; i++) {
-		struct tracked *t = &s->t[i];
-		struct pollfd p = {.fd = t->pidfd, .events = POLLIN};
-
-		if (t->exited || t->pidfd < 0)
-			continue;
-		if (poll(&p, 1, 0) == 1)
-			mark_exited(s, t);
-	}
-}
-
-static bool all_exited(const struct session *s)
-{
-	for (int i = 0; i < s->nr; i++)
-		if (!s->t[i].exited)
-			return false;
-	return true;
-}
-
-static void refresh_maps(struct session *s)
-{
-	engine__refresh(s->eng);
-	for (int i = 0; i < s->nr; i++)
-		if (!s->t[i].exited)
-			symbolizer__add_pid(s->sym, s->t[i].pid);
-}
-
-static void add_file(const char *path, void *sym)
-{
-	symbolizer__add_file(sym, path);
-}
-
-static void add_vma(const struct asz_vma_key *k, const struct asz_vma *v, void *sym)
-{
-	symbolizer__add_mapping(sym, k->tgid, k->start, v->end, v->pgoff, v->dev >> 20,
-				v->dev & 0xfffff, v->ino);
-}
-
-static int emit_report(struct session *s, bool final)
+static int emit_report(struct session *s, const struct report_args *a, FILE *out, bool final)
 {
 	struct snapshot *cur;
 	int err;
 
-	/* last look at the mappings before they may be needed for good */
-	refresh_maps(s);
-	for (int i = 0; i < s->nr; i++)
-		if (s->t[i].exited)
-			engine__for_each_vma(s->eng, s->t[i].pid, add_vma, s->sym);
-	err = engine__collect(s->eng, &cur);
-	if (err) {
-		elog("cannot read the kernel maps: %s\n", strerror(-err));
+	err = session__snapshot(s, final, &cur);
+	if (err)
 		return err;
-	}
-	cur->final = final;
-	/* counting starts at attach, so growth since attach is measured from zero */
-	snapshot__diff(cur, s->prev, NULL);
-	snapshot__sort_procs(cur, s->a->ro.sort);
-	snapshot__sort_stacks(cur, s->a->ro.sort);
-	if (!final && report__final_only(s->a->fmt))
-		err = 0;
-	else
-		err = report__write(s->out, s->a->fmt, cur, s->sym, &s->a->ro);
-	if (!err && fflush(s->out))
+	if (!final && report__final_only(a->fmt))
+		return 0;
+	snapshot__sort_procs(cur, a->ro.sort);
+	snapshot__sort_stacks(cur, a->ro.sort);
+	err = report__write(out, a->fmt, cur, session__symbolizer(s), &a->ro);
+	if (!err && fflush(out))
 		err = -errno;
 	if (err)
 		elog("cannot write the report: %s\n", strerror(-err));
-	snapshot__free(s->prev);
-	s->prev = cur;
 	return err;
 }
 
-/* A launched command still running when profiling stops is ended: we started it. */
-static void stop_child(struct session *s)
+static int run_loop(struct session *s, const struct report_args *a, FILE *out, int sfd)
 {
-	if (!s->launched || s->child_done)
-		return;
-	kill(s->child.pid, SIGTERM);
-	for (int i = 0; i < 200 && !s->child_done; i++) {
-		usleep(10000);
-		reap_child(s, false);
-	}
-	if (!s->child_done) {
-		kill(s->child.pid, SIGKILL);
-		reap_child(s, true);
-	}
-}
-
-static int attach_targets(struct session *s)
-{
-	struct report_args *a = s->a;
-	char comm[ASZ_COMM_LEN], lib[PATH_MAX], path[PATH_MAX];
-	int err, i;
-
-	for (i = 0; i < a->nr_pids; i++) {
-		err = target__inspect(a->pids[i], comm, sizeof(comm), lib, sizeof(lib));
-		if (err) {
-			if (err == -ESRCH)
-				elog("pid %d: no such process\n", a->pids[i]);
-			else if (err == -EPERM)
-				elog("pid %d (%s) is a kernel thread: it has no heap to trace\n",
-				     a->pids[i], comm);
-			else if (err == -ENOENT)
-				elog("pid %d (%s): no glibc mapped (static or another libc: not "
-				     "supported yet)\n",
-				     a->pids[i], comm);
-			else
-				elog("pid %d: %s\n", a->pids[i], strerror(-err));
-			return err;
-		}
-		err = engine__attach(s->eng, a->pids[i], lib);
-		if (err)
-			return err;
-		track(s, a->pids[i], false);
-		symbolizer__add_pid(s->sym, a->pids[i]);
-	}
-	if (!a->cmd)
-		return 0;
-
-	err = target__resolve_cmd(a->cmd[0], path, sizeof(path));
-	if (err) {
-		elog("%s: %s\n", a->cmd[0], err == -ENOENT ? "command not found" : strerror(-err));
-		return err;
-	}
-	/*
-	 * The command's files are opened now: if it exits before its /proc/PID/maps is read, the
-	 * mappings the kernel recorded for its stacks name them by device and inode.
-	 */
-	symbolizer__add_file(s->sym, path);
-	err = target__exec_libc(path, lib, sizeof(lib), add_file, s->sym);
-	if (err) {
-		elog("%s: %s\n", path,
-		     err == -ENOEXEC ? "statically linked: no glibc to probe (not supported yet)"
-				     : "cannot find the C library it loads");
-		return err;
-	}
-	snprintf(s->child_path, sizeof(s->child_path), "%s", path);
-	err = target__launch(path, a->cmd, &s->child);
-	if (err) {
-		elog("cannot start %s: %s\n", path, strerror(-err));
-		return err;
-	}
-	s->launched = true;
-	err = engine__attach(s->eng, s->child.pid, lib);
-	if (err) {
-		target__abort(&s->child);
-		s->child_done = true;
-		return err;
-	}
-	track(s, s->child.pid, true);
-	return 0;
-}
-
-static int run_loop(struct session *s, int sfd)
-{
-	struct report_args *a = s->a;
-	__u64 start = util__mono_ns(), next_report, next_maps, end = 0, now;
+	__u64 start = util__mono_ns(), step = (__u64)(a->interval * 1e9), next_report, end = 0;
 	bool stop = false, signaled = false;
-	int err = 0;
+	int err, status;
 
-	next_report = start + (__u64)(a->interval * 1e9);
-	next_maps = start;
+	next_report = start + step;
 	if (a->duration > 0)
 		end = start + (__u64)(a->duration * 1e9);
 	while (!stop) {
-		struct pollfd pfds[MAX_TARGETS + 2];
-		__u64 wake = next_report;
-		int n = 0, i, timeout_ms;
+		struct pollfd pfds[MAX_TARGETS + 1];
+		__u64 now, wake = session__service(s);
+		int n = 1;
 
-		now = util__mono_ns();
-		if (now >= next_maps) {
-			bool startup = s->launched && (now - start) < STARTUP_POLL_S * 1e9;
-
-			refresh_maps(s);
-			next_maps = now + (startup ? STARTUP_POLL_MS : MAPS_POLL_MS) * 1000000ull;
-		}
-		if (next_maps < wake)
-			wake = next_maps;
+		if (next_report < wake)
+			wake = next_report;
 		if (end && end < wake)
 			wake = end;
-		timeout_ms = wake > now ? (int)((wake - now + 999999) / 1000000) : 0;
-
-		pfds[n++] = (struct pollfd){.fd = sfd, .events = POLLIN};
-		for (i = 0; i < s->nr; i++)
-			if (!s->t[i].exited && s->t[i].pidfd >= 0)
-				pfds[n++] = (struct pollfd){.fd = s->t[i].pidfd, .events = POLLIN};
-		if (poll(pfds, n, timeout_ms) < 0 && errno != EINTR)
+		now = util__mono_ns();
+		pfds[0] = (struct pollfd){.fd = sfd, .events = POLLIN};
+		n += session__pollfds(s, pfds + 1, MAX_TARGETS);
+		if (poll(pfds, n, wake > now ? (int)((wake - now + 999999) / 1000000) : 0) < 0 &&
+		    errno != EINTR)
 			return -errno;
 		if (pfds[0].revents & POLLIN) {
 			struct signalfd_siginfo si;
 
-			while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
-				if (si.ssi_signo == SIGINT || si.ssi_signo == SIGTERM) {
-					signaled = true;
-					stop = true;
-				}
-			}
+			while (read(sfd, &si, sizeof(si)) == sizeof(si))
+				if (si.ssi_signo == SIGINT || si.ssi_signo == SIGTERM)
+					signaled = stop = true;
 		}
-		check_exits(s);
-		if (all_exited(s))
+		session__service(s);
+		if (session__all_exited(s))
 			stop = true;
 		now = util__mono_ns();
 		if (end && now >= end)
 			stop = true;
 		if (!stop && now >= next_report) {
-			err = emit_report(s, false);
+			err = emit_report(s, a, out, false);
 			if (err)
 				return err;
 			while (next_report <= now)
-				next_report += (__u64)(a->interval * 1e9);
+				next_report += step;
 		}
 	}
-	if (!signaled && s->launched && !s->child_done)
-		vlog("duration reached: terminating pid %d\n", s->child.pid);
-	stop_child(s);
-	err = emit_report(s, true);
+	if (!signaled && session__launched(s) && session__command_status(s) < 0)
+		vlog("duration reached: terminating pid %d\n", session__command_pid(s));
+	session__stop_command(s);
+	err = emit_report(s, a, out, true);
 	if (err)
 		return err;
-	if (signaled || !s->launched)
-		return 0;
-	return s->child_status;
+	status = session__command_status(s);
+	return signaled || status < 0 ? 0 : status;
 }
 
 int cmd_report(int argc, char **argv)
@@ -550,7 +338,9 @@ int cmd_report(int argc, char **argv)
 		.fmt = REPORT_TEXT,
 		.eo = ENGINE_DEFAULT_OPTS,
 	};
-	struct session s = {.a = &a, .child = {.go_fd = -1, .exec_fd = -1}};
+	struct session_opts so;
+	struct session *s = NULL;
+	FILE *out = stdout;
 	sigset_t mask, old;
 	int ret, err, sfd = -1;
 
@@ -573,56 +363,31 @@ int cmd_report(int argc, char **argv)
 		elog("signalfd: %s\n", strerror(errno));
 		goto cleanup;
 	}
-	s.out = stdout;
+	/* before anything is attached: a bad output path leaves nothing behind */
 	if (a.output) {
-		s.out = fopen(a.output, "we");
-		if (!s.out) {
+		out = fopen(a.output, "we");
+		if (!out) {
 			elog("%s: %s\n", a.output, strerror(errno));
 			goto cleanup;
 		}
 	}
-	s.sym = symbolizer__new();
-	if (!s.sym) {
-		elog("out of memory\n");
-		goto cleanup;
-	}
-	err = engine__open(&s.eng, &a.eo);
+	so = (struct session_opts){.pids = a.pids, .nr_pids = a.nr_pids, .cmd = a.cmd, .eo = a.eo};
+	err = session__open(&s, &so);
 	if (err)
 		goto cleanup;
-	err = attach_targets(&s);
-	if (err)
-		goto cleanup;
-	elog("attached to %d process%s (%d %s links)%s\n", s.nr, s.nr == 1 ? "" : "es",
-	     engine__nr_links(s.eng), engine__attach_mode(s.eng),
+	elog("attached to %d process%s (%d %s links)%s\n", session__nr_targets(s),
+	     session__nr_targets(s) == 1 ? "" : "es", engine__nr_links(session__engine(s)),
+	     engine__attach_mode(session__engine(s)),
 	     a.output ? "" : "; Ctrl-C for the final report");
-	if (s.launched) {
-		err = target__release(&s.child);
-		if (err) {
-			elog("cannot start the command: %s\n", strerror(-err));
-			goto cleanup;
-		}
-		/* exec has happened; the kernel named the process after the file (it may be gone) */
-		engine__set_comm(s.eng, s.child.pid, util__basename(s.child_path));
-		engine__refresh(s.eng);
-	}
-	ret = run_loop(&s, sfd);
+	if (session__start(s))
+		goto cleanup;
+	ret = run_loop(s, &a, out, sfd);
 	if (ret < 0)
 		ret = 1;
 cleanup:
-	if (s.launched && !s.child_done) {
-		if (s.child.go_fd >= 0)
-			target__abort(&s.child);
-		else
-			stop_child(&s);
-	}
-	engine__close(s.eng);
-	symbolizer__free(s.sym);
-	snapshot__free(s.prev);
-	if (s.out && s.out != stdout)
-		fclose(s.out);
-	for (int i = 0; i < s.nr; i++)
-		if (s.t[i].pidfd >= 0)
-			close(s.t[i].pidfd);
+	session__close(s);
+	if (out && out != stdout)
+		fclose(out);
 	if (sfd >= 0)
 		close(sfd);
 	sigprocmask(SIG_SETMASK, &old, NULL);
