@@ -106,6 +106,33 @@ struct asz_vma {
 	__u32 pad;
 };
 
+/*
+ * One row of a compiled unwind table (from .eh_frame / .debug_frame): from pc up to the next
+ * row's pc, the canonical frame address is cfa_reg + cfa_off, the return address is at CFA - 8
+ * (x86-64), and the caller's rbp is restored by rbp_rule. Rows of a module are sorted by pc.
+ */
+enum asz_cfa_reg {
+	ASZ_CFA_RSP = 0,
+	ASZ_CFA_RBP = 1,
+	ASZ_CFA_UNDEFINED = 2, /* no unwind info for this range (gap between FDEs): stop or use FP */
+	ASZ_CFA_UNSUPPORTED = 3, /* a DWARF expression (e.g. PLT): stop or use FP */
+};
+
+enum asz_rbp_rule {
+	ASZ_RBP_SAME = 0,   /* rbp unchanged in the caller */
+	ASZ_RBP_OFFSET = 1, /* caller's rbp saved at CFA + rbp_off */
+	ASZ_RBP_UNDEFINED = 2,
+};
+
+struct asz_cfi_row {
+	__u32 pc;      /* ELF virtual address of the module, minus the module's table base */
+	__u8 cfa_reg;  /* enum asz_cfa_reg */
+	__u8 rbp_rule; /* enum asz_rbp_rule */
+	__u16 pad;
+	__s32 cfa_off;
+	__s32 rbp_off;
+};
+
 /* Per-thread state between an allocator's entry and its return (task storage). */
 struct asz_tstate {
 	__u32 depth;
@@ -128,6 +155,7 @@ _Static_assert(sizeof(struct asz_proc_val) == 64, "asz_proc_val");
 _Static_assert(sizeof(struct asz_stack) == 1024, "asz_stack");
 _Static_assert(sizeof(struct asz_tstate) == 64, "asz_tstate");
 _Static_assert(sizeof(struct asz_vma_key) == 16, "asz_vma_key");
+_Static_assert(sizeof(struct asz_cfi_row) == 16, "asz_cfi_row");
 _Static_assert(sizeof(struct asz_vma) == 32, "asz_vma");
 
 #endif /* ASIZEOF_H */
