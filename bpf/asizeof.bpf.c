@@ -21,6 +21,8 @@ char LICENSE[] SEC("license") = "GPL";
 /* Set by the loader before load. */
 const volatile __u32 max_depth = ASZ_MAX_FRAMES;
 const volatile bool filter_tgid = true;
+/* Sampling period in bytes; 0 = full mode (every block). */
+const volatile __u64 sample_bytes = 0;
 /* Benchmarks only: the same probe points with programs that do nothing (the cost floor). */
 const volatile bool empty_probes = false;
 
@@ -89,6 +91,20 @@ struct {
 	__type(key, __u32);
 	__type(value, struct asz_stack);
 } stack_scratch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, ASZ_EXP_TABLE);
+	__type(key, __u32);
+	__type(value, __u64);
+} exp_table SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, ASZ_WEIGHT_TABLE);
+	__type(key, __u32);
+	__type(value, __u64);
+} weight_table SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
@@ -297,15 +313,15 @@ static __always_inline bool block_remove(__u32 tgid, __u64 addr, struct asz_allo
 	a = bpf_map_lookup_elem(&aggs, &akey);
 	if (a) {
 		__sync_fetch_and_add(&a->live_bytes, -(__s64)copy.size);
-		__sync_fetch_and_add(&a->live_allocs, -1);
-		__sync_fetch_and_add(&a->frees, 1);
+		__sync_fetch_and_add(&a->live_allocs, -(__s64)copy.count);
+		__sync_fetch_and_add(&a->frees, copy.count);
 		__sync_fetch_and_add(&a->free_bytes, copy.size);
 	}
 	p = bpf_map_lookup_elem(&procs, &tgid);
 	if (p) {
 		__sync_fetch_and_add(&p->live_bytes, -(__s64)copy.size);
-		__sync_fetch_and_add(&p->live_allocs, -1);
-		__sync_fetch_and_add(&p->frees, 1);
+		__sync_fetch_and_add(&p->live_allocs, -(__s64)copy.count);
+		__sync_fetch_and_add(&p->frees, copy.count);
 	}
 	if (out)
 		*out = copy;
@@ -319,7 +335,8 @@ static __always_inline void block_restore(__u32 tgid, __u64 addr, const struct a
 	struct asz_alloc_val val = {.size = ts->old_size,
 				    .stack_id = ts->old_stack_id,
 				    .ts_ns = ts->old_ts_ns,
-				    .allocator = ts->old_allocator};
+				    .allocator = ts->old_allocator,
+				    .count = ts->old_count};
 	struct asz_agg_key akey = {
 		.tgid = tgid, .allocator = ts->old_allocator, .stack_id = ts->old_stack_id};
 	struct asz_agg_val *a;
@@ -332,34 +349,41 @@ static __always_inline void block_restore(__u32 tgid, __u64 addr, const struct a
 	a = bpf_map_lookup_elem(&aggs, &akey);
 	if (a) {
 		__sync_fetch_and_add(&a->live_bytes, val.size);
-		__sync_fetch_and_add(&a->live_allocs, 1);
-		__sync_fetch_and_add(&a->frees, -1);
+		__sync_fetch_and_add(&a->live_allocs, val.count);
+		__sync_fetch_and_add(&a->frees, -(__s64)val.count);
 		__sync_fetch_and_add(&a->free_bytes, -val.size);
 	}
 	p = bpf_map_lookup_elem(&procs, &tgid);
 	if (p) {
 		__sync_fetch_and_add(&p->live_bytes, val.size);
-		__sync_fetch_and_add(&p->live_allocs, 1);
-		__sync_fetch_and_add(&p->frees, -1);
+		__sync_fetch_and_add(&p->live_allocs, val.count);
+		__sync_fetch_and_add(&p->frees, -(__s64)val.count);
 	}
 }
 
 static __always_inline void unknown_free(__u32 tgid)
 {
-	struct asz_proc_val *p = proc_get(tgid);
+	struct asz_proc_val *p;
 
+	/* when sampling, most blocks are untracked by design: their frees are not news */
+	if (sample_bytes)
+		return;
+	p = proc_get(tgid);
 	count_drop(ASZ_DROP_UNKNOWN_FREE);
 	if (p)
 		__sync_fetch_and_add(&p->unknown_frees, 1);
 }
 
 /* Track a new live block; counts a drop and records nothing if a map is full. */
-static __always_inline void block_add(__u32 tgid, __u64 addr, __u64 size, __u64 stack_id,
-				      __u32 allocator, __u64 ts)
+static __always_inline void block_add(__u32 tgid, __u64 addr, __u64 size, __u32 count,
+				      __u64 stack_id, __u32 allocator, __u64 ts)
 {
 	struct asz_alloc_key key = {.tgid = tgid, .addr = addr};
-	struct asz_alloc_val val = {
-		.size = size, .stack_id = stack_id, .ts_ns = ts, .allocator = allocator};
+	struct asz_alloc_val val = {.size = size,
+				    .stack_id = stack_id,
+				    .ts_ns = ts,
+				    .allocator = allocator,
+				    .count = count};
 	struct asz_agg_key akey = {.tgid = tgid, .allocator = allocator, .stack_id = stack_id};
 	struct asz_proc_val *p;
 	struct asz_agg_val *a;
@@ -384,13 +408,63 @@ static __always_inline void block_add(__u32 tgid, __u64 addr, __u64 size, __u64 
 		return;
 	}
 	__sync_fetch_and_add(&a->live_bytes, size);
-	__sync_fetch_and_add(&a->live_allocs, 1);
+	__sync_fetch_and_add(&a->live_allocs, count);
 	__sync_fetch_and_add(&a->alloc_bytes, size);
-	__sync_fetch_and_add(&a->allocs, 1);
+	__sync_fetch_and_add(&a->allocs, count);
 	__sync_fetch_and_add(&p->live_bytes, size);
-	__sync_fetch_and_add(&p->live_allocs, 1);
+	__sync_fetch_and_add(&p->live_allocs, count);
 	__sync_fetch_and_add(&p->alloc_bytes, size);
-	__sync_fetch_and_add(&p->allocs, 1);
+	__sync_fetch_and_add(&p->allocs, count);
+}
+
+/* An exponential draw with mean sample_bytes (never 0: 0 marks "not drawn yet"). */
+static __always_inline __s64 sample_draw(void)
+{
+	__u32 i = bpf_get_prandom_u32() & (ASZ_EXP_TABLE - 1);
+	__u64 *v = bpf_map_lookup_elem(&exp_table, &i);
+
+	return v ? (__s64)((sample_bytes * *v) >> 16) + 1 : (__s64)sample_bytes;
+}
+
+/*
+ * Poisson sampling of bytes: a block of size s is sampled with probability p = 1 - e^(-s/N)
+ * and then stands for s/p bytes and 1/p blocks, so sums stay unbiased. s/p = N * x/(1-e^-x)
+ * with x = s/N, interpolated from a table. Returns false when the block is not sampled.
+ */
+static __always_inline bool sample(struct asz_tstate *ts, __u64 size)
+{
+	__u64 x64, frac, w;
+	__u32 i, j;
+	__u64 *a, *b;
+
+	if (!ts->sample_left)
+		ts->sample_left = sample_draw();
+	ts->sample_left -= size;
+	if (ts->sample_left > 0 || size == 0)
+		return false;
+	for (int k = 0; k < 8 && ts->sample_left <= 0; k++)
+		ts->sample_left += sample_draw();
+	if (ts->sample_left <= 0)
+		ts->sample_left = sample_draw();
+
+	x64 = size * ASZ_WEIGHT_STEPS / sample_bytes;
+	if (x64 >= ASZ_WEIGHT_TABLE - 1) {
+		w = size; /* p = 1 to within e^-16 */
+	} else {
+		i = x64;
+		j = i + 1;
+		a = bpf_map_lookup_elem(&weight_table, &i);
+		b = bpf_map_lookup_elem(&weight_table, &j);
+		if (!a || !b)
+			return false;
+		frac = size * ASZ_WEIGHT_STEPS - x64 * sample_bytes; /* in units of 1/sample_bytes */
+		w = (sample_bytes * *a + frac * (*b - *a)) >> 16;
+		if (w < size)
+			w = size;
+	}
+	ts->weight = w;
+	ts->count = (w + size / 2) / size;
+	return true;
 }
 
 SEC("uprobe")
@@ -444,6 +518,10 @@ int BPF_KPROBE(alloc_entry)
 	ts->size = size;
 	ts->arg = arg;
 	ts->old_valid = 0;
+	ts->weight = size;
+	ts->count = 1;
+	if (sample_bytes && !sample(ts, size))
+		ts->count = 0;
 	/*
 	 * realloc retires the old block now, before glibc can hand its address to another thread;
 	 * the return probe puts it back if realloc fails.
@@ -457,11 +535,13 @@ int BPF_KPROBE(alloc_entry)
 			ts->old_stack_id = old.stack_id;
 			ts->old_ts_ns = old.ts_ns;
 			ts->old_allocator = old.allocator;
+			ts->old_count = old.count;
 		} else {
 			unknown_free(tgid);
 		}
 	}
-	ts->stack_id = stack_intern(ctx);
+	/* the stack walk is the expensive part: only for blocks that will be recorded */
+	ts->stack_id = ts->count ? stack_intern(ctx) : ASZ_STACK_NONE;
 	return 0;
 }
 
@@ -503,9 +583,9 @@ int BPF_KRETPROBE(alloc_return)
 		addr = rc;
 		break;
 	}
-	if (!addr)
+	if (!addr || !ts->count)
 		return 0;
-	block_add(tgid, addr, ts->size, ts->stack_id, ts->allocator, now);
+	block_add(tgid, addr, ts->weight, ts->count, ts->stack_id, ts->allocator, now);
 	return 0;
 }
 

@@ -46,11 +46,11 @@ struct asz_alloc_key {
 };
 
 struct asz_alloc_val {
-	__u64 size;
+	__u64 size;	/* bytes accounted: asked for, or the estimate a sampled block stands for */
 	__u64 stack_id;
 	__u64 ts_ns;
 	__u32 allocator;
-	__u32 pad;
+	__u32 count;	/* allocations accounted: 1, or the estimate a sampled block stands for */
 };
 
 /* Aggregate per (process, allocator entry point, stack). */
@@ -137,15 +137,25 @@ struct asz_cfi_row {
 struct asz_tstate {
 	__u32 depth;
 	__u32 allocator;
-	__u64 size;
-	__u64 arg; /* posix_memalign: memptr; realloc: old pointer */
+	__u64 size;   /* bytes asked for */
+	__u64 arg;    /* posix_memalign: memptr; realloc: old pointer */
 	__u64 stack_id;
+	__u64 weight; /* bytes to account: size, or the sampling estimate */
+	__u32 count;  /* allocations to account: 1, the sampling estimate, or 0 (not sampled) */
+	__u32 old_valid;
 	__u64 old_size; /* realloc: the old block, removed at entry, restored if realloc fails */
 	__u64 old_stack_id;
 	__u64 old_ts_ns;
 	__u32 old_allocator;
-	__u32 old_valid;
+	__u32 old_count;
+	__s64 sample_left; /* sampling: bytes until the next sample point; 0 = not drawn yet */
+	__u64 pad;
 };
+
+/* Sampling tables, filled by user space: -ln(u) and x/(1-e^-x), both scaled by 2^16. */
+#define ASZ_EXP_TABLE 4096
+#define ASZ_WEIGHT_STEPS 64   /* table points per sampling period */
+#define ASZ_WEIGHT_TABLE 1025 /* x = size/period from 0 to 16 */
 
 _Static_assert(sizeof(struct asz_alloc_key) == 16, "asz_alloc_key");
 _Static_assert(sizeof(struct asz_alloc_val) == 32, "asz_alloc_val");
@@ -153,7 +163,7 @@ _Static_assert(sizeof(struct asz_agg_key) == 16, "asz_agg_key");
 _Static_assert(sizeof(struct asz_agg_val) == 48, "asz_agg_val");
 _Static_assert(sizeof(struct asz_proc_val) == 64, "asz_proc_val");
 _Static_assert(sizeof(struct asz_stack) == 1024, "asz_stack");
-_Static_assert(sizeof(struct asz_tstate) == 64, "asz_tstate");
+_Static_assert(sizeof(struct asz_tstate) == 96, "asz_tstate");
 _Static_assert(sizeof(struct asz_vma_key) == 16, "asz_vma_key");
 _Static_assert(sizeof(struct asz_cfi_row) == 16, "asz_cfi_row");
 _Static_assert(sizeof(struct asz_vma) == 32, "asz_vma");

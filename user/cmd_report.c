@@ -40,6 +40,7 @@ enum {
 	OPT_ATTACH,
 	OPT_EMPTY_PROBES,
 	OPT_WEIGHT,
+	OPT_SAMPLE_BYTES,
 };
 
 static const struct option long_opts[] = {
@@ -55,6 +56,7 @@ static const struct option long_opts[] = {
 	{"max-stacks", required_argument, NULL, OPT_MAX_STACKS},
 	{"attach", required_argument, NULL, OPT_ATTACH},
 	{"weight", required_argument, NULL, OPT_WEIGHT},
+	{"sample-bytes", required_argument, NULL, OPT_SAMPLE_BYTES},
 	{"empty-probes", no_argument, NULL, OPT_EMPTY_PROBES}, /* benchmarks only, undocumented */
 	{"verbose", no_argument, NULL, 'v'},
 	{"help", no_argument, NULL, 'h'},
@@ -91,6 +93,8 @@ void cmd_report__usage(FILE *f)
 		"  --max-depth N          stack frames kept per allocation (1-%d, default %d)\n"
 		"  --max-allocs N         live blocks tracked (default 1048576)\n"
 		"  --max-stacks N         distinct stacks kept (default 65536)\n"
+		"  --sample-bytes N       sample one allocated byte in N (Poisson, e.g. 524288):\n"
+		"                         much cheaper, figures become unbiased estimates\n"
 		"  --attach MODE          auto (default), multi (one uprobe_multi link per program)\n"
 		"                         or perf (one perf-event link per probe)\n"
 		"Other:\n"
@@ -206,6 +210,11 @@ static int parse_args(int argc, char **argv, struct report_args *a)
 			else
 				return usage_error("--attach: unknown mode '%s' (auto, multi, perf)",
 						   optarg);
+			break;
+		case OPT_SAMPLE_BYTES:
+			if (parse_count(optarg, 1, 1ull << 32, &v))
+				return usage_error("--sample-bytes: '%s' is not 1-4294967296", optarg);
+			a->eo.sample_bytes = v;
 			break;
 		case OPT_WEIGHT:
 			if (strcmp(optarg, "live_bytes") == 0)

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,7 @@ struct engine {
 	int nr_targets;
 	struct stack_cache stacks;
 	__u64 start_ns;
+	__u64 sample_bytes;
 	int ncpus;
 };
 
@@ -48,6 +50,31 @@ static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list 
 	if (level == LIBBPF_INFO && env_verbosity < 1)
 		return 0;
 	return vfprintf(stderr, fmt, args);
+}
+
+/* Tables the BPF sampler reads: -ln(u) for exponential draws, x/(1-e^-x) for weights. */
+static int fill_sampling_tables(struct engine *e)
+{
+	__u32 i;
+	__u64 v;
+	int err;
+
+	for (i = 0; i < ASZ_EXP_TABLE; i++) {
+		v = (__u64)(-log((i + 0.5) / ASZ_EXP_TABLE) * 65536.0 + 0.5);
+		err = bpf_map__update_elem(e->skel->maps.exp_table, &i, sizeof(i), &v, sizeof(v), 0);
+		if (err)
+			return err;
+	}
+	for (i = 0; i < ASZ_WEIGHT_TABLE; i++) {
+		double x = (double)i / ASZ_WEIGHT_STEPS;
+
+		v = (__u64)((i ? x / -expm1(-x) : 1.0) * 65536.0 + 0.5);
+		err = bpf_map__update_elem(e->skel->maps.weight_table, &i, sizeof(i), &v, sizeof(v),
+					   0);
+		if (err)
+			return err;
+	}
+	return 0;
 }
 
 int engine__open(struct engine **out, const struct engine_opts *o)
@@ -80,6 +107,8 @@ int engine__open(struct engine **out, const struct engine_opts *o)
 	e->skel->rodata->max_depth = o->max_depth;
 	e->skel->rodata->filter_tgid = true;
 	e->skel->rodata->empty_probes = o->empty_probes;
+	e->skel->rodata->sample_bytes = o->sample_bytes;
+	e->sample_bytes = o->sample_bytes;
 	bpf_map__set_max_entries(e->skel->maps.allocs, o->max_allocs);
 	bpf_map__set_max_entries(e->skel->maps.stacks, o->max_stacks);
 	bpf_map__set_max_entries(e->skel->maps.aggs, o->max_aggs);
@@ -97,6 +126,13 @@ int engine__open(struct engine **out, const struct engine_opts *o)
 		elog("cannot load BPF programs: %s (run as root; -vv shows the verifier log)\n",
 		     strerror(-err));
 		goto cleanup;
+	}
+	if (o->sample_bytes) {
+		err = fill_sampling_tables(e);
+		if (err) {
+			elog("cannot fill the sampling tables: %s\n", strerror(-err));
+			goto cleanup;
+		}
 	}
 	e->start_ns = util__mono_ns();
 	*out = e;
@@ -484,6 +520,7 @@ int engine__collect(struct engine *e, struct snapshot **out)
 	s->time = wall.tv_sec + wall.tv_nsec / 1e9;
 	s->mono_ns = util__mono_ns();
 	s->elapsed_s = (s->mono_ns - e->start_ns) / 1e9;
+	s->sample_bytes = e->sample_bytes;
 	err = collect_procs(e, s);
 	if (!err)
 		err = collect_stacks(e, s);

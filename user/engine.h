@@ -19,6 +19,7 @@ struct engine_opts {
 	__u32 max_depth;  /* stack frames */
 	enum attach_mode attach;
 	bool empty_probes; /* benchmarks: attach programs that do nothing */
+	__u64 sample_bytes; /* 0: every block; else Poisson sampling of one byte in sample_bytes */
 };
 
 #define ENGINE_DEFAULT_OPTS                                                                        \

@@ -129,6 +129,9 @@ int report_json__write(FILE *f, const struct snapshot *s, struct symbolizer *sym
 	json_writer__field_double(&w, "time", s->time);
 	json_writer__field_double(&w, "elapsed_s", s->elapsed_s);
 	json_writer__field_bool(&w, "final", s->final);
+	/* sampled figures are estimates: say so, with the period */
+	json_writer__field_bool(&w, "sampled", s->sample_bytes != 0);
+	json_writer__field_u64(&w, "sample_bytes", s->sample_bytes);
 
 	json_writer__key(&w, "processes");
 	json_writer__begin_array(&w);

@@ -132,6 +132,9 @@ static void print_header(FILE *f, const struct snapshot *s)
 		strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
 	fprintf(f, "asizeof-bpf %sreport at %s, elapsed %.1f s\n", s->final ? "final " : "", when,
 		s->elapsed_s);
+	if (s->sample_bytes)
+		fprintf(f, "sampled: one byte in %llu, figures are estimates\n",
+			(unsigned long long)s->sample_bytes);
 }
 
 static void print_procs(FILE *f, const struct snapshot *s)

@@ -48,6 +48,7 @@ struct snapshot {
 	double elapsed_s; /* since the engine started tracing */
 	__u64 mono_ns;
 	bool final;
+	__u64 sample_bytes; /* 0: exact; else the sampling period, and the figures are estimates */
 	struct snap_proc *procs;
 	size_t nr_procs;
 	struct snap_stack *stacks;

@@ -36,6 +36,7 @@ WORKLOAD_SOURCES = {
     "alloc_threads": "alloc_threads.c",
     "alloc_cxx": "alloc_cxx.cc",
     "print_args": "print_args.c",
+    "sampling_sites": "sampling_sites.c",
 }
 
 

@@ -1,0 +1,97 @@
+# SPDX-License-Identifier: MIT
+"""Sampling mode (--sample-bytes N) against exact figures, and cost-aware probe placement.
+
+Accuracy: with Poisson sampling a site of small blocks gets about total/N samples, so its
+estimate has a relative standard deviation of about 1/sqrt(total/N). The sites here allocate at
+least ~5,000 periods (sd <= 1.4%), so the 5% bound is > 3.5 standard deviations: a failure is a
+bias, not bad luck."""
+
+import json
+import re
+import subprocess
+
+import pytest
+
+import helpers
+
+PERIOD = 4096
+
+
+@pytest.fixture(scope="module")
+def sampled_run(bpf_ok, guarded, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("sampling")
+    wl = helpers.workload("sampling_sites")
+    report, expected = tmp / "report.json", tmp / "expected.json"
+    rc, out, err = guarded.run(["--sample-bytes", str(PERIOD), "-f", "json", "-n", "0", "-i", "5",
+                                "-o", str(report), "--", wl, str(expected)])
+    assert rc == 0, err
+    return helpers.parse_reports(report.read_text()), json.loads(expected.read_text())
+
+
+def test_estimates_are_marked(sampled_run):
+    reps, _ = sampled_run
+    final = helpers.final_report(reps)
+    assert final["sampled"] is True
+    assert final["sample_bytes"] == PERIOD
+
+
+def test_estimates_within_5_percent(sampled_run):
+    reps, exp = sampled_run
+    final = helpers.final_report(reps)
+    got = helpers.by_frame0(final, exp["pid"])
+    for site in ("site_small", "site_mid", "site_big"):
+        want = exp["sites"][site]["live_bytes"]
+        assert want >= 5000 * PERIOD or site == "site_big"
+        live = got[site]["live_bytes"]
+        assert abs(live - want) <= 0.05 * want, "%s: estimate %d, exact %d" % (site, live, want)
+
+
+def test_freed_site_estimate_is_exactly_zero(sampled_run):
+    # a freed sampled block subtracts exactly the weight it added
+    reps, exp = sampled_run
+    got = helpers.by_frame0(helpers.final_report(reps), exp["pid"])
+    assert got["site_churn"]["live_bytes"] == 0
+    assert got["site_churn"]["live_allocs"] == 0
+    assert got["site_churn"]["allocs"] > 0
+
+
+def test_no_unknown_frees_reported_when_sampling(sampled_run):
+    # frees of unsampled blocks are expected, not "unknown"
+    reps, _ = sampled_run
+    assert helpers.final_report(reps)["dropped"]["unknown_frees"] == 0
+
+
+def test_bad_sample_bytes(bpf_ok):
+    for bad in ("0", "-5", "abc", "1e3"):
+        rc, out, err = helpers.run_profiler(["--sample-bytes", bad, "--", "/bin/true"])
+        helpers.check_one_error_line(rc, out, err, want_rc=2, mentions="--sample-bytes")
+
+
+def _libc():
+    out = subprocess.run(["ldd", "/bin/true"], capture_output=True, text=True).stdout
+    return re.search(r"libc\.so\.6 => (\S+)", out).group(1)
+
+
+def test_free_probe_placement_by_disassembly(env):
+    """free is probed at its first emulated instruction: on this glibc the push after
+    `test %rdi,%rdi; je`; the disassembly must agree with the offset the profiler chose."""
+    rc, out, err = helpers.run_profiler(["-vv", "-f", "json", "--", "/bin/true"])
+    assert rc == 0, err
+    m = re.search(r"free probed at \+(\d+)", err)
+    assert m, "no placement line in -vv output"
+    skip = int(m.group(1))
+    libc = _libc()
+    nm = subprocess.run(["nm", "-D", libc], capture_output=True, text=True).stdout
+    addr = int(re.search(r"^([0-9a-f]+) T free@@", nm, re.M).group(1), 16)
+    dis = subprocess.run(["objdump", "-d", "--no-show-raw-insn",
+                          "--start-address=%#x" % addr, "--stop-address=%#x" % (addr + 16), libc],
+                         capture_output=True, text=True).stdout
+    insns = re.findall(r"^\s*([0-9a-f]+):\s+(\S+)\s*(.*)$", dis, re.M)
+    by_addr = {int(a, 16): (op, args) for a, op, args in insns}
+    assert by_addr[addr][0] == "test" and by_addr[addr][1].replace(" ", "") == "%rdi,%rdi"
+    first_after = sorted(a for a in by_addr if a > addr)
+    assert by_addr[first_after[0]][0] == "je"
+    assert first_after[1] == addr + skip, "probe not at the instruction after je"
+    assert by_addr[addr + skip][0] == "push"
+    # the allocation entry points stay at their first instruction: no other placement line
+    assert len(re.findall(r"probed at \+", err)) == 1

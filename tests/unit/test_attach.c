@@ -1,0 +1,67 @@
+// SPDX-License-Identifier: MIT
+/* Unit tests: attach.c (allocator symbols, probe placement). */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <string.h>
+#include "attach.h"
+
+Test(attach, free_skips_null_test_rel32)
+{
+	/* glibc 2.36: test %rdi,%rdi; je rel32; push %rbp */
+	const __u8 code[] = {0x48, 0x85, 0xff, 0x0f, 0x84, 0xbf, 0x00, 0x00, 0x00, 0x55, 0x48};
+
+	cr_assert_eq(attach__probe_skip(code, sizeof(code), ASZ_FREE), 9);
+}
+
+Test(attach, free_skips_null_test_rel8_push_r12)
+{
+	const __u8 code[] = {0x48, 0x85, 0xff, 0x74, 0x10, 0x41, 0x54, 0x90};
+
+	cr_assert_eq(attach__probe_skip(code, sizeof(code), ASZ_FREE), 5);
+}
+
+Test(attach, no_skip_when_not_followed_by_push)
+{
+	const __u8 code[] = {0x48, 0x85, 0xff, 0x74, 0x10, 0x48, 0x8d, 0x77, 0xf0};
+
+	cr_assert_eq(attach__probe_skip(code, sizeof(code), ASZ_FREE), 0);
+}
+
+Test(attach, no_skip_for_other_prologues)
+{
+	const __u8 endbr[] = {0xf3, 0x0f, 0x1e, 0xfa, 0x55, 0x48, 0x89, 0xe5, 0x90};
+	const __u8 malloc_entry[] = {0x48, 0x85, 0xff, 0x74, 0x10, 0x55, 0x90, 0x90, 0x90};
+
+	cr_assert_eq(attach__probe_skip(endbr, sizeof(endbr), ASZ_FREE), 0);
+	/* allocation entries never move: their stack walk needs the entry's stack pointer */
+	cr_assert_eq(attach__probe_skip(malloc_entry, sizeof(malloc_entry), ASZ_MALLOC), 0);
+	cr_assert_eq(attach__probe_skip(malloc_entry, 4, ASZ_FREE), 0);
+}
+
+Test(attach, libc_symbols_one_per_address)
+{
+	struct alloc_syms syms;
+	int i, j, frees = 0;
+
+	cr_assert_eq(attach__find_syms("/lib/x86_64-linux-gnu/libc.so.6", &syms), 0);
+	cr_assert_eq(syms.nr, 8, "malloc calloc realloc memalign posix_memalign valloc pvalloc free");
+	for (i = 0; i < syms.nr; i++) {
+		for (j = i + 1; j < syms.nr; j++)
+			cr_assert_neq(syms.syms[i].vaddr, syms.syms[j].vaddr);
+		if (syms.syms[i].allocator == ASZ_FREE) {
+			frees++;
+			cr_assert_eq(syms.syms[i].skip, 9);
+		} else {
+			cr_assert_eq(syms.syms[i].skip, 0, "%s moved", syms.syms[i].name);
+		}
+	}
+	cr_assert_eq(frees, 1);
+}
+
+Test(attach, not_an_allocator_library)
+{
+	struct alloc_syms syms;
+
+	cr_assert_eq(attach__find_syms("/lib/x86_64-linux-gnu/libz.so.1", &syms), -ENOENT);
+	cr_assert_lt(attach__find_syms("/nonexistent/lib.so", &syms), 0);
+}
