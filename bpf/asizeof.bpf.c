@@ -20,7 +20,8 @@ char LICENSE[] SEC("license") = "GPL";
 
 /* Set by the loader before load. */
 const volatile __u32 max_depth = ASZ_MAX_FRAMES;
-const volatile bool filter_tgid = true;
+/* Links attached with a pid already filter in the kernel; this is for links that are not. */
+const volatile bool filter_tgid = false;
 /* Sampling period in bytes; 0 = full mode (every block). */
 const volatile __u64 sample_bytes = 0;
 /* Benchmarks only: the same probe points with programs that do nothing (the cost floor). */
@@ -387,6 +388,7 @@ static __always_inline void block_add(__u32 tgid, __u64 addr, __u64 size, __u32 
 	struct asz_agg_key akey = {.tgid = tgid, .allocator = allocator, .stack_id = stack_id};
 	struct asz_proc_val *p;
 	struct asz_agg_val *a;
+	long err;
 
 	p = proc_get(tgid);
 	if (!p) {
@@ -399,10 +401,14 @@ static __always_inline void block_add(__u32 tgid, __u64 addr, __u64 size, __u32 
 		__sync_fetch_and_add(&p->drops, 1);
 		return;
 	}
-	/* The allocator handed out an address we still think is live: we missed its free. */
-	if (block_remove(tgid, addr, NULL))
+	err = bpf_map_update_elem(&allocs, &key, &val, BPF_NOEXIST);
+	if (err == -EEXIST) {
+		/* The allocator handed out an address we still think is live: we missed its free. */
+		block_remove(tgid, addr, NULL);
 		count_drop(ASZ_DROP_MISSED_FREE);
-	if (bpf_map_update_elem(&allocs, &key, &val, BPF_NOEXIST)) {
+		err = bpf_map_update_elem(&allocs, &key, &val, BPF_NOEXIST);
+	}
+	if (err) {
 		count_drop(ASZ_DROP_ALLOCS_FULL);
 		__sync_fetch_and_add(&p->drops, 1);
 		return;
@@ -467,18 +473,21 @@ static __always_inline bool sample(struct asz_tstate *ts, __u64 size)
 	return true;
 }
 
-SEC("uprobe")
-int BPF_KPROBE(alloc_entry)
+/*
+ * An allocator's entry. Returns 1 when its return need not be seen (uprobe sessions then skip
+ * the return trap), 0 otherwise.
+ */
+static __always_inline int on_entry(struct pt_regs *ctx, __u64 a1, __u64 a2, __u64 a3,
+				    __u32 allocator, bool session)
 {
-	/* arguments first: clang 14 may otherwise derive them from a modified ctx pointer */
-	__u64 a1 = PT_REGS_PARM1(ctx), a2 = PT_REGS_PARM2(ctx), a3 = PT_REGS_PARM3(ctx);
-	__u32 allocator = bpf_get_attach_cookie(ctx);
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct asz_tstate *ts;
 	__u64 size = 0, arg = 0;
 
-	if (empty_probes || !traced(tgid))
-		return 0;
+	if (empty_probes)
+		return session;
+	if (!traced(tgid))
+		return 1;
 	ts = bpf_task_storage_get(&tstates, bpf_get_current_task_btf(), 0,
 				  BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!ts) {
@@ -520,13 +529,24 @@ int BPF_KPROBE(alloc_entry)
 	ts->old_valid = 0;
 	ts->weight = size;
 	ts->count = 1;
-	if (sample_bytes && !sample(ts, size))
+	if (sample_bytes && !sample(ts, size)) {
 		ts->count = 0;
+		/*
+		 * Nothing to record. With a session the return trap is skipped, but only where
+		 * glibc never calls another allocator inside: elsewhere the depth must be kept.
+		 */
+		if (session && allocator != ASZ_REALLOC && allocator != ASZ_MEMALIGN &&
+		    allocator != ASZ_POSIX_MEMALIGN) {
+			ts->depth--;
+			return 1;
+		}
+	}
 	/*
 	 * realloc retires the old block now, before glibc can hand its address to another thread;
-	 * the return probe puts it back if realloc fails.
+	 * the return probe puts it back if realloc fails. realloc(p, 0) calls free(p), whose probe
+	 * retires it.
 	 */
-	if (allocator == ASZ_REALLOC && arg) {
+	if (allocator == ASZ_REALLOC && arg && size) {
 		struct asz_alloc_val old;
 
 		if (block_remove(tgid, arg, &old)) {
@@ -545,10 +565,9 @@ int BPF_KPROBE(alloc_entry)
 	return 0;
 }
 
-SEC("uretprobe")
-int BPF_KRETPROBE(alloc_return)
+/* An allocator's return, with its return value. */
+static __always_inline int on_return(__u64 rc)
 {
-	__u64 rc = PT_REGS_RC(ctx);
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct asz_tstate *ts;
 	__u64 addr = 0, now;
@@ -590,17 +609,47 @@ int BPF_KRETPROBE(alloc_return)
 }
 
 SEC("uprobe")
+int BPF_KPROBE(alloc_entry)
+{
+	/* arguments first: clang 14 may otherwise derive them from a modified ctx pointer */
+	__u64 a1 = PT_REGS_PARM1(ctx), a2 = PT_REGS_PARM2(ctx), a3 = PT_REGS_PARM3(ctx);
+
+	on_entry(ctx, a1, a2, a3, bpf_get_attach_cookie(ctx), false);
+	return 0;
+}
+
+SEC("uretprobe")
+int BPF_KRETPROBE(alloc_return)
+{
+	on_return(PT_REGS_RC(ctx));
+	return 0;
+}
+
+extern bool bpf_session_is_return(void) __ksym __weak;
+
+/* Entry and return in one program (uprobe session): loaded only where the kernel has them. */
+SEC("uprobe")
+int BPF_KPROBE(alloc_session)
+{
+	__u64 a1 = PT_REGS_PARM1(ctx), a2 = PT_REGS_PARM2(ctx), a3 = PT_REGS_PARM3(ctx);
+	__u64 rc = PT_REGS_RC(ctx);
+
+	if (bpf_session_is_return())
+		return on_return(rc);
+	return on_entry(ctx, a1, a2, a3, bpf_get_attach_cookie(ctx), true);
+}
+
+SEC("uprobe")
 int BPF_KPROBE(free_entry)
 {
 	__u64 ptr = PT_REGS_PARM1(ctx);
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	struct asz_tstate *ts;
 
+	/*
+	 * No nesting check: glibc's allocators free internally without the public free, except
+	 * realloc(p, 0), which leaves p for this probe to retire.
+	 */
 	if (empty_probes || !ptr || !traced(tgid))
-		return 0;
-	/* a free inside an allocator (realloc(p, 0)) is that allocator's business */
-	ts = bpf_task_storage_get(&tstates, bpf_get_current_task_btf(), 0, 0);
-	if (ts && ts->depth > 0)
 		return 0;
 	if (!block_remove(tgid, ptr, NULL))
 		unknown_free(tgid);

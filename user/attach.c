@@ -184,8 +184,8 @@ struct link_create_uprobe_multi {
 	__u32 pad;
 };
 
-int attach__uprobe_multi(int prog_fd, bool retprobe, const char *path, const __u64 *offsets,
-			 const __u64 *cookies, __u32 cnt, pid_t pid)
+int attach__uprobe_multi(int prog_fd, __u32 attach_type, bool retprobe, const char *path,
+			 const __u64 *offsets, const __u64 *cookies, __u32 cnt, pid_t pid)
 {
 	union {
 		union bpf_attr attr;
@@ -196,7 +196,7 @@ int attach__uprobe_multi(int prog_fd, bool retprobe, const char *path, const __u
 
 	memset(&a, 0, sizeof(a));
 	a.um.prog_fd = prog_fd;
-	a.um.attach_type = BPF_TRACE_UPROBE_MULTI_TYPE;
+	a.um.attach_type = attach_type;
 	a.um.path = (__u64)(unsigned long)path;
 	a.um.offsets = (__u64)(unsigned long)offsets;
 	a.um.cookies = (__u64)(unsigned long)cookies;

@@ -40,10 +40,14 @@ enum attach_mode {
 };
 
 #define BPF_TRACE_UPROBE_MULTI_TYPE 48
+#define BPF_TRACE_UPROBE_SESSION_TYPE 57
 #define BPF_F_UPROBE_MULTI_RETURN_FLAG 1u
 
-/* Raw uprobe_multi link (libbpf 1.1 has no API). Returns a link fd or a negative errno. */
-int attach__uprobe_multi(int prog_fd, bool retprobe, const char *path, const __u64 *offsets,
-			 const __u64 *cookies, __u32 cnt, pid_t pid);
+/*
+ * Raw uprobe_multi or uprobe session link (libbpf 1.1 has no API): attach_type is one of the two
+ * types above. Returns a link fd or a negative errno.
+ */
+int attach__uprobe_multi(int prog_fd, __u32 attach_type, bool retprobe, const char *path,
+			 const __u64 *offsets, const __u64 *cookies, __u32 cnt, pid_t pid);
 
 #endif

@@ -31,6 +31,7 @@ struct stack_cache {
 struct engine {
 	struct asizeof_bpf *skel;
 	bool multi;
+	bool session; /* entry and return in one uprobe session program (sampling mode) */
 	struct bpf_link **links; /* perf-event links */
 	int nr_links, cap_links;
 	int *link_fds; /* uprobe_multi links */
@@ -97,6 +98,8 @@ int engine__open(struct engine **out, const struct engine_opts *o)
 		goto cleanup;
 	}
 	e->multi = o->attach == ATTACH_MULTI || (o->attach == ATTACH_AUTO && feat.uprobe_multi);
+	/* sessions pay off when most calls are not recorded: their return trap is then skipped */
+	e->session = e->multi && o->sample_bytes && feat.uprobe_session;
 
 	e->skel = asizeof_bpf__open();
 	if (!e->skel) {
@@ -105,7 +108,8 @@ int engine__open(struct engine **out, const struct engine_opts *o)
 		goto cleanup;
 	}
 	e->skel->rodata->max_depth = o->max_depth;
-	e->skel->rodata->filter_tgid = true;
+	/* every link is attached with its target's pid: the kernel filters, no per-call lookup */
+	e->skel->rodata->filter_tgid = false;
 	e->skel->rodata->empty_probes = o->empty_probes;
 	e->skel->rodata->sample_bytes = o->sample_bytes;
 	e->sample_bytes = o->sample_bytes;
@@ -113,11 +117,17 @@ int engine__open(struct engine **out, const struct engine_opts *o)
 	bpf_map__set_max_entries(e->skel->maps.stacks, o->max_stacks);
 	bpf_map__set_max_entries(e->skel->maps.aggs, o->max_aggs);
 	bpf_map__set_max_entries(e->skel->maps.procs, o->max_procs);
+	/* load only the programs this mode attaches (the session one needs kernel support) */
+	bpf_program__set_autoload(e->skel->progs.alloc_session, e->session);
+	bpf_program__set_autoload(e->skel->progs.alloc_entry, !e->session);
+	bpf_program__set_autoload(e->skel->progs.alloc_return, !e->session);
 	if (e->multi) {
 		bpf_program__set_expected_attach_type(e->skel->progs.alloc_entry,
 						      BPF_TRACE_UPROBE_MULTI_TYPE);
 		bpf_program__set_expected_attach_type(e->skel->progs.alloc_return,
 						      BPF_TRACE_UPROBE_MULTI_TYPE);
+		bpf_program__set_expected_attach_type(e->skel->progs.alloc_session,
+						      BPF_TRACE_UPROBE_SESSION_TYPE);
 		bpf_program__set_expected_attach_type(e->skel->progs.free_entry,
 						      BPF_TRACE_UPROBE_MULTI_TYPE);
 	}
@@ -221,17 +231,25 @@ static int attach_multi(struct engine *e, pid_t pid, const char *lib, const stru
 	}
 	struct {
 		struct bpf_program *prog;
+		__u32 type;
 		bool ret;
 		const __u64 *offs, *cookies;
 		int cnt;
 	} plan[] = {
-		{e->skel->progs.alloc_return, true, offs, cookies, n},
-		{e->skel->progs.alloc_entry, false, offs, cookies, n},
-		{e->skel->progs.free_entry, false, &free_off, &free_cookie, 1},
+		{e->skel->progs.alloc_return, BPF_TRACE_UPROBE_MULTI_TYPE, true, offs, cookies, n},
+		{e->skel->progs.alloc_entry, BPF_TRACE_UPROBE_MULTI_TYPE, false, offs, cookies, n},
+		{e->skel->progs.free_entry, BPF_TRACE_UPROBE_MULTI_TYPE, false, &free_off,
+		 &free_cookie, 1},
 	};
-	for (i = 0; i < 3; i++) {
-		fd = attach__uprobe_multi(bpf_program__fd(plan[i].prog), plan[i].ret, lib,
-					  plan[i].offs, plan[i].cookies, plan[i].cnt, pid);
+
+	if (e->session) {
+		plan[0] = (typeof(plan[0])){e->skel->progs.alloc_session,
+					    BPF_TRACE_UPROBE_SESSION_TYPE, false, offs, cookies, n};
+		plan[1] = plan[2];
+	}
+	for (i = 0; i < (e->session ? 2 : 3); i++) {
+		fd = attach__uprobe_multi(bpf_program__fd(plan[i].prog), plan[i].type, plan[i].ret,
+					  lib, plan[i].offs, plan[i].cookies, plan[i].cnt, pid);
 		if (fd < 0) {
 			elog("cannot attach to %s (pid %d): %s\n", lib, pid, strerror(-fd));
 			return fd;
@@ -275,7 +293,7 @@ int engine__attach(struct engine *e, pid_t pid, const char *lib)
 	err = e->multi ? attach_multi(e, pid, lib, &syms) : attach_perf(e, pid, lib, &syms);
 	if (!err)
 		vlog("pid %d: %d probe points in %s (%s links)\n", pid, syms.nr, lib,
-		     e->multi ? "uprobe_multi" : "perf-event");
+		     engine__attach_mode(e));
 	return err;
 }
 
@@ -315,7 +333,7 @@ int engine__nr_links(const struct engine *e)
 
 const char *engine__attach_mode(const struct engine *e)
 {
-	return e->multi ? "uprobe_multi" : "perf-event";
+	return e->session ? "uprobe session" : e->multi ? "uprobe_multi" : "perf-event";
 }
 
 static size_t cache_slot(const struct stack_cache *c, __u64 key)
