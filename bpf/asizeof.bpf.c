@@ -22,6 +22,14 @@ char LICENSE[] SEC("license") = "GPL";
 const volatile __u32 max_depth = ASZ_MAX_FRAMES;
 /* Links attached with a pid already filter in the kernel; this is for links that are not. */
 const volatile bool filter_tgid = false;
+/* System-wide: links without a pid; these filters apply instead. */
+const volatile bool system_wide = false;
+const volatile __u32 self_tgid = 0;
+#define MAX_COMMS 8
+const volatile __u32 nr_comms = 0;
+const volatile char comms[MAX_COMMS][ASZ_COMM_LEN] = {};
+/* Blocks smaller than this are not recorded (0: all). */
+const volatile __u64 min_size = 0;
 /* Sampling period in bytes; 0 = full mode (every block). */
 const volatile __u64 sample_bytes = 0;
 /* Benchmarks only: the same probe points with programs that do nothing (the cost floor). */
@@ -80,6 +88,11 @@ struct {
 } vmas SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024);
+} events SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, ASZ_NR_DROPS);
 	__type(key, __u32);
@@ -122,8 +135,39 @@ static __always_inline void count_drop(__u32 reason)
 		(*c)++;
 }
 
+/* --comm: the process's name (its group leader's), not a thread's. */
+static __always_inline bool comm_allowed(void)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	char comm[ASZ_COMM_LEN];
+
+	if (!nr_comms)
+		return true;
+	if (bpf_probe_read_kernel_str(comm, sizeof(comm), task->group_leader->comm) < 0)
+		return false;
+	for (int i = 0; i < MAX_COMMS; i++) {
+		bool same = true;
+
+		if (i >= nr_comms)
+			break;
+		for (int j = 0; j < ASZ_COMM_LEN; j++) {
+			if (comm[j] != comms[i][j]) {
+				same = false;
+				break;
+			}
+			if (!comm[j])
+				break;
+		}
+		if (same)
+			return true;
+	}
+	return false;
+}
+
 static __always_inline bool traced(__u32 tgid)
 {
+	if (system_wide)
+		return tgid != self_tgid && comm_allowed();
 	return !filter_tgid || bpf_map_lookup_elem(&targets, &tgid);
 }
 
@@ -309,7 +353,12 @@ static __always_inline bool block_remove(__u32 tgid, __u64 addr, struct asz_allo
 	/* a failed delete means a racing free of the same block already accounted it */
 	if (bpf_map_delete_elem(&allocs, &key))
 		return false;
+	p = bpf_map_lookup_elem(&procs, &tgid);
+	/* a block of an image the process has since exec'd away: already gone from the totals */
+	if (p && p->gen != copy.gen)
+		return false;
 	akey.allocator = copy.allocator;
+	akey.gen = copy.gen;
 	akey.stack_id = copy.stack_id;
 	a = bpf_map_lookup_elem(&aggs, &akey);
 	if (a) {
@@ -318,7 +367,6 @@ static __always_inline bool block_remove(__u32 tgid, __u64 addr, struct asz_allo
 		__sync_fetch_and_add(&a->frees, copy.count);
 		__sync_fetch_and_add(&a->free_bytes, copy.size);
 	}
-	p = bpf_map_lookup_elem(&procs, &tgid);
 	if (p) {
 		__sync_fetch_and_add(&p->live_bytes, -(__s64)copy.size);
 		__sync_fetch_and_add(&p->live_allocs, -(__s64)copy.count);
@@ -337,9 +385,12 @@ static __always_inline void block_restore(__u32 tgid, __u64 addr, const struct a
 				    .stack_id = ts->old_stack_id,
 				    .ts_ns = ts->old_ts_ns,
 				    .allocator = ts->old_allocator,
-				    .count = ts->old_count};
-	struct asz_agg_key akey = {
-		.tgid = tgid, .allocator = ts->old_allocator, .stack_id = ts->old_stack_id};
+				    .count = ts->old_count,
+				    .gen = ts->old_gen};
+	struct asz_agg_key akey = {.tgid = tgid,
+				   .allocator = ts->old_allocator,
+				   .gen = ts->old_gen,
+				   .stack_id = ts->old_stack_id};
 	struct asz_agg_val *a;
 	struct asz_proc_val *p;
 
@@ -366,8 +417,8 @@ static __always_inline void unknown_free(__u32 tgid)
 {
 	struct asz_proc_val *p;
 
-	/* when sampling, most blocks are untracked by design: their frees are not news */
-	if (sample_bytes)
+	/* when sampling or skipping small blocks, untracked blocks are by design: no news */
+	if (sample_bytes || min_size)
 		return;
 	p = proc_get(tgid);
 	count_drop(ASZ_DROP_UNKNOWN_FREE);
@@ -395,6 +446,8 @@ static __always_inline void block_add(__u32 tgid, __u64 addr, __u64 size, __u32 
 		count_drop(ASZ_DROP_PROCS_FULL);
 		return;
 	}
+	val.gen = p->gen;
+	akey.gen = p->gen;
 	a = agg_get(&akey);
 	if (!a) {
 		count_drop(ASZ_DROP_AGGS_FULL);
@@ -403,9 +456,12 @@ static __always_inline void block_add(__u32 tgid, __u64 addr, __u64 size, __u32 
 	}
 	err = bpf_map_update_elem(&allocs, &key, &val, BPF_NOEXIST);
 	if (err == -EEXIST) {
-		/* The allocator handed out an address we still think is live: we missed its free. */
-		block_remove(tgid, addr, NULL);
-		count_drop(ASZ_DROP_MISSED_FREE);
+		/*
+		 * The allocator handed out an address we still think is live: we missed its free
+		 * (unless the entry is from an image the process exec'd away).
+		 */
+		if (block_remove(tgid, addr, NULL))
+			count_drop(ASZ_DROP_MISSED_FREE);
 		err = bpf_map_update_elem(&allocs, &key, &val, BPF_NOEXIST);
 	}
 	if (err) {
@@ -529,7 +585,7 @@ static __always_inline int on_entry(struct pt_regs *ctx, __u64 a1, __u64 a2, __u
 	ts->old_valid = 0;
 	ts->weight = size;
 	ts->count = 1;
-	if (sample_bytes && !sample(ts, size)) {
+	if ((min_size && size < min_size) || (sample_bytes && !sample(ts, size))) {
 		ts->count = 0;
 		/*
 		 * Nothing to record. With a session the return trap is skipped, but only where
@@ -556,6 +612,7 @@ static __always_inline int on_entry(struct pt_regs *ctx, __u64 a1, __u64 a2, __u
 			ts->old_ts_ns = old.ts_ns;
 			ts->old_allocator = old.allocator;
 			ts->old_count = old.count;
+			ts->old_gen = old.gen;
 		} else {
 			unknown_free(tgid);
 		}
@@ -653,5 +710,53 @@ int BPF_KPROBE(free_entry)
 		return 0;
 	if (!block_remove(tgid, ptr, NULL))
 		unknown_free(tgid);
+	return 0;
+}
+
+static __always_inline void emit(__u32 type, __u32 tgid, __u32 gen)
+{
+	struct asz_event *ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
+
+	if (!ev)
+		return;
+	ev->type = type;
+	ev->tgid = tgid;
+	ev->gen = gen;
+	ev->pad = 0;
+	bpf_ringbuf_submit(ev, 0);
+}
+
+/*
+ * exec replaces the address space: the old image's blocks are gone. Bumping the generation
+ * makes its blocks and aggregates stale at once, without walking any map here.
+ */
+/* BTF tracepoints: no tracefs needed */
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(on_exec, struct task_struct *p_task)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct asz_proc_val *p = bpf_map_lookup_elem(&procs, &tgid);
+	__u32 gen = 0;
+
+	if (p) {
+		gen = ++p->gen;
+		p->live_bytes = 0;
+		p->live_allocs = 0;
+	}
+	if (p || (system_wide && traced(tgid)))
+		emit(ASZ_EV_EXEC, tgid, gen);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(on_exit, struct task_struct *task)
+{
+	__u32 tgid = BPF_CORE_READ(task, tgid);
+
+	/* the last thread of the group is leaving */
+	if (BPF_CORE_READ(task, signal, live.counter) != 0)
+		return 0;
+	if (system_wide || bpf_map_lookup_elem(&procs, &tgid))
+		emit(ASZ_EV_EXIT, tgid, 0);
 	return 0;
 }

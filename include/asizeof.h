@@ -51,12 +51,15 @@ struct asz_alloc_val {
 	__u64 ts_ns;
 	__u32 allocator;
 	__u32 count;	/* allocations accounted: 1, or the estimate a sampled block stands for */
+	__u32 gen;	/* the process image (exec count) it belongs to */
+	__u32 pad;
 };
 
-/* Aggregate per (process, allocator entry point, stack). */
+/* Aggregate per (process image, allocator entry point, stack). */
 struct asz_agg_key {
 	__u32 tgid;
-	__u32 allocator;
+	__u16 allocator;
+	__u16 gen; /* exec count of the process: an older image's aggregates are stale */
 	__u64 stack_id;
 };
 
@@ -77,7 +80,21 @@ struct asz_proc_val {
 	__u64 frees;
 	__u64 unknown_frees;
 	__u64 drops;
-	__u64 pad;
+	__u32 gen; /* bumped at each exec: the old image's blocks and aggregates are gone */
+	__u32 pad;
+};
+
+/* Process lifecycle events, kernel to user space (ring buffer). */
+enum asz_event_type {
+	ASZ_EV_EXEC = 1,
+	ASZ_EV_EXIT = 2,
+};
+
+struct asz_event {
+	__u32 type;
+	__u32 tgid;
+	__u32 gen;
+	__u32 pad;
 };
 
 #define ASZ_STACK_TRUNCATED 1u
@@ -149,7 +166,8 @@ struct asz_tstate {
 	__u32 old_allocator;
 	__u32 old_count;
 	__s64 sample_left; /* sampling: bytes until the next sample point; 0 = not drawn yet */
-	__u64 pad;
+	__u32 old_gen;
+	__u32 pad;
 };
 
 /* Sampling tables, filled by user space: -ln(u) and x/(1-e^-x), both scaled by 2^16. */
@@ -158,7 +176,8 @@ struct asz_tstate {
 #define ASZ_WEIGHT_TABLE 1025 /* x = size/period from 0 to 16 */
 
 _Static_assert(sizeof(struct asz_alloc_key) == 16, "asz_alloc_key");
-_Static_assert(sizeof(struct asz_alloc_val) == 32, "asz_alloc_val");
+_Static_assert(sizeof(struct asz_alloc_val) == 40, "asz_alloc_val");
+_Static_assert(sizeof(struct asz_event) == 16, "asz_event");
 _Static_assert(sizeof(struct asz_agg_key) == 16, "asz_agg_key");
 _Static_assert(sizeof(struct asz_agg_val) == 48, "asz_agg_val");
 _Static_assert(sizeof(struct asz_proc_val) == 64, "asz_proc_val");

@@ -34,6 +34,10 @@ struct engine {
 	bool session; /* entry and return in one uprobe session program (sampling mode) */
 	struct bpf_link **links; /* perf-event links */
 	int nr_links, cap_links;
+	struct bpf_link *tp_exec, *tp_exit;
+	struct ring_buffer *rb;
+	void (*ev_fn)(const struct asz_event *ev, void *ctx);
+	void *ev_ctx;
 	int *link_fds; /* uprobe_multi links */
 	int nr_fds, cap_fds;
 	struct etarget *targets;
@@ -78,6 +82,32 @@ static int fill_sampling_tables(struct engine *e)
 	return 0;
 }
 
+static int on_event(void *ctx, void *data, size_t size)
+{
+	struct engine *e = ctx;
+
+	if (size >= sizeof(struct asz_event) && e->ev_fn)
+		e->ev_fn(data, e->ev_ctx);
+	return 0;
+}
+
+int engine__events_fd(const struct engine *e)
+{
+	return ring_buffer__epoll_fd(e->rb);
+}
+
+int engine__consume_events(struct engine *e, void (*fn)(const struct asz_event *ev, void *ctx),
+			   void *ctx)
+{
+	int n;
+
+	e->ev_fn = fn;
+	e->ev_ctx = ctx;
+	n = ring_buffer__consume(e->rb);
+	e->ev_fn = NULL;
+	return n;
+}
+
 int engine__open(struct engine **out, const struct engine_opts *o)
 {
 	struct kfeatures feat = {};
@@ -112,6 +142,17 @@ int engine__open(struct engine **out, const struct engine_opts *o)
 	e->skel->rodata->filter_tgid = false;
 	e->skel->rodata->empty_probes = o->empty_probes;
 	e->skel->rodata->sample_bytes = o->sample_bytes;
+	e->skel->rodata->min_size = o->min_size;
+	e->skel->rodata->system_wide = o->system_wide;
+	e->skel->rodata->self_tgid = getpid();
+	if (o->nr_comms > ENGINE_MAX_COMMS) {
+		elog("at most %d --comm\n", ENGINE_MAX_COMMS);
+		err = -E2BIG;
+		goto cleanup;
+	}
+	e->skel->rodata->nr_comms = o->nr_comms;
+	for (int i = 0; i < o->nr_comms; i++)
+		strncpy((char *)e->skel->rodata->comms[i], o->comms[i], ASZ_COMM_LEN - 1);
 	e->sample_bytes = o->sample_bytes;
 	bpf_map__set_max_entries(e->skel->maps.allocs, o->max_allocs);
 	bpf_map__set_max_entries(e->skel->maps.stacks, o->max_stacks);
@@ -135,6 +176,20 @@ int engine__open(struct engine **out, const struct engine_opts *o)
 	if (err) {
 		elog("cannot load BPF programs: %s (run as root; -vv shows the verifier log)\n",
 		     strerror(-err));
+		goto cleanup;
+	}
+	/* exec and exit: generations (exact accounts across exec) and lifecycle events */
+	e->tp_exec = bpf_program__attach(e->skel->progs.on_exec);
+	e->tp_exit = bpf_program__attach(e->skel->progs.on_exit);
+	if (!e->tp_exec || !e->tp_exit) {
+		err = -errno;
+		elog("cannot attach the exec/exit tracepoints: %s\n", strerror(-err));
+		goto cleanup;
+	}
+	e->rb = ring_buffer__new(bpf_map__fd(e->skel->maps.events), on_event, e, NULL);
+	if (!e->rb) {
+		err = -errno;
+		elog("cannot open the event ring buffer: %s\n", strerror(-err));
 		goto cleanup;
 	}
 	if (o->sample_bytes) {
@@ -263,19 +318,13 @@ static int attach_multi(struct engine *e, pid_t pid, const char *lib, const stru
 	return 0;
 }
 
-int engine__attach(struct engine *e, pid_t pid, const char *lib)
+int engine__track(struct engine *e, pid_t pid)
 {
-	struct alloc_syms syms;
 	struct etarget *t;
-	__u32 key = pid;
-	__u8 one = 1;
-	int err;
 
-	err = attach__find_syms(lib, &syms);
-	if (err) {
-		elog("%s: no glibc allocator symbols found (%s)\n", lib, strerror(-err));
-		return err;
-	}
+	for (int i = 0; i < e->nr_targets; i++)
+		if (e->targets[i].pid == pid && !e->targets[i].exited)
+			return 0;
 	t = realloc(e->targets, (e->nr_targets + 1) * sizeof(*t));
 	if (!t)
 		return -ENOMEM;
@@ -284,17 +333,49 @@ int engine__attach(struct engine *e, pid_t pid, const char *lib)
 	memset(t, 0, sizeof(*t));
 	t->pid = pid;
 	target__comm(pid, t->comm, sizeof(t->comm));
+	return 0;
+}
+
+/* pid > 0: that process only (the kernel filters); pid -1: every process mapping lib. */
+static int attach_syms(struct engine *e, pid_t pid, const char *lib)
+{
+	struct alloc_syms syms;
+	int err;
+
+	err = attach__find_syms(lib, &syms);
+	if (err) {
+		elog("%s: no glibc allocator symbols found (%s)\n", lib, strerror(-err));
+		return err;
+	}
+	err = e->multi ? attach_multi(e, pid < 0 ? 0 : pid, lib, &syms)
+		       : attach_perf(e, pid, lib, &syms);
+	if (!err)
+		vlog("%s%d: %d probe points in %s (%s links)\n", pid < 0 ? "all processes" : "pid ",
+		     pid < 0 ? 0 : pid, syms.nr, lib, engine__attach_mode(e));
+	return err;
+}
+
+int engine__attach(struct engine *e, pid_t pid, const char *lib)
+{
+	__u32 key = pid;
+	__u8 one = 1;
+	int err;
+
+	err = engine__track(e, pid);
+	if (err)
+		return err;
 	err = bpf_map__update_elem(e->skel->maps.targets, &key, sizeof(key), &one, sizeof(one),
 				   BPF_ANY);
 	if (err) {
 		elog("cannot add pid %d to the target map: %s\n", pid, strerror(-err));
 		return err;
 	}
-	err = e->multi ? attach_multi(e, pid, lib, &syms) : attach_perf(e, pid, lib, &syms);
-	if (!err)
-		vlog("pid %d: %d probe points in %s (%s links)\n", pid, syms.nr, lib,
-		     engine__attach_mode(e));
-	return err;
+	return attach_syms(e, pid, lib);
+}
+
+int engine__attach_lib(struct engine *e, const char *lib)
+{
+	return attach_syms(e, -1, lib);
 }
 
 void engine__set_exited(struct engine *e, pid_t pid)
@@ -472,6 +553,17 @@ cleanup:
 	return err;
 }
 
+/* The current image of a process: aggregates of earlier images (before an exec) are stale. */
+static bool agg_current(struct engine *e, const struct asz_agg_key *k)
+{
+	struct asz_proc_val p;
+	__u32 tgid = k->tgid;
+
+	if (bpf_map_lookup_elem(bpf_map__fd(e->skel->maps.procs), &tgid, &p))
+		return true;
+	return (__u16)p.gen == k->gen;
+}
+
 static int collect_stacks(struct engine *e, struct snapshot *s)
 {
 	int fd = bpf_map__fd(e->skel->maps.aggs), err;
@@ -484,7 +576,7 @@ static int collect_stacks(struct engine *e, struct snapshot *s)
 
 		key = next;
 		prev = &key;
-		if (bpf_map_lookup_elem(fd, &key, &v))
+		if (!agg_current(e, &key) || bpf_map_lookup_elem(fd, &key, &v))
 			continue;
 		ss.pid = key.tgid;
 		ss.allocator = key.allocator;
@@ -567,6 +659,50 @@ void engine__for_each_vma(struct engine *e, pid_t pid,
 	}
 }
 
+/* One pass over a map deleting the keys whose leading __u32 (the tgid) is in pids. */
+static void forget_in(struct bpf_map *map, size_t key_size, const pid_t *pids, int n)
+{
+	char key[64], next[64];
+	int fd = bpf_map__fd(map);
+	bool have = false;
+
+	if (key_size > sizeof(key))
+		return;
+	while (bpf_map_get_next_key(fd, have ? key : NULL, next) == 0) {
+		__u32 tgid;
+		bool dead = false;
+
+		memcpy(&tgid, next, sizeof(tgid));
+		for (int i = 0; i < n && !dead; i++)
+			dead = (__u32)pids[i] == tgid;
+		if (dead && bpf_map_delete_elem(fd, next) == 0)
+			continue; /* the same key then finds the element after the deleted one */
+		memcpy(key, next, key_size);
+		have = true;
+	}
+}
+
+void engine__forget(struct engine *e, const pid_t *pids, int n)
+{
+	int i, j;
+
+	if (n <= 0)
+		return;
+	forget_in(e->skel->maps.allocs, sizeof(struct asz_alloc_key), pids, n);
+	forget_in(e->skel->maps.aggs, sizeof(struct asz_agg_key), pids, n);
+	forget_in(e->skel->maps.vmas, sizeof(struct asz_vma_key), pids, n);
+	forget_in(e->skel->maps.procs, sizeof(__u32), pids, n);
+	for (i = j = 0; i < e->nr_targets; i++) {
+		bool dead = false;
+
+		for (int k = 0; k < n && !dead; k++)
+			dead = e->targets[i].pid == pids[k];
+		if (!dead)
+			e->targets[j++] = e->targets[i];
+	}
+	e->nr_targets = j;
+}
+
 void engine__close(struct engine *e)
 {
 	size_t i;
@@ -577,6 +713,9 @@ void engine__close(struct engine *e)
 		close(e->link_fds[j]);
 	for (int j = 0; j < e->nr_links; j++)
 		bpf_link__destroy(e->links[j]);
+	bpf_link__destroy(e->tp_exec);
+	bpf_link__destroy(e->tp_exit);
+	ring_buffer__free(e->rb);
 	asizeof_bpf__destroy(e->skel);
 	for (i = 0; i < e->stacks.cap; i++)
 		free(e->stacks.vals[i]);

@@ -20,7 +20,13 @@ struct engine_opts {
 	enum attach_mode attach;
 	bool empty_probes; /* benchmarks: attach programs that do nothing */
 	__u64 sample_bytes; /* 0: every block; else Poisson sampling of one byte in sample_bytes */
+	__u64 min_size;	    /* blocks smaller are not recorded */
+	bool system_wide;   /* every process (but this one), filtered by comms */
+	const char *const *comms;
+	int nr_comms;
 };
+
+#define ENGINE_MAX_COMMS 8
 
 #define ENGINE_DEFAULT_OPTS                                                                        \
 	{                                                                                          \
@@ -34,6 +40,16 @@ struct engine;
 int engine__open(struct engine **out, const struct engine_opts *o);
 /* Trace pid (all its threads) through the allocators of library lib. */
 int engine__attach(struct engine *e, pid_t pid, const char *lib);
+/* Trace every process mapping library lib (system-wide: no pid filter). */
+int engine__attach_lib(struct engine *e, const char *lib);
+/* Know a process (for its name) without attaching anything: system-wide mode. */
+int engine__track(struct engine *e, pid_t pid);
+/* Lifecycle events from the kernel (struct asz_event): a pollable fd, and a consumer. */
+int engine__events_fd(const struct engine *e);
+int engine__consume_events(struct engine *e, void (*fn)(const struct asz_event *ev, void *ctx),
+			   void *ctx);
+/* Drop every trace of processes that are gone (after their last report). */
+void engine__forget(struct engine *e, const pid_t *pids, int n);
 /* Mark a target as gone: its final state stays in the reports. */
 void engine__set_exited(struct engine *e, pid_t pid);
 void engine__set_comm(struct engine *e, pid_t pid, const char *comm);
