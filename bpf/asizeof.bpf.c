@@ -171,14 +171,20 @@ static __always_inline bool traced(__u32 tgid)
 	return !filter_tgid || bpf_map_lookup_elem(&targets, &tgid);
 }
 
+/* The process's name (its group leader's): short-lived processes are gone before we look. */
+static __always_inline void read_comm(struct task_struct *task, __u64 comm[2])
+{
+	bpf_probe_read_kernel_str(comm, ASZ_COMM_LEN, task->group_leader->comm);
+}
+
 static __always_inline struct asz_proc_val *proc_get(__u32 tgid)
 {
-	static const struct asz_proc_val zero;
-	struct asz_proc_val *p = bpf_map_lookup_elem(&procs, &tgid);
+	struct asz_proc_val *p = bpf_map_lookup_elem(&procs, &tgid), init = {};
 
 	if (p)
 		return p;
-	bpf_map_update_elem(&procs, &tgid, &zero, BPF_NOEXIST);
+	read_comm(bpf_get_current_task_btf(), init.comm);
+	bpf_map_update_elem(&procs, &tgid, &init, BPF_NOEXIST);
 	return bpf_map_lookup_elem(&procs, &tgid);
 }
 
@@ -742,6 +748,7 @@ int BPF_PROG(on_exec, struct task_struct *p_task)
 		gen = ++p->gen;
 		p->live_bytes = 0;
 		p->live_allocs = 0;
+		read_comm(p_task, p->comm);
 	}
 	if (p || (system_wide && traced(tgid)))
 		emit(ASZ_EV_EXEC, tgid, gen);

@@ -82,6 +82,7 @@ struct asz_proc_val {
 	__u64 drops;
 	__u32 gen; /* bumped at each exec: the old image's blocks and aggregates are gone */
 	__u32 pad;
+	__u64 comm[2]; /* char[16]: the process's name when first seen and at each exec */
 };
 
 /* Process lifecycle events, kernel to user space (ring buffer). */
@@ -180,7 +181,7 @@ _Static_assert(sizeof(struct asz_alloc_val) == 40, "asz_alloc_val");
 _Static_assert(sizeof(struct asz_event) == 16, "asz_event");
 _Static_assert(sizeof(struct asz_agg_key) == 16, "asz_agg_key");
 _Static_assert(sizeof(struct asz_agg_val) == 48, "asz_agg_val");
-_Static_assert(sizeof(struct asz_proc_val) == 64, "asz_proc_val");
+_Static_assert(sizeof(struct asz_proc_val) == 80, "asz_proc_val");
 _Static_assert(sizeof(struct asz_stack) == 1024, "asz_stack");
 _Static_assert(sizeof(struct asz_tstate) == 96, "asz_tstate");
 _Static_assert(sizeof(struct asz_vma_key) == 16, "asz_vma_key");

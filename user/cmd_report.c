@@ -30,6 +30,7 @@ struct report_args {
 	enum report_format fmt;
 	const char *output;
 	struct engine_opts eo;
+	const char *comms[ENGINE_MAX_COMMS];
 	char **cmd;
 };
 
@@ -41,6 +42,8 @@ enum {
 	OPT_EMPTY_PROBES,
 	OPT_WEIGHT,
 	OPT_SAMPLE_BYTES,
+	OPT_COMM,
+	OPT_MIN_SIZE,
 };
 
 static const struct option long_opts[] = {
@@ -57,6 +60,8 @@ static const struct option long_opts[] = {
 	{"attach", required_argument, NULL, OPT_ATTACH},
 	{"weight", required_argument, NULL, OPT_WEIGHT},
 	{"sample-bytes", required_argument, NULL, OPT_SAMPLE_BYTES},
+	{"comm", required_argument, NULL, OPT_COMM},
+	{"min-size", required_argument, NULL, OPT_MIN_SIZE},
 	{"empty-probes", no_argument, NULL, OPT_EMPTY_PROBES}, /* benchmarks only, undocumented */
 	{"verbose", no_argument, NULL, 'v'},
 	{"help", no_argument, NULL, 'h'},
@@ -69,6 +74,7 @@ void cmd_report__usage(FILE *f)
 	fprintf(f,
 		"Usage: asizeof-bpf [OPTIONS] -p PID [-p PID ...]\n"
 		"       asizeof-bpf [OPTIONS] -- COMMAND [ARGS...]\n"
+		"       asizeof-bpf [OPTIONS] [--comm NAME ...]     (every process)\n"
 		"\n"
 		"Report which call stacks hold live heap bytes, and which grow, in running processes\n"
 		"(glibc malloc, calloc, realloc, memalign/aligned_alloc, posix_memalign, valloc,\n"
@@ -78,6 +84,10 @@ void cmd_report__usage(FILE *f)
 		"  -p, --pid PID          trace this process (repeat for several, side by side)\n"
 		"  -- COMMAND [ARGS]      launch COMMAND and trace it from its first allocation;\n"
 		"                         exit with its exit status\n"
+		"  (neither)              every process on the machine but this one, including\n"
+		"                         those started later; exited ones are reported once more\n"
+		"  --comm NAME            system-wide: only processes named NAME (repeatable)\n"
+		"  --min-size BYTES       do not record blocks smaller than BYTES\n"
 		"Reports:\n"
 		"  -i, --interval SECS    report every SECS seconds (default 5); a final report\n"
 		"                         is always printed at the end\n"
@@ -211,6 +221,19 @@ static int parse_args(int argc, char **argv, struct report_args *a)
 				return usage_error("--attach: unknown mode '%s' (auto, multi, perf)",
 						   optarg);
 			break;
+		case OPT_COMM:
+			if (a->eo.nr_comms == ENGINE_MAX_COMMS)
+				return usage_error("too many --comm (at most %s)", "8");
+			if (!*optarg || strlen(optarg) >= ASZ_COMM_LEN)
+				return usage_error("--comm: '%s' is not a process name (1-15 chars)",
+						   optarg);
+			a->comms[a->eo.nr_comms++] = optarg;
+			break;
+		case OPT_MIN_SIZE:
+			if (parse_count(optarg, 0, 1ull << 48, &v))
+				return usage_error("--min-size: '%s' is not a size in bytes", optarg);
+			a->eo.min_size = v;
+			break;
 		case OPT_SAMPLE_BYTES:
 			if (parse_count(optarg, 1, 1ull << 32, &v))
 				return usage_error("--sample-bytes: '%s' is not 1-4294967296", optarg);
@@ -259,8 +282,11 @@ static int parse_args(int argc, char **argv, struct report_args *a)
 		return usage_error("%s", "-f pprof writes binary: give -o FILE");
 	if (a->cmd && a->nr_pids)
 		return usage_error("%s", "give either -p PID or -- COMMAND, not both");
-	if (!a->cmd && !a->nr_pids)
-		return usage_error("%s", "no target: give -p PID or -- COMMAND");
+	if ((a->cmd || a->nr_pids) && a->eo.nr_comms)
+		return usage_error("%s", "--comm filters system-wide mode (no -p, no command)");
+	/* no target: every process on the machine */
+	a->eo.system_wide = !a->cmd && !a->nr_pids;
+	a->eo.comms = a->comms;
 	return -1;
 }
 
@@ -384,10 +410,15 @@ int cmd_report(int argc, char **argv)
 	err = session__open(&s, &so);
 	if (err)
 		goto cleanup;
-	elog("attached to %d process%s (%d %s links)%s\n", session__nr_targets(s),
-	     session__nr_targets(s) == 1 ? "" : "es", engine__nr_links(session__engine(s)),
-	     engine__attach_mode(session__engine(s)),
-	     a.output ? "" : "; Ctrl-C for the final report");
+	if (a.eo.system_wide)
+		elog("attached to all processes (%d now, %d %s links)%s\n", session__nr_targets(s),
+		     engine__nr_links(session__engine(s)), engine__attach_mode(session__engine(s)),
+		     a.output ? "" : "; Ctrl-C for the final report");
+	else
+		elog("attached to %d process%s (%d %s links)%s\n", session__nr_targets(s),
+		     session__nr_targets(s) == 1 ? "" : "es",
+		     engine__nr_links(session__engine(s)), engine__attach_mode(session__engine(s)),
+		     a.output ? "" : "; Ctrl-C for the final report");
 	if (session__start(s))
 		goto cleanup;
 	ret = run_loop(s, &a, out, sfd);

@@ -45,6 +45,7 @@ struct engine {
 	struct stack_cache stacks;
 	__u64 start_ns;
 	__u64 sample_bytes;
+	bool system_wide;
 	int ncpus;
 };
 
@@ -154,6 +155,7 @@ int engine__open(struct engine **out, const struct engine_opts *o)
 	for (int i = 0; i < o->nr_comms; i++)
 		strncpy((char *)e->skel->rodata->comms[i], o->comms[i], ASZ_COMM_LEN - 1);
 	e->sample_bytes = o->sample_bytes;
+	e->system_wide = o->system_wide;
 	bpf_map__set_max_entries(e->skel->maps.allocs, o->max_allocs);
 	bpf_map__set_max_entries(e->skel->maps.stacks, o->max_stacks);
 	bpf_map__set_max_entries(e->skel->maps.aggs, o->max_aggs);
@@ -491,7 +493,7 @@ static struct etarget *find_target(struct engine *e, __u32 pid)
 	return NULL;
 }
 
-static void fill_proc(struct engine *e, struct snap_proc *p, __u32 pid)
+static void fill_proc(struct engine *e, struct snap_proc *p, __u32 pid, const __u64 *kcomm)
 {
 	struct etarget *t = find_target(e, pid);
 
@@ -506,6 +508,9 @@ static void fill_proc(struct engine *e, struct snap_proc *p, __u32 pid)
 	} else if (target__comm(pid, p->comm, sizeof(p->comm))) {
 		p->exited = true;
 	}
+	/* gone before we could read /proc: the name the kernel recorded */
+	if (!p->comm[0] && kcomm)
+		memcpy(p->comm, kcomm, ASZ_COMM_LEN - 1);
 }
 
 static int collect_procs(struct engine *e, struct snapshot *s)
@@ -524,7 +529,7 @@ static int collect_procs(struct engine *e, struct snapshot *s)
 		prev = &key;
 		if (bpf_map_lookup_elem(fd, &key, &v))
 			continue;
-		fill_proc(e, &p, key);
+		fill_proc(e, &p, key, v.comm);
 		p.live_bytes = v.live_bytes;
 		p.live_allocs = v.live_allocs;
 		p.alloc_bytes = v.alloc_bytes;
@@ -538,11 +543,11 @@ static int collect_procs(struct engine *e, struct snapshot *s)
 		if (err)
 			goto cleanup;
 	}
-	/* targets that have not allocated yet are shown too, with zeros */
-	for (i = 0; i < e->nr_targets; i++) {
+	/* targets that have not allocated yet are shown too, with zeros (not system-wide: noise) */
+	for (i = 0; i < e->nr_targets && !e->system_wide; i++) {
 		if (seen[i])
 			continue;
-		fill_proc(e, &p, e->targets[i].pid);
+		fill_proc(e, &p, e->targets[i].pid, NULL);
 		err = snapshot__add_proc(s, &p);
 		if (err)
 			goto cleanup;

@@ -137,28 +137,37 @@ static void print_header(FILE *f, const struct snapshot *s)
 			(unsigned long long)s->sample_bytes);
 }
 
-static void print_procs(FILE *f, const struct snapshot *s)
+/* Process rows shown in text; system-wide there may be hundreds (JSON has them all). */
+#define TEXT_MAX_PROCS 20
+
+static void print_procs(FILE *f, const struct snapshot *s, int top_n)
 {
 	int width[PROC_COLS] = { 0 };
+	size_t i, shown = s->nr_procs;
 	struct row r;
-	size_t i;
 
+	if (top_n <= 0 || top_n < TEXT_MAX_PROCS)
+		top_n = TEXT_MAX_PROCS;
+	if (shown > (size_t)top_n)
+		shown = top_n;
 	if (!s->nr_procs) {
 		fputs("no traced process has allocated yet\n", f);
 		return;
 	}
 	for (i = 0; i < PROC_COLS; i++)
 		width[i] = strlen(proc_heads[i]);
-	for (i = 0; i < s->nr_procs; i++) {
+	for (i = 0; i < shown; i++) {
 		fmt_proc(&r, &s->procs[i]);
 		widen(width, &r, PROC_COLS);
 	}
 	print_row(f, proc_heads, width, proc_left, PROC_COLS, "");
-	for (i = 0; i < s->nr_procs; i++) {
+	for (i = 0; i < shown; i++) {
 		fmt_proc(&r, &s->procs[i]);
 		print_cells(f, &r, width, proc_left, PROC_COLS,
 			    s->procs[i].exited ? "  exited" : "");
 	}
+	if (shown < s->nr_procs)
+		fprintf(f, "... and %zu more processes (-f json lists all)\n", s->nr_procs - shown);
 }
 
 /*
@@ -281,7 +290,7 @@ int report_text__write(FILE *f, const struct snapshot *s, struct symbolizer *sym
 	if (!f || !s || !o)
 		return -EINVAL;
 	print_header(f, s);
-	print_procs(f, s);
+	print_procs(f, s, o->top_n);
 	fputc('\n', f);
 	print_stacks(f, s, sym, o);
 	fputc('\n', f);

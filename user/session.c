@@ -1,10 +1,13 @@
 // SPDX-License-Identifier: MIT
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include "log.h"
@@ -21,13 +24,29 @@ struct tracked {
 	pid_t pid;
 	int pidfd; /* -1 for the launched command (reaped with waitpid) */
 	bool exited;
+	int looks_left;	   /* system-wide: new processes are looked at again after exec... */
+	__u64 next_look_ns; /* ...when ld.so has mapped their libraries */
+};
+
+/* A process seen at exec is inspected again this often, this many times. */
+#define NEW_LOOK_NS 20000000ull
+#define NEW_LOOKS 3
+
+struct libid {
+	dev_t dev;
+	ino_t ino;
 };
 
 struct session {
 	struct engine *eng;
 	struct symbolizer *sym;
-	struct tracked t[SESSION_MAX_TARGETS + 1];
-	int nr;
+	bool system_wide;
+	struct tracked *t;
+	int nr, cap;
+	struct libid *libs; /* system-wide: allocator libraries probed, one probe set each */
+	int nr_libs;
+	const char *const *comms; /* system-wide --comm filter */
+	int nr_comms;
 	struct launched child;
 	char child_path[PATH_MAX];
 	bool launched;
@@ -38,13 +57,33 @@ struct session {
 	struct snapshot *prev;
 };
 
-static void track(struct session *s, pid_t pid, bool child)
+static struct tracked *find_tracked(struct session *s, pid_t pid)
 {
-	struct tracked *t = &s->t[s->nr++];
+	for (int i = 0; i < s->nr; i++)
+		if (s->t[i].pid == pid)
+			return &s->t[i];
+	return NULL;
+}
 
+/* pidfd: -1 none (the launched command is reaped; system-wide exits come as events) */
+static int track(struct session *s, pid_t pid, bool want_pidfd)
+{
+	struct tracked *t;
+
+	if (s->nr == s->cap) {
+		int cap = s->cap ? s->cap * 2 : 64;
+
+		t = realloc(s->t, cap * sizeof(*t));
+		if (!t)
+			return -ENOMEM;
+		s->t = t;
+		s->cap = cap;
+	}
+	t = &s->t[s->nr++];
+	memset(t, 0, sizeof(*t));
 	t->pid = pid;
-	t->exited = false;
-	t->pidfd = child ? -1 : (int)syscall(SYS_pidfd_open, pid, 0);
+	t->pidfd = want_pidfd ? (int)syscall(SYS_pidfd_open, pid, 0) : -1;
+	return 0;
 }
 
 static void mark_exited(struct session *s, struct tracked *t)
@@ -126,9 +165,127 @@ static int attach_pid(struct session *s, pid_t pid)
 	err = engine__attach(s->eng, pid, lib);
 	if (err)
 		return err;
-	track(s, pid, false);
+	err = track(s, pid, true);
+	if (err)
+		return err;
 	symbolizer__add_pid(s->sym, pid);
 	return 0;
+}
+
+/*
+ * System-wide: know this process, and make sure its allocator library is probed (probes are
+ * per library file, so processes sharing one cost nothing more). Quiet: processes come and go.
+ */
+static bool comm_wanted(const struct session *s, const char *comm)
+{
+	for (int i = 0; i < s->nr_comms; i++)
+		if (strcmp(comm, s->comms[i]) == 0)
+			return true;
+	return s->nr_comms == 0;
+}
+
+static void adopt(struct session *s, pid_t pid, bool young)
+{
+	char comm[ASZ_COMM_LEN], lib[PATH_MAX];
+	struct tracked *t = find_tracked(s, pid);
+	struct stat st;
+	int i, err;
+
+	if (pid == getpid())
+		return;
+	err = target__inspect(pid, comm, sizeof(comm), lib, sizeof(lib));
+	/* right after exec ld.so has not mapped libc yet: look again soon */
+	if (err && !(young && err == -ENOENT))
+		return;
+	/* probed whatever its name: a process started later with a wanted name may use it */
+	if (!err && stat(lib, &st) == 0) {
+		for (i = 0; i < s->nr_libs; i++)
+			if (s->libs[i].dev == st.st_dev && s->libs[i].ino == st.st_ino)
+				break;
+		if (i == s->nr_libs) {
+			struct libid *l = realloc(s->libs, (s->nr_libs + 1) * sizeof(*l));
+
+			if (!l)
+				return;
+			s->libs = l;
+			/* recorded even if attaching fails: one error per library, not per process */
+			s->libs[s->nr_libs++] = (struct libid){st.st_dev, st.st_ino};
+			if (engine__attach_lib(s->eng, lib))
+				return;
+		}
+	}
+	if (!comm_wanted(s, comm))
+		return;
+	if (!t) {
+		if (track(s, pid, false))
+			return;
+		t = &s->t[s->nr - 1];
+	}
+	t->exited = false;
+	if (young) {
+		t->looks_left = NEW_LOOKS;
+		t->next_look_ns = util__mono_ns() + NEW_LOOK_NS;
+	}
+	engine__track(s->eng, pid);
+	symbolizer__add_pid(s->sym, pid);
+}
+
+/* System-wide: the second looks at processes that exec'd recently. */
+static void look_again(struct session *s, __u64 now)
+{
+	for (int i = 0; i < s->nr; i++) {
+		struct tracked *t = &s->t[i];
+
+		if (!t->looks_left || t->exited || now < t->next_look_ns)
+			continue;
+		t->looks_left--;
+		t->next_look_ns = now + NEW_LOOK_NS * (NEW_LOOKS - t->looks_left + 1);
+		adopt(s, t->pid, false);
+	}
+}
+
+static int scan_all(struct session *s)
+{
+	struct dirent *d;
+	DIR *dir = opendir("/proc");
+
+	if (!dir)
+		return -errno;
+	while ((d = readdir(dir))) {
+		char *end;
+		long pid = strtol(d->d_name, &end, 10);
+
+		if (*end || pid <= 0)
+			continue;
+		adopt(s, pid, false);
+	}
+	closedir(dir);
+	if (!s->nr_libs) {
+		elog("no process with a glibc allocator found\n");
+		return -ENOENT;
+	}
+	return 0;
+}
+
+static void on_event(const struct asz_event *ev, void *ctx)
+{
+	struct session *s = ctx;
+	struct tracked *t = find_tracked(s, ev->tgid);
+
+	switch (ev->type) {
+	case ASZ_EV_EXEC:
+		/* a new image: new name, maybe a new allocator library, new mappings */
+		if (s->system_wide)
+			adopt(s, ev->tgid, true);
+		else if (t)
+			symbolizer__add_pid(s->sym, ev->tgid);
+		engine__refresh(s->eng);
+		break;
+	case ASZ_EV_EXIT:
+		if (t)
+			mark_exited(s, t);
+		break;
+	}
 }
 
 static int launch(struct session *s, char **cmd)
@@ -160,13 +317,24 @@ static int launch(struct session *s, char **cmd)
 	}
 	s->launched = true;
 	err = engine__attach(s->eng, s->child.pid, lib);
+	if (!err)
+		err = track(s, s->child.pid, false);
 	if (err) {
 		target__abort(&s->child);
 		s->child_done = true;
 		return err;
 	}
-	track(s, s->child.pid, true);
 	return 0;
+}
+
+static void raise_nofile(void)
+{
+	struct rlimit r;
+
+	if (getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur < r.rlim_max) {
+		r.rlim_cur = r.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &r);
+	}
 }
 
 int session__open(struct session **out, const struct session_opts *o)
@@ -176,6 +344,8 @@ int session__open(struct session **out, const struct session_opts *o)
 
 	if (o->nr_pids > SESSION_MAX_TARGETS)
 		return -E2BIG;
+	/* one-line errors about rlimits are not worth it: many processes want many descriptors */
+	raise_nofile();
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
@@ -187,9 +357,17 @@ int session__open(struct session **out, const struct session_opts *o)
 		elog("out of memory\n");
 		goto cleanup;
 	}
+	s->system_wide = o->eo.system_wide;
+	s->comms = o->eo.comms;
+	s->nr_comms = o->eo.nr_comms;
 	err = engine__open(&s->eng, &o->eo);
 	if (err)
 		goto cleanup;
+	if (s->system_wide) {
+		err = scan_all(s);
+		if (err)
+			goto cleanup;
+	}
 	for (i = 0; i < o->nr_pids; i++) {
 		err = attach_pid(s, o->pids[i]);
 		if (err)
@@ -236,6 +414,8 @@ int session__pollfds(const struct session *s, struct pollfd *fds, int max)
 {
 	int n = 0;
 
+	if (max > 0)
+		fds[n++] = (struct pollfd){.fd = engine__events_fd(s->eng), .events = POLLIN};
 	for (int i = 0; i < s->nr && n < max; i++)
 		if (!s->t[i].exited && s->t[i].pidfd >= 0)
 			fds[n++] = (struct pollfd){.fd = s->t[i].pidfd, .events = POLLIN};
@@ -246,7 +426,13 @@ __u64 session__service(struct session *s)
 {
 	__u64 now = util__mono_ns();
 
+	engine__consume_events(s->eng, on_event, s);
 	check_exits(s);
+	if (s->system_wide) {
+		/* hundreds of processes: their maps are read at exec and at each report only */
+		look_again(s, now);
+		return now + NEW_LOOK_NS;
+	}
 	if (now >= s->next_maps_ns) {
 		bool startup = s->launched && now - s->started_ns < STARTUP_POLL_NS;
 
@@ -261,10 +447,32 @@ __u64 session__service(struct session *s)
 
 bool session__all_exited(const struct session *s)
 {
+	/* system-wide, processes come and go: never "all gone" */
+	if (s->system_wide)
+		return false;
 	for (int i = 0; i < s->nr; i++)
 		if (!s->t[i].exited)
 			return false;
 	return true;
+}
+
+/* System-wide: a process that exited has now been reported once more; forget it. */
+static void forget_exited(struct session *s)
+{
+	pid_t *dead = malloc(s->nr * sizeof(*dead) + 1);
+	int n = 0, i, j;
+
+	if (!dead)
+		return;
+	for (i = j = 0; i < s->nr; i++) {
+		if (s->t[i].exited)
+			dead[n++] = s->t[i].pid;
+		else
+			s->t[j++] = s->t[i];
+	}
+	s->nr = j;
+	engine__forget(s->eng, dead, n);
+	free(dead);
 }
 
 int session__snapshot(struct session *s, bool final, struct snapshot **out)
@@ -273,6 +481,7 @@ int session__snapshot(struct session *s, bool final, struct snapshot **out)
 	int err;
 
 	/* last look at the mappings before they may be needed for good */
+	engine__consume_events(s->eng, on_event, s);
 	check_exits(s);
 	refresh_maps(s);
 	for (int i = 0; i < s->nr; i++)
@@ -289,6 +498,8 @@ int session__snapshot(struct session *s, bool final, struct snapshot **out)
 	snapshot__free(s->prev);
 	s->prev = cur;
 	*out = cur;
+	if (s->system_wide)
+		forget_exited(s);
 	return 0;
 }
 
@@ -349,5 +560,7 @@ void session__close(struct session *s)
 	for (int i = 0; i < s->nr; i++)
 		if (s->t[i].pidfd >= 0)
 			close(s->t[i].pidfd);
+	free(s->t);
+	free(s->libs);
 	free(s);
 }

@@ -20,7 +20,7 @@ struct session_opts {
 	const pid_t *pids;
 	int nr_pids;
 	char **cmd; /* argv of a command to launch, or NULL */
-	struct engine_opts eo;
+	struct engine_opts eo; /* eo.system_wide: every process, no pids and no command */
 };
 
 struct session;
@@ -32,7 +32,7 @@ struct session;
 int session__open(struct session **out, const struct session_opts *o);
 /* Let a launched command exec (returns once it has); no-op without one. */
 int session__start(struct session *s);
-/* Number of targets; pidfds to poll for exits (returns how many were written). */
+/* Number of targets; fds to poll (exits, kernel events; returns how many were written). */
 int session__nr_targets(const struct session *s);
 int session__pollfds(const struct session *s, struct pollfd *fds, int max);
 /*

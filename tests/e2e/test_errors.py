@@ -39,8 +39,9 @@ USAGE_ERRORS = {
     "format-unknown": (["-f", "xml", "--", "true"], "xml"),
     "unknown-long-option": (["--bogus", "--", "true"], "--bogus"),
     "unknown-short-option": (["-x", "--", "true"], "-x"),
-    "no-target": (["-f", "json"], None),
-    "nothing": ([], None),
+    "comm-with-pid": (["--comm", "x", "-p", "1"], "--comm"),
+    "comm-too-long": (["--comm", "a" * 16], "--comm"),
+    "min-size-not-a-number": (["--min-size", "big", "--", "true"], "big"),
     "missing-command-after-dashdash": (["--"], None),
     "missing-command-after-options": (["-f", "json", "-i", "1", "--"], None),
 }

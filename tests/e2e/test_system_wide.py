@@ -1,0 +1,100 @@
+# SPDX-License-Identifier: MIT
+"""System-wide mode (no -p, no command): processes started before and after the profiler, one
+using a copy of libc at another path (a new library file, probed when it appears), exited
+processes reported once more then forgotten, and the --comm filter."""
+
+import json
+import os
+import shutil
+import subprocess
+import time
+
+import pytest
+
+import helpers
+from helpers import Profiler, Workload
+
+COMM = "alloc_sites"
+ARGS = ["-f", "json", "-n", "0", "-i", "1", "--comm", COMM]
+
+
+def check_exact(rep, exp, exited):
+    pid = exp["pid"]
+    p = helpers.proc_of(rep, pid)
+    assert p["exited"] is exited, p
+    assert p["comm"] == COMM
+    helpers.check_sites(rep, pid, exp["sites"])
+    helpers.check_proc_is_sum_of_stacks(rep, pid)
+
+
+@pytest.fixture
+def libc_copy(tmp_path):
+    d = tmp_path / "libcopy"
+    d.mkdir()
+    out = subprocess.run(["ldd", "/bin/true"], capture_output=True, text=True).stdout
+    libc = next(l.split("=>")[1].split("(")[0].strip() for l in out.splitlines() if "libc.so.6" in l)
+    shutil.copy(libc, d / "libc.so.6")
+    return str(d)
+
+
+def test_system_wide(env, libc_copy, tmp_path):
+    wl_bin = env["workloads"]["alloc_sites"]
+    reaper = env["reaper"]
+    # started before the profiler
+    before = Workload(reaper, [wl_bin, "attach"])
+    # a process with another name, doing the same work: --comm must leave it out
+    other_bin = tmp_path / "other_sites"
+    shutil.copy(wl_bin, other_bin)
+    other = Workload(reaper, [str(other_bin), "attach"])
+
+    prof = Profiler(reaper, ARGS)
+    line = prof.wait_attached()
+    assert "all processes" in line
+    exp_before = before.expect_json("go")
+    other.send("go")
+    assert other.reply().startswith("{")
+
+    # started after: runs every site and exits
+    out = tmp_path / "after.json"
+    after = reaper.add(subprocess.Popen([wl_bin, "launch", str(out)], start_new_session=True))
+    assert after.wait(timeout=60) == 0
+    exp_after = json.loads(out.read_text())
+
+    # a copy of libc at another path: a library file never probed before
+    env2 = dict(os.environ, LD_LIBRARY_PATH=libc_copy)
+    copied = Workload(reaper, [wl_bin, "attach"]) if False else None
+    p = reaper.add(subprocess.Popen([wl_bin, "attach"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                    env=env2, start_new_session=True))
+    maps = ""
+    ready = p.stdout.readline().decode()
+    assert ready.startswith("ready "), ready
+    maps = open("/proc/%d/maps" % p.pid).read()
+    assert libc_copy in maps, "the workload does not use the copied libc"
+    time.sleep(0.5)  # the profiler probes a new library within ~100 ms of the exec
+    p.stdin.write(b"go\n")
+    p.stdin.flush()
+    exp_copy = json.loads(p.stdout.readline().decode())
+
+    n = prof.sync()
+    prof.reports_after(n, 3)  # at least two full intervals after everything happened
+    rc = prof.stop()
+    assert rc == 0, prof.err.lines
+    final = helpers.final_report(prof.reports)
+
+    check_exact(final, exp_before, exited=False)
+    check_exact(final, exp_copy, exited=False)
+    # the process that exited: in exactly one report, marked exited, exact; then forgotten
+    seen = [r for r in prof.reports if any(q["pid"] == exp_after["pid"] for q in r["processes"])]
+    exited = [r for r in seen if helpers.proc_of(r, exp_after["pid"])["exited"]]
+    assert len(exited) == 1, "an exited process is reported once more, then forgotten"
+    check_exact(exited[0], exp_after, exited=True)
+    assert seen[-1] is exited[0]
+    assert prof.reports[-1] is not exited[0]
+    for r in prof.reports:
+        for q in r["processes"]:
+            assert q["comm"] == COMM, q
+            assert q["pid"] != other.pid
+    p.stdin.write(b"exit\n")
+    p.stdin.flush()
+    before.send("exit")
+    other.send("exit")
