@@ -168,6 +168,27 @@ cleanup:
 	return err;
 }
 
+int attach__complement(const char *libc, const struct alloc_syms *syms, struct alloc_syms *out)
+{
+	struct alloc_syms all;
+	int err, i, j, n = 0;
+
+	out->nr = 0;
+	err = attach__find_syms(libc, &all);
+	if (err)
+		return err;
+	for (i = 0; i < all.nr; i++) {
+		bool have = all.syms[i].allocator == ASZ_FREE;
+
+		for (j = 0; j < syms->nr && !have; j++)
+			have = syms->syms[j].allocator == all.syms[i].allocator;
+		if (!have)
+			out->syms[n++] = all.syms[i];
+	}
+	out->nr = n;
+	return 0;
+}
+
 /* The uprobe_multi member of union bpf_attr's link_create, which the 6.1 uapi header lacks. */
 struct link_create_uprobe_multi {
 	__u32 prog_fd;

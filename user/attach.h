@@ -33,6 +33,13 @@ int attach__find_syms(const char *path, struct alloc_syms *out);
 /* How far past a symbol's entry its probe can go (see attach.c); pure, for tests. */
 int attach__probe_skip(const __u8 *code, size_t len, __u32 allocator);
 
+/*
+ * The allocation entry points of libc that syms (another allocator: jemalloc, tcmalloc) lacks,
+ * e.g. pvalloc: calls to them still reach glibc's allocator. free is never included (the
+ * program's free is the other allocator's). Returns 0 (out may be empty) or a negative errno.
+ */
+int attach__complement(const char *libc, const struct alloc_syms *syms, struct alloc_syms *out);
+
 enum attach_mode {
 	ATTACH_AUTO = 0,
 	ATTACH_MULTI, /* one uprobe_multi link per program (raw BPF_LINK_CREATE) */

@@ -296,7 +296,7 @@ static int attach_multi(struct engine *e, pid_t pid, const char *lib, const stru
 		{e->skel->progs.alloc_return, BPF_TRACE_UPROBE_MULTI_TYPE, true, offs, cookies, n},
 		{e->skel->progs.alloc_entry, BPF_TRACE_UPROBE_MULTI_TYPE, false, offs, cookies, n},
 		{e->skel->progs.free_entry, BPF_TRACE_UPROBE_MULTI_TYPE, false, &free_off,
-		 &free_cookie, 1},
+		 &free_cookie, free_off ? 1 : 0},
 	};
 
 	if (e->session) {
@@ -305,6 +305,8 @@ static int attach_multi(struct engine *e, pid_t pid, const char *lib, const stru
 		plan[1] = plan[2];
 	}
 	for (i = 0; i < (e->session ? 2 : 3); i++) {
+		if (!plan[i].cnt)
+			continue;
 		fd = attach__uprobe_multi(bpf_program__fd(plan[i].prog), plan[i].type, plan[i].ret,
 					  lib, plan[i].offs, plan[i].cookies, plan[i].cnt, pid);
 		if (fd < 0) {
@@ -338,26 +340,43 @@ int engine__track(struct engine *e, pid_t pid)
 	return 0;
 }
 
-/* pid > 0: that process only (the kernel filters); pid -1: every process mapping lib. */
-static int attach_syms(struct engine *e, pid_t pid, const char *lib)
+static int attach_set(struct engine *e, pid_t pid, const char *lib, const struct alloc_syms *syms)
 {
-	struct alloc_syms syms;
+	int err;
+
+	if (!syms->nr)
+		return 0;
+	err = e->multi ? attach_multi(e, pid < 0 ? 0 : pid, lib, syms)
+		       : attach_perf(e, pid, lib, syms);
+	if (!err)
+		vlog("%s%d: %d probe points in %s (%s links)\n", pid < 0 ? "all processes" : "pid ",
+		     pid < 0 ? 0 : pid, syms->nr, lib, engine__attach_mode(e));
+	return err;
+}
+
+/*
+ * pid > 0: that process only (the kernel filters); pid -1: every process mapping lib. libc
+ * (NULL when lib is libc) supplies the entry points lib lacks.
+ */
+static int attach_syms(struct engine *e, pid_t pid, const char *lib, const char *libc)
+{
+	struct alloc_syms syms, rest = {};
 	int err;
 
 	err = attach__find_syms(lib, &syms);
 	if (err) {
-		elog("%s: no glibc allocator symbols found (%s)\n", lib, strerror(-err));
+		elog("%s: no allocator symbols (malloc, free) found (%s)\n", lib, strerror(-err));
 		return err;
 	}
-	err = e->multi ? attach_multi(e, pid < 0 ? 0 : pid, lib, &syms)
-		       : attach_perf(e, pid, lib, &syms);
+	if (libc && attach__complement(libc, &syms, &rest))
+		rest.nr = 0;
+	err = attach_set(e, pid, lib, &syms);
 	if (!err)
-		vlog("%s%d: %d probe points in %s (%s links)\n", pid < 0 ? "all processes" : "pid ",
-		     pid < 0 ? 0 : pid, syms.nr, lib, engine__attach_mode(e));
+		err = attach_set(e, pid, libc, &rest);
 	return err;
 }
 
-int engine__attach(struct engine *e, pid_t pid, const char *lib)
+int engine__attach(struct engine *e, pid_t pid, const char *lib, const char *libc)
 {
 	__u32 key = pid;
 	__u8 one = 1;
@@ -372,12 +391,12 @@ int engine__attach(struct engine *e, pid_t pid, const char *lib)
 		elog("cannot add pid %d to the target map: %s\n", pid, strerror(-err));
 		return err;
 	}
-	return attach_syms(e, pid, lib);
+	return attach_syms(e, pid, lib, libc);
 }
 
-int engine__attach_lib(struct engine *e, const char *lib)
+int engine__attach_lib(struct engine *e, const char *lib, const char *libc)
 {
-	return attach_syms(e, -1, lib);
+	return attach_syms(e, -1, lib, libc);
 }
 
 void engine__set_exited(struct engine *e, pid_t pid)

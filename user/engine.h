@@ -38,10 +38,13 @@ struct engine;
 
 /* Open and load the BPF programs. Returns 0 or a negative errno (logged). */
 int engine__open(struct engine **out, const struct engine_opts *o);
-/* Trace pid (all its threads) through the allocators of library lib. */
-int engine__attach(struct engine *e, pid_t pid, const char *lib);
+/*
+ * Trace pid (all its threads) through the allocators of module lib; libc (NULL when lib is
+ * libc) supplies the entry points lib lacks.
+ */
+int engine__attach(struct engine *e, pid_t pid, const char *lib, const char *libc);
 /* Trace every process mapping library lib (system-wide: no pid filter). */
-int engine__attach_lib(struct engine *e, const char *lib);
+int engine__attach_lib(struct engine *e, const char *lib, const char *libc);
 /* Know a process (for its name) without attaching anything: system-wide mode. */
 int engine__track(struct engine *e, pid_t pid);
 /* Lifecycle events from the kernel (struct asz_event): a pollable fd, and a consumer. */

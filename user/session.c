@@ -147,22 +147,23 @@ static void add_vma(const struct asz_vma_key *k, const struct asz_vma *v, void *
 
 static int attach_pid(struct session *s, pid_t pid)
 {
-	char comm[ASZ_COMM_LEN] = "", lib[PATH_MAX];
+	char comm[ASZ_COMM_LEN] = "", lib[PATH_MAX], libc[PATH_MAX];
 	int err;
 
-	err = target__inspect(pid, comm, sizeof(comm), lib, sizeof(lib));
+	err = target__inspect(pid, comm, sizeof(comm), lib, sizeof(lib), libc, sizeof(libc));
 	if (err == -ESRCH)
 		elog("pid %d: no such process\n", pid);
 	else if (err == -EPERM)
 		elog("pid %d (%s) is a kernel thread: it has no heap to trace\n", pid, comm);
 	else if (err == -ENOENT)
-		elog("pid %d (%s): no glibc mapped (static or another libc: not supported yet)\n",
+		elog("pid %d (%s): no allocator found (no malloc/free symbols in its program or "
+		     "libraries)\n",
 		     pid, comm);
 	else if (err)
 		elog("pid %d: %s\n", pid, strerror(-err));
 	if (err)
 		return err;
-	err = engine__attach(s->eng, pid, lib);
+	err = engine__attach(s->eng, pid, lib, libc[0] ? libc : NULL);
 	if (err)
 		return err;
 	err = track(s, pid, true);
@@ -186,14 +187,14 @@ static bool comm_wanted(const struct session *s, const char *comm)
 
 static void adopt(struct session *s, pid_t pid, bool young)
 {
-	char comm[ASZ_COMM_LEN], lib[PATH_MAX];
+	char comm[ASZ_COMM_LEN], lib[PATH_MAX], libc[PATH_MAX];
 	struct tracked *t = find_tracked(s, pid);
 	struct stat st;
 	int i, err;
 
 	if (pid == getpid())
 		return;
-	err = target__inspect(pid, comm, sizeof(comm), lib, sizeof(lib));
+	err = target__inspect(pid, comm, sizeof(comm), lib, sizeof(lib), libc, sizeof(libc));
 	/* right after exec ld.so has not mapped libc yet: look again soon */
 	if (err && !(young && err == -ENOENT))
 		return;
@@ -210,7 +211,7 @@ static void adopt(struct session *s, pid_t pid, bool young)
 			s->libs = l;
 			/* recorded even if attaching fails: one error per library, not per process */
 			s->libs[s->nr_libs++] = (struct libid){st.st_dev, st.st_ino};
-			if (engine__attach_lib(s->eng, lib))
+			if (engine__attach_lib(s->eng, lib, libc[0] ? libc : NULL))
 				return;
 		}
 	}
@@ -290,7 +291,7 @@ static void on_event(const struct asz_event *ev, void *ctx)
 
 static int launch(struct session *s, char **cmd)
 {
-	char lib[PATH_MAX];
+	char lib[PATH_MAX], libc[PATH_MAX];
 	int err;
 
 	err = target__resolve_cmd(cmd[0], s->child_path, sizeof(s->child_path));
@@ -303,11 +304,12 @@ static int launch(struct session *s, char **cmd)
 	 * mappings the kernel recorded for its stacks name them by device and inode.
 	 */
 	symbolizer__add_file(s->sym, s->child_path);
-	err = target__exec_libc(s->child_path, lib, sizeof(lib), add_file, s->sym);
+	err = target__exec_allocator(s->child_path, lib, sizeof(lib), libc, sizeof(libc), add_file,
+				     s->sym);
 	if (err) {
 		elog("%s: %s\n", s->child_path,
-		     err == -ENOEXEC ? "statically linked: no glibc to probe (not supported yet)"
-				     : "cannot find the C library it loads");
+		     err == -ENOEXEC ? "statically linked without malloc symbols: nothing to probe"
+				     : "cannot find the allocator it uses");
 		return err;
 	}
 	err = target__launch(s->child_path, cmd, &s->child);
@@ -316,7 +318,7 @@ static int launch(struct session *s, char **cmd)
 		return err;
 	}
 	s->launched = true;
-	err = engine__attach(s->eng, s->child.pid, lib);
+	err = engine__attach(s->eng, s->child.pid, lib, libc[0] ? libc : NULL);
 	if (!err)
 		err = track(s, s->child.pid, false);
 	if (err) {

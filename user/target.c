@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include "attach.h"
 #include "target.h"
 #include "log.h"
 
@@ -71,9 +72,42 @@ static bool is_kthread(pid_t pid)
 	return flags & 0x00200000; /* PF_KTHREAD */
 }
 
-int target__inspect(pid_t pid, char *comm, size_t comm_len, char *libc, size_t libc_len)
+/* Does this file define malloc and free (an allocator to probe)? Cached per file. */
+static bool defines_malloc(const char *path)
 {
-	char path[64], line[PATH_MAX + 256];
+	static struct {
+		dev_t dev;
+		ino_t ino;
+		bool yes;
+	} cache[256];
+	static int next;
+	struct alloc_syms syms;
+	struct stat st;
+	bool yes;
+	int i;
+
+	if (stat(path, &st))
+		return false;
+	for (i = 0; i < (int)(sizeof(cache) / sizeof(cache[0])); i++)
+		if (cache[i].ino == st.st_ino && cache[i].dev == st.st_dev)
+			return cache[i].yes;
+	yes = attach__find_syms(path, &syms) == 0;
+	i = next++ % (int)(sizeof(cache) / sizeof(cache[0]));
+	cache[i].dev = st.st_dev;
+	cache[i].ino = st.st_ino;
+	cache[i].yes = yes;
+	return yes;
+}
+
+/*
+ * The module whose malloc the dynamic linker binds: the executable if it defines one (static
+ * programs, programs with their own allocator), else an allocator library beside libc
+ * (jemalloc, tcmalloc, preloaded or linked), else libc.
+ */
+int target__inspect(pid_t pid, char *comm, size_t comm_len, char *lib, size_t lib_len,
+		    char *libc_out, size_t libc_len)
+{
+	char path[PATH_MAX + 64], line[PATH_MAX + 256], libc[PATH_MAX + 64] = "";
 	bool found = false;
 	FILE *f = NULL;
 	int err;
@@ -85,25 +119,41 @@ int target__inspect(pid_t pid, char *comm, size_t comm_len, char *libc, size_t l
 		return err == -ENOENT ? -ESRCH : err;
 	if (is_kthread(pid))
 		return -EPERM;
+	snprintf(path, sizeof(path), "/proc/%d/exe", pid);
+	if (defines_malloc(path)) {
+		snprintf(lib, lib_len, "%s", path);
+		found = true;
+	}
 	snprintf(path, sizeof(path), "/proc/%d/maps", pid);
 	f = fopen(path, "re");
 	if (!f)
 		return errno == ENOENT ? -ESRCH : -errno;
-	while (!found && fgets(line, sizeof(line), f)) {
+	while (fgets(line, sizeof(line), f)) {
 		char *file = strchr(line, '/');
 		char *nl;
 
-		if (!file)
+		if (!file || !strstr(line, " r-xp ") || strstr(file, " (deleted)"))
 			continue;
 		nl = strchr(file, '\n');
 		if (nl)
 			*nl = 0;
-		if (!is_libc_name(file) || strstr(file, " (deleted)"))
+		snprintf(path, sizeof(path), "/proc/%d/root%s", pid, file);
+		if (is_libc_name(file)) {
+			snprintf(libc, sizeof(libc), "%s", path);
 			continue;
-		snprintf(libc, libc_len, "/proc/%d/root%s", pid, file);
-		found = true;
+		}
+		if (!found && defines_malloc(path)) {
+			snprintf(lib, lib_len, "%s", path);
+			found = true;
+		}
 	}
 	fclose(f);
+	if (libc_out)
+		snprintf(libc_out, libc_len, "%s", found ? libc : "");
+	if (!found && libc[0]) {
+		snprintf(lib, lib_len, "%s", libc);
+		found = true;
+	}
 	return found ? 0 : -ENOENT;
 }
 
@@ -135,23 +185,20 @@ static bool has_interp(const char *path)
 	return dyn;
 }
 
-/* The C library this profiler runs with: the fallback for scripts and unusual loaders. */
-static int own_libc(char *libc, size_t len)
+int target__exec_allocator(const char *path, char *lib, size_t lib_len, char *libc_out,
+			   size_t libc_len, void (*each)(const char *object, void *ctx), void *ctx)
 {
-	char comm[ASZ_COMM_LEN];
-
-	return target__inspect(getpid(), comm, sizeof(comm), libc, len);
-}
-
-int target__exec_libc(const char *path, char *libc, size_t libc_len,
-		      void (*each)(const char *object, void *ctx), void *ctx)
-{
-	char buf[8192], *p;
+	char buf[8192], *p, libc[PATH_MAX] = "";
 	int pfd[2], status, err = -ENOENT;
 	size_t used = 0;
 	ssize_t n;
 	pid_t pid;
 
+	libc_out[0] = 0;
+	if (defines_malloc(path) && !has_interp(path)) {
+		snprintf(lib, lib_len, "%s", path);
+		return 0;
+	}
 	if (!has_interp(path))
 		return -ENOEXEC;
 	if (pipe2(pfd, O_CLOEXEC))
@@ -183,8 +230,8 @@ int target__exec_libc(const char *path, char *libc, size_t libc_len,
 	close(pfd[0]);
 	waitpid(pid, &status, 0);
 	/*
-	 * Lines look like "\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)", and for the
-	 * dynamic linker itself "\t/lib64/ld-linux-x86-64.so.2 (0x...)".
+	 * Objects in load order (preloads first). Lines look like "\tlibc.so.6 => /lib/.../libc.so.6
+	 * (0x...)", and for the dynamic linker itself "\t/lib64/ld-linux-x86-64.so.2 (0x...)".
 	 */
 	for (p = strtok(buf, "\n"); p; p = strtok(NULL, "\n")) {
 		char *obj = strstr(p, "=> "), *end;
@@ -197,14 +244,30 @@ int target__exec_libc(const char *path, char *libc, size_t libc_len,
 			continue;
 		if (each)
 			each(obj, ctx);
-		if (err && is_libc_name(obj)) {
-			snprintf(libc, libc_len, "%s", obj);
+		if (is_libc_name(obj)) {
+			if (!libc[0])
+				snprintf(libc, sizeof(libc), "%s", obj);
+		} else if (err && defines_malloc(obj)) {
+			snprintf(lib, lib_len, "%s", obj);
 			err = 0;
 		}
 	}
+	/* a dynamic program defining malloc itself: the linker binds that one first */
+	if (defines_malloc(path)) {
+		snprintf(lib, lib_len, "%s", path);
+		err = 0;
+	}
+	if (!err)
+		snprintf(libc_out, libc_len, "%s", libc);
+	if (err && libc[0]) {
+		snprintf(lib, lib_len, "%s", libc);
+		err = 0;
+	}
 	if (err) {
-		dlog("%s: no libc from the dynamic linker, using the profiler's own\n", path);
-		err = own_libc(libc, libc_len);
+		char comm[ASZ_COMM_LEN];
+
+		dlog("%s: no allocator from the dynamic linker, using the profiler's libc\n", path);
+		err = target__inspect(getpid(), comm, sizeof(comm), lib, lib_len, NULL, 0);
 	}
 	return err;
 }

@@ -8,24 +8,29 @@
 #include "asizeof.h"
 
 /*
- * Inspect a running process. Fills comm and the path of its C library as reachable from here
- * (through /proc/PID/root, so libraries in other mount namespaces work).
- * Returns 0; -ESRCH no such process; -EPERM a kernel thread; -ENOENT no glibc mapped;
+ * Inspect a running process. Fills comm and the path (reachable from here, through
+ * /proc/PID/root or /proc/PID/exe, so other mount namespaces work) of the module whose
+ * malloc it uses: its executable if that defines one (static programs), else an allocator
+ * library (jemalloc, tcmalloc), else glibc. libc (may be NULL) gets glibc's path when the
+ * allocator is another module (its entry points fill the other's gaps), else "".
+ * Returns 0; -ESRCH no such process; -EPERM a kernel thread; -ENOENT no allocator found;
  * -EACCES not allowed to inspect it.
  */
-int target__inspect(pid_t pid, char *comm, size_t comm_len, char *libc, size_t libc_len);
+int target__inspect(pid_t pid, char *comm, size_t comm_len, char *lib, size_t lib_len,
+		    char *libc, size_t libc_len);
 
 /* Read /proc/PID/comm; returns 0 or -errno. */
 int target__comm(pid_t pid, char *comm, size_t len);
 
 /*
- * Find the C library a command will load, by asking its dynamic linker (LD_TRACE_LOADED_OBJECTS,
- * as ldd does; the program itself does not run). each (may be NULL) is called with every
- * object the dynamic linker resolves. Returns 0, -ENOEXEC for a static program or -ENOENT when
- * no libc is found.
+ * Find the allocator module a command will use: the program itself if it defines malloc (static
+ * programs), else the first allocator among the objects its dynamic linker resolves (asked with
+ * LD_TRACE_LOADED_OBJECTS, as ldd does; the program does not run), else its libc. each (may be
+ * NULL) is called with every object resolved. Returns 0, -ENOEXEC for a static program without
+ * malloc symbols, -ENOENT when nothing is found.
  */
-int target__exec_libc(const char *path, char *libc, size_t libc_len,
-		      void (*each)(const char *object, void *ctx), void *ctx);
+int target__exec_allocator(const char *path, char *lib, size_t lib_len, char *libc,
+			   size_t libc_len, void (*each)(const char *object, void *ctx), void *ctx);
 
 /* Resolve a command name through PATH like execvp. Returns 0, -ENOENT or -EACCES. */
 int target__resolve_cmd(const char *cmd, char *path, size_t len);

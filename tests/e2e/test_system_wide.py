@@ -62,10 +62,8 @@ def test_system_wide(env, libc_copy, tmp_path):
 
     # a copy of libc at another path: a library file never probed before
     env2 = dict(os.environ, LD_LIBRARY_PATH=libc_copy)
-    copied = Workload(reaper, [wl_bin, "attach"]) if False else None
     p = reaper.add(subprocess.Popen([wl_bin, "attach"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                     env=env2, start_new_session=True))
-    maps = ""
     ready = p.stdout.readline().decode()
     assert ready.startswith("ready "), ready
     maps = open("/proc/%d/maps" % p.pid).read()
