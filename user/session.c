@@ -486,14 +486,15 @@ int session__snapshot(struct session *s, bool final, struct snapshot **out)
 	engine__consume_events(s->eng, on_event, s);
 	check_exits(s);
 	refresh_maps(s);
-	for (int i = 0; i < s->nr; i++)
-		if (s->t[i].exited)
-			engine__for_each_vma(s->eng, s->t[i].pid, add_vma, s->sym);
 	err = engine__collect(s->eng, &cur);
 	if (err) {
 		elog("cannot read the kernel maps: %s\n", strerror(-err));
 		return err;
 	}
+	/* gone processes (also forked children never seen alive): the kernel-recorded mappings */
+	for (size_t i = 0; i < cur->nr_procs; i++)
+		if (cur->procs[i].exited)
+			engine__for_each_vma(s->eng, cur->procs[i].pid, add_vma, s->sym);
 	cur->final = final;
 	/* counting starts at attach, so growth since attach is measured from zero */
 	snapshot__diff(cur, s->prev, NULL);

@@ -37,6 +37,8 @@ WORKLOAD_SOURCES = {
     "alloc_cxx": "alloc_cxx.cc",
     "print_args": "print_args.c",
     "sampling_sites": "sampling_sites.c",
+    "lifecycle": "lifecycle.c",
+    "simple_sites": "simple_sites.c",
 }
 
 

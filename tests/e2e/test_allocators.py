@@ -1,0 +1,156 @@
+# SPDX-License-Identifier: MIT
+"""Whatever the allocator: a statically linked program, jemalloc and tcmalloc preloaded; and
+exact accounts across fork and exec (system-wide mode)."""
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+import helpers
+from helpers import Profiler, Workload
+
+JEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
+TCMALLOC = "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4"
+
+
+@pytest.fixture(scope="module")
+def static_sites(tmp_path_factory):
+    d = tmp_path_factory.mktemp("static")
+    out = d / "alloc_sites"  # same name: same comm as the dynamic one
+    src = helpers.REPO / "tests" / "workloads" / "alloc_sites.c"
+    p = subprocess.run(["gcc", "-O2", "-g", "-static", "-o", str(out), str(src)], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    return str(out)
+
+
+def check_simple(rep, exp):
+    """simple_sites: live bytes and blocks per site, exactly."""
+    got = helpers.by_frame0(rep, exp["pid"])
+    for site, want in exp["sites"].items():
+        have = got.get(site, {"live_bytes": 0, "live_allocs": 0})
+        assert (have["live_bytes"], have["live_allocs"]) == (want["live_bytes"], want["live_allocs"]), site
+    helpers.check_proc_is_sum_of_stacks(rep, exp["pid"])
+
+
+def launch_exact(guarded, tmp, wl, env=None, simple=False):
+    report, expected = tmp / "r.json", tmp / "e.json"
+    rc, out, err = guarded.run(["-f", "json", "-n", "0", "-i", "5", "-o", str(report), "--", wl, "launch", str(expected)],
+                               env=env)
+    assert rc == 0, err
+    exp = json.loads(expected.read_text())
+    final = helpers.final_report(helpers.parse_reports(report.read_text()))
+    if simple:
+        check_simple(final, exp)
+    else:
+        helpers.check_sites(final, exp["pid"], exp["sites"])
+        helpers.check_proc_is_sum_of_stacks(final, exp["pid"])
+    return final, exp
+
+
+def test_static_program(bpf_ok, guarded, static_sites, tmp_path):
+    launch_exact(guarded, tmp_path, static_sites)
+
+
+@pytest.mark.parametrize("lib", [JEMALLOC, TCMALLOC], ids=["jemalloc", "tcmalloc"])
+def test_preloaded_allocator(bpf_ok, guarded, workloads, tmp_path, lib):
+    assert os.path.exists(lib), "%s missing: make deps installs it" % lib
+    env = dict(os.environ, LD_PRELOAD=lib)
+    launch_exact(guarded, tmp_path, workloads["simple_sites"], env=env, simple=True)
+
+
+def test_system_wide_static_and_jemalloc(env, static_sites, tmp_path):
+    """Started after the profiler: a static program and one with jemalloc preloaded (library
+    files never probed before), both exact once they are running."""
+    reaper = env["reaper"]
+    prof = Profiler(reaper, ["-f", "json", "-n", "0", "-i", "1", "--comm", "alloc_sites"])
+    prof.wait_attached()
+    st = Workload(reaper, [static_sites, "attach"])
+    je_env = dict(os.environ, LD_PRELOAD=JEMALLOC)
+    je_bin = tmp_path / "alloc_sites"  # simple_sites under the name --comm selects
+    shutil.copy(env["workloads"]["simple_sites"], je_bin)
+    je = reaper.add(subprocess.Popen([str(je_bin), "attach"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, env=je_env, start_new_session=True))
+    assert je.stdout.readline().decode().startswith("ready ")
+    time.sleep(0.5)  # new library files are probed within ~100 ms of the exec
+    exp_st = st.expect_json("go")
+    je.stdin.write(b"go\n")
+    je.stdin.flush()
+    exp_je = json.loads(je.stdout.readline().decode())
+    prof.reports_after(prof.sync(), 2)
+    assert prof.stop() == 0, prof.err.lines
+    final = helpers.final_report(prof.reports)
+    helpers.check_sites(final, exp_st["pid"], exp_st["sites"])
+    helpers.check_proc_is_sum_of_stacks(final, exp_st["pid"])
+    check_simple(final, exp_je)
+    st.send("exit")
+    je.stdin.write(b"exit\n")
+    je.stdin.flush()
+
+
+def _wait_files(d, n, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        files = sorted(Path(d).glob("*.json"))
+        if len(files) >= n:
+            time.sleep(0.05)
+            return [json.loads(f.read_text()) for f in files]
+        time.sleep(0.02)
+    raise AssertionError("workload wrote %d of %d expectations" % (len(list(Path(d).glob("*.json"))), n))
+
+
+def _check_lifecycle(rep, exp):
+    pid = exp["pid"]
+    p = helpers.proc_of(rep, pid)
+    got = helpers.by_frame0(rep, pid)
+    for site, want in exp["sites"].items():
+        assert got[site]["live_bytes"] == want["live_bytes"], (pid, site, got.get(site))
+        assert got[site]["live_allocs"] == want["live_allocs"], (pid, site, got.get(site))
+    assert p["live_bytes"] == sum(w["live_bytes"] for w in exp["sites"].values()), p
+    assert p["unknown_frees"] == exp["unknown_frees"], p
+    assert p["comm"] == "lifecycle"
+
+
+def test_fork_keeps_exact_accounts(env, tmp_path):
+    """The child inherits the parent's heap: its frees of inherited blocks are its unknown
+    frees and never touch the parent's accounts."""
+    reaper = env["reaper"]
+    prof = Profiler(reaper, ["-f", "json", "-n", "0", "-i", "1", "--comm", "lifecycle"])
+    prof.wait_attached()
+    p = reaper.add(subprocess.Popen([env["workloads"]["lifecycle"], "fork", str(tmp_path)], stdin=subprocess.PIPE,
+                                    start_new_session=True))
+    exps = {e["pid"]: e for e in _wait_files(tmp_path, 2)}
+    assert p.pid in exps and len(exps) == 2
+    child = next(pid for pid in exps if pid != p.pid)
+    prof.reports_after(prof.sync(), 2)
+    assert prof.stop() == 0, prof.err.lines
+    final = helpers.final_report(prof.reports)
+    _check_lifecycle(final, exps[p.pid])
+    # the child exited: its last appearance is the report that shows it exited
+    last = [r for r in prof.reports if any(q["pid"] == child for q in r["processes"])][-1]
+    assert helpers.proc_of(last, child)["exited"] is True
+    _check_lifecycle(last, exps[child])
+    p.stdin.write(b"\n")
+    p.stdin.flush()
+
+
+def test_exec_drops_old_image(env, tmp_path):
+    """exec: the old image's blocks are gone; the new image's are exact."""
+    reaper = env["reaper"]
+    prof = Profiler(reaper, ["-f", "json", "-n", "0", "-i", "1", "--comm", "lifecycle"])
+    prof.wait_attached()
+    p = reaper.add(subprocess.Popen([env["workloads"]["lifecycle"], "exec", str(tmp_path)], stdin=subprocess.PIPE,
+                                    start_new_session=True))
+    (exp,) = _wait_files(tmp_path, 1)
+    assert exp["pid"] == p.pid
+    prof.reports_after(prof.sync(), 2)
+    assert prof.stop() == 0, prof.err.lines
+    final = helpers.final_report(prof.reports)
+    _check_lifecycle(final, exp)
+    assert "site_before_exec" not in helpers.by_frame0(final, p.pid)
+    p.stdin.write(b"\n")
+    p.stdin.flush()
