@@ -28,6 +28,12 @@ struct stack_cache {
 	size_t cap, nr;
 };
 
+/* Stack ids sorted, for membership tests. */
+struct idset {
+	__u64 *ids;
+	size_t nr, cap;
+};
+
 struct engine {
 	struct asizeof_bpf *skel;
 	bool multi;
@@ -43,6 +49,7 @@ struct engine {
 	struct etarget *targets;
 	int nr_targets;
 	struct stack_cache stacks;
+	struct idset unreferenced; /* stacks no aggregate used at the last sweep */
 	__u64 start_ns;
 	__u64 sample_bytes;
 	bool system_wide;
@@ -348,9 +355,12 @@ static int attach_set(struct engine *e, pid_t pid, const char *lib, const struct
 		return 0;
 	err = e->multi ? attach_multi(e, pid < 0 ? 0 : pid, lib, syms)
 		       : attach_perf(e, pid, lib, syms);
-	if (!err)
-		vlog("%s%d: %d probe points in %s (%s links)\n", pid < 0 ? "all processes" : "pid ",
-		     pid < 0 ? 0 : pid, syms->nr, lib, engine__attach_mode(e));
+	if (!err && pid < 0)
+		vlog("all processes: %d probe points in %s (%s links)\n", syms->nr, lib,
+		     engine__attach_mode(e));
+	else if (!err)
+		vlog("pid %d: %d probe points in %s (%s links)\n", pid, syms->nr, lib,
+		     engine__attach_mode(e));
 	return err;
 }
 
@@ -706,12 +716,114 @@ static void forget_in(struct bpf_map *map, size_t key_size, const pid_t *pids, i
 	}
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+	__u64 x = *(const __u64 *)a, y = *(const __u64 *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static int idset_add(struct idset *s, __u64 id)
+{
+	if (s->nr == s->cap) {
+		size_t cap = s->cap ? s->cap * 2 : 256;
+		__u64 *p = realloc(s->ids, cap * sizeof(*p));
+
+		if (!p)
+			return -ENOMEM;
+		s->ids = p;
+		s->cap = cap;
+	}
+	s->ids[s->nr++] = id;
+	return 0;
+}
+
+static bool idset_has(const struct idset *s, __u64 id)
+{
+	return s->nr && bsearch(&id, s->ids, s->nr, sizeof(id), cmp_u64);
+}
+
+/* Drop cached stacks whose ids are in gone (the kernel map no longer has them). */
+static void cache_drop(struct stack_cache *c, const struct idset *gone)
+{
+	struct stack_cache n = {.cap = c->cap};
+	size_t i;
+
+	if (!gone->nr || !c->cap)
+		return;
+	n.keys = calloc(n.cap, sizeof(*n.keys));
+	n.vals = calloc(n.cap, sizeof(*n.vals));
+	if (!n.keys || !n.vals) {
+		free(n.keys);
+		free(n.vals);
+		return;
+	}
+	for (i = 0; i < c->cap; i++) {
+		size_t s;
+
+		if (!c->keys[i])
+			continue;
+		if (idset_has(gone, c->keys[i])) {
+			free(c->vals[i]);
+			continue;
+		}
+		s = cache_slot(&n, c->keys[i]);
+		n.keys[s] = c->keys[i];
+		n.vals[s] = c->vals[i];
+		n.nr++;
+	}
+	free(c->keys);
+	free(c->vals);
+	*c = n;
+}
+
+/*
+ * Delete stacks no aggregate refers to any more (their processes are gone). The BPF side
+ * interns a stack at an allocator's entry and creates its aggregate at the return, so a stack
+ * is deleted only if it was unreferenced at the previous sweep too.
+ */
+static void sweep_stacks(struct engine *e)
+{
+	int afd = bpf_map__fd(e->skel->maps.aggs), sfd = bpf_map__fd(e->skel->maps.stacks);
+	struct asz_agg_key ak, *aprev = NULL;
+	struct idset used = {}, now = {}, gone = {};
+	__u64 key, *prev = NULL;
+
+	while (bpf_map_get_next_key(afd, aprev, &ak) == 0) {
+		if (idset_add(&used, ak.stack_id))
+			goto cleanup;
+		aprev = &ak;
+	}
+	qsort(used.ids, used.nr, sizeof(*used.ids), cmp_u64);
+	while (bpf_map_get_next_key(sfd, prev, &key) == 0) {
+		if (!idset_has(&used, key) && idset_add(idset_has(&e->unreferenced, key) ? &gone : &now, key))
+			goto cleanup;
+		prev = &key;
+	}
+	for (size_t i = 0; i < gone.nr; i++)
+		bpf_map_delete_elem(sfd, &gone.ids[i]);
+	qsort(gone.ids, gone.nr, sizeof(*gone.ids), cmp_u64);
+	cache_drop(&e->stacks, &gone);
+	qsort(now.ids, now.nr, sizeof(*now.ids), cmp_u64);
+	free(e->unreferenced.ids);
+	e->unreferenced = now;
+	now = (struct idset){};
+	dlog("stack sweep: %zu deleted, %zu unreferenced\n", gone.nr, e->unreferenced.nr);
+cleanup:
+	free(used.ids);
+	free(now.ids);
+	free(gone.ids);
+}
+
 void engine__forget(struct engine *e, const pid_t *pids, int n)
 {
 	int i, j;
 
-	if (n <= 0)
+	/* sweep even without new deaths: the second phase of the previous sweep */
+	if (n <= 0) {
+		sweep_stacks(e);
 		return;
+	}
 	forget_in(e->skel->maps.allocs, sizeof(struct asz_alloc_key), pids, n);
 	forget_in(e->skel->maps.aggs, sizeof(struct asz_agg_key), pids, n);
 	forget_in(e->skel->maps.vmas, sizeof(struct asz_vma_key), pids, n);
@@ -725,6 +837,7 @@ void engine__forget(struct engine *e, const pid_t *pids, int n)
 			e->targets[j++] = e->targets[i];
 	}
 	e->nr_targets = j;
+	sweep_stacks(e);
 }
 
 void engine__close(struct engine *e)
@@ -745,6 +858,7 @@ void engine__close(struct engine *e)
 		free(e->stacks.vals[i]);
 	free(e->stacks.keys);
 	free(e->stacks.vals);
+	free(e->unreferenced.ids);
 	free(e->links);
 	free(e->link_fds);
 	free(e->targets);

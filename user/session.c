@@ -47,6 +47,8 @@ struct session {
 	int nr_libs;
 	const char *const *comms; /* system-wide --comm filter */
 	int nr_comms;
+	pid_t *reported_dead; /* exited, in the last snapshot: forgotten at the next one */
+	int nr_reported_dead;
 	struct launched child;
 	char child_path[PATH_MAX];
 	bool launched;
@@ -458,14 +460,22 @@ bool session__all_exited(const struct session *s)
 	return true;
 }
 
-/* System-wide: a process that exited has now been reported once more; forget it. */
-static void forget_exited(struct session *s)
+/*
+ * System-wide: processes that exited are reported once more, then forgotten (at the next
+ * snapshot: the caller is still writing the report that shows them). Keeps memory and maps
+ * flat over time.
+ */
+static void note_exited(struct session *s, const struct snapshot *cur)
 {
-	pid_t *dead = malloc(s->nr * sizeof(*dead) + 1);
+	pid_t *dead = malloc((s->nr + cur->nr_procs + 1) * sizeof(*dead));
 	int n = 0, i, j;
 
 	if (!dead)
 		return;
+	/* those we tracked, and those seen only in the kernel's maps (forked children...) */
+	for (size_t k = 0; k < cur->nr_procs; k++)
+		if (cur->procs[k].exited && !find_tracked(s, cur->procs[k].pid))
+			dead[n++] = cur->procs[k].pid;
 	for (i = j = 0; i < s->nr; i++) {
 		if (s->t[i].exited)
 			dead[n++] = s->t[i].pid;
@@ -473,8 +483,17 @@ static void forget_exited(struct session *s)
 			s->t[j++] = s->t[i];
 	}
 	s->nr = j;
-	engine__forget(s->eng, dead, n);
-	free(dead);
+	free(s->reported_dead);
+	s->reported_dead = dead;
+	s->nr_reported_dead = n;
+}
+
+static void forget_reported(struct session *s)
+{
+	engine__forget(s->eng, s->reported_dead, s->nr_reported_dead);
+	for (int i = 0; i < s->nr_reported_dead; i++)
+		symbolizer__remove_pid(s->sym, s->reported_dead[i]);
+	s->nr_reported_dead = 0;
 }
 
 int session__snapshot(struct session *s, bool final, struct snapshot **out)
@@ -482,6 +501,8 @@ int session__snapshot(struct session *s, bool final, struct snapshot **out)
 	struct snapshot *cur;
 	int err;
 
+	if (s->system_wide)
+		forget_reported(s);
 	/* last look at the mappings before they may be needed for good */
 	engine__consume_events(s->eng, on_event, s);
 	check_exits(s);
@@ -502,7 +523,7 @@ int session__snapshot(struct session *s, bool final, struct snapshot **out)
 	s->prev = cur;
 	*out = cur;
 	if (s->system_wide)
-		forget_exited(s);
+		note_exited(s, cur);
 	return 0;
 }
 
@@ -565,5 +586,6 @@ void session__close(struct session *s)
 			close(s->t[i].pidfd);
 	free(s->t);
 	free(s->libs);
+	free(s->reported_dead);
 	free(s);
 }

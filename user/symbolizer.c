@@ -171,6 +171,34 @@ static int htab_insert(struct htab *t, __u64 a, __u64 b, void *val)
 	return 0;
 }
 
+/* Remove a key (backward-shift deletion keeps every probe chain intact); returns its value. */
+static void *htab_remove(struct htab *t, __u64 a, __u64 b)
+{
+	size_t mask = t->cap - 1, i, j, k;
+	void *val;
+
+	if (!t->cap)
+		return NULL;
+	for (i = mix64(a * 0x9e3779b97f4a7c15ULL + b) & mask;; i = (i + 1) & mask) {
+		if (!t->ents[i].val)
+			return NULL;
+		if (t->ents[i].a == a && t->ents[i].b == b)
+			break;
+	}
+	val = t->ents[i].val;
+	for (j = (i + 1) & mask; t->ents[j].val; j = (j + 1) & mask) {
+		k = mix64(t->ents[j].a * 0x9e3779b97f4a7c15ULL + t->ents[j].b) & mask;
+		/* move j back to the hole i unless its home lies cyclically in (i, j] */
+		if (i <= j ? (k > i && k <= j) : (k > i || k <= j))
+			continue;
+		t->ents[i] = t->ents[j];
+		i = j;
+	}
+	t->ents[i] = (struct htab_ent){};
+	t->len--;
+	return val;
+}
+
 static __u64 str_hash(const char *s)
 {
 	__u64 h = 0xcbf29ce484222325ULL;
@@ -271,6 +299,14 @@ static void proc_free(struct proc *p)
 	free(p->maps);
 	free(p->tab);
 	free(p);
+}
+
+void symbolizer__remove_pid(struct symbolizer *s, __u32 pid)
+{
+	struct proc *p = htab_remove(&s->procs, pid, 0);
+
+	if (p)
+		proc_free(p);
 }
 
 void symbolizer__free(struct symbolizer *s)

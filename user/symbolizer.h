@@ -47,6 +47,9 @@ int symbolizer__add_file(struct symbolizer *s, const char *path);
 int symbolizer__add_mapping(struct symbolizer *s, __u32 pid, __u64 start, __u64 end, __u64 pgoff,
 			    __u32 dev_major, __u32 dev_minor, __u64 ino);
 
+/* Forget a process's mappings (it is gone and reported). Module files and results stay cached. */
+void symbolizer__remove_pid(struct symbolizer *s, __u32 pid);
+
 /*
  * Symbolize return address ip of process pid (ip - 1 is looked up). Fills up to max frames,
  * innermost first: inlined frames (inlined = true) before the function they were inlined
