@@ -302,6 +302,15 @@ static int emit_report(struct session *s, const struct report_args *a, FILE *out
 		return 0;
 	snapshot__sort_procs(cur, a->ro.sort);
 	snapshot__sort_stacks(cur, a->ro.sort);
+	if (env_verbosity) {
+		struct engine_stats st;
+
+		engine__stats(session__engine(s), &st);
+		vlog("own cost: BPF %.3f s over %llu runs (%.0f ns each), maps %.1f MiB, %llu stacks\n",
+		     st.run_ns / 1e9, (unsigned long long)st.run_cnt,
+		     st.run_cnt ? (double)st.run_ns / st.run_cnt : 0.0, st.map_bytes / 1048576.0,
+		     (unsigned long long)st.stacks);
+	}
 	err = report__write(out, a->fmt, cur, session__symbolizer(s), &a->ro);
 	if (!err && fflush(out))
 		err = -errno;

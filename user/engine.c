@@ -41,6 +41,7 @@ struct engine {
 	struct bpf_link **links; /* perf-event links */
 	int nr_links, cap_links;
 	struct bpf_link *tp_exec, *tp_exit;
+	int stats_fd; /* BPF_ENABLE_STATS: run-time accounting while we hold it (-v) */
 	struct ring_buffer *rb;
 	void (*ev_fn)(const struct asz_event *ev, void *ctx);
 	void *ev_ctx;
@@ -126,7 +127,10 @@ int engine__open(struct engine **out, const struct engine_opts *o)
 	e = calloc(1, sizeof(*e));
 	if (!e)
 		return -ENOMEM;
+	e->stats_fd = -1;
 	e->ncpus = libbpf_num_possible_cpus();
+	/* only for -v: the accounting costs two clock reads per program run */
+	e->stats_fd = env_verbosity ? bpf_enable_stats(BPF_STATS_RUN_TIME) : -1;
 	err = kfeatures__probe(&feat);
 	if (err)
 		vlog("kernel feature probe failed (%d): assuming per-probe attachment\n", err);
@@ -840,6 +844,45 @@ void engine__forget(struct engine *e, const pid_t *pids, int n)
 	sweep_stacks(e);
 }
 
+static __u64 fdinfo_memlock(int fd)
+{
+	char path[64], line[128];
+	unsigned long long v = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+	f = fopen(path, "re");
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "memlock: %llu", &v) == 1)
+			break;
+	fclose(f);
+	return v;
+}
+
+void engine__stats(struct engine *e, struct engine_stats *st)
+{
+	struct bpf_program *prog;
+	struct bpf_map *map;
+
+	memset(st, 0, sizeof(*st));
+	bpf_object__for_each_program(prog, e->skel->obj) {
+		struct bpf_prog_info info = {};
+		__u32 len = sizeof(info);
+
+		if (bpf_program__fd(prog) < 0 ||
+		    bpf_obj_get_info_by_fd(bpf_program__fd(prog), &info, &len))
+			continue;
+		st->run_ns += info.run_time_ns;
+		st->run_cnt += info.run_cnt;
+	}
+	bpf_object__for_each_map(map, e->skel->obj)
+		if (bpf_map__fd(map) >= 0)
+			st->map_bytes += fdinfo_memlock(bpf_map__fd(map));
+	st->stacks = e->stacks.nr;
+}
+
 void engine__close(struct engine *e)
 {
 	size_t i;
@@ -850,6 +893,8 @@ void engine__close(struct engine *e)
 		close(e->link_fds[j]);
 	for (int j = 0; j < e->nr_links; j++)
 		bpf_link__destroy(e->links[j]);
+	if (e->stats_fd >= 0)
+		close(e->stats_fd);
 	bpf_link__destroy(e->tp_exec);
 	bpf_link__destroy(e->tp_exit);
 	ring_buffer__free(e->rb);

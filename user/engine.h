@@ -70,6 +70,15 @@ int engine__collect(struct engine *e, struct snapshot **out);
 void engine__for_each_vma(struct engine *e, pid_t pid,
 			  void (*fn)(const struct asz_vma_key *k, const struct asz_vma *v, void *ctx),
 			  void *ctx);
+struct engine_stats {
+	__u64 run_ns;	    /* BPF programs' total run time since attach (0 if stats are off) */
+	__u64 run_cnt;
+	__u64 map_bytes;    /* memory charged for our maps (memlock) */
+	__u64 stacks;	    /* distinct stacks kept */
+};
+
+/* The profiler's own cost, for -v. */
+void engine__stats(struct engine *e, struct engine_stats *st);
 /* Detach everything and free. Safe on NULL. */
 void engine__close(struct engine *e);
 
