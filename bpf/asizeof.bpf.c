@@ -344,6 +344,29 @@ static __always_inline __u64 stack_intern(struct pt_regs *ctx)
 	return ASZ_STACK_NONE;
 }
 
+/*
+ * A process's totals move by (bytes, count) blocks: heap blocks, or, kept apart, the anonymous
+ * mappings the program makes itself. allocated: a new block (not a restored one).
+ */
+static __always_inline void proc_move(struct asz_proc_val *p, __u32 allocator, __s64 bytes,
+				      __s64 count, bool allocated)
+{
+	if (ASZ_IS_MMAP(allocator)) {
+		__sync_fetch_and_add(&p->mmap_bytes, bytes);
+		__sync_fetch_and_add(&p->mmap_regions, count);
+		return;
+	}
+	__sync_fetch_and_add(&p->live_bytes, bytes);
+	__sync_fetch_and_add(&p->live_allocs, count);
+	if (allocated) {
+		__sync_fetch_and_add(&p->alloc_bytes, bytes);
+		__sync_fetch_and_add(&p->allocs, count);
+	} else {
+		/* a free, or a failed realloc's block coming back: -count frees */
+		__sync_fetch_and_add(&p->frees, -count);
+	}
+}
+
 /* Retire a live block: its bytes leave its stack's and its process's live totals. */
 static __always_inline bool block_remove(__u32 tgid, __u64 addr, struct asz_alloc_val *out)
 {
@@ -373,11 +396,8 @@ static __always_inline bool block_remove(__u32 tgid, __u64 addr, struct asz_allo
 		__sync_fetch_and_add(&a->frees, copy.count);
 		__sync_fetch_and_add(&a->free_bytes, copy.size);
 	}
-	if (p) {
-		__sync_fetch_and_add(&p->live_bytes, -(__s64)copy.size);
-		__sync_fetch_and_add(&p->live_allocs, -(__s64)copy.count);
-		__sync_fetch_and_add(&p->frees, copy.count);
-	}
+	if (p)
+		proc_move(p, copy.allocator, -(__s64)copy.size, -(__s64)copy.count, false);
 	if (out)
 		*out = copy;
 	return true;
@@ -412,11 +432,8 @@ static __always_inline void block_restore(__u32 tgid, __u64 addr, const struct a
 		__sync_fetch_and_add(&a->free_bytes, -val.size);
 	}
 	p = bpf_map_lookup_elem(&procs, &tgid);
-	if (p) {
-		__sync_fetch_and_add(&p->live_bytes, val.size);
-		__sync_fetch_and_add(&p->live_allocs, val.count);
-		__sync_fetch_and_add(&p->frees, -(__s64)val.count);
-	}
+	if (p)
+		proc_move(p, val.allocator, val.size, val.count, false);
 }
 
 static __always_inline void unknown_free(__u32 tgid)
@@ -479,10 +496,7 @@ static __always_inline void block_add(__u32 tgid, __u64 addr, __u64 size, __u32 
 	__sync_fetch_and_add(&a->live_allocs, count);
 	__sync_fetch_and_add(&a->alloc_bytes, size);
 	__sync_fetch_and_add(&a->allocs, count);
-	__sync_fetch_and_add(&p->live_bytes, size);
-	__sync_fetch_and_add(&p->live_allocs, count);
-	__sync_fetch_and_add(&p->alloc_bytes, size);
-	__sync_fetch_and_add(&p->allocs, count);
+	proc_move(p, allocator, size, count, true);
 }
 
 /* An exponential draw with mean sample_bytes (never 0: 0 marks "not drawn yet"). */
@@ -539,7 +553,7 @@ static __always_inline bool sample(struct asz_tstate *ts, __u64 size)
  * An allocator's entry. Returns 1 when its return need not be seen (uprobe sessions then skip
  * the return trap), 0 otherwise.
  */
-static __always_inline int on_entry(struct pt_regs *ctx, __u64 a1, __u64 a2, __u64 a3,
+static __always_inline int on_entry(struct pt_regs *ctx, __u64 a1, __u64 a2, __u64 a3, __u64 a4,
 				    __u32 allocator, bool session)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
@@ -581,6 +595,13 @@ static __always_inline int on_entry(struct pt_regs *ctx, __u64 a1, __u64 a2, __u
 		arg = a1;
 		size = a3;
 		break;
+	case ASZ_MMAP:
+		size = a2;
+		break;
+	case ASZ_MREMAP:
+		arg = a1;
+		size = a3;
+		break;
 	default:
 		ts->depth--;
 		return 0;
@@ -591,7 +612,11 @@ static __always_inline int on_entry(struct pt_regs *ctx, __u64 a1, __u64 a2, __u
 	ts->old_valid = 0;
 	ts->weight = size;
 	ts->count = 1;
-	if ((min_size && size < min_size) || (sample_bytes && !sample(ts, size))) {
+	if (allocator == ASZ_MMAP && !(a4 & 0x20 /* MAP_ANONYMOUS */)) {
+		ts->count = 0; /* file mappings are not memory the program allocated */
+	} else if (ASZ_IS_MMAP(allocator)) {
+		/* mappings are few and large: always exact, never sampled */
+	} else if ((min_size && size < min_size) || (sample_bytes && !sample(ts, size))) {
 		ts->count = 0;
 		/*
 		 * Nothing to record. With a session the return trap is skipped, but only where
@@ -608,7 +633,7 @@ static __always_inline int on_entry(struct pt_regs *ctx, __u64 a1, __u64 a2, __u
 	 * the return probe puts it back if realloc fails. realloc(p, 0) calls free(p), whose probe
 	 * retires it.
 	 */
-	if (allocator == ASZ_REALLOC && arg && size) {
+	if ((allocator == ASZ_REALLOC || allocator == ASZ_MREMAP) && arg && size) {
 		struct asz_alloc_val old;
 
 		if (block_remove(tgid, arg, &old)) {
@@ -619,6 +644,8 @@ static __always_inline int on_entry(struct pt_regs *ctx, __u64 a1, __u64 a2, __u
 			ts->old_allocator = old.allocator;
 			ts->old_count = old.count;
 			ts->old_gen = old.gen;
+		} else if (allocator == ASZ_MREMAP) {
+			ts->count = 0; /* a mapping we do not track (a file, or made by malloc) */
 		} else {
 			unknown_free(tgid);
 		}
@@ -661,6 +688,15 @@ static __always_inline int on_return(__u64 rc)
 			return 0;
 		}
 		break;
+	case ASZ_MREMAP:
+	case ASZ_MMAP:
+		addr = rc;
+		if (rc == (__u64)-1) { /* MAP_FAILED: the old mapping, if any, stays */
+			if (ts->old_valid)
+				block_restore(tgid, ts->arg, ts);
+			return 0;
+		}
+		break;
 	default:
 		addr = rc;
 		break;
@@ -676,8 +712,9 @@ int BPF_KPROBE(alloc_entry)
 {
 	/* arguments first: clang 14 may otherwise derive them from a modified ctx pointer */
 	__u64 a1 = PT_REGS_PARM1(ctx), a2 = PT_REGS_PARM2(ctx), a3 = PT_REGS_PARM3(ctx);
+	__u64 a4 = PT_REGS_PARM4(ctx);
 
-	on_entry(ctx, a1, a2, a3, bpf_get_attach_cookie(ctx), false);
+	on_entry(ctx, a1, a2, a3, a4, bpf_get_attach_cookie(ctx), false);
 	return 0;
 }
 
@@ -695,11 +732,33 @@ SEC("uprobe")
 int BPF_KPROBE(alloc_session)
 {
 	__u64 a1 = PT_REGS_PARM1(ctx), a2 = PT_REGS_PARM2(ctx), a3 = PT_REGS_PARM3(ctx);
-	__u64 rc = PT_REGS_RC(ctx);
+	__u64 a4 = PT_REGS_PARM4(ctx), rc = PT_REGS_RC(ctx);
 
 	if (bpf_session_is_return())
 		return on_return(rc);
-	return on_entry(ctx, a1, a2, a3, bpf_get_attach_cookie(ctx), true);
+	return on_entry(ctx, a1, a2, a3, a4, bpf_get_attach_cookie(ctx), true);
+}
+
+/*
+ * munmap of a mapping the program made: retired (a head unmap keeps the rest). Mappings made
+ * inside malloc were never recorded, so their munmap (from free) finds nothing: no depth check.
+ */
+SEC("uprobe")
+int BPF_KPROBE(munmap_entry)
+{
+	__u64 addr = PT_REGS_PARM1(ctx), len = PT_REGS_PARM2(ctx);
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct asz_alloc_val old;
+
+	if (empty_probes || !traced(tgid))
+		return 0;
+	if (!block_remove(tgid, addr, &old))
+		return 0;
+	len = (len + 4095) & ~4095ull;
+	if (len < old.size)
+		block_add(tgid, addr + len, old.size - len, old.count, old.stack_id, old.allocator,
+			  old.ts_ns);
+	return 0;
 }
 
 SEC("uprobe")
@@ -748,6 +807,8 @@ int BPF_PROG(on_exec, struct task_struct *p_task)
 		gen = ++p->gen;
 		p->live_bytes = 0;
 		p->live_allocs = 0;
+		p->mmap_bytes = 0;
+		p->mmap_regions = 0;
 		read_comm(p_task, p->comm);
 	}
 	if (p || (system_wide && traced(tgid)))

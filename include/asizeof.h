@@ -21,8 +21,14 @@ enum asz_allocator {
 	ASZ_VALLOC = 5,
 	ASZ_PVALLOC = 6,
 	ASZ_FREE = 7,
-	ASZ_NR_ALLOCATORS = 8,
+	/* anonymous memory the program maps itself (not from inside an allocator) */
+	ASZ_MMAP = 8,
+	ASZ_MREMAP = 9,
+	ASZ_MUNMAP = 10,
+	ASZ_NR_ALLOCATORS = 11,
 };
+
+#define ASZ_IS_MMAP(a) ((a) >= ASZ_MMAP && (a) <= ASZ_MUNMAP)
 
 /* Everything not recorded, or recorded imperfectly, is counted under one of these. */
 enum asz_drop {
@@ -83,6 +89,8 @@ struct asz_proc_val {
 	__u32 gen; /* bumped at each exec: the old image's blocks and aggregates are gone */
 	__u32 pad;
 	__u64 comm[2]; /* char[16]: the process's name when first seen and at each exec */
+	__s64 mmap_bytes;   /* anonymous mappings made directly by the program, live */
+	__s64 mmap_regions;
 };
 
 /* Process lifecycle events, kernel to user space (ring buffer). */
@@ -181,7 +189,7 @@ _Static_assert(sizeof(struct asz_alloc_val) == 40, "asz_alloc_val");
 _Static_assert(sizeof(struct asz_event) == 16, "asz_event");
 _Static_assert(sizeof(struct asz_agg_key) == 16, "asz_agg_key");
 _Static_assert(sizeof(struct asz_agg_val) == 48, "asz_agg_val");
-_Static_assert(sizeof(struct asz_proc_val) == 80, "asz_proc_val");
+_Static_assert(sizeof(struct asz_proc_val) == 96, "asz_proc_val");
 _Static_assert(sizeof(struct asz_stack) == 1024, "asz_stack");
 _Static_assert(sizeof(struct asz_tstate) == 96, "asz_tstate");
 _Static_assert(sizeof(struct asz_vma_key) == 16, "asz_vma_key");

@@ -22,8 +22,12 @@ static const struct {
 	{"valloc", ASZ_VALLOC},
 	{"pvalloc", ASZ_PVALLOC},
 	{"free", ASZ_FREE},
+	{"mmap", ASZ_MMAP},
+	{"mremap", ASZ_MREMAP},
+	{"munmap", ASZ_MUNMAP},
 };
 #define NR_WANTED (sizeof(wanted) / sizeof(wanted[0]))
+#define FREE_INDEX 8 /* malloc (0) and free make an allocator */
 
 static int vaddr_to_offset(Elf *elf, __u64 vaddr, __u64 *off)
 {
@@ -129,7 +133,7 @@ int attach__find_syms(const char *path, struct alloc_syms *out)
 	while ((scn = elf_nextscn(elf, scn)))
 		if (gelf_getshdr(scn, &sh) && sh.sh_type == SHT_SYMTAB)
 			scan_symtab(elf, scn, &sh, found);
-	if (!found[0] || !found[NR_WANTED - 1]) {
+	if (!found[0] || !found[FREE_INDEX]) {
 		err = -ENOENT;
 		goto cleanup;
 	}

@@ -184,6 +184,8 @@ int engine__open(struct engine **out, const struct engine_opts *o)
 						      BPF_TRACE_UPROBE_SESSION_TYPE);
 		bpf_program__set_expected_attach_type(e->skel->progs.free_entry,
 						      BPF_TRACE_UPROBE_MULTI_TYPE);
+		bpf_program__set_expected_attach_type(e->skel->progs.munmap_entry,
+						      BPF_TRACE_UPROBE_MULTI_TYPE);
 	}
 	err = asizeof_bpf__load(e->skel);
 	if (err) {
@@ -250,6 +252,16 @@ static int push_fd(struct engine *e, int fd)
 	return 0;
 }
 
+/* free and munmap have an entry program of their own and no return probe */
+static struct bpf_program *release_prog(struct engine *e, __u32 allocator)
+{
+	if (allocator == ASZ_FREE)
+		return e->skel->progs.free_entry;
+	if (allocator == ASZ_MUNMAP)
+		return e->skel->progs.munmap_entry;
+	return NULL;
+}
+
 static int attach_perf(struct engine *e, pid_t pid, const char *lib, const struct alloc_syms *syms)
 {
 	struct bpf_program *progs[] = {e->skel->progs.alloc_return, e->skel->progs.alloc_entry};
@@ -264,9 +276,11 @@ static int attach_perf(struct engine *e, pid_t pid, const char *lib, const struc
 			struct bpf_program *prog;
 			struct bpf_link *l;
 
-			if ((s->allocator == ASZ_FREE) != (pass == 2))
+			prog = release_prog(e, s->allocator);
+			if (!!prog != (pass == 2))
 				continue;
-			prog = pass == 2 ? e->skel->progs.free_entry : progs[pass];
+			if (!prog)
+				prog = progs[pass];
 			l = bpf_program__attach_uprobe_opts(prog, pid, lib, s->offset, &uo);
 			if (!l) {
 				err = -errno;
@@ -287,11 +301,16 @@ static int attach_perf(struct engine *e, pid_t pid, const char *lib, const struc
 static int attach_multi(struct engine *e, pid_t pid, const char *lib, const struct alloc_syms *syms)
 {
 	__u64 offs[ATTACH_MAX_SYMS], cookies[ATTACH_MAX_SYMS], free_off = 0, free_cookie = ASZ_FREE;
+	__u64 munmap_off = 0, munmap_cookie = ASZ_MUNMAP;
 	int i, n = 0, fd, err;
 
 	for (i = 0; i < syms->nr; i++) {
 		if (syms->syms[i].allocator == ASZ_FREE) {
 			free_off = syms->syms[i].offset;
+			continue;
+		}
+		if (syms->syms[i].allocator == ASZ_MUNMAP) {
+			munmap_off = syms->syms[i].offset;
 			continue;
 		}
 		offs[n] = syms->syms[i].offset;
@@ -308,14 +327,17 @@ static int attach_multi(struct engine *e, pid_t pid, const char *lib, const stru
 		{e->skel->progs.alloc_entry, BPF_TRACE_UPROBE_MULTI_TYPE, false, offs, cookies, n},
 		{e->skel->progs.free_entry, BPF_TRACE_UPROBE_MULTI_TYPE, false, &free_off,
 		 &free_cookie, free_off ? 1 : 0},
+		{e->skel->progs.munmap_entry, BPF_TRACE_UPROBE_MULTI_TYPE, false, &munmap_off,
+		 &munmap_cookie, munmap_off ? 1 : 0},
 	};
 
 	if (e->session) {
+		/* one program for entries and returns: the return slot is not needed */
 		plan[0] = (typeof(plan[0])){e->skel->progs.alloc_session,
 					    BPF_TRACE_UPROBE_SESSION_TYPE, false, offs, cookies, n};
-		plan[1] = plan[2];
+		plan[1].cnt = 0;
 	}
-	for (i = 0; i < (e->session ? 2 : 3); i++) {
+	for (i = 0; i < 4; i++) {
 		if (!plan[i].cnt)
 			continue;
 		fd = attach__uprobe_multi(bpf_program__fd(plan[i].prog), plan[i].type, plan[i].ret,
@@ -569,6 +591,8 @@ static int collect_procs(struct engine *e, struct snapshot *s)
 		p.allocs = v.allocs;
 		p.frees = v.frees;
 		p.unknown_frees = v.unknown_frees;
+		p.mmap_bytes = v.mmap_bytes;
+		p.mmap_regions = v.mmap_regions;
 		for (i = 0; i < e->nr_targets; i++)
 			if ((__u32)e->targets[i].pid == key)
 				seen[i] = true;

@@ -86,6 +86,8 @@ static void write_proc(struct json_writer *w, const struct snap_proc *p)
 	json_writer__field_double(w, "alloc_rate", p->alloc_rate);
 	json_writer__field_double(w, "free_rate", p->free_rate);
 	json_writer__field_u64(w, "unknown_frees", p->unknown_frees);
+	json_writer__field_s64(w, "mmap_bytes", p->mmap_bytes);
+	json_writer__field_s64(w, "mmap_regions", p->mmap_regions);
 	json_writer__end_object(w);
 }
 
@@ -98,6 +100,8 @@ static void write_stack(struct json_writer *w, const struct snapshot *s,
 	json_writer__field_u64(w, "pid", st->pid);
 	write_comm(w, p ? p->comm : NULL);
 	json_writer__field_string(w, "allocator", snapshot__allocator_name(st->allocator));
+	/* heap blocks, or anonymous mappings the program made itself */
+	json_writer__field_string(w, "kind", ASZ_IS_MMAP(st->allocator) ? "mmap" : "heap");
 	json_writer__field_s64(w, "live_bytes", st->live_bytes);
 	json_writer__field_s64(w, "live_allocs", st->live_allocs);
 	json_writer__field_s64(w, "growth_bytes", st->growth_bytes);

@@ -14,6 +14,9 @@ static const char *const allocator_names[ASZ_NR_ALLOCATORS] = {
 	[ASZ_VALLOC] = "valloc",
 	[ASZ_PVALLOC] = "pvalloc",
 	[ASZ_FREE] = "free",
+	[ASZ_MMAP] = "mmap",
+	[ASZ_MREMAP] = "mremap",
+	[ASZ_MUNMAP] = "munmap",
 };
 
 /* These are JSON keys: consumers depend on them, keep them stable. */

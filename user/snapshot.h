@@ -21,6 +21,8 @@ struct snap_proc {
 	__u64 allocs;
 	__u64 frees;
 	__u64 unknown_frees;
+	__s64 mmap_bytes; /* anonymous mappings made directly by the program (not the heap's) */
+	__s64 mmap_regions;
 	/* filled by snapshot__diff() */
 	__s64 growth_bytes;	  /* since the previous snapshot */
 	__s64 growth_total_bytes; /* since the first snapshot (attach) */

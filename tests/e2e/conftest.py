@@ -39,6 +39,7 @@ WORKLOAD_SOURCES = {
     "sampling_sites": "sampling_sites.c",
     "lifecycle": "lifecycle.c",
     "simple_sites": "simple_sites.c",
+    "mmap_sites": "mmap_sites.c",
 }
 
 

@@ -322,9 +322,13 @@ def by_frame0(rep, pid):
     return agg
 
 
-def sum_stacks(rep, pid):
+def sum_stacks(rep, pid, kind="heap"):
+    """Totals of a process's stacks of one kind: heap blocks (the process's live_bytes...) or
+    anonymous mappings the program made itself (its mmap_bytes)."""
     c = Counter()
     for s in stacks_of(rep, pid):
+        if s["kind"] != kind:
+            continue
         for k in COUNT_KEYS:
             c[k] += s[k]
     return {k: c[k] for k in COUNT_KEYS}
@@ -376,6 +380,8 @@ def check_proc_is_sum_of_stacks(rep, pid):
     s = sum_stacks(rep, pid)
     have = {k: p[k] for k in COUNT_KEYS}
     assert have == s, "pid %d: process totals %s != sum of its stacks %s" % (pid, have, s)
+    m = sum_stacks(rep, pid, kind="mmap")
+    assert (p["mmap_bytes"], p["mmap_regions"]) == (m["live_bytes"], m["live_allocs"]), (p, m)
     return p
 
 
@@ -482,6 +488,7 @@ DROP_KEYS = {
     "missed_frees",
 }
 ALLOCATORS = {"malloc", "calloc", "realloc", "memalign", "posix_memalign", "valloc", "pvalloc"}
+MMAP_CALLS = {"mmap", "mremap"}
 
 
 def check_schema(rep):
@@ -496,7 +503,8 @@ def check_schema(rep):
         assert isinstance(p["comm"], str)
     for s in rep["stacks"]:
         assert set(s) >= STACK_KEYS, "stack keys %r" % sorted(s)
-        assert s["allocator"] in ALLOCATORS, s["allocator"]
+        assert s["kind"] in ("heap", "mmap"), s["kind"]
+        assert s["allocator"] in (ALLOCATORS if s["kind"] == "heap" else MMAP_CALLS), s["allocator"]
         assert isinstance(s["truncated"], bool)
         assert isinstance(s["frames"], list)
         for f in s["frames"]:

@@ -3,6 +3,7 @@
 frames[0], sorting, exit status and argument passthrough."""
 
 import json
+import resource
 import os
 import re
 import signal
@@ -210,7 +211,8 @@ def test_threads(bpf_ok, workloads, guarded, tmp_path):
     assert p["unknown_frees"] == 0
     # Besides our sites, only the dynamic loader allocates: one DTV per thread (calloc from
     # ld.so's allocate_dtv), live for the threads' life.
-    others = [s for s in helpers.stacks_of(rep, pid) if helpers.frame0_func(s) not in exp["sites"]]
+    others = [s for s in helpers.stacks_of(rep, pid)
+              if s["kind"] == "heap" and helpers.frame0_func(s) not in exp["sites"]]
     for s in others:
         fr = s["frames"][0]
         assert s["allocator"] == "calloc" and fr["module"] and "ld-linux" in fr["module"], (
@@ -218,6 +220,14 @@ def test_threads(bpf_ok, workloads, guarded, tmp_path):
         )
     assert sum(s["live_allocs"] for s in others) == exp["threads"], others
     assert sum(s["allocs"] for s in others) == exp["threads"], others
+    # and glibc maps each thread's stack itself (not from inside malloc): anonymous memory
+    # beside the heap, one region per thread of RLIMIT_STACK bytes (+ a guard page)
+    maps = [s for s in helpers.stacks_of(rep, pid) if s["kind"] == "mmap"]
+    assert {s["allocator"] for s in maps} == {"mmap"}
+    assert all(s["frames"][0]["func"] in ("allocate_stack", "pthread_create") for s in maps), maps
+    assert p["mmap_regions"] == exp["threads"]
+    stack = resource.getrlimit(resource.RLIMIT_STACK)[0]
+    assert p["mmap_bytes"] == exp["threads"] * (stack + 4096), p
     extra = sum(s["live_bytes"] for s in others)
     for k in ("live_bytes", "alloc_bytes"):
         assert p[k] == exp["proc"][k] + extra, (k, p[k], exp["proc"][k], extra)
