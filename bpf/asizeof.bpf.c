@@ -28,6 +28,8 @@ const volatile __u32 self_tgid = 0;
 #define MAX_COMMS 8
 const volatile __u32 nr_comms = 0;
 const volatile char comms[MAX_COMMS][ASZ_COMM_LEN] = {};
+/* --cgroup: only tasks under the cgroup in cgroup_filter[0]. */
+const volatile bool filter_cgroup = false;
 /* Blocks smaller than this are not recorded (0: all). */
 const volatile __u64 min_size = 0;
 /* Sampling period in bytes; 0 = full mode (every block). */
@@ -86,6 +88,13 @@ struct {
 	__type(key, struct asz_vma_key);
 	__type(value, struct asz_vma);
 } vmas SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_CGROUP_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} cgroup_filter SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -167,7 +176,8 @@ static __always_inline bool comm_allowed(void)
 static __always_inline bool traced(__u32 tgid)
 {
 	if (system_wide)
-		return tgid != self_tgid && comm_allowed();
+		return tgid != self_tgid && comm_allowed() &&
+		       (!filter_cgroup || bpf_current_task_under_cgroup(&cgroup_filter, 0) == 1);
 	return !filter_tgid || bpf_map_lookup_elem(&targets, &tgid);
 }
 
@@ -184,6 +194,7 @@ static __always_inline struct asz_proc_val *proc_get(__u32 tgid)
 	if (p)
 		return p;
 	read_comm(bpf_get_current_task_btf(), init.comm);
+	init.cgroup_id = bpf_get_current_cgroup_id();
 	bpf_map_update_elem(&procs, &tgid, &init, BPF_NOEXIST);
 	return bpf_map_lookup_elem(&procs, &tgid);
 }

@@ -91,6 +91,8 @@ struct asz_proc_val {
 	__u64 comm[2]; /* char[16]: the process's name when first seen and at each exec */
 	__s64 mmap_bytes;   /* anonymous mappings made directly by the program, live */
 	__s64 mmap_regions;
+	__u64 cgroup_id;    /* cgroup v2 id (the cgroup directory's inode) when first seen */
+	__u64 pad2;
 };
 
 /* Process lifecycle events, kernel to user space (ring buffer). */
@@ -189,7 +191,7 @@ _Static_assert(sizeof(struct asz_alloc_val) == 40, "asz_alloc_val");
 _Static_assert(sizeof(struct asz_event) == 16, "asz_event");
 _Static_assert(sizeof(struct asz_agg_key) == 16, "asz_agg_key");
 _Static_assert(sizeof(struct asz_agg_val) == 48, "asz_agg_val");
-_Static_assert(sizeof(struct asz_proc_val) == 96, "asz_proc_val");
+_Static_assert(sizeof(struct asz_proc_val) == 112, "asz_proc_val");
 _Static_assert(sizeof(struct asz_stack) == 1024, "asz_stack");
 _Static_assert(sizeof(struct asz_tstate) == 96, "asz_tstate");
 _Static_assert(sizeof(struct asz_vma_key) == 16, "asz_vma_key");

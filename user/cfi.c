@@ -46,6 +46,8 @@ enum cfa_kind {
 	CFA_REG = 1,
 	CFA_EXPR = 2,
 	CFA_INVALID = 3, /* def_cfa_register/offset applied to an expression */
+	CFA_DEREF = 4,	 /* CFA = *(reg + off): an expression too */
+	CFA_EXPR_REG = 5, /* reg + off, written as an expression: def_cfa_offset may not follow */
 };
 
 struct rule {
@@ -69,6 +71,7 @@ enum fde_flag {
 	FF_RA_RULE = 8,
 	FF_RA_UNDEF = 16,
 	FF_RBP_RULE = 32,
+	FF_CFA_DEREF = 64,
 };
 
 struct cie {
@@ -109,7 +112,8 @@ struct builder {
 	size_t nr_fdes, cap_fdes;
 	struct asz_cfi_row *rows;
 	size_t nr_rows, cap_rows;
-	__u64 fde_end;	  /* absolute vaddr: rows at or past it are dropped */
+	__u64 fde_end;	 /* absolute vaddr: rows at or past it are dropped */
+	__u64 last_end;	 /* end of the previous FDE */
 	unsigned int ff; /* enum fde_flag of the FDE being compiled */
 	bool nomem;
 };
@@ -259,6 +263,28 @@ static void restore_reg_rule(struct state *st, __u64 reg, const struct state *in
 		st->ra = init ? init->ra : same;
 }
 
+/*
+ * DW_CFA_def_cfa_expression: "DW_OP_bregN off" alone is a plain register rule; "DW_OP_bregN off;
+ * DW_OP_deref" (gcc's stack realignment, CFA = *(rbp - off)) is told apart for the statistics;
+ * anything else (PLT stubs, signal frames) is an expression.
+ */
+static void cfa_expression(struct state *st, const __u8 *p, const __u8 *end)
+{
+	__u8 op = p < end ? *p++ : 0;
+	__s64 off;
+
+	st->cfa_kind = CFA_EXPR;
+	if (op < DW_OP_breg0 || op > DW_OP_breg31 || read_sleb(&p, end, &off))
+		return;
+	if (p == end) {
+		st->cfa_kind = CFA_EXPR_REG;
+		st->cfa_reg = op - DW_OP_breg0;
+		st->cfa_off = off;
+	} else if (p + 1 == end && *p == DW_OP_deref) {
+		st->cfa_kind = CFA_DEREF;
+	}
+}
+
 /* The row for a state; sets FF_* findings in *ff. pc is filled in by the caller. */
 static void state_row(const struct cie *cie, const struct state *st, struct asz_cfi_row *r,
 		      unsigned int *ff)
@@ -277,11 +303,11 @@ static void state_row(const struct cie *cie, const struct state *st, struct asz_
 		return;
 	}
 	r->cfa_reg = ASZ_CFA_UNSUPPORTED;
-	if (st->cfa_kind == CFA_EXPR) {
-		*ff |= FF_CFA_EXPR;
+	if (st->cfa_kind == CFA_EXPR || st->cfa_kind == CFA_DEREF) {
+		*ff |= st->cfa_kind == CFA_DEREF ? FF_CFA_DEREF : FF_CFA_EXPR;
 		return;
 	}
-	if (st->cfa_kind != CFA_REG) {
+	if (st->cfa_kind != CFA_REG && st->cfa_kind != CFA_EXPR_REG) {
 		*ff |= FF_BAD;
 		return;
 	}
@@ -517,8 +543,8 @@ static int run_program(struct builder *b, const struct cie *cie, const struct se
 		case DW_CFA_def_cfa_expression:
 			if (read_uleb(&p, end, &uoff) || uoff > (__u64)(end - p))
 				goto bad;
+			cfa_expression(st, p, p + uoff);
 			p += uoff;
-			st->cfa_kind = CFA_EXPR;
 			continue;
 		case DW_CFA_GNU_args_size:
 			if (read_uleb(&p, end, &uoff))
@@ -742,8 +768,9 @@ static void compile_fde(struct builder *b, const struct fde *f)
 
 	b->ff = 0;
 	b->fde_end = f->end;
-	if (b->nr_rows && b->rows[b->nr_rows - 1].pc > f->start - b->t->base)
+	if (f->start < b->last_end)
 		s->fdes_overlap++;
+	b->last_end = f->end;
 	if (!f->cie->init_ok) {
 		b->ff |= FF_BAD;
 		emit_kind(b, ASZ_CFA_UNSUPPORTED, f->start);
@@ -764,6 +791,7 @@ static void compile_fde(struct builder *b, const struct fde *f)
 	s->fde_signal += f->cie->signal;
 	s->fde_bad_program += !!(b->ff & FF_BAD);
 	s->fde_cfa_expr += !!(b->ff & FF_CFA_EXPR);
+	s->fde_cfa_deref += !!(b->ff & FF_CFA_DEREF);
 	s->fde_cfa_reg += !!(b->ff & FF_CFA_REG);
 	s->fde_ra_rule += !!(b->ff & FF_RA_RULE);
 	s->fde_ra_undefined += !!(b->ff & FF_RA_UNDEF);
@@ -1012,7 +1040,7 @@ static const struct cfi_map *find_map(const struct cfi_map *maps, __u32 n, __u64
 }
 
 int cfi__unwind(const struct cfi_map *maps, __u32 nr_maps, const struct cfi_regs *regs,
-		cfi_read_fn read, void *ctx, unsigned int flags, __u64 *ips, __u32 max,
+		cfi_read_fn read_mem, void *ctx, unsigned int flags, __u64 *ips, __u32 max,
 		enum cfi_stop *stop)
 {
 	__u64 pc = regs->pc, sp = regs->sp, rbp = regs->rbp;
@@ -1049,7 +1077,7 @@ int cfi__unwind(const struct cfi_map *maps, __u32 nr_maps, const struct cfi_regs
 			}
 			cfa = (row->cfa_reg == ASZ_CFA_RSP ? sp : rbp) + (__s64)row->cfa_off;
 			if (row->rbp_rule == ASZ_RBP_OFFSET) {
-				if (read(ctx, cfa + (__s64)row->rbp_off, &nrbp)) {
+				if (read_mem(ctx, cfa + (__s64)row->rbp_off, &nrbp)) {
 					*stop = CFI_STOP_READ;
 					break;
 				}
@@ -1064,7 +1092,7 @@ int cfi__unwind(const struct cfi_map *maps, __u32 nr_maps, const struct cfi_regs
 				break;
 			}
 			cfa = rbp + 16;
-			if (read(ctx, rbp, &nrbp)) {
+			if (read_mem(ctx, rbp, &nrbp)) {
 				*stop = CFI_STOP_READ;
 				break;
 			}
@@ -1077,7 +1105,7 @@ int cfi__unwind(const struct cfi_map *maps, __u32 nr_maps, const struct cfi_regs
 			*stop = CFI_STOP_BAD_FRAME;
 			break;
 		}
-		if (read(ctx, cfa - 8, &ra)) {
+		if (read_mem(ctx, cfa - 8, &ra)) {
 			*stop = CFI_STOP_READ;
 			break;
 		}

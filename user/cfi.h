@@ -32,14 +32,15 @@ struct cfi_stats {
 	__u32 cies;
 	__u32 fdes;		/* FDEs compiled into rows */
 	__u32 fdes_debug_frame;	/* of which from .debug_frame (where .eh_frame has none) */
-	__u32 fdes_skipped;	/* empty, outside the table's 4 GiB, or covered by an earlier FDE */
-	__u32 fdes_overlap;	/* of which starting inside an earlier FDE (clipped or dropped) */
+	__u32 fdes_skipped;	/* empty, past base + 4 GiB, or .debug_frame under .eh_frame */
+	__u32 fdes_overlap;	/* starting inside an earlier FDE, which they cut short */
 	__u32 bad_entries;	/* CIE/FDE records that could not be parsed */
 	__u32 fde_bad_program;	/* CFA program error (unknown opcode, truncated, bad state) */
-	__u32 fde_cfa_expr;	/* DW_CFA_def_cfa_expression: PLT, signal frames, realigned stacks */
+	__u32 fde_cfa_expr;	/* DW_CFA_def_cfa_expression: PLT stubs, hand-written code */
+	__u32 fde_cfa_deref;	/* CFA = *(rbp + off): gcc's stack realignment (DRAP) */
 	__u32 fde_cfa_reg;	/* CFA based on a register other than rsp/rbp */
 	__u32 fde_ra_rule;	/* return address not at CFA-8 (e.g. kept in a register) */
-	__u32 fde_ra_undefined;	/* return address undefined: outermost frame (_start, clone) */
+	__u32 fde_ra_undefined;	/* return address undefined: the outermost frame (_start) */
 	__u32 fde_rbp_rule;	/* rbp in a register or by an expression */
 	__u32 fde_signal;	/* CIE augmentation 'S' (signal trampoline) */
 	__u32 rows_unsupported;	/* rows of the final table with ASZ_CFA_UNSUPPORTED */
@@ -47,8 +48,8 @@ struct cfi_stats {
 };
 
 struct cfi_table {
-	__u64 base;		   /* ELF vaddr that row pc 0 stands for: lowest executable PT_LOAD */
-	struct asz_cfi_row *rows;  /* sorted by pc, no two neighbours equal; the last is undefined */
+	__u64 base;		   /* ELF vaddr of row pc 0: the lowest executable PT_LOAD */
+	struct asz_cfi_row *rows;  /* sorted by pc, neighbours differ, the last is undefined */
 	__u32 nr_rows;
 	__u32 nr_segs;
 	struct cfi_segment *segs;  /* PT_LOAD segments in file order */
@@ -110,7 +111,7 @@ enum cfi_unwind_flags {
 };
 
 enum cfi_stop {
-	CFI_STOP_END = 0,	  /* return address 0 or undefined row: outermost frame (or a gap) */
+	CFI_STOP_END = 0,	  /* return address 0 or undefined row: outermost frame (or gap) */
 	CFI_STOP_DEPTH,		  /* more frames than room: truncated */
 	CFI_STOP_UNSUPPORTED,	  /* row the format cannot express: truncated */
 	CFI_STOP_NO_MAPPING,	  /* pc in no known executable mapping: truncated */
@@ -126,10 +127,12 @@ const char *cfi__stop_name(enum cfi_stop stop);
  * of the callers, innermost first, to ips (at most max) and returns how many; *stop says why it
  * ended. Frame 0 looks up regs->pc itself; later frames look up return address - 1 (the call).
  * Per frame: CFA = (rsp or rbp) + cfa_off; return address = *(CFA - 8); caller's rbp = rbp
- * (ASZ_RBP_SAME) or *(CFA + rbp_off); caller's sp = CFA.
+ * (ASZ_RBP_SAME) or *(CFA + rbp_off), unknown after ASZ_RBP_UNDEFINED; caller's sp = CFA.
+ * Frame-pointer fallback, only for a mapping without table: CFA = rbp + 16, caller's rbp = *rbp,
+ * provided rbp is known, 8-aligned and not below sp. Every frame's CFA must be above its sp.
  */
 int cfi__unwind(const struct cfi_map *maps, __u32 nr_maps, const struct cfi_regs *regs,
-		cfi_read_fn read, void *ctx, unsigned int flags, __u64 *ips, __u32 max,
+		cfi_read_fn read_mem, void *ctx, unsigned int flags, __u64 *ips, __u32 max,
 		enum cfi_stop *stop);
 
 #endif

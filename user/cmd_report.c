@@ -44,6 +44,9 @@ enum {
 	OPT_SAMPLE_BYTES,
 	OPT_COMM,
 	OPT_MIN_SIZE,
+	OPT_CGROUP,
+	OPT_EXCLUDE_SELF,
+	OPT_NO_EXCLUDE_SELF,
 };
 
 static const struct option long_opts[] = {
@@ -62,6 +65,9 @@ static const struct option long_opts[] = {
 	{"sample-bytes", required_argument, NULL, OPT_SAMPLE_BYTES},
 	{"comm", required_argument, NULL, OPT_COMM},
 	{"min-size", required_argument, NULL, OPT_MIN_SIZE},
+	{"cgroup", required_argument, NULL, OPT_CGROUP},
+	{"exclude-self", no_argument, NULL, OPT_EXCLUDE_SELF},
+	{"no-exclude-self", no_argument, NULL, OPT_NO_EXCLUDE_SELF},
 	{"empty-probes", no_argument, NULL, OPT_EMPTY_PROBES}, /* benchmarks only, undocumented */
 	{"verbose", no_argument, NULL, 'v'},
 	{"help", no_argument, NULL, 'h'},
@@ -87,6 +93,8 @@ void cmd_report__usage(FILE *f)
 		"  (neither)              every process on the machine but this one, including\n"
 		"                         those started later; exited ones are reported once more\n"
 		"  --comm NAME            system-wide: only processes named NAME (repeatable)\n"
+		"  --cgroup PATH          system-wide: only processes in this cgroup v2 directory\n"
+		"  --no-exclude-self      system-wide: trace the profiler too (excluded by default)\n"
 		"  --min-size BYTES       do not record blocks smaller than BYTES\n"
 		"Reports:\n"
 		"  -i, --interval SECS    report every SECS seconds (default 5); a final report\n"
@@ -229,6 +237,15 @@ static int parse_args(int argc, char **argv, struct report_args *a)
 						   optarg);
 			a->comms[a->eo.nr_comms++] = optarg;
 			break;
+		case OPT_CGROUP:
+			a->eo.cgroup = optarg;
+			break;
+		case OPT_EXCLUDE_SELF:
+			a->eo.include_self = false;
+			break;
+		case OPT_NO_EXCLUDE_SELF:
+			a->eo.include_self = true;
+			break;
 		case OPT_MIN_SIZE:
 			if (parse_count(optarg, 0, 1ull << 48, &v))
 				return usage_error("--min-size: '%s' is not a size in bytes", optarg);
@@ -282,8 +299,9 @@ static int parse_args(int argc, char **argv, struct report_args *a)
 		return usage_error("%s", "-f pprof writes binary: give -o FILE");
 	if (a->cmd && a->nr_pids)
 		return usage_error("%s", "give either -p PID or -- COMMAND, not both");
-	if ((a->cmd || a->nr_pids) && a->eo.nr_comms)
-		return usage_error("%s", "--comm filters system-wide mode (no -p, no command)");
+	if ((a->cmd || a->nr_pids) && (a->eo.nr_comms || a->eo.cgroup))
+		return usage_error("%s",
+				   "--comm and --cgroup filter system-wide mode (no -p, no command)");
 	/* no target: every process on the machine */
 	a->eo.system_wide = !a->cmd && !a->nr_pids;
 	a->eo.comms = a->comms;

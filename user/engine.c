@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,8 @@
 struct etarget {
 	pid_t pid;
 	char comm[ASZ_COMM_LEN];
+	char exe[256];
+	char cgroup[256];
 	bool exited;
 };
 
@@ -156,7 +159,8 @@ int engine__open(struct engine **out, const struct engine_opts *o)
 	e->skel->rodata->sample_bytes = o->sample_bytes;
 	e->skel->rodata->min_size = o->min_size;
 	e->skel->rodata->system_wide = o->system_wide;
-	e->skel->rodata->self_tgid = getpid();
+	e->skel->rodata->self_tgid = o->include_self ? 0 : getpid();
+	e->skel->rodata->filter_cgroup = o->cgroup != NULL;
 	if (o->nr_comms > ENGINE_MAX_COMMS) {
 		elog("at most %d --comm\n", ENGINE_MAX_COMMS);
 		err = -E2BIG;
@@ -192,6 +196,21 @@ int engine__open(struct engine **out, const struct engine_opts *o)
 		elog("cannot load BPF programs: %s (run as root; -vv shows the verifier log)\n",
 		     strerror(-err));
 		goto cleanup;
+	}
+	if (o->cgroup) {
+		int cfd = open(o->cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC), zero = 0;
+
+		err = cfd < 0 ? -errno
+			      : bpf_map__update_elem(e->skel->maps.cgroup_filter, &zero, sizeof(zero),
+						     &cfd, sizeof(cfd), 0);
+		if (cfd >= 0)
+			close(cfd);
+		if (err) {
+			elog("--cgroup %s: %s (a cgroup v2 directory, e.g. "
+			     "/sys/fs/cgroup/system.slice/nginx.service)\n",
+			     o->cgroup, strerror(-err));
+			goto cleanup;
+		}
 	}
 	/* exec and exit: generations (exact accounts across exec) and lifecycle events */
 	e->tp_exec = bpf_program__attach(e->skel->progs.on_exec);
@@ -355,6 +374,14 @@ static int attach_multi(struct engine *e, pid_t pid, const char *lib, const stru
 	return 0;
 }
 
+/* What identifies a live process beyond its pid: name, executable, cgroup. */
+static void read_identity(pid_t pid, char *comm, char *exe, char *cgroup)
+{
+	target__comm(pid, comm, ASZ_COMM_LEN);
+	target__exe(pid, exe, 256);
+	target__cgroup(pid, cgroup, 256);
+}
+
 int engine__track(struct engine *e, pid_t pid)
 {
 	struct etarget *t;
@@ -369,7 +396,7 @@ int engine__track(struct engine *e, pid_t pid)
 	t = &e->targets[e->nr_targets++];
 	memset(t, 0, sizeof(*t));
 	t->pid = pid;
-	target__comm(pid, t->comm, sizeof(t->comm));
+	read_identity(pid, t->comm, t->exe, t->cgroup);
 	return 0;
 }
 
@@ -453,7 +480,8 @@ void engine__refresh(struct engine *e)
 {
 	for (int i = 0; i < e->nr_targets; i++)
 		if (!e->targets[i].exited)
-			target__comm(e->targets[i].pid, e->targets[i].comm, sizeof(e->targets[i].comm));
+			read_identity(e->targets[i].pid, e->targets[i].comm, e->targets[i].exe,
+				      e->targets[i].cgroup);
 }
 
 bool engine__all_exited(const struct engine *e)
@@ -548,24 +576,32 @@ static struct etarget *find_target(struct engine *e, __u32 pid)
 	return NULL;
 }
 
-static void fill_proc(struct engine *e, struct snap_proc *p, __u32 pid, const __u64 *kcomm)
+static void fill_proc(struct engine *e, struct snap_proc *p, __u32 pid,
+		      const struct asz_proc_val *kv)
 {
 	struct etarget *t = find_target(e, pid);
 
 	memset(p, 0, sizeof(*p));
 	p->pid = pid;
 	if (t) {
-		/* comm changes at exec: refresh it while the process lives */
+		/* comm and exe change at exec: refresh them while the process lives */
 		if (!t->exited)
-			target__comm(pid, t->comm, sizeof(t->comm));
+			read_identity(pid, t->comm, t->exe, t->cgroup);
 		memcpy(p->comm, t->comm, sizeof(p->comm));
+		memcpy(p->exe, t->exe, sizeof(p->exe));
+		memcpy(p->cgroup, t->cgroup, sizeof(p->cgroup));
 		p->exited = t->exited;
 	} else if (target__comm(pid, p->comm, sizeof(p->comm))) {
 		p->exited = true;
+	} else {
+		target__exe(pid, p->exe, sizeof(p->exe));
+		target__cgroup(pid, p->cgroup, sizeof(p->cgroup));
 	}
-	/* gone before we could read /proc: the name the kernel recorded */
-	if (!p->comm[0] && kcomm)
-		memcpy(p->comm, kcomm, ASZ_COMM_LEN - 1);
+	/* gone before we could read /proc: what the kernel recorded */
+	if (kv && !p->comm[0])
+		memcpy(p->comm, kv->comm, ASZ_COMM_LEN - 1);
+	if (kv && !p->cgroup[0])
+		target__cgroup_path(kv->cgroup_id, p->cgroup, sizeof(p->cgroup));
 }
 
 static int collect_procs(struct engine *e, struct snapshot *s)
@@ -584,7 +620,7 @@ static int collect_procs(struct engine *e, struct snapshot *s)
 		prev = &key;
 		if (bpf_map_lookup_elem(fd, &key, &v))
 			continue;
-		fill_proc(e, &p, key, v.comm);
+		fill_proc(e, &p, key, &v);
 		p.live_bytes = v.live_bytes;
 		p.live_allocs = v.live_allocs;
 		p.alloc_bytes = v.alloc_bytes;

@@ -24,6 +24,8 @@ struct engine_opts {
 	bool system_wide;   /* every process (but this one), filtered by comms */
 	const char *const *comms;
 	int nr_comms;
+	const char *cgroup; /* system-wide: only tasks under this cgroup v2 directory */
+	bool include_self;  /* system-wide: trace the profiler too (default: excluded) */
 };
 
 #define ENGINE_MAX_COMMS 8

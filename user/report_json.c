@@ -7,6 +7,7 @@
 #include <string.h>
 #include "json_writer.h"
 #include "report.h"
+#include "target.h"
 
 /* Frames one return address can expand to (its inline chain); deeper chains are cut. */
 #define REPORT_MAX_INLINE 32
@@ -72,6 +73,7 @@ static void write_frames(struct json_writer *w, const struct snap_stack *st,
 
 static void write_proc(struct json_writer *w, const struct snap_proc *p)
 {
+	char cid[65];
 	json_writer__begin_object(w);
 	json_writer__field_u64(w, "pid", p->pid);
 	write_comm(w, p->comm);
@@ -88,6 +90,10 @@ static void write_proc(struct json_writer *w, const struct snap_proc *p)
 	json_writer__field_u64(w, "unknown_frees", p->unknown_frees);
 	json_writer__field_s64(w, "mmap_bytes", p->mmap_bytes);
 	json_writer__field_s64(w, "mmap_regions", p->mmap_regions);
+	json_writer__field_string(w, "exe", p->exe[0] ? p->exe : NULL);
+	json_writer__field_string(w, "cgroup", p->cgroup[0] ? p->cgroup : NULL);
+	json_writer__field_string(w, "container_id",
+				  target__container_id(p->cgroup, cid) ? cid : NULL);
 	json_writer__end_object(w);
 }
 

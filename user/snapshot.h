@@ -23,6 +23,8 @@ struct snap_proc {
 	__u64 unknown_frees;
 	__s64 mmap_bytes; /* anonymous mappings made directly by the program (not the heap's) */
 	__s64 mmap_regions;
+	char exe[256];	  /* "" if unknown (the process was gone before we looked) */
+	char cgroup[256]; /* cgroup v2 path, "" if unknown */
 	/* filled by snapshot__diff() */
 	__s64 growth_bytes;	  /* since the previous snapshot */
 	__s64 growth_total_bytes; /* since the first snapshot (attach) */

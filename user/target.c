@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: MIT
+#include <ctype.h>
 #include <errno.h>
+#include <ftw.h>
 #include <fcntl.h>
 #include <gelf.h>
 #include <signal.h>
@@ -33,6 +35,121 @@ int target__comm(pid_t pid, char *comm, size_t len)
 	comm[n] = 0;
 	if (n > 0 && comm[n - 1] == '\n')
 		comm[n - 1] = 0;
+	return 0;
+}
+
+int target__exe(pid_t pid, char *buf, size_t len)
+{
+	char path[64];
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/exe", pid);
+	n = readlink(path, buf, len - 1);
+	if (n < 0)
+		return -errno;
+	buf[n] = 0;
+	return 0;
+}
+
+int target__cgroup(pid_t pid, char *buf, size_t len)
+{
+	char path[64], line[PATH_MAX + 16];
+	int err = -ENOENT;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/cgroup", pid);
+	f = fopen(path, "re");
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f)) {
+		if (strncmp(line, "0::", 3))
+			continue;
+		line[strcspn(line, "\n")] = 0;
+		snprintf(buf, len, "%s", line + 3);
+		err = 0;
+		break;
+	}
+	fclose(f);
+	return err;
+}
+
+int target__container_id(const char *cgroup, char *out)
+{
+	const char *p = cgroup;
+
+	for (; p && *p; p++) {
+		size_t n = strspn(p, "0123456789abcdef");
+
+		if (n == 64 && (p == cgroup || !isxdigit((unsigned char)p[-1]))) {
+			memcpy(out, p, 64);
+			out[64] = 0;
+			return 1;
+		}
+		if (n)
+			p += n - 1;
+	}
+	return 0;
+}
+
+static __u64 want_ino;
+static char found_path[PATH_MAX];
+
+static int match_ino(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)ftw;
+	if (type == FTW_D && st->st_ino == want_ino) {
+		snprintf(found_path, sizeof(found_path), "%s", path);
+		return 1;
+	}
+	return 0;
+}
+
+/* Where cgroup v2 is mounted: /sys/fs/cgroup, or /sys/fs/cgroup/unified on hybrid systems. */
+static int cgroup2_root(char *buf, size_t len)
+{
+	char dev[64], dir[PATH_MAX], type[64];
+	int err = -ENOENT;
+	FILE *f = fopen("/proc/self/mounts", "re");
+
+	if (!f)
+		return -errno;
+	while (fscanf(f, "%63s %4095s %63s %*[^\n]", dev, dir, type) == 3) {
+		if (strcmp(type, "cgroup2") == 0) {
+			snprintf(buf, len, "%s", dir);
+			err = 0;
+			break;
+		}
+	}
+	fclose(f);
+	return err;
+}
+
+int target__cgroup_path(__u64 id, char *buf, size_t len)
+{
+	static struct {
+		__u64 id;
+		char path[256];
+	} cache[64];
+	static int next;
+	char root[PATH_MAX];
+	int i;
+
+	for (i = 0; i < 64; i++)
+		if (cache[i].id == id && id) {
+			snprintf(buf, len, "%s", cache[i].path);
+			return 0;
+		}
+	if (cgroup2_root(root, sizeof(root)))
+		return -ENOENT;
+	want_ino = id;
+	found_path[0] = 0;
+	if (!id || nftw(root, match_ino, 16, FTW_PHYS | FTW_MOUNT) != 1)
+		return -ENOENT;
+	/* as /proc/PID/cgroup shows it: relative to the cgroup2 root */
+	snprintf(buf, len, "%s", found_path[strlen(root)] ? found_path + strlen(root) : "/");
+	i = next++ % 64;
+	cache[i].id = id;
+	snprintf(cache[i].path, sizeof(cache[i].path), "%s", buf);
 	return 0;
 }
 

@@ -19,6 +19,18 @@
 int target__inspect(pid_t pid, char *comm, size_t comm_len, char *lib, size_t lib_len,
 		    char *libc, size_t libc_len);
 
+/* The executable's path (readlink /proc/PID/exe); returns 0 or -errno. */
+int target__exe(pid_t pid, char *buf, size_t len);
+/* The cgroup v2 path from /proc/PID/cgroup ("0::/path"); returns 0 or -errno. */
+int target__cgroup(pid_t pid, char *buf, size_t len);
+/*
+ * The container id a cgroup path names (a 64-hex-digit component: docker-<id>.scope,
+ * /docker/<id>, cri-containerd-<id>.scope, libpod-<id>...): 1 and the id in out[65], or 0.
+ */
+int target__container_id(const char *cgroup, char *out);
+/* The cgroup v2 path of cgroup id (its directory's inode under /sys/fs/cgroup); cached. */
+int target__cgroup_path(__u64 id, char *buf, size_t len);
+
 /* Read /proc/PID/comm; returns 0 or -errno. */
 int target__comm(pid_t pid, char *comm, size_t len);
 

@@ -2,8 +2,10 @@
 /* Unit tests: attach.c (allocator symbols, probe placement). */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include "attach.h"
+#include "target.h"
 
 Test(attach, free_skips_null_test_rel32)
 {
@@ -65,4 +67,22 @@ Test(attach, not_an_allocator_library)
 
 	cr_assert_eq(attach__find_syms("/lib/x86_64-linux-gnu/libz.so.1", &syms), -ENOENT);
 	cr_assert_lt(attach__find_syms("/nonexistent/lib.so", &syms), 0);
+}
+
+Test(target, container_id_from_cgroup_paths)
+{
+	char id[65];
+	const char *hex = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+	char path[256];
+
+	snprintf(path, sizeof(path), "/system.slice/docker-%s.scope", hex);
+	cr_assert_eq(target__container_id(path, id), 1);
+	cr_assert_str_eq(id, hex);
+	snprintf(path, sizeof(path), "/kubepods/burstable/pod1/cri-containerd-%s.scope", hex);
+	cr_assert_eq(target__container_id(path, id), 1);
+	cr_assert_str_eq(id, hex);
+	cr_assert_eq(target__container_id("/user.slice/user-0.slice/session-1.scope", id), 0);
+	/* 65 hex digits is not an id */
+	snprintf(path, sizeof(path), "/x/%sa", hex);
+	cr_assert_eq(target__container_id(path, id), 0);
 }
