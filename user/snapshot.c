@@ -238,38 +238,35 @@ static int cmp_s64(__s64 a, __s64 b)
 	return a < b ? -1 : a > b;
 }
 
-/* Sort key of a stack, for enum snap_sort; signed so that shrinking stacks rank last. */
+/* What processes and stacks are ranked by: the key, then live bytes; both descending. */
+static int key_cmp(__s64 growth_a, __s64 live_a, __u64 allocs_a, __u64 bytes_a, __s64 growth_b,
+		   __s64 live_b, __u64 allocs_b, __u64 bytes_b, enum snap_sort key)
+{
+	int c = 0;
+
+	/* growth and live are signed so that shrinking entries rank last */
+	if (key == SNAP_SORT_GROWTH)
+		c = cmp_s64(growth_a, growth_b);
+	else if (key == SNAP_SORT_LIVE)
+		c = cmp_s64(live_a, live_b);
+	else if (key == SNAP_SORT_ALLOCS)
+		c = cmp_u64(allocs_a, allocs_b);
+	else if (key == SNAP_SORT_BYTES)
+		c = cmp_u64(bytes_a, bytes_b);
+	if (!c)
+		c = cmp_s64(live_a, live_b);
+	return -c;
+}
+
 static int stack_sort_cmp(const struct snap_stack *a, const struct snap_stack *b,
 			  enum snap_sort key)
 {
-	int c;
+	int c = key_cmp(a->growth_bytes, a->live_bytes, a->allocs, a->alloc_bytes, b->growth_bytes,
+			b->live_bytes, b->allocs, b->alloc_bytes, key);
 
-	switch (key) {
-	case SNAP_SORT_GROWTH:
-		c = cmp_s64(a->growth_bytes, b->growth_bytes);
-		break;
-	case SNAP_SORT_LIVE:
-		c = cmp_s64(a->live_bytes, b->live_bytes);
-		break;
-	case SNAP_SORT_ALLOCS:
-		c = cmp_u64(a->allocs, b->allocs);
-		break;
-	case SNAP_SORT_BYTES:
-		c = cmp_u64(a->alloc_bytes, b->alloc_bytes);
-		break;
-	default:
-		c = 0;
-		break;
-	}
-	/*
-	 * Descending by key, then by live bytes; then pid, stack id and allocator ascending so
-	 * that equal stacks always come out in the same order.
-	 */
+	/* then pid, stack id and allocator ascending: equal stacks always in the same order */
 	if (c)
-		return -c;
-	c = cmp_s64(a->live_bytes, b->live_bytes);
-	if (c)
-		return -c;
+		return c;
 	c = cmp_u64(a->pid, b->pid);
 	if (c)
 		return c;
@@ -293,31 +290,10 @@ void snapshot__sort_stacks(struct snapshot *s, enum snap_sort key)
 
 static int proc_sort_cmp(const struct snap_proc *a, const struct snap_proc *b, enum snap_sort key)
 {
-	int c;
+	int c = key_cmp(a->growth_bytes, a->live_bytes, a->allocs, a->alloc_bytes, b->growth_bytes,
+			b->live_bytes, b->allocs, b->alloc_bytes, key);
 
-	switch (key) {
-	case SNAP_SORT_GROWTH:
-		c = cmp_s64(a->growth_bytes, b->growth_bytes);
-		break;
-	case SNAP_SORT_LIVE:
-		c = cmp_s64(a->live_bytes, b->live_bytes);
-		break;
-	case SNAP_SORT_ALLOCS:
-		c = cmp_u64(a->allocs, b->allocs);
-		break;
-	case SNAP_SORT_BYTES:
-		c = cmp_u64(a->alloc_bytes, b->alloc_bytes);
-		break;
-	default:
-		c = 0;
-		break;
-	}
-	if (c)
-		return -c;
-	c = cmp_s64(a->live_bytes, b->live_bytes);
-	if (c)
-		return -c;
-	return cmp_u64(a->pid, b->pid);
+	return c ? c : cmp_u64(a->pid, b->pid);
 }
 
 static int proc_qsort_cmp(const void *a, const void *b, void *key)
