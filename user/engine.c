@@ -627,6 +627,7 @@ static int collect_procs(struct engine *e, struct snapshot *s)
 		p.allocs = v.allocs;
 		p.frees = v.frees;
 		p.unknown_frees = v.unknown_frees;
+		p.drops = v.drops;
 		p.mmap_bytes = v.mmap_bytes;
 		p.mmap_regions = v.mmap_regions;
 		for (i = 0; i < e->nr_targets; i++)

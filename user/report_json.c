@@ -88,6 +88,7 @@ static void write_proc(struct json_writer *w, const struct snap_proc *p)
 	json_writer__field_double(w, "alloc_rate", p->alloc_rate);
 	json_writer__field_double(w, "free_rate", p->free_rate);
 	json_writer__field_u64(w, "unknown_frees", p->unknown_frees);
+	json_writer__field_u64(w, "dropped", p->drops);
 	json_writer__field_s64(w, "mmap_bytes", p->mmap_bytes);
 	json_writer__field_s64(w, "mmap_regions", p->mmap_regions);
 	json_writer__field_string(w, "exe", p->exe[0] ? p->exe : NULL);

@@ -21,6 +21,7 @@ struct snap_proc {
 	__u64 allocs;
 	__u64 frees;
 	__u64 unknown_frees;
+	__u64 drops;	  /* its blocks not recorded because a map was full */
 	__s64 mmap_bytes; /* anonymous mappings made directly by the program (not the heap's) */
 	__s64 mmap_regions;
 	char exe[256];	  /* "" if unknown (the process was gone before we looked) */
