@@ -24,7 +24,7 @@ BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Iinclude -I$(OUT) -Wal
 BPF_SRCS := $(wildcard bpf/*.bpf.c)
 SKELS := $(patsubst bpf/%.bpf.c,$(OUT)/%.skel.h,$(BPF_SRCS))
 USER_SRCS := $(wildcard user/*.c)
-USER_OBJS := $(patsubst user/%.c,$(OUT)/user/%.o,$(USER_SRCS))
+USER_OBJS := $(patsubst user/%.c,$(OUT)/user/%.o,$(USER_SRCS)) $(OUT)/profile.pb-c.o
 LIB_OBJS := $(filter-out $(OUT)/user/main.o,$(USER_OBJS))
 UNIT_SRCS := $(wildcard tests/unit/*.c)
 WORKLOAD_C := $(wildcard tests/workloads/*.c)
@@ -60,6 +60,17 @@ $(OUT)/%.skel.h: $(OUT)/%.bpf.o
 $(OUT)/user/%.o: user/%.c $(wildcard user/*.h) include/asizeof.h $(SKELS) | $(OUT)/user
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@
+
+# pprof's profile.proto -> protobuf-c code; every user object may include its header.
+$(OUT)/profile.pb-c.c $(OUT)/profile.pb-c.h &: user/profile.proto | $(OUT)
+	$(call msg,PROTOC,$@)
+	$(Q)protoc-c --c_out=$(OUT) --proto_path=user user/profile.proto
+
+$(OUT)/profile.pb-c.o: $(OUT)/profile.pb-c.c $(OUT)/profile.pb-c.h
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) -c $< -o $@
+
+$(patsubst user/%.c,$(OUT)/user/%.o,$(USER_SRCS)): $(OUT)/profile.pb-c.h
 
 asizeof-bpf: $(USER_OBJS)
 	$(call msg,LINK,$@)

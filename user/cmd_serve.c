@@ -8,16 +8,17 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
-#include <netdb.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <arpa/inet.h>
+#include <linux/capability.h>
 #include <netinet/in.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include "cmd.h"
 #include "engine.h"
 #include "log.h"
@@ -94,6 +95,7 @@ static void usage(FILE *f)
 		"  GET /debug/pprof/heap   pprof heap profile (?pid=N, ?comm=NAME, ?seconds=N for\n"
 		"                          the change over the last N seconds)\n"
 		"  GET /healthz            \"ok\"\n"
+		"Needs root, or CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH.\n"
 		"\n"
 		"Options:\n"
 		"  --listen ADDR:PORT     address to serve on (default %s; [::1]:PORT for\n"
@@ -133,41 +135,46 @@ static int parse_count(const char *s, __u64 min, __u64 max, __u64 *out)
 	return 0;
 }
 
-/* ---------------------------------------------------------------- the listening socket */
+/* ---------------------------------------------------------------- arguments */
 
-/*
- * Parse ADDR:PORT (IPv4 dotted quad, or [IPv6]) into ss. Returns 0 or -EINVAL.
- */
+/* Parse ADDR:PORT (a dotted quad, or [IPv6]) into ss. Returns 0 or -EINVAL. */
 static int parse_listen(const char *spec, struct sockaddr_storage *ss, socklen_t *sslen)
 {
-	char host[INET6_ADDRSTRLEN + 2];
-	const char *colon, *h = spec;
-	struct addrinfo hints = {.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE,
-				 .ai_socktype = SOCK_STREAM};
-	struct addrinfo *res = NULL;
+	char host[INET6_ADDRSTRLEN];
+	const char *colon = strrchr(spec, ':'), *h = spec;
 	size_t hl;
 	__u64 port;
 
-	colon = strrchr(spec, ':');
 	if (!colon || parse_count(colon + 1, 0, 65535, &port))
 		return -EINVAL;
 	hl = colon - spec;
 	if (hl >= 2 && spec[0] == '[' && spec[hl - 1] == ']') {
-		h = spec + 1;
+		h++;
 		hl -= 2;
-		hints.ai_family = AF_INET6;
-	} else {
-		hints.ai_family = AF_INET;
 	}
 	if (hl == 0 || hl >= sizeof(host))
 		return -EINVAL;
 	memcpy(host, h, hl);
 	host[hl] = '\0';
-	if (getaddrinfo(host, colon + 1, &hints, &res) || !res)
-		return -EINVAL;
-	memcpy(ss, res->ai_addr, res->ai_addrlen);
-	*sslen = res->ai_addrlen;
-	freeaddrinfo(res);
+	memset(ss, 0, sizeof(*ss));
+	if (h == spec) {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+
+		/* inet_pton, unlike inet_aton, takes nothing but four decimal parts */
+		if (inet_pton(AF_INET, host, &s4->sin_addr) != 1)
+			return -EINVAL;
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons(port);
+		*sslen = sizeof(*s4);
+	} else {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+
+		if (inet_pton(AF_INET6, host, &s6->sin6_addr) != 1)
+			return -EINVAL;
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons(port);
+		*sslen = sizeof(*s6);
+	}
 	return 0;
 }
 
@@ -186,6 +193,7 @@ static int parse_args(int argc, char **argv, struct serve_args *a)
 				return usage_error("-p: '%s' is not a process id", optarg);
 			if (a->nr_pids == MAX_TARGETS)
 				return usage_error("too many -p (at most %s)", "64");
+			/* a pid given twice would get two probe sets and count every call twice */
 			for (int i = 0; i < a->nr_pids; i++)
 				if (a->pids[i] == (pid_t)v)
 					v = 0;
@@ -262,6 +270,7 @@ static int parse_args(int argc, char **argv, struct serve_args *a)
 		}
 	}
 	if (optind < argc) {
+		/* getopt stops at "--"; anything left is the command */
 		if (strcmp(argv[optind - 1], "--") != 0)
 			return usage_error("unexpected argument '%s' (a command goes after --)",
 					   argv[optind]);
@@ -280,6 +289,8 @@ static int parse_args(int argc, char **argv, struct serve_args *a)
 	a->eo.comms = a->comms;
 	return -1;
 }
+
+/* ---------------------------------------------------------------- the listening socket */
 
 /* "ADDR:PORT" as a URL authority ("[::1]:9464" for IPv6). */
 static void format_addr(const struct sockaddr_storage *ss, char *buf, size_t size)
@@ -322,6 +333,27 @@ static int open_listener(const struct serve_args *a, char *where, size_t size)
 	if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
 		format_addr(&ss, where, size);
 	return fd;
+}
+
+/*
+ * Root, or the capabilities the systemd unit grants instead (tools/asizeof-bpf.service):
+ * CAP_BPF and CAP_PERFMON load the programs and attach the uprobes; CAP_SYS_PTRACE and
+ * CAP_DAC_READ_SEARCH read other users' /proc/PID/{maps,exe,root} and mapped files.
+ */
+static bool privileged(void)
+{
+	struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3};
+	struct __user_cap_data_struct data[2] = {};
+	static const int need[] = {CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH};
+
+	if (geteuid() == 0)
+		return true;
+	if (syscall(SYS_capget, &hdr, data))
+		return false;
+	for (size_t i = 0; i < sizeof(need) / sizeof(need[0]); i++)
+		if (!(data[need[i] / 32].effective & (1u << (need[i] % 32))))
+			return false;
+	return true;
 }
 
 /* ---------------------------------------------------------------- sampling */
@@ -403,6 +435,8 @@ static int run_loop(struct sampler *sp, int sfd)
 		}
 	}
 	vlog("every target exited\n");
+	/* reaps a launched command if the loop saw it exit before waitpid did */
+	session__stop_command(sp->s);
 	status = session__command_status(sp->s);
 	return status < 0 ? 0 : status;
 }
@@ -424,8 +458,9 @@ int cmd_serve(int argc, char **argv)
 	ret = parse_args(argc, argv, &a);
 	if (ret >= 0)
 		return ret;
-	if (geteuid() != 0) {
-		elog("must run as root (loading BPF programs and uprobes needs it)\n");
+	if (!privileged()) {
+		elog("must run as root, or with CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE and "
+		     "CAP_DAC_READ_SEARCH\n");
 		return 1;
 	}
 	lfd = open_listener(&a, where, sizeof(where));
@@ -482,7 +517,8 @@ int cmd_serve(int argc, char **argv)
 cleanup:
 	/* stop answering first: requests only read states, but nothing should outlive this */
 	serve_http__stop(sp.http);
-	session__stop_command(sp.s);
+	if (sp.s)
+		session__stop_command(sp.s);
 	session__close(sp.s);
 	serve_history__free(sp.hist);
 	serve_metrics__free(sp.metrics);

@@ -176,7 +176,8 @@ int report_collapsed__write(FILE *f, const struct snapshot *s, struct symbolizer
 		}
 		lines[nr++] = (struct folded){.text = b.p, .weight = w};
 	}
-	qsort(lines, nr, sizeof(*lines), cmp_folded);
+	if (nr)
+		qsort(lines, nr, sizeof(*lines), cmp_folded);
 	for (i = 0; i < nr; i = j) {
 		__u64 w = lines[i].weight;
 

@@ -234,19 +234,17 @@ struct pprof_builder {
 static void read_elf(struct elf_info *ei, __u32 pid)
 {
 	const void *id = NULL;
+	char alt[PATH_MAX];
 	size_t n = 0, i;
 	ssize_t len;
 	Elf *e = NULL;
-	int fd;
+	int fd = -1;
 
-	fd = open(ei->path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 && pid) {
-		/* another mount namespace (a container): its root, while the process lives */
-		char alt[PATH_MAX];
-
-		if (snprintf(alt, sizeof(alt), "/proc/%u/root%s", pid, ei->path) < (int)sizeof(alt))
-			fd = open(alt, O_RDONLY | O_CLOEXEC);
-	}
+	/* the path is in the process's mount namespace (a container's): its root, while it lives */
+	if (pid && snprintf(alt, sizeof(alt), "/proc/%u/root%s", pid, ei->path) < (int)sizeof(alt))
+		fd = open(alt, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		fd = open(ei->path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return;
 	elf_version(EV_CURRENT);
@@ -606,7 +604,8 @@ int pprof_builder__build(struct pprof_builder *b, const struct snapshot *s,
 		if (err)
 			goto cleanup;
 	}
-	qsort(bd.m->samples, bd.m->nr_samples, sizeof(*bd.m->samples), cmp_sample);
+	if (bd.m->nr_samples)
+		qsort(bd.m->samples, bd.m->nr_samples, sizeof(*bd.m->samples), cmp_sample);
 	*out = bd.m;
 	bd.m = NULL;
 	err = 0;

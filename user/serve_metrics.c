@@ -210,23 +210,18 @@ static int account_proc(struct serve_metrics *m, const struct snap_proc *sp, siz
 			return err;
 	} else if (strcmp(p->comm, comm) != 0 || (!p->exe[0] && !sp->exited)) {
 		/* exec'ed (or its exe was unreadable): counts from now on go to the new group */
-		char *old_exe = strdup(p->exe);
-		int old_group = p->group;
+		int old_group = p->group, g;
 
-		if (!old_exe)
-			return -ENOMEM;
 		p->exited = sp->exited;
 		err = regroup(m, p, comm);
-		if (!err && p->group != old_group) {
-			int g = p->group;
-
+		if (err)
+			return err;
+		if (p->group != old_group) {
+			g = p->group;
 			p->group = old_group;
 			retire(m, p);
 			p->group = g;
 		}
-		free(old_exe);
-		if (err)
-			return err;
 	}
 	p->alloc_bytes = sp->alloc_bytes;
 	p->allocs = sp->allocs;
@@ -477,7 +472,8 @@ int serve_metrics__update(struct serve_metrics *m, const struct snapshot *s, int
 	}
 	m->nr_procs += nr_new;
 	prune(m, s->mono_ns ? s->mono_ns : util__mono_ns());
-	qsort(m->procs, m->nr_procs, sizeof(*m->procs), cmp_proc);
+	if (m->nr_procs)
+		qsort(m->procs, m->nr_procs, sizeof(*m->procs), cmp_proc);
 
 	/* group figures: retired counts plus what live members counted in the group */
 	for (i = 0; i < m->nr_groups; i++) {

@@ -133,6 +133,16 @@ static int history_advance(struct serve_history *h, const struct snapshot *s)
 	free(h->prev);
 	h->prev = cur;
 	h->nr_prev = s->nr_stacks;
+	/* most snapshots change few stacks: keep only what changed */
+	if (n == 0) {
+		free(ch);
+		ch = NULL;
+	} else {
+		struct hist_change *shrunk = realloc(ch, n * sizeof(*ch));
+
+		if (shrunk)
+			ch = shrunk;
+	}
 	e->refs = 1;
 	e->mono_ns = s->mono_ns;
 	e->nr = n;
@@ -144,8 +154,8 @@ static int history_advance(struct serve_history *h, const struct snapshot *s)
 	cutoff = s->mono_ns > (__u64)(SERVE_MAX_WINDOW_S * 1e9)
 			 ? s->mono_ns - (__u64)(SERVE_MAX_WINDOW_S * 1e9)
 			 : 0;
-	while (h->nr >= 2 &&
-	       (h->ents[1]->mono_ns <= cutoff || h->nr_changes > SERVE_MAX_CHANGES)) {
+	while (h->nr >= 2 && (h->ents[1]->mono_ns <= cutoff || h->nr_changes > SERVE_MAX_CHANGES ||
+			      h->nr > SERVE_MAX_SNAPSHOTS)) {
 		h->nr_changes -= h->ents[0]->nr;
 		entry_put(h->ents[0]);
 		memmove(h->ents, h->ents + 1, (h->nr - 1) * sizeof(*h->ents));

@@ -20,8 +20,9 @@
 
 /* The longest window ?seconds= covers; older history is dropped. */
 #define SERVE_MAX_WINDOW_S 3600.0
-/* At most this many stack changes are kept in the history (~40 bytes each). */
+/* At most this many stack changes (~40 bytes each) and snapshots are kept in the history. */
 #define SERVE_MAX_CHANGES (1u << 20)
+#define SERVE_MAX_SNAPSHOTS 4096
 
 struct serve_history;
 struct serve_state;
