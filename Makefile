@@ -117,6 +117,7 @@ bench: deps
 install: asizeof-bpf
 	install -D -m 0755 asizeof-bpf $(DESTDIR)$(PREFIX)/sbin/asizeof-bpf
 	install -D -m 0644 tools/asizeof-bpf.8 $(DESTDIR)$(PREFIX)/share/man/man8/asizeof-bpf.8
+	install -D -m 0644 tools/asizeof-bpf.service $(DESTDIR)$(PREFIX)/lib/systemd/system/asizeof-bpf.service
 
 clean:
 	rm -rf $(OUT) asizeof-bpf
