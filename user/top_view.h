@@ -121,7 +121,8 @@ const struct top_proc *top_model__find_proc(const struct top_model *m, __u32 pid
  * Pure helpers, exported for the unit tests.
  *
  * top__sparkline: the last min(n, width) values as one glyph each, scaled between their
- * minimum and maximum (all equal: the lowest glyph). UTF-8 block elements, or ASCII
+ * minimum and maximum, over a span of at least 1/16 of the largest magnitude (a flat process
+ * with small jitter draws flat; all equal: the lowest glyph). UTF-8 block elements, or ASCII
  * "_.-~=+*#". Returns the number of glyphs written (columns).
  */
 int top__sparkline(char *out, size_t size, const __s64 *vals, int n, int width, bool utf8);
@@ -232,11 +233,14 @@ const struct top_line *top_view__render(struct top_view *v, int width, int heigh
 int top_view__print(struct top_view *v, FILE *f);
 
 /*
- * The terminal (curses). term_open takes over stdin/stdout (0 or -errno, logged); term_close
+ * The terminal (curses). term_check tells whether stdout's terminal type can be driven
+ * (before anything is attached; 0 or -ENOTTY, logged). term_open takes over stdin/stdout (0 or
+ * -errno, logged); term_close
  * restores the terminal and is safe to call twice. term_input reads the pending keys and
  * returns TOP_ACT_QUIT when asked to; term_input_idle tells whether the last call found no key
  * at all (an input at its end). term_resize re-reads the terminal's size. term_draw paints.
  */
+int top_view__term_check(void);
 int top_view__term_open(struct top_view *v);
 void top_view__term_close(struct top_view *v);
 enum top_action top_view__term_input(struct top_view *v);
