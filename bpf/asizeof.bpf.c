@@ -223,8 +223,10 @@ static __always_inline bool stack_equal(const struct asz_stack *a, const struct 
 	return true;
 }
 
+#include "unwind.h"
+
 /*
- * Walk the user stack at an allocator's entry. The allocator has not built a frame yet, so its
+ * Frame pointers (--unwind fp): walk the user stack at an allocator's entry. The allocator has not built a frame yet, so its
  * caller's return address is at the stack pointer and rbp still belongs to the caller: frame 0
  * comes from *sp, the rest from the frame-pointer chain, checked to stay above sp and to grow.
  */
@@ -323,9 +325,14 @@ static __always_inline __u64 stack_intern(struct pt_regs *ctx)
 
 	if (!st)
 		return ASZ_STACK_NONE;
-	walk_stack(ctx, st);
+	if (unwind_dwarf)
+		unwind_dwarf_stack(ctx, st);
+	else
+		walk_stack(ctx, st);
 	if (st->flags & ASZ_STACK_TRUNCATED)
 		count_drop(ASZ_DROP_STACK_TRUNCATED);
+	if (st->flags & ASZ_STACK_INCOMPLETE)
+		count_drop(ASZ_DROP_STACK_INCOMPLETE);
 	h = stack_hash(st);
 	for (int i = 0; i < STACK_PROBES; i++) {
 		key = h + i;

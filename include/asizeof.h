@@ -42,7 +42,9 @@ enum asz_drop {
 	ASZ_DROP_THREAD_STATE = 7,  /* per-thread state unavailable: call not recorded */
 	ASZ_DROP_UNKNOWN_FREE = 8,  /* free of a block allocated before attach (or not tracked) */
 	ASZ_DROP_MISSED_FREE = 9,   /* address returned again while still live: old block retired */
-	ASZ_NR_DROPS = 10,
+	ASZ_DROP_STACK_INCOMPLETE = 10, /* DWARF unwinding stopped before the outermost frame */
+	ASZ_DROP_UNWIND_TABLE_FULL = 11, /* a module's unwind table did not fit (user space) */
+	ASZ_NR_DROPS = 12,
 };
 
 struct asz_alloc_key {
@@ -108,7 +110,9 @@ struct asz_event {
 	__u32 pad;
 };
 
-#define ASZ_STACK_TRUNCATED 1u
+#define ASZ_STACK_TRUNCATED 1u  /* deeper than --max-depth */
+#define ASZ_STACK_INCOMPLETE 2u /* the unwinder could not go on: outer frames missing */
+#define ASZ_STACK_PARTIAL (ASZ_STACK_TRUNCATED | ASZ_STACK_INCOMPLETE)
 
 struct asz_stack {
 	__u32 nr;
@@ -161,6 +165,41 @@ struct asz_cfi_row {
 	__s32 rbp_off;
 };
 
+/*
+ * Unwind tables in the kernel. Rows of every module live in one array (cfi_rows), each module's
+ * sorted slice [first, first + nr); modules are keyed by the file the kernel maps (i_sb->s_dev
+ * in kernel encoding, i_ino), as /proc/PID/maps shows them.
+ */
+struct asz_mod_key {
+	__u64 ino;
+	__u32 dev;
+	__u32 pad;
+};
+
+enum asz_mod_kind {
+	ASZ_MOD_TABLE = 0, /* rows in cfi_rows */
+	ASZ_MOD_FP = 1,	   /* no table (none in the file, or no room): frame pointers */
+};
+
+struct asz_mod {
+	__u32 first;
+	__u32 nr;
+	__s64 adj; /* row pc = address - vm_start + vm_pgoff (bytes) + adj */
+	__u32 kind;
+	__u32 pad;
+};
+
+/* A module the BPF unwinder met without a table: user space builds one. */
+struct asz_mod_want {
+	__u32 tgid;
+	__u32 pad;
+	__u64 start; /* the mapping it was seen in */
+	__u64 end;
+};
+
+/* Binary-search steps: enough for 2^24 rows in one module. */
+#define ASZ_CFI_SEARCH_STEPS 24
+
 /* Per-thread state between an allocator's entry and its return (task storage). */
 struct asz_tstate {
 	__u32 depth;
@@ -197,5 +236,8 @@ _Static_assert(sizeof(struct asz_tstate) == 96, "asz_tstate");
 _Static_assert(sizeof(struct asz_vma_key) == 16, "asz_vma_key");
 _Static_assert(sizeof(struct asz_cfi_row) == 16, "asz_cfi_row");
 _Static_assert(sizeof(struct asz_vma) == 32, "asz_vma");
+_Static_assert(sizeof(struct asz_mod_key) == 16, "asz_mod_key");
+_Static_assert(sizeof(struct asz_mod) == 24, "asz_mod");
+_Static_assert(sizeof(struct asz_mod_want) == 24, "asz_mod_want");
 
 #endif /* ASIZEOF_H */

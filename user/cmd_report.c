@@ -38,6 +38,8 @@ enum {
 	OPT_MAX_DEPTH = 256,
 	OPT_MAX_ALLOCS,
 	OPT_MAX_STACKS,
+	OPT_UNWIND,
+	OPT_MAX_UNWIND_ROWS,
 	OPT_ATTACH,
 	OPT_EMPTY_PROBES,
 	OPT_WEIGHT,
@@ -60,6 +62,8 @@ static const struct option long_opts[] = {
 	{"max-depth", required_argument, NULL, OPT_MAX_DEPTH},
 	{"max-allocs", required_argument, NULL, OPT_MAX_ALLOCS},
 	{"max-stacks", required_argument, NULL, OPT_MAX_STACKS},
+	{"unwind", required_argument, NULL, OPT_UNWIND},
+	{"max-unwind-rows", required_argument, NULL, OPT_MAX_UNWIND_ROWS},
 	{"attach", required_argument, NULL, OPT_ATTACH},
 	{"weight", required_argument, NULL, OPT_WEIGHT},
 	{"sample-bytes", required_argument, NULL, OPT_SAMPLE_BYTES},
@@ -111,6 +115,10 @@ void cmd_report__usage(FILE *f)
 		"  --max-depth N          stack frames kept per allocation (1-%d, default %d)\n"
 		"  --max-allocs N         live blocks tracked (default 1048576)\n"
 		"  --max-stacks N         distinct stacks kept (default 65536)\n"
+		"  --unwind MODE          stacks by dwarf (.eh_frame tables in the kernel: complete\n"
+		"                         without frame pointers; default where the kernel can) or\n"
+		"                         fp (frame pointers only)\n"
+		"  --max-unwind-rows N    room for unwind tables, 16 bytes a row (default 2097152)\n"
 		"  --sample-bytes N       sample one allocated byte in N (Poisson, e.g. 524288):\n"
 		"                         much cheaper, figures become unbiased estimates\n"
 		"  --attach MODE          auto (default), multi (one uprobe_multi link per program)\n"
@@ -217,6 +225,15 @@ static int parse_args(int argc, char **argv, struct report_args *a)
 				return usage_error("--max-stacks: '%s' is not 64-16777216", optarg);
 			a->eo.max_stacks = v;
 			a->eo.max_aggs = v;
+			break;
+		case OPT_UNWIND:
+			if (unwind__parse_mode(optarg, &a->eo.unwind))
+				return usage_error("--unwind: unknown mode '%s' (auto, dwarf, fp)", optarg);
+			break;
+		case OPT_MAX_UNWIND_ROWS:
+			if (parse_count(optarg, 1024, 1u << 26, &v))
+				return usage_error("--max-unwind-rows: '%s' is not 1024-67108864", optarg);
+			a->eo.max_unwind_rows = v;
 			break;
 		case OPT_ATTACH:
 			if (strcmp(optarg, "auto") == 0)

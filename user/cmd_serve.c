@@ -61,6 +61,8 @@ enum {
 	OPT_MAX_DEPTH,
 	OPT_MAX_ALLOCS,
 	OPT_MAX_STACKS,
+	OPT_UNWIND,
+	OPT_MAX_UNWIND_ROWS,
 	OPT_ATTACH,
 	OPT_SAMPLE_BYTES,
 	OPT_COMM,
@@ -75,6 +77,8 @@ static const struct option long_opts[] = {
 	{"max-depth", required_argument, NULL, OPT_MAX_DEPTH},
 	{"max-allocs", required_argument, NULL, OPT_MAX_ALLOCS},
 	{"max-stacks", required_argument, NULL, OPT_MAX_STACKS},
+	{"unwind", required_argument, NULL, OPT_UNWIND},
+	{"max-unwind-rows", required_argument, NULL, OPT_MAX_UNWIND_ROWS},
 	{"attach", required_argument, NULL, OPT_ATTACH},
 	{"sample-bytes", required_argument, NULL, OPT_SAMPLE_BYTES},
 	{"verbose", no_argument, NULL, 'v'},
@@ -107,6 +111,7 @@ static void usage(FILE *f)
 		"  --pid-labels N         also per-process series, with a pid label, for the N\n"
 		"                         processes that grew most (default 0)\n"
 		"  --max-depth N, --max-allocs N, --max-stacks N, --sample-bytes N,\n"
+		"  --unwind MODE, --max-unwind-rows N,\n"
 		"  --attach MODE          as for the report command (see asizeof-bpf --help)\n"
 		"  -v, --verbose          more diagnostics on stderr\n"
 		"  -h, --help             this help\n"
@@ -237,6 +242,15 @@ static int parse_args(int argc, char **argv, struct serve_args *a)
 				return usage_error("--max-stacks: '%s' is not 64-16777216", optarg);
 			a->eo.max_stacks = v;
 			a->eo.max_aggs = v;
+			break;
+		case OPT_UNWIND:
+			if (unwind__parse_mode(optarg, &a->eo.unwind))
+				return usage_error("--unwind: unknown mode '%s' (auto, dwarf, fp)", optarg);
+			break;
+		case OPT_MAX_UNWIND_ROWS:
+			if (parse_count(optarg, 1024, 1u << 26, &v))
+				return usage_error("--max-unwind-rows: '%s' is not 1024-67108864", optarg);
+			a->eo.max_unwind_rows = v;
 			break;
 		case OPT_ATTACH:
 			if (strcmp(optarg, "auto") == 0)

@@ -54,6 +54,8 @@ enum {
 	OPT_MAX_DEPTH,
 	OPT_MAX_ALLOCS,
 	OPT_MAX_STACKS,
+	OPT_UNWIND,
+	OPT_MAX_UNWIND_ROWS,
 	OPT_ATTACH,
 };
 
@@ -71,6 +73,8 @@ static const struct option long_opts[] = {
 	{"max-depth", required_argument, NULL, OPT_MAX_DEPTH},
 	{"max-allocs", required_argument, NULL, OPT_MAX_ALLOCS},
 	{"max-stacks", required_argument, NULL, OPT_MAX_STACKS},
+	{"unwind", required_argument, NULL, OPT_UNWIND},
+	{"max-unwind-rows", required_argument, NULL, OPT_MAX_UNWIND_ROWS},
 	{"attach", required_argument, NULL, OPT_ATTACH},
 	{"verbose", no_argument, NULL, 'v'},
 	{"help", no_argument, NULL, 'h'},
@@ -105,7 +109,8 @@ static void usage(FILE *f)
 		"  --bytes                sizes as exact byte counts instead of KiB, MiB, ...\n"
 		"Limits (as in the report):\n"
 		"  --min-size BYTES, --sample-bytes N, --max-depth N, --max-allocs N,\n"
-		"  --max-stacks N, --attach auto|multi|perf\n"
+		"  --max-stacks N, --attach auto|multi|perf, --unwind auto|dwarf|fp,\n"
+		"  --max-unwind-rows N\n"
 		"Other:\n"
 		"  -v, --verbose          diagnostics (shown in the status line, printed at exit);\n"
 		"                         adds the BPF programs' run time to the header\n"
@@ -217,6 +222,15 @@ static int parse_args(int argc, char **argv, struct top_args *a)
 				return usage_error("--max-stacks: '%s' is not 64-16777216", optarg);
 			a->eo.max_stacks = v;
 			a->eo.max_aggs = v;
+			break;
+		case OPT_UNWIND:
+			if (unwind__parse_mode(optarg, &a->eo.unwind))
+				return usage_error("--unwind: unknown mode '%s' (auto, dwarf, fp)", optarg);
+			break;
+		case OPT_MAX_UNWIND_ROWS:
+			if (parse_count(optarg, 1024, 1u << 26, &v))
+				return usage_error("--max-unwind-rows: '%s' is not 1024-67108864", optarg);
+			a->eo.max_unwind_rows = v;
 			break;
 		case OPT_ATTACH:
 			if (!strcmp(optarg, "auto"))

@@ -58,6 +58,7 @@ struct engine {
 	__u64 sample_bytes;
 	bool system_wide;
 	int ncpus;
+	struct unwind *unwind; /* NULL: frame pointers */
 };
 
 static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list args)
@@ -124,6 +125,7 @@ int engine__open(struct engine **out, const struct engine_opts *o)
 {
 	struct kfeatures feat = {};
 	struct engine *e;
+	bool dwarf;
 	int err;
 
 	libbpf_set_print(libbpf_print);
@@ -145,6 +147,12 @@ int engine__open(struct engine **out, const struct engine_opts *o)
 	e->multi = o->attach == ATTACH_MULTI || (o->attach == ATTACH_AUTO && feat.uprobe_multi);
 	/* sessions pay off when most calls are not recorded: their return trap is then skipped */
 	e->session = e->multi && o->sample_bytes && feat.uprobe_session;
+	dwarf = o->unwind != UNWIND_FP && feat.bpf_loop && feat.find_vma;
+	if (o->unwind == UNWIND_DWARF && !dwarf) {
+		elog("--unwind dwarf: this kernel lacks bpf_loop or bpf_find_vma\n");
+		err = -EOPNOTSUPP;
+		goto cleanup;
+	}
 
 	e->skel = asizeof_bpf__open();
 	if (!e->skel) {
@@ -153,6 +161,9 @@ int engine__open(struct engine **out, const struct engine_opts *o)
 		goto cleanup;
 	}
 	e->skel->rodata->max_depth = o->max_depth;
+	e->skel->rodata->unwind_dwarf = dwarf;
+	/* the rows map is allocated in full at load: one row when unused */
+	bpf_map__set_max_entries(e->skel->maps.cfi_rows, dwarf ? o->max_unwind_rows : 1);
 	/* every link is attached with its target's pid: the kernel filters, no per-call lookup */
 	e->skel->rodata->filter_tgid = false;
 	e->skel->rodata->empty_probes = o->empty_probes;
@@ -233,6 +244,14 @@ int engine__open(struct engine **out, const struct engine_opts *o)
 			goto cleanup;
 		}
 	}
+	if (dwarf) {
+		err = unwind__new(&e->unwind, bpf_map__fd(e->skel->maps.cfi_rows),
+				  o->max_unwind_rows, bpf_map__fd(e->skel->maps.cfi_mods),
+				  bpf_map__fd(e->skel->maps.cfi_wanted));
+		if (err)
+			goto cleanup;
+	}
+	vlog("stacks: %s unwinding\n", engine__unwind_mode(e));
 	e->start_ns = util__mono_ns();
 	*out = e;
 	return 0;
@@ -492,6 +511,29 @@ bool engine__all_exited(const struct engine *e)
 	return true;
 }
 
+void engine__unwind_pid(struct engine *e, pid_t pid)
+{
+	if (e->unwind)
+		unwind__add_pid(e->unwind, pid);
+}
+
+void engine__unwind_file(struct engine *e, const char *path)
+{
+	if (e->unwind)
+		unwind__add_file(e->unwind, path);
+}
+
+void engine__unwind_service(struct engine *e)
+{
+	if (e->unwind)
+		unwind__service(e->unwind);
+}
+
+const char *engine__unwind_mode(const struct engine *e)
+{
+	return e->unwind ? "dwarf" : "fp";
+}
+
 int engine__nr_links(const struct engine *e)
 {
 	return e->nr_links + e->nr_fds;
@@ -715,6 +757,13 @@ static void collect_drops(struct engine *e, struct snapshot *s)
 			s->drops[r] += vals[c];
 	}
 	free(vals);
+	if (e->unwind) {
+		struct unwind_stats st;
+
+		/* counted in user space: modules left to frame pointers for want of room */
+		unwind__stats(e->unwind, &st);
+		s->drops[ASZ_DROP_UNWIND_TABLE_FULL] = st.full;
+	}
 }
 
 int engine__collect(struct engine *e, struct snapshot **out)
@@ -942,6 +991,8 @@ void engine__stats(struct engine *e, struct engine_stats *st)
 		if (bpf_map__fd(map) >= 0)
 			st->map_bytes += fdinfo_memlock(bpf_map__fd(map));
 	st->stacks = e->stacks.nr;
+	if (e->unwind)
+		unwind__stats(e->unwind, &st->unwind);
 }
 
 void engine__close(struct engine *e)
@@ -959,6 +1010,7 @@ void engine__close(struct engine *e)
 	bpf_link__destroy(e->tp_exec);
 	bpf_link__destroy(e->tp_exit);
 	ring_buffer__free(e->rb);
+	unwind__free(e->unwind);
 	asizeof_bpf__destroy(e->skel);
 	for (i = 0; i < e->stacks.cap; i++)
 		free(e->stacks.vals[i]);

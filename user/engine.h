@@ -10,6 +10,7 @@
 #include <sys/types.h>
 #include "attach.h"
 #include "snapshot.h"
+#include "unwind.h"
 
 struct engine_opts {
 	__u32 max_allocs; /* live blocks tracked */
@@ -26,14 +27,19 @@ struct engine_opts {
 	int nr_comms;
 	const char *cgroup; /* system-wide: only tasks under this cgroup v2 directory */
 	bool include_self;  /* system-wide: trace the profiler too (default: excluded) */
+	enum unwind_mode unwind;
+	__u32 max_unwind_rows; /* rows of all unwind tables together (16 bytes each) */
 };
 
 #define ENGINE_MAX_COMMS 8
+/* 2M rows, 32 MiB: libc is ~28k rows, libstdc++ ~34k, gcc's cc1 ~480k */
+#define ENGINE_DEFAULT_UNWIND_ROWS (1u << 21)
 
 #define ENGINE_DEFAULT_OPTS                                                                        \
 	{                                                                                          \
 		.max_allocs = 1u << 20, .max_stacks = 1u << 16, .max_aggs = 1u << 16,              \
 		.max_procs = 4096, .max_depth = ASZ_MAX_FRAMES, .attach = ATTACH_AUTO,             \
+		.max_unwind_rows = ENGINE_DEFAULT_UNWIND_ROWS,                                     \
 	}
 
 struct engine;
@@ -47,6 +53,15 @@ int engine__open(struct engine **out, const struct engine_opts *o);
 int engine__attach(struct engine *e, pid_t pid, const char *lib, const char *libc);
 /* Trace every process mapping library lib (system-wide: no pid filter). */
 int engine__attach_lib(struct engine *e, const char *lib, const char *libc);
+/*
+ * Unwind tables (--unwind dwarf; no-ops with frame pointers): for every executable mapping of
+ * pid, for a file before it runs, and for the modules the kernel asked for since the last call.
+ */
+void engine__unwind_pid(struct engine *e, pid_t pid);
+void engine__unwind_file(struct engine *e, const char *path);
+void engine__unwind_service(struct engine *e);
+/* "dwarf" or "fp": what stacks are walked with. */
+const char *engine__unwind_mode(const struct engine *e);
 /* Know a process (for its name) without attaching anything: system-wide mode. */
 int engine__track(struct engine *e, pid_t pid);
 /* Lifecycle events from the kernel (struct asz_event): a pollable fd, and a consumer. */
@@ -77,6 +92,7 @@ struct engine_stats {
 	__u64 run_cnt;
 	__u64 map_bytes;    /* memory charged for our maps (memlock) */
 	__u64 stacks;	    /* distinct stacks kept */
+	struct unwind_stats unwind; /* zero with frame pointers */
 };
 
 /* The profiler's own cost, for -v. */

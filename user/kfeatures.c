@@ -24,8 +24,9 @@ int kfeatures__probe(struct kfeatures *f)
 	f->uprobe_session = skel->bss->has_uprobe_session;
 	f->task_storage = skel->bss->has_task_storage;
 	f->bpf_loop = skel->bss->has_bpf_loop;
-	dlog("features: uprobe_multi=%d uprobe_session=%d task_storage=%d bpf_loop=%d\n",
-	     f->uprobe_multi, f->uprobe_session, f->task_storage, f->bpf_loop);
+	f->find_vma = skel->bss->has_find_vma;
+	dlog("features: uprobe_multi=%d uprobe_session=%d task_storage=%d bpf_loop=%d find_vma=%d\n",
+	     f->uprobe_multi, f->uprobe_session, f->task_storage, f->bpf_loop, f->find_vma);
 cleanup:
 	feat_bpf__destroy(skel);
 	return err;

@@ -9,6 +9,7 @@ struct kfeatures {
 	bool uprobe_session;
 	bool task_storage;
 	bool bpf_loop;
+	bool find_vma;
 };
 
 /* Probe the running kernel once (feature skeleton); returns 0 or a negative errno. */

@@ -118,7 +118,7 @@ static void fold_stack(struct sbuf *b, const struct snapshot *s, const struct sn
 	else
 		sb_printf(b, "[pid %llu]", st->pid);
 	/* the kernel cut the stack: its root is missing, say so where the root would be */
-	if (st->flags & ASZ_STACK_TRUNCATED) {
+	if (st->flags & ASZ_STACK_PARTIAL) {
 		sb_putc(b, ';');
 		sb_name(b, "[truncated]", (size_t)-1);
 	}

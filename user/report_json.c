@@ -116,7 +116,7 @@ static void write_stack(struct json_writer *w, const struct snapshot *s,
 	json_writer__field_u64(w, "allocs", st->allocs);
 	json_writer__field_u64(w, "frees", st->frees);
 	json_writer__field_u64(w, "stack_id", st->stack_id);
-	json_writer__field_bool(w, "truncated", st->flags & ASZ_STACK_TRUNCATED);
+	json_writer__field_bool(w, "truncated", st->flags & ASZ_STACK_PARTIAL);
 	write_frames(w, st, sym);
 	json_writer__end_object(w);
 }

@@ -200,7 +200,9 @@ static void print_frame(FILE *f, const struct sym_frame *fr)
 static void print_frames(FILE *f, const struct snap_stack *st, struct symbolizer *sym, int max)
 {
 	struct sym_frame frames[REPORT_MAX_INLINE];
-	bool truncated = st->flags & ASZ_STACK_TRUNCATED;
+	const char *why = st->flags & ASZ_STACK_TRUNCATED    ? " (stack truncated at --max-depth)"
+			  : st->flags & ASZ_STACK_INCOMPLETE ? " (unwinding stopped: outer frames unknown)"
+							     : NULL;
 	long shown = 0, more = 0;
 	__u32 i;
 	int n, j;
@@ -230,9 +232,9 @@ static void print_frames(FILE *f, const struct snap_stack *st, struct symbolizer
 	}
 	if (more)
 		fprintf(f, FRAME_INDENT "... %ld more frame%s%s\n", more, more == 1 ? "" : "s",
-			truncated ? " (stack truncated at --max-depth)" : "");
-	else if (truncated)
-		fputs(FRAME_INDENT "... (stack truncated at --max-depth)\n", f);
+			why ? why : "");
+	else if (why)
+		fprintf(f, FRAME_INDENT "...%s\n", why);
 }
 
 static void print_stacks(FILE *f, const struct snapshot *s, struct symbolizer *sym,

@@ -131,14 +131,21 @@ static void check_exits(struct session *s)
 static void refresh_maps(struct session *s)
 {
 	engine__refresh(s->eng);
-	for (int i = 0; i < s->nr; i++)
-		if (!s->t[i].exited)
-			symbolizer__add_pid(s->sym, s->t[i].pid);
+	for (int i = 0; i < s->nr; i++) {
+		if (s->t[i].exited)
+			continue;
+		symbolizer__add_pid(s->sym, s->t[i].pid);
+		/* a library dlopen'ed since: its table before its first allocation, mostly */
+		engine__unwind_pid(s->eng, s->t[i].pid);
+	}
 }
 
-static void add_file(const char *path, void *sym)
+static void add_file(const char *path, void *ctx)
 {
-	symbolizer__add_file(sym, path);
+	struct session *s = ctx;
+
+	symbolizer__add_file(s->sym, path);
+	engine__unwind_file(s->eng, path);
 }
 
 static void add_vma(const struct asz_vma_key *k, const struct asz_vma *v, void *sym)
@@ -165,6 +172,8 @@ static int attach_pid(struct session *s, pid_t pid)
 		elog("pid %d: %s\n", pid, strerror(-err));
 	if (err)
 		return err;
+	/* tables before probes: the first stacks are already complete */
+	engine__unwind_pid(s->eng, pid);
 	err = engine__attach(s->eng, pid, lib, libc[0] ? libc : NULL);
 	if (err)
 		return err;
@@ -230,6 +239,7 @@ static void adopt(struct session *s, pid_t pid, bool young)
 		t->next_look_ns = util__mono_ns() + NEW_LOOK_NS;
 	}
 	engine__track(s->eng, pid);
+	engine__unwind_pid(s->eng, pid);
 	symbolizer__add_pid(s->sym, pid);
 }
 
@@ -305,9 +315,9 @@ static int launch(struct session *s, char **cmd)
 	 * The command's files are opened now: if it exits before its /proc/PID/maps is read, the
 	 * mappings the kernel recorded for its stacks name them by device and inode.
 	 */
-	symbolizer__add_file(s->sym, s->child_path);
+	add_file(s->child_path, s);
 	err = target__exec_allocator(s->child_path, lib, sizeof(lib), libc, sizeof(libc), add_file,
-				     s->sym);
+				     s);
 	if (err) {
 		elog("%s: %s\n", s->child_path,
 		     err == -ENOEXEC ? "statically linked without malloc symbols: nothing to probe"
@@ -431,6 +441,7 @@ __u64 session__service(struct session *s)
 	__u64 now = util__mono_ns();
 
 	engine__consume_events(s->eng, on_event, s);
+	engine__unwind_service(s->eng);
 	check_exits(s);
 	if (s->system_wide) {
 		/* hundreds of processes: their maps are read at exec and at each report only */

@@ -31,6 +31,8 @@ static const char *const drop_names[ASZ_NR_DROPS] = {
 	[ASZ_DROP_THREAD_STATE] = "thread_state_unavailable",
 	[ASZ_DROP_UNKNOWN_FREE] = "unknown_frees",
 	[ASZ_DROP_MISSED_FREE] = "missed_frees",
+	[ASZ_DROP_STACK_INCOMPLETE] = "stack_incomplete",
+	[ASZ_DROP_UNWIND_TABLE_FULL] = "unwind_table_full",
 };
 
 static const char *const sort_names[] = {

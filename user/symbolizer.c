@@ -752,6 +752,8 @@ static int cmp_fsym(const void *a, const void *b)
 }
 
 #define RANK_SIZELESS 100000
+/* untyped labels: named only where no function covers the address */
+#define RANK_LABEL 1000000
 
 /*
  * Preference among aliases at one address (lower rank first): sized over sizeless, functions
@@ -769,6 +771,8 @@ static int fsym_rank(const GElf_Sym *sym, const char *name)
 		rank += RANK_SIZELESS;
 	if (GELF_ST_TYPE(sym->st_info) == STT_GNU_IFUNC)
 		rank += 10000;
+	if (GELF_ST_TYPE(sym->st_info) == STT_NOTYPE)
+		rank += RANK_LABEL;
 	if (GELF_ST_BIND(sym->st_info) == STB_LOCAL)
 		rank += 1000;
 	if (at && at[1] != '@')
@@ -796,6 +800,16 @@ static int alias_bonus(const struct fsym *grp, size_t n, const char *name)
 			bonus++;
 	}
 	return bonus;
+}
+
+static bool is_code_label(Elf *elf, GElf_Word shndx, const char *name)
+{
+	Elf_Scn *scn = elf && shndx < SHN_LORESERVE ? elf_getscn(elf, shndx) : NULL;
+	GElf_Shdr shdr;
+
+	if (name[0] == '.' || name[0] == '$' || !scn || !gelf_getshdr(scn, &shdr))
+		return false;
+	return shdr.sh_flags & SHF_EXECINSTR;
 }
 
 /*
@@ -828,8 +842,12 @@ static int build_symtab(struct modfile *mf)
 		if (!name || !*name)
 			continue;
 		type = GELF_ST_TYPE(sym.st_info);
-		if ((type != STT_FUNC && type != STT_GNU_IFUNC) || shndx == SHN_UNDEF ||
-		    shndx == (GElf_Word)-1)
+		if (shndx == SHN_UNDEF || shndx == (GElf_Word)-1)
+			continue;
+		/* untyped labels in code are functions written in assembly (ld.so's _dl_start_user) */
+		if (type == STT_NOTYPE && !is_code_label(elf, shndx, name))
+			continue;
+		if (type != STT_FUNC && type != STT_GNU_IFUNC && type != STT_NOTYPE)
 			continue;
 		syms[n].addr = addr;
 		syms[n].name = name;
@@ -874,6 +892,7 @@ cleanup:
 static const char *lookup_sym(const struct modfile *mf, __u64 a)
 {
 	size_t lo = 0, hi = mf->nsyms, i;
+	const char *label = NULL;
 	int back;
 
 	while (lo < hi) {
@@ -884,11 +903,19 @@ static const char *lookup_sym(const struct modfile *mf, __u64 a)
 		else
 			hi = mid;
 	}
-	/* lo - 1 is the last symbol starting at or below a; also try a few enclosing ones. */
-	for (i = lo, back = 0; i > 0 && back < 8; i--, back++)
-		if (a < mf->syms[i - 1].end)
+	/*
+	 * lo - 1 is the last symbol starting at or below a; also try a few enclosing ones. A label
+	 * inside a function does not name it: labels only where no function covers a.
+	 */
+	for (i = lo, back = 0; i > 0 && back < 8; i--, back++) {
+		if (a >= mf->syms[i - 1].end)
+			continue;
+		if (mf->syms[i - 1].rank < RANK_LABEL)
 			return mf->syms[i - 1].name;
-	return NULL;
+		if (!label)
+			label = mf->syms[i - 1].name;
+	}
+	return label;
 }
 
 /* Create the Dwfl of a module file on first use. On failure the module is marked bad. */

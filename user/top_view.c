@@ -835,7 +835,7 @@ static size_t *scratch_idx(struct top_view *v, size_t n)
 static bool drop_is_loss(int d)
 {
 	return d != ASZ_DROP_STACK_COLLISION && d != ASZ_DROP_STACK_TRUNCATED &&
-	       d != ASZ_DROP_UNKNOWN_FREE;
+	       d != ASZ_DROP_STACK_INCOMPLETE && d != ASZ_DROP_UNKNOWN_FREE;
 }
 
 /*
@@ -1267,7 +1267,7 @@ static void render_stacks_batch(struct top_view *v, const struct top_model *m, i
 
 			stack_row(v, m, j + 1, st, cols, shown, w, width, false, true);
 			total = for_each_frame(v, m, st, emit_frame, &e);
-			if (total > e.shown || st->flags & ASZ_STACK_TRUNCATED) {
+			if (total > e.shown || st->flags & ASZ_STACK_PARTIAL) {
 				/* count the rest (cached by the symbolizer) */
 				total = for_each_frame(v, m, st, count_frame, NULL);
 				l = new_line(v, width, TOP_ATTR_NORMAL);
@@ -1279,6 +1279,8 @@ static void render_stacks_batch(struct top_view *v, const struct top_model *m, i
 					lb_puts(&l, "...");
 				if (st->flags & ASZ_STACK_TRUNCATED)
 					lb_puts(&l, " (stack truncated at --max-depth)");
+				else if (st->flags & ASZ_STACK_INCOMPLETE)
+					lb_puts(&l, " (unwinding stopped)");
 			}
 		}
 		if (ns > end) {

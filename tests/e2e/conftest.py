@@ -40,6 +40,9 @@ WORKLOAD_SOURCES = {
     "lifecycle": "lifecycle.c",
     "simple_sites": "simple_sites.c",
     "mmap_sites": "mmap_sites.c",
+    "unwind_libc": "unwind_libc.c",
+    "unwind_cxx": "unwind_cxx.cc",
+    "cfi_recurse": "cfi_recurse.c",
 }
 
 

@@ -486,6 +486,8 @@ DROP_KEYS = {
     "thread_state_unavailable",
     "unknown_frees",
     "missed_frees",
+    "stack_incomplete",
+    "unwind_table_full",
 }
 ALLOCATORS = {"malloc", "calloc", "realloc", "memalign", "posix_memalign", "valloc", "pvalloc"}
 MMAP_CALLS = {"mmap", "mremap"}

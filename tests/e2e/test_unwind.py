@@ -1,0 +1,320 @@
+# SPDX-License-Identifier: MIT
+"""Complete call stacks without frame pointers (--unwind dwarf, the default): every frame of
+known call chains through the program, libc and libstdc++, in order, down to _start; all 21
+frames of a 20-deep recursion; each frame's function and file:line as eu-addr2line -i says for
+the same address; exact bytes per call site as ever; --unwind fp and --max-depth still honest.
+The workloads are built plain gcc/g++ -O2 (no frame pointers)."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+import helpers
+from helpers import Profiler
+
+LIBC_START = ["__libc_start_call_main", "__libc_start_main"]
+
+
+def funcs(stack):
+    """Function names of a stack's frames, innermost first (inlined frames included)."""
+    return [f["func"] or "" for f in stack["frames"]]
+
+
+def real_frames(stack):
+    """One entry per return address: the outermost function of each inline chain."""
+    out = []
+    for i, f in enumerate(stack["frames"]):
+        nxt = stack["frames"][i + 1] if i + 1 < len(stack["frames"]) else None
+        # an inline chain is listed innermost first, every frame but the last marked inlined
+        if not f["inlined"]:
+            out.append(f)
+        elif nxt is None or nxt["addr"] != f["addr"]:
+            out.append(f)
+    return out
+
+
+def base(f):
+    return (f["func"] or "").split("(")[0]
+
+
+def module_name(f):
+    """The module's file name, without a version after .so (libstdc++.so.6.0.30)."""
+    return re.sub(r"(\.so\.\d+)(\.\d+)+$", r"\1", os.path.basename(f["module"] or ""))
+
+
+def check_tail(stack, prog):
+    """The stack ends main -> libc start-up -> _start, all complete."""
+    names = [base(f) for f in real_frames(stack)]
+    assert stack["truncated"] is False, stack
+    assert names[-1] == "_start" and module_name(real_frames(stack)[-1]) == prog, names
+    assert names[-4:-1] == ["main"] + LIBC_START, names
+    for f in real_frames(stack)[-3:-1]:
+        assert module_name(f) == "libc.so.6", f
+
+
+def stack_with(rep, pid, pred):
+    found = [s for s in helpers.stacks_of(rep, pid) if s["kind"] == "heap" and pred(s)]
+    assert len(found) == 1, "expected one stack, got %d: %r" % (
+        len(found),
+        [funcs(s) for s in helpers.stacks_of(rep, pid)],
+    )
+    return found[0]
+
+
+def short_func(func):
+    """A function name as both sides can agree on: without its parameter list, without what
+    eu-addr2line appends to inlined frames (" inlined at FILE:LINE in F"), and with the symbol
+    table's spellings (ours, for real frames: msort_with_tmp.part.0, _IO_file_doallocate) and
+    DWARF's (__GI__IO_file_doallocate, __libc_start_main_impl) of one function made equal."""
+    func = re.sub(r" inlined at .*$", "", func)
+    if not func.startswith("operator"):
+        func = func.split("(")[0]
+    func = re.sub(r"\.(part|constprop|isra|cold)\.\d+$", "", func)
+    func = re.sub(r"^__GI_", "", func)
+    return re.sub(r"_impl$", "", func)
+
+
+def _oracle(args, module, offsets):
+    p = subprocess.run(
+        ["eu-addr2line", "-C", "-a", *args, "-e", module] + ["0x%x" % o for o in offsets],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    # exit 1 when some address has no line information (no debug info): "??:0", compared too
+    assert p.stdout, p.stderr
+    res, cur = {}, None
+    for line in p.stdout.splitlines():
+        if re.match(r"^0x[0-9a-f]+$", line):
+            cur = int(line, 16)
+            res[cur] = []
+        else:
+            res[cur].append(line)
+    return res
+
+
+def _loc(loc):
+    m = re.match(r"^(.*?):(\d+)(?::\d+)?$", loc)
+    return "%s:%s" % (os.path.basename(m.group(1)), m.group(2)) if m else "??:0"
+
+
+def addr2line(module, offsets):
+    """eu-addr2line for each module offset: the inline chain [(func, basename:line), ...]
+    innermost first (-f -i), and the symbol table's name of the address (-S)."""
+    chains = _oracle(["-f", "-i"], module, offsets)
+    syms = _oracle(["-S"], module, offsets)
+    res = {}
+    for off in offsets:
+        lines = chains[off]
+        chain = [(short_func(lines[i]), _loc(lines[i + 1])) for i in range(0, len(lines) - 1, 2)]
+        sym = re.sub(r"(@.*)?\+0x[0-9a-f]+$", "", syms[off][0]) if syms.get(off) else None
+        res[off] = (chain, sym)
+    return res
+
+
+def check_against_addr2line(stacks):
+    """Every frame with a module offset: the same inline chain, functions and file:line, as
+    eu-addr2line -i gives for that address of that module file."""
+    by_module = {}
+    for st in stacks:
+        chain = []
+        for f in st["frames"]:
+            chain.append(f)
+            if f["inlined"]:
+                continue
+            # one return address: its inline chain, innermost first, ends with a real frame
+            if f["module"] and f["module_offset"] is not None:
+                by_module.setdefault(f["module"], {})[f["module_offset"]] = chain
+            chain = []
+    checked = 0
+    for mod, offs in by_module.items():
+        oracle = addr2line(mod, sorted(offs))
+        for off, frs in offs.items():
+            want, sym = oracle[off]
+            assert want, "eu-addr2line said nothing for %s+0x%x" % (mod, off)
+            have = [(short_func(f["func"] or "??"), "%s:%s" % (os.path.basename(f["file"] or "??"), f["line"] or 0))
+                    for f in frs]
+            assert [h[1] for h in have] == [w[1] for w in want], (mod, hex(off), have, want)
+            # inlined frames are named by DWARF on both sides; the real frame by the symbol
+            assert [h[0] for h in have[:-1]] == [w[0] for w in want[:-1]], (mod, hex(off), have, want)
+            # table here: an alias of DWARF's name (qsort_r for __qsort_r, strdup for __strdup)
+            names = {n.lstrip("_") for n in (want[-1][0], sym and short_func(sym)) if n}
+            assert have[-1][0].lstrip("_") in names, (mod, hex(off), have, want, sym)
+            checked += 1
+    return checked
+
+
+# ---------------------------------------------------------------- libc: fopen, getline, strdup
+
+
+@pytest.fixture(scope="module")
+def libc_run(bpf_ok, workloads, guarded, tmp_path_factory):
+    out = tmp_path_factory.mktemp("unwind") / "report.json"
+    rc, _, err = guarded.run(["-f", "json", "-n", "0", "-o", str(out), "--", workloads["unwind_libc"]])
+    assert rc == 0, err
+    rep = helpers.final_report(helpers.parse_reports(out.read_text()))
+    pid = rep["processes"][0]["pid"]
+    return rep, pid
+
+
+def test_libc_chains_are_complete(libc_run):
+    rep, pid = libc_run
+    prog = "unwind_libc"
+    direct = stack_with(rep, pid, lambda s: base(s["frames"][0]) == "site_direct")
+    assert (direct["live_bytes"], direct["live_allocs"], direct["allocator"]) == (4242, 1, "malloc")
+    assert [base(f) for f in real_frames(direct)][:2] == ["site_direct", "run_sites"]
+    check_tail(direct, prog)
+
+    dup = stack_with(rep, pid, lambda s: "site_strdup" in funcs(s))
+    assert (dup["live_bytes"], dup["live_allocs"]) == (101, 1)
+    names = [base(f) for f in real_frames(dup)]
+    assert names[:3] == ["strdup", "site_strdup", "run_sites"], names
+    assert module_name(real_frames(dup)[0]) == "libc.so.6"
+    check_tail(dup, prog)
+
+    # fopen and getline allocate from libc's internals: every frame from the allocator's
+    # caller up to the program is libc's, then the program's chain
+    for site, libc_func in (("site_fopen", "fopen"), ("site_getline", "getdelim")):
+        st = [s for s in helpers.stacks_of(rep, pid)
+              if base(real_frames(s)[0]) != "_IO_file_doallocate" and site in funcs(s)
+              and s["live_allocs"]]
+        assert st, "no stack through %s: %r" % (site, [funcs(s) for s in helpers.stacks_of(rep, pid)])
+        for s in st:
+            rf = real_frames(s)
+            k = [base(f) for f in rf].index(site)
+            assert k >= 1 and all(module_name(f) == "libc.so.6" for f in rf[:k]), [base(f) for f in rf]
+            assert any(libc_func in base(f) for f in rf[:k]), [base(f) for f in rf]
+            assert base(rf[k + 1]) == "run_sites"
+            check_tail(s, prog)
+    assert rep["dropped"]["stack_incomplete"] == 0, rep["dropped"]
+    assert rep["dropped"]["stack_truncated"] == 0, rep["dropped"]
+    helpers.check_drops(rep, unknown_frees=0)
+
+
+def test_libc_frames_match_eu_addr2line(libc_run):
+    rep, pid = libc_run
+    stacks = [s for s in helpers.stacks_of(rep, pid) if s["kind"] == "heap"]
+    assert check_against_addr2line(stacks) >= 10
+
+
+# ---------------------------------------------------------------- libstdc++: string, vector
+
+
+@pytest.fixture(scope="module")
+def cxx_run(bpf_ok, workloads, guarded, tmp_path_factory):
+    out = tmp_path_factory.mktemp("unwind_cxx") / "report.json"
+    rc, _, err = guarded.run(["-f", "json", "-n", "0", "-o", str(out), "--", workloads["unwind_cxx"]])
+    assert rc == 0, err
+    rep = helpers.final_report(helpers.parse_reports(out.read_text()))
+    return rep, rep["processes"][0]["pid"]
+
+
+def test_libstdcxx_chains_are_complete(cxx_run):
+    rep, pid = cxx_run
+    prog = "unwind_cxx"
+    new = "operator new(unsigned long)"
+
+    string = stack_with(rep, pid, lambda s: s["live_bytes"] == 102)
+    rf = real_frames(string)
+    assert rf[0]["func"] == new and module_name(rf[0]) == "libstdc++.so.6", funcs(string)
+    assert "_M_construct" in rf[1]["func"] and module_name(rf[1]) == "libstdc++.so.6", funcs(string)
+    assert [base(f) for f in rf[2:4]] == ["cxx_string", "cxx_sites"], funcs(string)
+    check_tail(string, prog)
+
+    vector = stack_with(rep, pid, lambda s: s["live_bytes"] == 8000)
+    rf = real_frames(vector)
+    assert rf[0]["func"] == new and module_name(rf[0]) == "libstdc++.so.6", funcs(vector)
+    assert [base(f) for f in rf[1:3]] == ["cxx_vector", "cxx_sites"], funcs(vector)
+    # std::vector<long>::reserve, inlined into cxx_vector, is shown as an inlined frame
+    assert any("reserve" in f["func"] and f["inlined"] for f in vector["frames"]), funcs(vector)
+    check_tail(vector, prog)
+
+    # the objects themselves: new straight from cxx_string / cxx_vector
+    for size, site in ((32, "cxx_string"), (24, "cxx_vector")):
+        st = stack_with(rep, pid, lambda s: s["live_bytes"] == size)
+        assert [base(f) for f in real_frames(st)][:3] == ["operator new", site, "cxx_sites"], funcs(st)
+        check_tail(st, prog)
+    assert rep["dropped"]["stack_incomplete"] == 0, rep["dropped"]
+    assert check_against_addr2line([s for s in helpers.stacks_of(rep, pid) if s["kind"] == "heap"]) >= 10
+
+
+# ---------------------------------------------------------------- deep recursion, -p
+
+
+def _stopped(pid, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open("/proc/%d/stat" % pid) as f:
+            if f.read().rsplit(")", 1)[1].split()[0] == "T":
+                return
+        time.sleep(0.01)
+    raise AssertionError("cfi_recurse did not stop itself")
+
+
+def _recurse(env, extra=()):
+    """cfi_recurse stops itself in main; attach, let it go, read the final report."""
+    wl = env["reaper"].add(
+        subprocess.Popen([env["workloads"]["cfi_recurse"], "alloc"], start_new_session=True)
+    )
+    _stopped(wl.pid)
+    prof = Profiler(env["reaper"], ["-f", "json", "-n", "0", "-i", "5", *extra, "-p", str(wl.pid)])
+    prof.wait_attached()
+    os.kill(wl.pid, signal.SIGCONT)
+    assert wl.wait(timeout=60) == 0
+    assert prof.drain() == 0, prof.err.lines
+    return helpers.final_report(prof.reports), wl.pid
+
+
+def test_recursion_all_frames(env):
+    rep, pid = _recurse(env)
+    deep = stack_with(rep, pid, lambda s: s["live_bytes"] == 4242)
+    dup = stack_with(rep, pid, lambda s: s["live_bytes"] == 101)
+    for st, lead in ((deep, ["cfi_leaf"]), (dup, ["strdup", "cfi_leaf"])):
+        names = [base(f) for f in real_frames(st)]
+        n = len(lead)
+        assert names[:n] == lead, names
+        assert names[n:n + 21] == ["cfi_recurse"] * 21, names
+        assert names[n + 21] == "cfi_cmp", names
+        # qsort calls the comparator from inside libc: libc frames, then the program again
+        k = names.index("cfi_sort")
+        between = real_frames(st)[n + 22:k]
+        assert between and all(module_name(f) == "libc.so.6" for f in between), names
+        assert any("qsort" in base(f) for f in between), names
+        assert names[k + 1] == "main", names
+        check_tail(st, "cfi_recurse")
+    assert rep["dropped"]["stack_incomplete"] == 0 and rep["dropped"]["stack_truncated"] == 0
+    assert check_against_addr2line([deep, dup]) >= 10
+
+
+def test_max_depth_truncates_honestly(env):
+    rep, pid = _recurse(env, ["--max-depth", "8"])
+    for size in (4242, 101):
+        st = stack_with(rep, pid, lambda s: s["live_bytes"] == size)
+        assert st["truncated"] is True
+        assert len(real_frames(st)) == 8, funcs(st)
+    # both allocations were deeper than 8 frames
+    assert rep["dropped"]["stack_truncated"] == 2, rep["dropped"]
+
+
+def test_frame_pointer_mode(env):
+    """--unwind fp: without frame pointers only the allocator's caller is known; the bytes per
+    call site stay exact."""
+    rep, pid = _recurse(env, ["--unwind", "fp"])
+    deep = stack_with(rep, pid, lambda s: s["live_bytes"] == 4242)
+    assert base(deep["frames"][0]) == "cfi_leaf"
+    dup = stack_with(rep, pid, lambda s: s["live_bytes"] == 101)
+    assert base(dup["frames"][0]) == "strdup"
+    assert rep["dropped"]["stack_incomplete"] == 0
+
+
+def test_unwind_option_errors(profiler_bin):
+    p = subprocess.run([profiler_bin, "--unwind", "bogus", "-p", "1"], capture_output=True, text=True)
+    assert p.returncode == 2 and "--unwind" in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
+    p = subprocess.run([profiler_bin, "--max-unwind-rows", "x", "-p", "1"], capture_output=True, text=True)
+    assert p.returncode == 2 and "--max-unwind-rows" in p.stderr, p.stderr

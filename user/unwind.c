@@ -1,0 +1,359 @@
+// SPDX-License-Identifier: MIT
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <signal.h>
+#include <bpf/bpf.h>
+#include "asizeof.h"
+#include "cfi.h"
+#include "log.h"
+#include "unwind.h"
+#include "util.h"
+
+/* /proc/PID/maps pads the path column with blanks; a deleted file ends in " (deleted)". */
+static char *trim(char *s)
+{
+	while (*s == ' ')
+		s++;
+	return s;
+}
+
+struct umod {
+	struct asz_mod_key key;
+	struct asz_mod mod;
+	__u8 build_id[CFI_BUILD_ID_MAX];
+	__u32 build_id_len;
+};
+
+struct unwind {
+	int mods_fd, wanted_fd;
+	struct asz_cfi_row *rows; /* the cfi_rows map, mmapped */
+	size_t map_len;
+	__u32 max_rows, used;
+	struct umod *mods;
+	size_t nr_mods, cap_mods;
+	struct unwind_stats st;
+};
+
+int unwind__parse_mode(const char *s, enum unwind_mode *out)
+{
+	static const char *const names[] = {[UNWIND_AUTO] = "auto", [UNWIND_DWARF] = "dwarf",
+					    [UNWIND_FP] = "fp"};
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		if (strcmp(s, names[i]) == 0) {
+			*out = i;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+int unwind__new(struct unwind **out, int rows_fd, __u32 max_rows, int mods_fd, int wanted_fd)
+{
+	size_t page = sysconf(_SC_PAGESIZE);
+	struct unwind *u;
+	void *p;
+
+	u = calloc(1, sizeof(*u));
+	if (!u)
+		return -ENOMEM;
+	u->map_len = ((size_t)max_rows * sizeof(struct asz_cfi_row) + page - 1) / page * page;
+	p = mmap(NULL, u->map_len, PROT_READ | PROT_WRITE, MAP_SHARED, rows_fd, 0);
+	if (p == MAP_FAILED) {
+		int err = -errno;
+
+		elog("cannot map the unwind table map: %s\n", strerror(errno));
+		free(u);
+		return err;
+	}
+	u->rows = p;
+	u->max_rows = max_rows;
+	u->mods_fd = mods_fd;
+	u->wanted_fd = wanted_fd;
+	u->st.max_rows = max_rows;
+	*out = u;
+	return 0;
+}
+
+static struct umod *find_mod(struct unwind *u, const struct asz_mod_key *k)
+{
+	for (size_t i = 0; i < u->nr_mods; i++)
+		if (u->mods[i].key.ino == k->ino && u->mods[i].key.dev == k->dev)
+			return &u->mods[i];
+	return NULL;
+}
+
+/* A table already loaded for the same file content (same build-id): its rows serve again. */
+static const struct umod *find_build_id(const struct unwind *u, const struct cfi_table *t)
+{
+	if (!t->build_id_len)
+		return NULL;
+	for (size_t i = 0; i < u->nr_mods; i++) {
+		const struct umod *m = &u->mods[i];
+
+		if (m->mod.kind == ASZ_MOD_TABLE && m->build_id_len == t->build_id_len &&
+		    !memcmp(m->build_id, t->build_id, t->build_id_len))
+			return m;
+	}
+	return NULL;
+}
+
+/* Row pc = address - vm_start + vm_pgoff + adj, from the executable segment. */
+static bool table_adj(const struct cfi_table *t, __s64 *adj)
+{
+	for (__u32 i = 0; i < t->nr_segs; i++) {
+		if (!t->segs[i].exec)
+			continue;
+		*adj = (__s64)(t->segs[i].vaddr - t->segs[i].offset - t->base);
+		return true;
+	}
+	return false;
+}
+
+static int add_fd(struct unwind *u, int fd, const struct asz_mod_key *key, const char *name)
+{
+	struct umod m = {.key = *key, .mod = {.kind = ASZ_MOD_FP}};
+	struct cfi_table t = {};
+	const struct umod *same;
+	__u64 t0 = util__mono_ns();
+	int err;
+
+	if (find_mod(u, key))
+		return 0;
+	if (u->nr_mods == u->cap_mods) {
+		size_t cap = u->cap_mods ? u->cap_mods * 2 : 64;
+		void *p = realloc(u->mods, cap * sizeof(*u->mods));
+
+		if (!p)
+			return -ENOMEM;
+		u->mods = p;
+		u->cap_mods = cap;
+	}
+	err = cfi__build_fd(fd, &t);
+	u->st.build_ns += util__mono_ns() - t0;
+	if (err == -ENODATA || err == -ENOEXEC) {
+		u->st.no_cfi++;
+		dlog("unwind: %s: no call-frame information: frame pointers\n", name);
+	} else if (err) {
+		u->st.failed++;
+		dlog("unwind: %s: %s: frame pointers\n", name, strerror(-err));
+	} else if (!table_adj(&t, &m.mod.adj)) {
+		u->st.no_cfi++;
+	} else if ((same = find_build_id(u, &t))) {
+		m.mod.first = same->mod.first;
+		m.mod.nr = same->mod.nr;
+		m.mod.kind = ASZ_MOD_TABLE;
+		u->st.shared++;
+	} else if (t.nr_rows > u->max_rows - u->used) {
+		u->st.full++;
+		elog("unwind: %s: %u rows do not fit (%u of %u used, --max-unwind-rows): frame "
+		     "pointers there\n",
+		     name, t.nr_rows, u->used, u->max_rows);
+	} else {
+		memcpy(u->rows + u->used, t.rows, (size_t)t.nr_rows * sizeof(*t.rows));
+		m.mod.first = u->used;
+		m.mod.nr = t.nr_rows;
+		m.mod.kind = ASZ_MOD_TABLE;
+		u->used += t.nr_rows;
+		u->st.rows = u->used;
+		u->st.bytes = (__u64)u->used * sizeof(struct asz_cfi_row);
+		vlog("unwind: %s: %u rows (%.1f ms)\n", name, t.nr_rows,
+		     (util__mono_ns() - t0) / 1e6);
+	}
+	if (m.mod.kind == ASZ_MOD_TABLE) {
+		u->st.tables++;
+		m.build_id_len = t.build_id_len;
+		memcpy(m.build_id, t.build_id, sizeof(m.build_id));
+	}
+	cfi_table__free(&t);
+	/* rows are in place before the kernel can see the module */
+	if (bpf_map_update_elem(u->mods_fd, key, &m.mod, BPF_ANY)) {
+		err = -errno;
+		dlog("unwind: %s: cannot add the module: %s\n", name, strerror(errno));
+		return err;
+	}
+	u->mods[u->nr_mods++] = m;
+	u->st.modules++;
+	return 0;
+}
+
+int unwind__add_file(struct unwind *u, const char *path)
+{
+	struct asz_mod_key key = {};
+	struct stat st;
+	int fd, err;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st)) {
+		err = -errno;
+		goto cleanup;
+	}
+	/* the kernel's encoding of i_sb->s_dev, as /proc/PID/maps prints it */
+	key.dev = major(st.st_dev) << 20 | minor(st.st_dev);
+	key.ino = st.st_ino;
+	err = add_fd(u, fd, &key, path);
+cleanup:
+	close(fd);
+	return err;
+}
+
+/* Open the file behind a mapping: map_files is exact; else its path, seen from the process. */
+static int open_mapping(pid_t pid, __u64 start, __u64 end, const char *path)
+{
+	char buf[PATH_MAX + 64];
+	int fd;
+
+	snprintf(buf, sizeof(buf), "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, pid, (uint64_t)start,
+		 (uint64_t)end);
+	fd = open(buf, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0 || !path || path[0] != '/')
+		return fd;
+	snprintf(buf, sizeof(buf), "/proc/%d/root%s", pid, path);
+	return open(buf, O_RDONLY | O_CLOEXEC);
+}
+
+/* Calls fn for each executable file mapping of pid; returns 0 or -errno. */
+static int for_each_exec_mapping(pid_t pid,
+				 bool (*fn)(struct unwind *u, pid_t pid, __u64 start, __u64 end,
+					    const struct asz_mod_key *k, const char *path),
+				 struct unwind *u)
+{
+	char buf[64], line[PATH_MAX + 128];
+	FILE *f;
+
+	snprintf(buf, sizeof(buf), "/proc/%d/maps", pid);
+	f = fopen(buf, "re");
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long long start, end, pgoff, ino;
+		unsigned int maj, min;
+		char perms[8], path[PATH_MAX] = "";
+		struct asz_mod_key k = {};
+
+		if (sscanf(line, "%llx-%llx %7s %llx %x:%x %llu %4095[^\n]", &start, &end, perms,
+			   &pgoff, &maj, &min, &ino, path) < 7)
+			continue;
+		if (perms[2] != 'x' || !ino)
+			continue;
+		k.dev = maj << 20 | min;
+		k.ino = ino;
+		if (!fn(u, pid, start, end, &k, path[0] ? trim(path) : NULL))
+			break;
+	}
+	fclose(f);
+	return 0;
+}
+
+static bool add_mapping(struct unwind *u, pid_t pid, __u64 start, __u64 end,
+			const struct asz_mod_key *k, const char *path)
+{
+	int fd;
+
+	if (find_mod(u, k))
+		return true;
+	fd = open_mapping(pid, start, end, path);
+	if (fd < 0)
+		return true;
+	add_fd(u, fd, k, path ? path : "?");
+	close(fd);
+	return true;
+}
+
+void unwind__add_pid(struct unwind *u, pid_t pid)
+{
+	for_each_exec_mapping(pid, add_mapping, u);
+}
+
+static int wanted_path(pid_t pid, __u64 start, char *path, size_t len)
+{
+	char buf[64], line[PATH_MAX + 128];
+	int err = -ENOENT;
+	FILE *f;
+
+	snprintf(buf, sizeof(buf), "/proc/%d/maps", pid);
+	f = fopen(buf, "re");
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long long s;
+		char p[PATH_MAX] = "";
+
+		if (sscanf(line, "%llx-%*x %*s %*x %*x:%*x %*u %4095[^\n]", &s, p) == 2 &&
+		    s == start) {
+			snprintf(path, len, "%s", trim(p));
+			err = 0;
+			break;
+		}
+	}
+	fclose(f);
+	return err;
+}
+
+int unwind__service(struct unwind *u)
+{
+	struct asz_mod_key keys[64], k, *prev = NULL;
+	int n = 0, added = 0;
+
+	/* collect first: deleting while iterating a hash map restarts the walk */
+	while (n < 64 && bpf_map_get_next_key(u->wanted_fd, prev, &k) == 0) {
+		keys[n] = k;
+		prev = &keys[n++];
+	}
+	for (int i = 0; i < n; i++) {
+		struct asz_mod_want w;
+		char path[PATH_MAX] = "";
+		int fd;
+
+		if (bpf_map_lookup_elem(u->wanted_fd, &keys[i], &w))
+			continue;
+		if (!find_mod(u, &keys[i])) {
+			wanted_path(w.tgid, w.start, path, sizeof(path));
+			fd = open_mapping(w.tgid, w.start, w.end, path);
+			if (fd >= 0) {
+				if (add_fd(u, fd, &keys[i], path[0] ? path : "?") == 0)
+					added++;
+				close(fd);
+			} else if (kill(w.tgid, 0) == 0) {
+				/* the process is there but its file cannot be read: stop asking */
+				struct umod m = {.key = keys[i], .mod = {.kind = ASZ_MOD_FP}};
+
+				u->st.failed++;
+				if (u->nr_mods < u->cap_mods &&
+				    !bpf_map_update_elem(u->mods_fd, &keys[i], &m.mod, BPF_ANY)) {
+					u->mods[u->nr_mods++] = m;
+					u->st.modules++;
+				}
+			}
+			/* else the process is gone: the next one to map the file asks again */
+		}
+		bpf_map_delete_elem(u->wanted_fd, &keys[i]);
+	}
+	return added;
+}
+
+void unwind__stats(const struct unwind *u, struct unwind_stats *st)
+{
+	*st = u->st;
+}
+
+void unwind__free(struct unwind *u)
+{
+	if (!u)
+		return;
+	if (u->rows)
+		munmap(u->rows, u->map_len);
+	free(u->mods);
+	free(u);
+}
