@@ -3,6 +3,7 @@
  * Allocation-heavy microbenchmark: mixed sizes, one block in 16 kept. Times its own hot loop
  * (so attach/detach is not counted) and prints "ns_per_pair <value>".
  * Usage: bench_alloc [PAIRS] [--wait]   (--wait: print "ready", wait for a line on stdin)
+ * Built with -DDEPTH=N the loop runs N calls deeper (noipa frames): the unwinder's cost per frame.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,10 +22,24 @@ static double now_ns(void)
 	return ts.tv_sec * 1e9 + ts.tv_nsec;
 }
 
+#ifndef DEPTH
+#define DEPTH 0
+#endif
+
+static void run(long pairs);
+
+/* DEPTH frames between main and the loop; the work after the call keeps each frame. */
+__attribute__((noipa)) static int descend(int n, long pairs)
+{
+	if (n > 0)
+		return descend(n - 1, pairs) + 1;
+	run(pairs);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
-	long pairs = argc > 1 ? atol(argv[1]) : 200000, i, nk = 0;
-	double t0, t1;
+	long pairs = argc > 1 ? atol(argv[1]) : 200000;
 	char line[16];
 
 	if (argc > 2 && strcmp(argv[2], "--wait") == 0) {
@@ -33,6 +48,14 @@ int main(int argc, char **argv)
 		if (!fgets(line, sizeof(line), stdin))
 			return 1;
 	}
+	return descend(DEPTH, pairs) == DEPTH ? 0 : 1;
+}
+
+__attribute__((noipa)) static void run(long pairs)
+{
+	long i, nk = 0;
+	double t0, t1;
+
 	t0 = now_ns();
 	for (i = 0; i < pairs; i++) {
 		size_t size = 16 + (i * 7919) % 4096;
@@ -46,5 +69,4 @@ int main(int argc, char **argv)
 	}
 	t1 = now_ns();
 	printf("ns_per_pair %.1f\n", (t1 - t0) / pairs);
-	return 0;
 }

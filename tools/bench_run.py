@@ -8,9 +8,13 @@ and Debian's gcc cc1 compiling a file generated here (its -ftime-report TOTAL wa
 measures the profiler's own cost with build/bench/bench_stacks holding blocks on 10k distinct
 stacks. Prints medians and min-max; asserts nothing about timings.
 
+Also runs bench_alloc built -DDEPTH=DEEP (the unwinder's cost per frame) and reports what DWARF
+unwinding adds per allocation against one uprobe trap, and the unwind tables' build cost.
+
 Environment (defaults in brackets): ROUNDS [9], PAIRS [200000], CC1_FUNCS [40], STACKS [10000],
-HOLD [10] seconds of the CPU/RSS run, SAMPLE_BYTES [524288], QUIET_WAIT [120] seconds to wait
-for another profiler's uprobes to go away mid-run, BENCH_DIR [build/bench].
+HOLD [10] seconds of the CPU/RSS run, DEEP [24] extra frames of bench_alloc_deep, SAMPLE_BYTES
+[524288], QUIET_WAIT [120] seconds to wait for another profiler's uprobes to go away mid-run,
+BENCH_DIR [build/bench].
 """
 
 import json
@@ -54,6 +58,8 @@ def warn(msg):
 
 
 ROUNDS = env_int("ROUNDS", 9)
+DEEP = env_int("DEEP", 24)  # extra frames of bench_alloc_deep
+DEEP_CONFIGS = ("untraced", "full", "fp", "floor")
 PAIRS = env_int("PAIRS", 200000, 100)
 CC1_FUNCS = env_int("CC1_FUNCS", 40)
 STACKS = env_int("STACKS", 10000)
@@ -237,10 +243,10 @@ def build(out, src, flags, extra=()):
     return True
 
 
-def build_symbolize():
-    """tools/bench_symbolize.c linked with the profiler's own objects (as the unit tests are);
-    optional: None when they are missing or do not link right now."""
-    out = OUT / ("bench_symbolize.%d" % os.getpid())
+def build_symbolize(tool="bench_symbolize"):
+    """tools/TOOL.c linked with the profiler's own objects (as the unit tests are); optional:
+    None when they are missing or do not link right now."""
+    out = OUT / ("%s.%d" % (tool, os.getpid()))
     objs = sorted(str(o) for o in (REPO / "build" / "user").glob("*.o") if o.name != "main.o")
     pb = REPO / "build" / "profile.pb-c.o"
     if not objs:
@@ -251,10 +257,10 @@ def build_symbolize():
              "-I" + str(REPO / "user"), "-I" + str(REPO / "build")]
     libs = ["-lm", "-lbpf", "-lelf", "-ldw", "-lz", "-lpthread", "-lstdc++", "-lncursesw", "-lmicrohttpd",
             "-lprotobuf-c"]
-    p = subprocess.run(["cc", *flags, "-o", str(out), str(REPO / "tools" / "bench_symbolize.c"), *objs, *libs],
+    p = subprocess.run(["cc", *flags, "-o", str(out), str(REPO / "tools" / (tool + ".c")), *objs, *libs],
                        capture_output=True, timeout=600)
     if p.returncode != 0:
-        warn("bench_symbolize does not link (skipped): %s" % p.stderr.decode(errors="replace").strip()[-500:])
+        warn("%s does not link (skipped): %s" % (tool, p.stderr.decode(errors="replace").strip()[-500:]))
         return None
     return out
 
@@ -335,6 +341,7 @@ def configs():
         Config("untraced", "untraced"),
         Config("full", "asizeof-bpf (full)", []),
         Config("floor", "empty probes (full's floor)", ["--empty-probes"]),
+        Config("fp", "asizeof-bpf --unwind fp", ["--unwind", "fp"]),
         Config("sample", "asizeof-bpf --sample-bytes %d" % SAMPLE_BYTES, sample),
         Config("sfloor", "empty probes (sampling's floor)", sample + ["--empty-probes"]),
         Config("peer", "bpftrace peer (bench_peer.bt)", peer=True),
@@ -342,6 +349,8 @@ def configs():
     have_sample = "sample-bytes" in helptext
     for c in cs:
         if c.key in ("sample", "sfloor") and not have_sample:
+            c.na = "n/a (not built)"
+        elif c.key == "fp" and "--unwind" not in helptext:
             c.na = "n/a (not built)"
         elif c.key == "peer" and not BPFTRACE:
             c.na = "n/a (no bpftrace)"
@@ -431,6 +440,7 @@ def parse_total(text):
 class Bench:
     def __init__(self):
         self.alloc = OUT / "bench_alloc"
+        self.deep = OUT / "bench_alloc_deep"
         self.stacks = OUT / "bench_stacks"
         self.stacks_nog = OUT / "bench_stacks_nog"
         self.cc1 = None
@@ -441,8 +451,8 @@ class Bench:
     # one measurement of workload `wl` under configuration c
     def measure(self, wl, c):
         report = OUT / ("report.%d.json" % os.getpid())
-        if wl == "alloc":
-            cmd = [self.alloc, PAIRS]
+        if wl in ("alloc", "deep"):
+            cmd = [self.alloc if wl == "alloc" else self.deep, PAIRS]
             parse = parse_pair
         else:
             cmd = [self.cc1, *self.cc1_args]
@@ -717,6 +727,71 @@ def own_cost(b, lines):
     return {"cpu": cpu, "att": att, "det": det, "rep": rep, "sym": sym}
 
 
+def unwind_cost(b, cs, res, lines):
+    """What DWARF unwinding adds per allocation (full vs --unwind fp, the same rounds), against
+    the cost of one uprobe trap here (the empty-probe floor: 3 traps per malloc+free pair), and
+    what building the tables costs."""
+    lines.append("3. stack unwinding (--unwind dwarf, the default, vs --unwind fp)")
+    keys = {c.key for c in cs if not c.na}
+    if not {"full", "fp", "floor", "untraced"} <= keys:
+        lines.append("   n/a (a configuration is missing)")
+        return
+    a = res["alloc"]
+    trap = [(f - u) / 3 for f, u in zip(a["floor"], a["untraced"]) if f is not None and u is not None]
+    tr = stats(trap)
+    lines.append("   one uprobe trap (empty probe, (floor - untraced) / 3 per pair): %.0f ns (%.0f-%.0f)" % tr)
+    for wl, depth in (("alloc", 6), ("deep", 6 + DEEP)):
+        r = res[wl]
+        add = [x - y for x, y in zip(r["full"], r["fp"]) if x is not None and y is not None]
+        s = stats(add)
+        if not s:
+            lines.append("   %s: failed" % wl)
+            continue
+        lines.append("   bench_alloc%s, %d frames per stack: +%.0f ns per allocation (%.0f-%.0f per round)"
+                     " = %.2f traps, %.0f ns per frame"
+                     % ("" if wl == "alloc" else " -DDEPTH=%d" % DEEP, depth, s[0], s[1], s[2],
+                        s[0] / tr[0] if tr[0] > 0 else float("nan"), s[0] / depth))
+    depth = deep_depth(b)
+    if depth:
+        lines.append("   depth reached in bench_alloc -DDEPTH=%d: %d frames, down to %s (truncated: %s)" % depth)
+    tool = build_symbolize("bench_cfi")
+    libs = [p for p in ("/lib/x86_64-linux-gnu/libc.so.6", "/usr/lib/x86_64-linux-gnu/libstdc++.so.6")
+            if os.path.exists(p)] + [str(b.cc1)]
+    if not tool:
+        lines.append("   table build: n/a (bench_cfi does not link)")
+        return
+    try:
+        p = subprocess.run([str(tool), "5", *libs], capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    finally:
+        tool.unlink(missing_ok=True)
+    if p.returncode != 0:
+        lines.append("   table build: failed (%s)" % p.stderr.strip()[-200:])
+        return
+    lines.append("   table build (median of 5, once per module file; rows are 16 bytes in the kernel):")
+    for ln in p.stdout.splitlines():
+        path, rows, nbytes, med, lo, hi = ln.split()
+        lines.append("     %-44s %8s rows %8.0f KiB %7s ms (%s-%s)"
+                     % (os.path.realpath(path), rows, int(nbytes) / 1024, med, lo, hi))
+
+
+def deep_depth(b):
+    """(DEEP, frames, outermost function, truncated) of the deep workload's loop stack."""
+    report = OUT / ("deep.%d.json" % os.getpid())
+    try:
+        rc, out, err = run_cmd([str(BIN), "-f", "json", "-n", "1", "-s", "live", "-o", str(report), "--",
+                                str(b.deep), "20000"])
+        if rc != 0:
+            return None
+        rep = [json.loads(ln) for ln in report.read_text().splitlines() if ln.strip()][-1]
+        st = rep["stacks"][0]
+        real = [f for f in st["frames"] if not f["inlined"]]
+        return DEEP, len(real), real[-1]["func"], st["truncated"]
+    except (OSError, ValueError, IndexError, KeyError):
+        return None
+    finally:
+        report.unlink(missing_ok=True)
+
+
 def fmt_us(ns):
     return "%.1f us" % (ns / 1e3) if ns >= 1000 else "%.0f ns" % ns
 
@@ -832,6 +907,11 @@ def goals(res_a, res_c, own, lines):
         r = full / floor
         lines.append("   full mode within 1.3x of its floor per malloc+free pair: %.2fx (%.0f vs %.0f ns): %s"
                      % (r, full, floor, verdict(r <= 1.3)))
+    fp, untraced = med(res_a, "fp"), med(res_a, "untraced")
+    if full and fp and floor and untraced:
+        trap = (floor - untraced) / 3
+        lines.append("   (issue 3) DWARF unwinding adds less per allocation than one uprobe trap: +%.0f ns vs %.0f ns: %s"
+                     % (full - fp, trap, verdict(full - fp < trap)))
     base, cfull, cpeer = med(res_c, "untraced"), med(res_c, "full"), med(res_c, "peer")
     if base and cfull and cpeer and cpeer > base:
         r = (cfull - base) / (cpeer - base)
@@ -873,6 +953,7 @@ def main():
     OUT.mkdir(parents=True, exist_ok=True)
     b = Bench()
     ok = build(b.alloc, "tools/bench_alloc.c", ["-O2"])
+    ok &= build(b.deep, "tools/bench_alloc.c", ["-O2", "-DDEPTH=%d" % DEEP])
     ok &= build(b.stacks, "tools/bench_stacks.c", ["-O0", "-g", "-fno-omit-frame-pointer"])
     ok &= build(b.stacks_nog, "tools/bench_stacks.c", ["-O0", "-fno-omit-frame-pointer"])
     if not ok:
@@ -888,11 +969,11 @@ def main():
             % (subprocess.run([str(BIN), "-V"], capture_output=True, text=True).stdout.split()[-1], ROUNDS)]
     print("\n".join(head), flush=True)
 
-    res = {"alloc": {c.key: [] for c in cs}, "cc1": {c.key: [] for c in cs}}
+    res = {"alloc": {c.key: [] for c in cs}, "cc1": {c.key: [] for c in cs}, "deep": {c.key: [] for c in cs}}
     for r in range(ROUNDS):
-        for wl in ("alloc", "cc1"):
+        for wl in ("alloc", "deep", "cc1"):
             for c in cs:
-                if c.na:
+                if c.na or (wl == "deep" and c.key not in DEEP_CONFIGS):
                     continue
                 res[wl][c.key].append(b.measure_clean(wl, c))
         print("bench: round %d/%d done (%.0f s)" % (r + 1, ROUNDS, time.monotonic() - t_start), file=sys.stderr,
@@ -916,6 +997,8 @@ def main():
             if s:
                 lines.append("   our extra time / bpftrace extra time (%s): %.2f (+%.2f s / +%.2f s)"
                              % (k, (s[0] - base[0]) / (peer[0] - base[0]), s[0] - base[0], peer[0] - base[0]))
+    lines.append("")
+    unwind_cost(b, cs, res, lines)
     lines.append("")
     print("\n".join(lines), flush=True)
     lines2 = []

@@ -345,6 +345,14 @@ static int emit_report(struct session *s, const struct report_args *a, FILE *out
 		     st.run_ns / 1e9, (unsigned long long)st.run_cnt,
 		     st.run_cnt ? (double)st.run_ns / st.run_cnt : 0.0, st.map_bytes / 1048576.0,
 		     (unsigned long long)st.stacks);
+		if (st.unwind.modules)
+			vlog("unwind tables: %u modules (%u with tables, %u shared by build-id, %u "
+			     "without unwind info, %u unreadable, %u did not fit), %llu of %llu rows "
+			     "(%.1f MiB), built in %.1f ms\n",
+			     st.unwind.modules, st.unwind.tables, st.unwind.shared, st.unwind.no_cfi,
+			     st.unwind.failed, st.unwind.full, (unsigned long long)st.unwind.rows,
+			     (unsigned long long)st.unwind.max_rows, st.unwind.bytes / 1048576.0,
+			     st.unwind.build_ns / 1e6);
 	}
 	err = report__write(out, a->fmt, cur, session__symbolizer(s), &a->ro);
 	if (!err && fflush(out))

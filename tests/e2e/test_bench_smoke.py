@@ -20,6 +20,7 @@ CONFIGS = (
     "untraced",
     "asizeof-bpf (full)",
     "empty probes (full's floor)",
+    "asizeof-bpf --unwind fp",
     "asizeof-bpf --sample-bytes 524288",
     "empty probes (sampling's floor)",
     "bpftrace peer (bench_peer.bt)",
@@ -110,6 +111,28 @@ def test_bench_cc1_counts_and_peer_ratio(bench):
     if "bpftrace peer (bench_peer.bt)" in _rows(out, "2. cc1 -O2") and \
             _rows(out, "2. cc1 -O2")["bpftrace peer (bench_peer.bt)"].re is ROW:
         assert re.search(r"^   our extra time / bpftrace extra time \(full\): -?%s " % NUM, out, re.M), out
+
+
+def test_bench_unwind_cost(bench):
+    """Section 3: the trap cost, DWARF's extra cost per allocation at two depths, the depth the
+    deep workload's stack reached (all its frames, down to _start), and table build figures for
+    libc, libstdc++ and cc1."""
+    rc, out, err = bench
+    assert rc == 0, err
+    assert re.search(r"^3\. stack unwinding", out, re.M), out
+    assert re.search(r"^   one uprobe trap .*: -?%s ns \(-?%s--?%s\)$" % (NUM, NUM, NUM), out, re.M), out
+    for frames in (6, 30):
+        assert re.search(r"^   bench_alloc.*, %d frames per stack: \+-?%s ns per allocation" % (frames, NUM), out, re.M), out
+    m = re.search(r"^   depth reached in bench_alloc -DDEPTH=24: (\d+) frames, down to (\S+) \(truncated: (\w+)\)$",
+                  out, re.M)
+    assert m, out
+    # malloc's caller run, 25 descend frames, main, two of libc's start-up, _start
+    assert (int(m.group(1)), m.group(2), m.group(3)) == (30, "_start", "False"), m.group(0)
+    for lib in ("libc.so.6", "libstdc++.so.6", "cc1"):
+        m = re.search(r"^     \S*%s\S* +(\d+) rows +(\d+) KiB +%s ms" % (re.escape(lib), NUM), out, re.M)
+        assert m and int(m.group(1)) > 1000, out
+    assert re.search(r"^   \(issue 3\) DWARF unwinding adds less per allocation than one uprobe trap: .*: (met|NOT met)$",
+                     out, re.M), out
 
 
 def test_bench_own_cost(bench):
