@@ -28,13 +28,23 @@ static double now_ns(void)
 
 static void run(long pairs);
 
-/* DEPTH frames between main and the loop; the work after the call keeps each frame. */
+static volatile int depth_sink;
+
+/*
+ * DEPTH frames between main and the loop; the volatile store after the call keeps each frame
+ * (gcc turns "return f(n - 1) + 1" into a loop).
+ */
 __attribute__((noipa)) static int descend(int n, long pairs)
 {
-	if (n > 0)
-		return descend(n - 1, pairs) + 1;
-	run(pairs);
-	return 0;
+	int r;
+
+	if (n == 0) {
+		run(pairs);
+		return 0;
+	}
+	r = descend(n - 1, pairs);
+	depth_sink = r;
+	return r + 1;
 }
 
 int main(int argc, char **argv)

@@ -688,7 +688,7 @@ def own_cost(b, lines):
             symbin.unlink(missing_ok=True)
 
     depth = " of %d frames" % round(rep["nframes"] / rep["nstacks"]) if rep and rep["nstacks"] else ""
-    lines.append("3. The profiler's own cost: asizeof-bpf -p PID of bench_stacks, %d live blocks on %d distinct"
+    lines.append("4. The profiler's own cost: asizeof-bpf -p PID of bench_stacks, %d live blocks on %d distinct"
                  % (STACKS, STACKS))
     lines.append("   stacks%s (-O0 -g -fno-omit-frame-pointer)" % depth)
     if cpu:

@@ -223,11 +223,14 @@ static int open_mapping(pid_t pid, __u64 start, __u64 end, const char *path)
 	return open(buf, O_RDONLY | O_CLOEXEC);
 }
 
-/* Calls fn for each executable file mapping of pid; returns 0 or -errno. */
+/*
+ * Calls fn(ctx, start, end, key, path or NULL) for each executable file mapping of pid until it
+ * returns false; returns 0 or -errno.
+ */
 static int for_each_exec_mapping(pid_t pid,
-				 bool (*fn)(struct unwind *u, pid_t pid, __u64 start, __u64 end,
+				 bool (*fn)(void *ctx, __u64 start, __u64 end,
 					    const struct asz_mod_key *k, const char *path),
-				 struct unwind *u)
+				 void *ctx)
 {
 	char buf[64], line[PATH_MAX + 128];
 	FILE *f;
@@ -249,56 +252,57 @@ static int for_each_exec_mapping(pid_t pid,
 			continue;
 		k.dev = maj << 20 | min;
 		k.ino = ino;
-		if (!fn(u, pid, start, end, &k, path[0] ? trim(path) : NULL))
+		if (!fn(ctx, start, end, &k, path[0] ? trim(path) : NULL))
 			break;
 	}
 	fclose(f);
 	return 0;
 }
 
-static bool add_mapping(struct unwind *u, pid_t pid, __u64 start, __u64 end,
-			const struct asz_mod_key *k, const char *path)
+struct pid_ctx {
+	struct unwind *u;
+	pid_t pid;
+};
+
+static bool add_mapping(void *ctx, __u64 start, __u64 end, const struct asz_mod_key *k,
+			const char *path)
 {
+	struct pid_ctx *c = ctx;
 	int fd;
 
-	if (find_mod(u, k))
+	if (find_mod(c->u, k))
 		return true;
-	fd = open_mapping(pid, start, end, path);
+	fd = open_mapping(c->pid, start, end, path);
 	if (fd < 0)
 		return true;
-	add_fd(u, fd, k, path ? path : "?");
+	add_fd(c->u, fd, k, path ? path : "?");
 	close(fd);
 	return true;
 }
 
 void unwind__add_pid(struct unwind *u, pid_t pid)
 {
-	for_each_exec_mapping(pid, add_mapping, u);
+	struct pid_ctx c = {u, pid};
+
+	for_each_exec_mapping(pid, add_mapping, &c);
 }
 
-static int wanted_path(pid_t pid, __u64 start, char *path, size_t len)
+struct path_ctx {
+	__u64 start;
+	char path[PATH_MAX];
+};
+
+static bool match_start(void *ctx, __u64 start, __u64 end, const struct asz_mod_key *k,
+			const char *path)
 {
-	char buf[64], line[PATH_MAX + 128];
-	int err = -ENOENT;
-	FILE *f;
+	struct path_ctx *c = ctx;
 
-	snprintf(buf, sizeof(buf), "/proc/%d/maps", pid);
-	f = fopen(buf, "re");
-	if (!f)
-		return -errno;
-	while (fgets(line, sizeof(line), f)) {
-		unsigned long long s;
-		char p[PATH_MAX] = "";
-
-		if (sscanf(line, "%llx-%*x %*s %*x %*x:%*x %*u %4095[^\n]", &s, p) == 2 &&
-		    s == start) {
-			snprintf(path, len, "%s", trim(p));
-			err = 0;
-			break;
-		}
-	}
-	fclose(f);
-	return err;
+	(void)end;
+	(void)k;
+	if (start != c->start)
+		return true;
+	snprintf(c->path, sizeof(c->path), "%s", path ? path : "");
+	return false;
 }
 
 int unwind__service(struct unwind *u)
@@ -313,16 +317,17 @@ int unwind__service(struct unwind *u)
 	}
 	for (int i = 0; i < n; i++) {
 		struct asz_mod_want w;
-		char path[PATH_MAX] = "";
+		struct path_ctx pc = {};
 		int fd;
 
 		if (bpf_map_lookup_elem(u->wanted_fd, &keys[i], &w))
 			continue;
 		if (!find_mod(u, &keys[i])) {
-			wanted_path(w.tgid, w.start, path, sizeof(path));
-			fd = open_mapping(w.tgid, w.start, w.end, path);
+			pc.start = w.start;
+			for_each_exec_mapping(w.tgid, match_start, &pc);
+			fd = open_mapping(w.tgid, w.start, w.end, pc.path);
 			if (fd >= 0) {
-				if (add_fd(u, fd, &keys[i], path[0] ? path : "?") == 0)
+				if (add_fd(u, fd, &keys[i], pc.path[0] ? pc.path : "?") == 0)
 					added++;
 				close(fd);
 			} else if (kill(w.tgid, 0) == 0) {
