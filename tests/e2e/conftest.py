@@ -42,6 +42,7 @@ WORKLOAD_SOURCES = {
     "mmap_sites": "mmap_sites.c",
     "unwind_libc": "unwind_libc.c",
     "unwind_cxx": "unwind_cxx.cc",
+    "unwind_dlopen": "unwind_dlopen.c",
     "cfi_recurse": "cfi_recurse.c",
 }
 

@@ -244,6 +244,35 @@ def test_libstdcxx_chains_are_complete(cxx_run):
     assert check_against_addr2line([s for s in helpers.stacks_of(rep, pid) if s["kind"] == "heap"]) >= 10
 
 
+# ---------------------------------------------------------------- dlopen
+
+
+def test_dlopen_library_gets_a_table(bpf_ok, workloads, guarded, tmp_path):
+    """zlib, dlopen'ed after start: once its table is built (the kernel asks for it at its first
+    stack, the maps are re-read meanwhile), stacks go through it to _start. Stacks walked before
+    that are marked truncated and each of their allocations is counted in stack_incomplete."""
+    out = tmp_path / "report.json"
+    rc, _, err = guarded.run(["-f", "json", "-n", "0", "-o", str(out), "--", workloads["unwind_dlopen"]])
+    assert rc == 0, err
+    rep = helpers.final_report(helpers.parse_reports(out.read_text()))
+    pid = rep["processes"][0]["pid"]
+    late = [s for s in helpers.stacks_of(rep, pid) if "site_late" in funcs(s)]
+    assert late, [funcs(s) for s in helpers.stacks_of(rep, pid)]
+    for st in late:
+        rf = real_frames(st)
+        k = [base(f) for f in rf].index("site_late")
+        assert k >= 1 and all(module_name(f) == "libz.so.1" for f in rf[:k]), [base(f) for f in rf]
+        assert any(base(f) == "deflateInit_" for f in rf[:k]), [base(f) for f in rf]
+        assert base(rf[k + 1]) == "main"
+        check_tail(st, "unwind_dlopen")
+    partial = [s for s in helpers.stacks_of(rep, pid) if s["truncated"]]
+    assert sum(s["allocs"] for s in partial) == rep["dropped"]["stack_incomplete"], rep["dropped"]
+    for st in partial:
+        assert module_name(st["frames"][0]) == "libz.so.1", funcs(st)
+    helpers.check_proc_is_sum_of_stacks(rep, pid)
+    helpers.check_drops(rep, unknown_frees=0)
+
+
 # ---------------------------------------------------------------- deep recursion, -p
 
 
