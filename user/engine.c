@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
@@ -763,6 +764,14 @@ static void collect_drops(struct engine *e, struct snapshot *s)
 		/* counted in user space: modules left to frame pointers for want of room */
 		unwind__stats(e->unwind, &st);
 		s->drops[ASZ_DROP_UNWIND_TABLE_FULL] = st.full;
+		s->unwind = (struct snap_unwind){
+			.dwarf = true,
+			.modules = st.modules,
+			.tables = st.tables,
+			.rows = st.rows,
+			.bytes = st.bytes,
+			.build_ns = st.build_ns,
+		};
 	}
 }
 
@@ -995,14 +1004,53 @@ void engine__stats(struct engine *e, struct engine_stats *st)
 		unwind__stats(e->unwind, &st->unwind);
 }
 
+struct closer {
+	const int *fds;
+	int n, step;
+};
+
+static void *close_links(void *arg)
+{
+	struct closer *c = arg;
+
+	for (int i = 0; i < c->n; i += c->step)
+		close(c->fds[i]);
+	return NULL;
+}
+
+/*
+ * Closing a uprobe_multi link waits for an RCU grace period (~30-50 ms here): close them from
+ * a few threads at once so the waits overlap. Serially on any thread error.
+ */
+static void close_link_fds(int *fds, int n)
+{
+	enum { MAX_CLOSERS = 8 };
+	struct closer c[MAX_CLOSERS];
+	pthread_t t[MAX_CLOSERS];
+	bool started[MAX_CLOSERS] = {};
+	int k = n < MAX_CLOSERS ? n : MAX_CLOSERS;
+
+	for (int i = 0; i < k; i++) {
+		c[i] = (struct closer){fds + i, n - i, k};
+		started[i] = i > 0 && pthread_create(&t[i], NULL, close_links, &c[i]) == 0;
+	}
+	for (int i = 0; i < k; i++) {
+		if (!started[i])
+			close_links(&c[i]);
+	}
+	for (int i = 0; i < k; i++) {
+		if (started[i])
+			pthread_join(t[i], NULL);
+	}
+}
+
 void engine__close(struct engine *e)
 {
 	size_t i;
 
 	if (!e)
 		return;
-	for (int j = 0; j < e->nr_fds; j++)
-		close(e->link_fds[j]);
+	close_link_fds(e->link_fds, e->nr_fds);
 	for (int j = 0; j < e->nr_links; j++)
 		bpf_link__destroy(e->links[j]);
 	if (e->stats_fd >= 0)

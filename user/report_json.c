@@ -143,6 +143,15 @@ int report_json__write(FILE *f, const struct snapshot *s, struct symbolizer *sym
 	/* sampled figures are estimates: say so, with the period */
 	json_writer__field_bool(&w, "sampled", s->sample_bytes != 0);
 	json_writer__field_u64(&w, "sample_bytes", s->sample_bytes);
+	json_writer__key(&w, "unwind");
+	json_writer__begin_object(&w);
+	json_writer__field_string(&w, "mode", s->unwind.dwarf ? "dwarf" : "fp");
+	json_writer__field_u64(&w, "modules", s->unwind.modules);
+	json_writer__field_u64(&w, "tables", s->unwind.tables);
+	json_writer__field_u64(&w, "rows", s->unwind.rows);
+	json_writer__field_u64(&w, "bytes", s->unwind.bytes);
+	json_writer__field_double(&w, "build_ms", s->unwind.build_ns / 1e6);
+	json_writer__end_object(&w);
 
 	json_writer__key(&w, "processes");
 	json_writer__begin_array(&w);

@@ -48,6 +48,16 @@ struct snap_stack {
 	const __u64 *ips; /* return addresses, innermost first; owned by the engine's stack cache */
 };
 
+/* The unwind tables behind the stacks (--unwind dwarf), as the engine saw them. */
+struct snap_unwind {
+	bool dwarf;
+	__u32 modules; /* files known to the unwinder */
+	__u32 tables;  /* of which with a table (the rest: frame pointers) */
+	__u64 rows;
+	__u64 bytes;
+	__u64 build_ns;
+};
+
 struct snapshot {
 	double time;	  /* unix time, seconds */
 	double elapsed_s; /* since the engine started tracing */
@@ -59,6 +69,7 @@ struct snapshot {
 	struct snap_stack *stacks;
 	size_t nr_stacks;
 	__u64 drops[ASZ_NR_DROPS];
+	struct snap_unwind unwind;
 };
 
 enum snap_sort {

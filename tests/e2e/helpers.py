@@ -444,7 +444,8 @@ def check_growth_consistent(reps, pids):
 
 # ---------------------------------------------------------------- schema
 
-REPORT_KEYS = {"type", "time", "elapsed_s", "final", "processes", "stacks", "dropped"}
+REPORT_KEYS = {"type", "time", "elapsed_s", "final", "unwind", "processes", "stacks", "dropped"}
+UNWIND_KEYS = {"mode", "modules", "tables", "rows", "bytes", "build_ms"}
 PROC_KEYS = {
     "pid",
     "comm",
@@ -496,6 +497,7 @@ MMAP_CALLS = {"mmap", "mremap"}
 def check_schema(rep):
     assert set(rep) >= REPORT_KEYS, "report keys %r" % sorted(rep)
     assert isinstance(rep["final"], bool)
+    assert set(rep["unwind"]) >= UNWIND_KEYS and rep["unwind"]["mode"] in ("dwarf", "fp"), rep["unwind"]
     assert isinstance(rep["time"], (int, float)) and rep["time"] > 1.6e9
     assert isinstance(rep["elapsed_s"], (int, float)) and rep["elapsed_s"] >= 0
     assert set(rep["dropped"]) >= DROP_KEYS, "dropped keys %r" % sorted(rep["dropped"])

@@ -195,6 +195,11 @@ def test_libc_chains_are_complete(libc_run):
     assert rep["dropped"]["stack_incomplete"] == 0, rep["dropped"]
     assert rep["dropped"]["stack_truncated"] == 0, rep["dropped"]
     helpers.check_drops(rep, unknown_frees=0)
+    helpers.check_schema(rep)
+    # the program, libc and ld.so at least, each with a table; 16 bytes a row
+    u = rep["unwind"]
+    assert u["mode"] == "dwarf" and u["tables"] >= 3 and u["modules"] >= u["tables"], u
+    assert u["rows"] > 20000 and u["bytes"] == 16 * u["rows"] and u["build_ms"] > 0, u
 
 
 def test_libc_frames_match_eu_addr2line(libc_run):
@@ -335,6 +340,7 @@ def test_frame_pointer_mode(env):
     """--unwind fp: without frame pointers only the allocator's caller is known; the bytes per
     call site stay exact."""
     rep, pid = _recurse(env, ["--unwind", "fp"])
+    assert rep["unwind"]["mode"] == "fp" and rep["unwind"]["modules"] == 0, rep["unwind"]
     deep = stack_with(rep, pid, lambda s: s["live_bytes"] == 4242)
     assert base(deep["frames"][0]) == "cfi_leaf"
     dup = stack_with(rep, pid, lambda s: s["live_bytes"] == 101)
