@@ -77,7 +77,7 @@ struct uw_pc {
  * context only).
  */
 struct uw_cache {
-	__u64 mm;
+	__u64 mm; /* the address space: see uw_space() */
 	__u32 seq;
 	__u32 epoch; /* bumped at each reset: older pc entries are stale */
 	__u32 nr_maps;
@@ -402,13 +402,25 @@ static __always_inline __u32 uw_mm_seq(struct task_struct *task)
 }
 
 /*
+ * Which address space this is: an mm_struct freed at exit can be reused by another process,
+ * so the pointer goes with the tgid and the randomized mmap base.
+ */
+static __always_inline __u64 uw_space(struct task_struct *task)
+{
+	/* read, not dereferenced: a plain number (the verifier allows no arithmetic on pointers) */
+	__u64 mm = (__u64)BPF_CORE_READ(task, mm);
+
+	return mm ^ ((__u64)task->tgid << 40) ^ (BPF_CORE_READ(task, mm, mmap_base) << 12);
+}
+
+/*
  * Unwind from the allocator's probe site (regs->ip is the probed instruction, exact) into st.
  * Innermost first: st->ips[0] is the allocator's caller.
  */
 static __always_inline void unwind_dwarf_stack(struct pt_regs *ctx, struct asz_stack *st)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
-	__u64 mm = (__u64)task->mm;
+	__u64 mm = uw_space(task);
 	__u32 zero = 0, seq = uw_mm_seq(task);
 	struct uw_state s = {
 		.pc = PT_REGS_IP(ctx),
@@ -424,11 +436,12 @@ static __always_inline void unwind_dwarf_stack(struct pt_regs *ctx, struct asz_s
 		return;
 	win->len = 0;
 	s.win = win;
-	if (c->mm != mm) {
+	if (c->mm != mm || c->has_missing) {
+		/* another process, or a module whose table may have come since: look again */
 		c->mm = mm;
 		c->nr_maps = 0;
 		c->epoch++;
-	} else if (c->seq != seq || c->has_missing || (seq & 1)) {
+	} else if (c->seq != seq || (seq & 1)) {
 		/* mappings are checked again as they are used; pc rules are found again */
 		c->epoch++;
 	}

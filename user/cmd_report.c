@@ -118,7 +118,8 @@ void cmd_report__usage(FILE *f)
 		"  --unwind MODE          stacks by dwarf (.eh_frame tables in the kernel: complete\n"
 		"                         without frame pointers; default where the kernel can) or\n"
 		"                         fp (frame pointers only)\n"
-		"  --max-unwind-rows N    room for unwind tables, 16 bytes a row (default 2097152)\n"
+		"  --max-unwind-rows N    room for unwind tables, 16 bytes a row (default 2097152;\n"
+		"                         4194304 system-wide)\n"
 		"  --sample-bytes N       sample one allocated byte in N (Poisson, e.g. 524288):\n"
 		"                         much cheaper, figures become unbiased estimates\n"
 		"  --attach MODE          auto (default), multi (one uprobe_multi link per program)\n"
@@ -347,10 +348,11 @@ static int emit_report(struct session *s, const struct report_args *a, FILE *out
 		     (unsigned long long)st.stacks);
 		if (st.unwind.modules)
 			vlog("unwind tables: %u modules (%u with tables, %u shared by build-id, %u "
-			     "without unwind info, %u unreadable, %u did not fit), %llu of %llu rows "
-			     "(%.1f MiB), built in %.1f ms\n",
+			     "without unwind info, %u unreadable, %u did not fit, %u forgotten unused), "
+			     "%llu of %llu rows (%.1f MiB), built in %.1f ms\n",
 			     st.unwind.modules, st.unwind.tables, st.unwind.shared, st.unwind.no_cfi,
-			     st.unwind.failed, st.unwind.full, (unsigned long long)st.unwind.rows,
+			     st.unwind.failed, st.unwind.full, st.unwind.evicted,
+			     (unsigned long long)st.unwind.rows,
 			     (unsigned long long)st.unwind.max_rows, st.unwind.bytes / 1048576.0,
 			     st.unwind.build_ns / 1e6);
 	}

@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <fcntl.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,6 +127,7 @@ int engine__open(struct engine **out, const struct engine_opts *o)
 {
 	struct kfeatures feat = {};
 	struct engine *e;
+	__u32 rows = o->max_unwind_rows;
 	bool dwarf;
 	int err;
 
@@ -164,7 +166,9 @@ int engine__open(struct engine **out, const struct engine_opts *o)
 	e->skel->rodata->max_depth = o->max_depth;
 	e->skel->rodata->unwind_dwarf = dwarf;
 	/* the rows map is allocated in full at load: one row when unused */
-	bpf_map__set_max_entries(e->skel->maps.cfi_rows, dwarf ? o->max_unwind_rows : 1);
+	if (!rows)
+		rows = o->system_wide ? ENGINE_DEFAULT_UNWIND_ROWS_ALL : ENGINE_DEFAULT_UNWIND_ROWS;
+	bpf_map__set_max_entries(e->skel->maps.cfi_rows, dwarf ? rows : 1);
 	/* every link is attached with its target's pid: the kernel filters, no per-call lookup */
 	e->skel->rodata->filter_tgid = false;
 	e->skel->rodata->empty_probes = o->empty_probes;
@@ -247,7 +251,7 @@ int engine__open(struct engine **out, const struct engine_opts *o)
 	}
 	if (dwarf) {
 		err = unwind__new(&e->unwind, bpf_map__fd(e->skel->maps.cfi_rows),
-				  o->max_unwind_rows, bpf_map__fd(e->skel->maps.cfi_mods),
+				  rows, bpf_map__fd(e->skel->maps.cfi_mods),
 				  bpf_map__fd(e->skel->maps.cfi_wanted));
 		if (err)
 			goto cleanup;
@@ -586,8 +590,8 @@ static int cache_grow(struct stack_cache *c)
 static const struct asz_stack *stack_get(struct engine *e, __u64 id)
 {
 	struct stack_cache *c = &e->stacks;
-	struct asz_stack *st;
-	size_t i;
+	struct asz_stack buf, *st;
+	size_t i, len;
 
 	if (id == ASZ_STACK_NONE)
 		return NULL;
@@ -596,15 +600,16 @@ static const struct asz_stack *stack_get(struct engine *e, __u64 id)
 	i = cache_slot(c, id);
 	if (c->keys[i])
 		return c->vals[i];
-	st = malloc(sizeof(*st));
+	if (bpf_map__lookup_elem(e->skel->maps.stacks, &id, sizeof(id), &buf, sizeof(buf), 0))
+		return NULL;
+	if (buf.nr > ASZ_MAX_FRAMES)
+		buf.nr = ASZ_MAX_FRAMES;
+	/* kept for the stack's life: only the frames it has (~20, not 127) */
+	len = offsetof(struct asz_stack, ips) + buf.nr * sizeof(buf.ips[0]);
+	st = malloc(len);
 	if (!st)
 		return NULL;
-	if (bpf_map__lookup_elem(e->skel->maps.stacks, &id, sizeof(id), st, sizeof(*st), 0)) {
-		free(st);
-		return NULL;
-	}
-	if (st->nr > ASZ_MAX_FRAMES)
-		st->nr = ASZ_MAX_FRAMES;
+	memcpy(st, &buf, len);
 	c->keys[i] = id;
 	c->vals[i] = st;
 	c->nr++;
@@ -695,50 +700,137 @@ cleanup:
 	return err;
 }
 
-/* The current image of a process: aggregates of earlier images (before an exec) are stale. */
-static bool agg_current(struct engine *e, const struct asz_agg_key *k)
-{
-	struct asz_proc_val p;
-	__u32 tgid = k->tgid;
+/* Exec generations of the processes, for telling current aggregates from stale ones. */
+struct gens {
+	__u32 *tgid; /* pairs (tgid, gen), sorted by tgid */
+	size_t nr, cap;
+	bool failed; /* out of memory: every aggregate counts as current */
+};
 
-	if (bpf_map_lookup_elem(bpf_map__fd(e->skel->maps.procs), &tgid, &p))
-		return true;
-	return (__u16)p.gen == k->gen;
+static int gen_cmp(const void *a, const void *b)
+{
+	__u32 x = *(const __u32 *)a, y = *(const __u32 *)b;
+
+	return x < y ? -1 : x > y;
 }
 
-static int collect_stacks(struct engine *e, struct snapshot *s)
+/* Read every process's generation once per snapshot (one lookup per process, not per stack). */
+static void gens_read(struct engine *e, struct gens *g)
 {
-	int fd = bpf_map__fd(e->skel->maps.aggs), err;
-	struct asz_agg_key key, next, *prev = NULL;
-	struct asz_agg_val v;
+	int fd = bpf_map__fd(e->skel->maps.procs);
+	__u32 key, next, *prev = NULL;
+	struct asz_proc_val p;
 
 	while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-		const struct asz_stack *st;
-		struct snap_stack ss = {};
-
 		key = next;
 		prev = &key;
-		if (!agg_current(e, &key) || bpf_map_lookup_elem(fd, &key, &v))
+		if (bpf_map_lookup_elem(fd, &key, &p))
 			continue;
-		ss.pid = key.tgid;
-		ss.allocator = key.allocator;
-		ss.stack_id = key.stack_id;
-		ss.live_bytes = v.live_bytes;
-		ss.live_allocs = v.live_allocs;
-		ss.alloc_bytes = v.alloc_bytes;
-		ss.allocs = v.allocs;
-		ss.frees = v.frees;
-		st = stack_get(e, key.stack_id);
-		if (st) {
-			ss.nr_frames = st->nr;
-			ss.flags = st->flags;
-			ss.ips = st->ips;
+		if (g->nr == g->cap) {
+			size_t cap = g->cap ? g->cap * 2 : 64;
+			__u32 *t = realloc(g->tgid, cap * 2 * sizeof(*t));
+
+			if (!t) {
+				g->failed = true;
+				return;
+			}
+			g->tgid = t;
+			g->cap = cap;
 		}
-		err = snapshot__add_stack(s, &ss);
-		if (err)
-			return err;
+		g->tgid[2 * g->nr] = key;
+		g->tgid[2 * g->nr + 1] = p.gen;
+		g->nr++;
 	}
-	return 0;
+	qsort(g->tgid, g->nr, 2 * sizeof(__u32), gen_cmp);
+}
+
+/* The current image of a process: aggregates of earlier images (before an exec) are stale. */
+static bool agg_current(const struct gens *g, const struct asz_agg_key *k)
+{
+	const __u32 *hit;
+
+	if (g->failed || !g->nr)
+		return true;
+	hit = bsearch(&k->tgid, g->tgid, g->nr, 2 * sizeof(__u32), gen_cmp);
+	return !hit || (__u16)hit[1] == k->gen;
+}
+
+static int add_agg(struct engine *e, struct snapshot *s, const struct gens *g,
+		   const struct asz_agg_key *key, const struct asz_agg_val *v)
+{
+	const struct asz_stack *st;
+	struct snap_stack ss = {};
+
+	if (!agg_current(g, key))
+		return 0;
+	ss.pid = key->tgid;
+	ss.allocator = key->allocator;
+	ss.stack_id = key->stack_id;
+	ss.live_bytes = v->live_bytes;
+	ss.live_allocs = v->live_allocs;
+	ss.alloc_bytes = v->alloc_bytes;
+	ss.allocs = v->allocs;
+	ss.frees = v->frees;
+	st = stack_get(e, key->stack_id);
+	if (st) {
+		ss.nr_frames = st->nr;
+		ss.flags = st->flags;
+		ss.ips = st->ips;
+	}
+	return snapshot__add_stack(s, &ss);
+}
+
+#define AGG_BATCH 1024
+
+/*
+ * Every aggregate, read in batches (a few syscalls for 10k stacks, not 20k); one by one where
+ * the kernel has no batch lookup for hash maps.
+ */
+static int collect_stacks(struct engine *e, struct snapshot *s)
+{
+	int fd = bpf_map__fd(e->skel->maps.aggs), err = 0;
+	struct asz_agg_key key, next, *prev = NULL, *keys = NULL;
+	struct asz_agg_val v, *vals = NULL;
+	struct gens g = {};
+	__u64 in = 0, out = 0;
+	bool first = true;
+
+	gens_read(e, &g);
+	keys = malloc(AGG_BATCH * sizeof(*keys));
+	vals = malloc(AGG_BATCH * sizeof(*vals));
+	while (keys && vals) {
+		LIBBPF_OPTS(bpf_map_batch_opts, opts);
+		__u32 n = AGG_BATCH;
+		int rc = bpf_map_lookup_batch(fd, first ? NULL : &in, &out, keys, vals, &n, &opts);
+
+		if (rc && errno != ENOENT) {
+			if (!first || n) {
+				err = -errno;
+				goto cleanup;
+			}
+			break; /* no batch lookup here: one by one below */
+		}
+		for (__u32 i = 0; i < n && !err; i++)
+			err = add_agg(e, s, &g, &keys[i], &vals[i]);
+		if (err || rc)
+			goto cleanup; /* ENOENT: that was the last batch */
+		in = out;
+		first = false;
+	}
+	while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+		key = next;
+		prev = &key;
+		if (bpf_map_lookup_elem(fd, &key, &v))
+			continue;
+		err = add_agg(e, s, &g, &key, &v);
+		if (err)
+			break;
+	}
+cleanup:
+	free(keys);
+	free(vals);
+	free(g.tgid);
+	return err;
 }
 
 static void collect_drops(struct engine *e, struct snapshot *s)

@@ -28,18 +28,21 @@ struct engine_opts {
 	const char *cgroup; /* system-wide: only tasks under this cgroup v2 directory */
 	bool include_self;  /* system-wide: trace the profiler too (default: excluded) */
 	enum unwind_mode unwind;
-	__u32 max_unwind_rows; /* rows of all unwind tables together (16 bytes each) */
+	__u32 max_unwind_rows; /* rows of all unwind tables together (16 bytes each); 0: default */
 };
 
 #define ENGINE_MAX_COMMS 8
-/* 2M rows, 32 MiB: libc is ~28k rows, libstdc++ ~34k, gcc's cc1 ~480k */
+/*
+ * Unwind rows by default: 2M (32 MiB) for given targets, 4M (64 MiB) system-wide. libc is ~28k
+ * rows, libstdc++ ~34k, gcc's cc1 ~480k, libLLVM ~950k (clang maps ~1.5M in all).
+ */
 #define ENGINE_DEFAULT_UNWIND_ROWS (1u << 21)
+#define ENGINE_DEFAULT_UNWIND_ROWS_ALL (1u << 22)
 
 #define ENGINE_DEFAULT_OPTS                                                                        \
 	{                                                                                          \
 		.max_allocs = 1u << 20, .max_stacks = 1u << 16, .max_aggs = 1u << 16,              \
 		.max_procs = 4096, .max_depth = ASZ_MAX_FRAMES, .attach = ATTACH_AUTO,             \
-		.max_unwind_rows = ENGINE_DEFAULT_UNWIND_ROWS,                                     \
 	}
 
 struct engine;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <dirent.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -37,7 +38,7 @@ struct unwind {
 	int mods_fd, wanted_fd;
 	struct asz_cfi_row *rows; /* the cfi_rows map, mmapped */
 	size_t map_len;
-	__u32 max_rows, used;
+	__u32 max_rows;
 	struct umod *mods;
 	size_t nr_mods, cap_mods;
 	struct unwind_stats st;
@@ -119,12 +120,180 @@ static bool table_adj(const struct cfi_table *t, __s64 *adj)
 	return false;
 }
 
+struct range {
+	__u32 first, nr;
+};
+
+static int range_cmp(const void *a, const void *b)
+{
+	const struct range *x = a, *y = b;
+
+	return x->first < y->first ? -1 : x->first > y->first;
+}
+
+/* The row ranges in use, sorted, each once (modules sharing a build-id share one). */
+static struct range *ranges(const struct unwind *u, size_t *n)
+{
+	struct range *r = malloc((u->nr_mods + 1) * sizeof(*r));
+	size_t k = 0;
+
+	if (!r)
+		return NULL;
+	for (size_t i = 0; i < u->nr_mods; i++)
+		if (u->mods[i].mod.kind == ASZ_MOD_TABLE)
+			r[k++] = (struct range){u->mods[i].mod.first, u->mods[i].mod.nr};
+	qsort(r, k, sizeof(*r), range_cmp);
+	*n = 0;
+	for (size_t i = 0; i < k; i++)
+		if (!*n || r[*n - 1].first != r[i].first)
+			r[(*n)++] = r[i];
+	return r;
+}
+
+static void recount(struct unwind *u)
+{
+	struct range *r;
+	size_t n = 0;
+
+	u->st.modules = u->nr_mods;
+	u->st.tables = 0;
+	for (size_t i = 0; i < u->nr_mods; i++)
+		u->st.tables += u->mods[i].mod.kind == ASZ_MOD_TABLE;
+	r = ranges(u, &n);
+	u->st.rows = 0;
+	for (size_t i = 0; r && i < n; i++)
+		u->st.rows += r[i].nr;
+	u->st.bytes = u->st.rows * sizeof(struct asz_cfi_row);
+	free(r);
+}
+
+/* First fit among the gaps the ranges leave; -1 when nothing fits. */
+static long first_fit(const struct unwind *u, __u32 nr)
+{
+	struct range *r;
+	size_t n = 0;
+	__u64 pos = 0;
+	long at = -1;
+
+	r = ranges(u, &n);
+	if (!r)
+		return -1;
+	for (size_t i = 0; i < n && at < 0; i++) {
+		if (r[i].first >= pos + nr)
+			at = pos;
+		else if (r[i].first + (__u64)r[i].nr > pos)
+			pos = r[i].first + (__u64)r[i].nr;
+	}
+	if (at < 0 && u->max_rows >= pos + nr)
+		at = pos;
+	free(r);
+	return at;
+}
+
+static bool note_in_use(void *ctx, __u64 start, __u64 end, const struct asz_mod_key *k,
+			const char *path);
+
+/* The modules some process maps now, as a sorted array of keys (for eviction). */
+struct keyset {
+	struct asz_mod_key *k;
+	size_t nr, cap;
+};
+
+static int key_cmp(const void *a, const void *b)
+{
+	const struct asz_mod_key *x = a, *y = b;
+
+	if (x->dev != y->dev)
+		return x->dev < y->dev ? -1 : 1;
+	return x->ino < y->ino ? -1 : x->ino > y->ino;
+}
+
+static int for_each_exec_mapping(pid_t pid,
+				 bool (*fn)(void *ctx, __u64 start, __u64 end,
+					    const struct asz_mod_key *k, const char *path),
+				 void *ctx);
+
+/*
+ * Forget the modules no process maps any more (a program that ran and ended, a library
+ * dlclose'd everywhere): their rows become free. Rows of modules in use never move, so the
+ * kernel never sees a table change under it. Returns how many were forgotten.
+ */
+static int evict_unused(struct unwind *u)
+{
+	struct keyset ks = {};
+	struct dirent *d;
+	size_t i, kept = 0;
+	int evicted = 0;
+	DIR *dir;
+
+	dir = opendir("/proc");
+	if (!dir)
+		return 0;
+	while ((d = readdir(dir))) {
+		char *end;
+		long pid = strtol(d->d_name, &end, 10);
+
+		if (!*end && pid > 0)
+			for_each_exec_mapping(pid, note_in_use, &ks);
+	}
+	closedir(dir);
+	qsort(ks.k, ks.nr, sizeof(*ks.k), key_cmp);
+	for (i = 0; i < u->nr_mods; i++) {
+		struct umod *m = &u->mods[i];
+
+		if (ks.nr && bsearch(&m->key, ks.k, ks.nr, sizeof(*ks.k), key_cmp)) {
+			u->mods[kept++] = *m;
+			continue;
+		}
+		/* gone from the kernel's view first: then its rows are free */
+		bpf_map_delete_elem(u->mods_fd, &m->key);
+		evicted++;
+	}
+	u->nr_mods = kept;
+	free(ks.k);
+	u->st.evicted += evicted;
+	recount(u);
+	return evicted;
+}
+
+static bool note_in_use(void *ctx, __u64 start, __u64 end, const struct asz_mod_key *k,
+			const char *path)
+{
+	struct keyset *ks = ctx;
+
+	(void)start;
+	(void)end;
+	(void)path;
+	if (ks->nr == ks->cap) {
+		size_t cap = ks->cap ? ks->cap * 2 : 256;
+		void *p = realloc(ks->k, cap * sizeof(*ks->k));
+
+		if (!p)
+			return false;
+		ks->k = p;
+		ks->cap = cap;
+	}
+	ks->k[ks->nr++] = *k;
+	return true;
+}
+
+/* Room for nr rows: first fit, else after forgetting unused modules; -1 if still none. */
+static long alloc_rows(struct unwind *u, __u32 nr)
+{
+	long at = first_fit(u, nr);
+
+	if (at < 0 && evict_unused(u))
+		at = first_fit(u, nr);
+	return at;
+}
+
 static int add_fd(struct unwind *u, int fd, const struct asz_mod_key *key, const char *name)
 {
 	struct umod m = {.key = *key, .mod = {.kind = ASZ_MOD_FP}};
 	struct cfi_table t = {};
 	const struct umod *same;
 	__u64 t0 = util__mono_ns();
+	long first;
 	int err;
 
 	if (find_mod(u, key))
@@ -153,24 +322,20 @@ static int add_fd(struct unwind *u, int fd, const struct asz_mod_key *key, const
 		m.mod.nr = same->mod.nr;
 		m.mod.kind = ASZ_MOD_TABLE;
 		u->st.shared++;
-	} else if (t.nr_rows > u->max_rows - u->used) {
+	} else if ((first = alloc_rows(u, t.nr_rows)) < 0) {
 		u->st.full++;
-		elog("unwind: %s: %u rows do not fit (%u of %u used, --max-unwind-rows): frame "
+		elog("unwind: %s: %u rows do not fit (%llu of %u used, --max-unwind-rows): frame "
 		     "pointers there\n",
-		     name, t.nr_rows, u->used, u->max_rows);
+		     name, t.nr_rows, (unsigned long long)u->st.rows, u->max_rows);
 	} else {
-		memcpy(u->rows + u->used, t.rows, (size_t)t.nr_rows * sizeof(*t.rows));
-		m.mod.first = u->used;
+		memcpy(u->rows + first, t.rows, (size_t)t.nr_rows * sizeof(*t.rows));
+		m.mod.first = first;
 		m.mod.nr = t.nr_rows;
 		m.mod.kind = ASZ_MOD_TABLE;
-		u->used += t.nr_rows;
-		u->st.rows = u->used;
-		u->st.bytes = (__u64)u->used * sizeof(struct asz_cfi_row);
 		vlog("unwind: %s: %u rows (%.1f ms)\n", name, t.nr_rows,
 		     (util__mono_ns() - t0) / 1e6);
 	}
 	if (m.mod.kind == ASZ_MOD_TABLE) {
-		u->st.tables++;
 		m.build_id_len = t.build_id_len;
 		memcpy(m.build_id, t.build_id, sizeof(m.build_id));
 	}
@@ -182,7 +347,7 @@ static int add_fd(struct unwind *u, int fd, const struct asz_mod_key *key, const
 		return err;
 	}
 	u->mods[u->nr_mods++] = m;
-	u->st.modules++;
+	recount(u);
 	return 0;
 }
 
@@ -338,7 +503,7 @@ int unwind__service(struct unwind *u)
 				if (u->nr_mods < u->cap_mods &&
 				    !bpf_map_update_elem(u->mods_fd, &keys[i], &m.mod, BPF_ANY)) {
 					u->mods[u->nr_mods++] = m;
-					u->st.modules++;
+					recount(u);
 				}
 			}
 			/* else the process is gone: the next one to map the file asks again */

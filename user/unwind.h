@@ -25,13 +25,14 @@ struct unwind;
 int unwind__parse_mode(const char *s, enum unwind_mode *out);
 
 struct unwind_stats {
-	__u32 modules;	   /* files known to the kernel side */
-	__u32 tables;	   /* of which with rows (the rest: frame pointers) */
+	__u32 modules;	   /* files known to the kernel side now */
+	__u32 tables;	   /* of which with rows now (the rest: frame pointers) */
 	__u32 shared;	   /* tables reused for another file with the same build-id */
 	__u32 no_cfi;	   /* files without call-frame information */
 	__u32 failed;	   /* files that could not be opened or read */
 	__u32 full;	   /* tables that did not fit in --max-unwind-rows */
-	__u64 rows;	   /* rows used */
+	__u32 evicted;	   /* modules forgotten when no process mapped them any more */
+	__u64 rows;	   /* rows in use */
 	__u64 max_rows;
 	__u64 bytes;	   /* memory of the rows used */
 	__u64 build_ns;	   /* time spent building tables */
