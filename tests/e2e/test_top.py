@@ -103,7 +103,8 @@ class Tmux:
         try:
             with open("/proc/%d/stat" % self.pid) as f:
                 return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-        except (FileNotFoundError, IndexError):
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            # gone between the open and the read: ESRCH
             return False
 
     def wait_attached(self):
