@@ -121,7 +121,6 @@ struct uw_state {
 	__u32 pad;
 	struct asz_stack *st;
 	struct uw_win *win;
-	struct uw_cache *c;
 };
 
 /* 8 bytes of the user stack at addr, through the window; 0 or a negative errno. */
@@ -320,17 +319,11 @@ static long uw_step(__u32 idx, void *data)
 	__u64 at = s->n ? s->pc - 1 : s->pc, cfa, ra = 0, nrbp = s->rbp;
 	__u32 nrbp_known = s->rbp_known, n = s->n;
 	struct asz_stack *st = s->st;
-	struct uw_cache *c = s->c;
-	__u32 h = (__u32)(at ^ (at >> 9)) & (UW_PCS - 1);
 	struct asz_cfi_row r = {};
 
-	if (!st || !c)
+	if (!st)
 		return 1;
-	/* the common case inline: a call site seen before (the global function for the rest) */
-	if (c->pcs[h].pc == at && c->pcs[h].epoch == c->epoch)
-		r = c->pcs[h].row;
-	else
-		uw_rule(at, &r);
+	uw_rule(at, &r);
 	switch (r.cfa_reg) {
 	case ASZ_CFA_RSP:
 	case ASZ_CFA_RBP:
@@ -443,7 +436,6 @@ static __always_inline void unwind_dwarf_stack(struct pt_regs *ctx, struct asz_s
 		return;
 	win->len = 0;
 	s.win = win;
-	s.c = c;
 	if (c->mm != mm || c->has_missing) {
 		/* another process, or a module whose table may have come since: look again */
 		c->mm = mm;
