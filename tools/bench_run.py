@@ -893,7 +893,7 @@ def machine():
                " ".join(open("/proc/loadavg").read().split()[:3])))
 
 
-def goals(res_a, res_c, own, lines):
+def goals(res_a, res_c, own, lines, res_d=None):
     def med(res, k):
         s = stats(res.get(k, []))
         return s[0] if s else None
@@ -910,8 +910,11 @@ def goals(res_a, res_c, own, lines):
     fp, untraced = med(res_a, "fp"), med(res_a, "untraced")
     if full and fp and floor and untraced:
         trap = (floor - untraced) / 3
-        lines.append("   (issue 3) DWARF unwinding adds less per allocation than one uprobe trap: +%.0f ns vs %.0f ns: %s"
-                     % (full - fp, trap, verdict(full - fp < trap)))
+        for res, depth in ((res_a, 6), (res_d or {}, 6 + DEEP)):
+            f, p = med(res, "full"), med(res, "fp")
+            if f and p:
+                lines.append("   (issue 3) DWARF unwinding adds less per allocation than one uprobe trap, %d frames:"
+                             " +%.0f ns vs %.0f ns: %s" % (depth, f - p, trap, verdict(f - p < trap)))
     base, cfull, cpeer = med(res_c, "untraced"), med(res_c, "full"), med(res_c, "peer")
     if base and cfull and cpeer and cpeer > base:
         r = (cfull - base) / (cpeer - base)
@@ -1004,7 +1007,7 @@ def main():
     lines2 = []
     own = own_cost(b, lines2)
     lines2.append("")
-    goals(res["alloc"], res["cc1"], own, lines2)
+    goals(res["alloc"], res["cc1"], own, lines2, res["deep"])
     lines2.append("(total %.0f s; %d measurement(s) repeated; load average now %s)"
                   % (time.monotonic() - t_start, b.retries, " ".join(open("/proc/loadavg").read().split()[:3])))
     print("\n".join(lines2), flush=True)

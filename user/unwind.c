@@ -11,7 +11,6 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
-#include <signal.h>
 #include <bpf/bpf.h>
 #include "asizeof.h"
 #include "cfi.h"
@@ -35,9 +34,7 @@ struct umod {
 };
 
 struct unwind {
-	int mods_fd, wanted_fd;
-	struct asz_cfi_row *rows; /* the cfi_rows map, mmapped */
-	size_t map_len;
+	int rows_fd, mods_fd, wanted_fd;
 	__u32 max_rows;
 	struct umod *mods;
 	size_t nr_mods, cap_mods;
@@ -60,28 +57,42 @@ int unwind__parse_mode(const char *s, enum unwind_mode *out)
 
 int unwind__new(struct unwind **out, int rows_fd, __u32 max_rows, int mods_fd, int wanted_fd)
 {
-	size_t page = sysconf(_SC_PAGESIZE);
 	struct unwind *u;
 	void *p;
 
-	u = calloc(1, sizeof(*u));
-	if (!u)
-		return -ENOMEM;
-	u->map_len = ((size_t)max_rows * sizeof(struct asz_cfi_row) + page - 1) / page * page;
-	p = mmap(NULL, u->map_len, PROT_READ | PROT_WRITE, MAP_SHARED, rows_fd, 0);
+	/* mapped only while rows are written: a mapping of the whole array would count in our RSS */
+	p = mmap(NULL, sysconf(_SC_PAGESIZE), PROT_READ | PROT_WRITE, MAP_SHARED, rows_fd, 0);
 	if (p == MAP_FAILED) {
 		int err = -errno;
 
 		elog("cannot map the unwind table map: %s\n", strerror(errno));
-		free(u);
 		return err;
 	}
-	u->rows = p;
+	munmap(p, sysconf(_SC_PAGESIZE));
+	u = calloc(1, sizeof(*u));
+	if (!u)
+		return -ENOMEM;
+	u->rows_fd = rows_fd;
 	u->max_rows = max_rows;
 	u->mods_fd = mods_fd;
 	u->wanted_fd = wanted_fd;
 	u->st.max_rows = max_rows;
 	*out = u;
+	return 0;
+}
+
+/* Write n rows at index first of the array, through a mapping of just those pages. */
+static int write_rows(struct unwind *u, __u32 first, const struct asz_cfi_row *rows, __u32 n)
+{
+	size_t page = sysconf(_SC_PAGESIZE), from = (size_t)first * sizeof(*rows);
+	size_t off = from / page * page, len = from + (size_t)n * sizeof(*rows) - off;
+	char *p;
+
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, u->rows_fd, off);
+	if (p == MAP_FAILED)
+		return -errno;
+	memcpy(p + (from - off), rows, (size_t)n * sizeof(*rows));
+	munmap(p, len);
 	return 0;
 }
 
@@ -327,8 +338,10 @@ static int add_fd(struct unwind *u, int fd, const struct asz_mod_key *key, const
 		elog("unwind: %s: %u rows do not fit (%llu of %u used, --max-unwind-rows): frame "
 		     "pointers there\n",
 		     name, t.nr_rows, (unsigned long long)u->st.rows, u->max_rows);
+	} else if ((err = write_rows(u, first, t.rows, t.nr_rows))) {
+		u->st.failed++;
+		elog("unwind: %s: cannot write its rows: %s\n", name, strerror(-err));
 	} else {
-		memcpy(u->rows + first, t.rows, (size_t)t.nr_rows * sizeof(*t.rows));
 		m.mod.first = first;
 		m.mod.nr = t.nr_rows;
 		m.mod.kind = ASZ_MOD_TABLE;
@@ -495,18 +508,13 @@ int unwind__service(struct unwind *u)
 				if (add_fd(u, fd, &keys[i], pc.path[0] ? pc.path : "?") == 0)
 					added++;
 				close(fd);
-			} else if (kill(w.tgid, 0) == 0) {
-				/* the process is there but its file cannot be read: stop asking */
-				struct umod m = {.key = keys[i], .mod = {.kind = ASZ_MOD_FP}};
-
+			} else {
+				/*
+				 * Not marked as tableless: the process may have exited (a zombie has no
+				 * map_files); the next one to map the file asks again.
+				 */
 				u->st.failed++;
-				if (u->nr_mods < u->cap_mods &&
-				    !bpf_map_update_elem(u->mods_fd, &keys[i], &m.mod, BPF_ANY)) {
-					u->mods[u->nr_mods++] = m;
-					recount(u);
-				}
 			}
-			/* else the process is gone: the next one to map the file asks again */
 		}
 		bpf_map_delete_elem(u->wanted_fd, &keys[i]);
 	}
@@ -522,8 +530,6 @@ void unwind__free(struct unwind *u)
 {
 	if (!u)
 		return;
-	if (u->rows)
-		munmap(u->rows, u->map_len);
 	free(u->mods);
 	free(u);
 }
