@@ -150,9 +150,9 @@ int engine__open(struct engine **out, const struct engine_opts *o)
 	e->multi = o->attach == ATTACH_MULTI || (o->attach == ATTACH_AUTO && feat.uprobe_multi);
 	/* sessions pay off when most calls are not recorded: their return trap is then skipped */
 	e->session = e->multi && o->sample_bytes && feat.uprobe_session;
-	dwarf = o->unwind != UNWIND_FP && feat.bpf_loop && feat.find_vma;
+	dwarf = o->unwind != UNWIND_FP && feat.find_vma;
 	if (o->unwind == UNWIND_DWARF && !dwarf) {
-		elog("--unwind dwarf: this kernel lacks bpf_loop or bpf_find_vma\n");
+		elog("--unwind dwarf: this kernel lacks bpf_find_vma (5.17+)\n");
 		err = -EOPNOTSUPP;
 		goto cleanup;
 	}
