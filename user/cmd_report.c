@@ -14,6 +14,7 @@
 #include <sys/signalfd.h>
 #include "cmd.h"
 #include "engine.h"
+#include "engine_opts.h"
 #include "session.h"
 #include "log.h"
 #include "report.h"
@@ -36,14 +37,8 @@ struct report_args {
 
 enum {
 	OPT_MAX_DEPTH = 256,
-	OPT_MAX_ALLOCS,
-	OPT_MAX_STACKS,
-	OPT_UNWIND,
-	OPT_MAX_UNWIND_ROWS,
-	OPT_ATTACH,
 	OPT_EMPTY_PROBES,
 	OPT_WEIGHT,
-	OPT_SAMPLE_BYTES,
 	OPT_COMM,
 	OPT_MIN_SIZE,
 	OPT_CGROUP,
@@ -59,20 +54,14 @@ static const struct option long_opts[] = {
 	{"sort", required_argument, NULL, 's'},
 	{"format", required_argument, NULL, 'f'},
 	{"output", required_argument, NULL, 'o'},
-	{"max-depth", required_argument, NULL, OPT_MAX_DEPTH},
-	{"max-allocs", required_argument, NULL, OPT_MAX_ALLOCS},
-	{"max-stacks", required_argument, NULL, OPT_MAX_STACKS},
-	{"unwind", required_argument, NULL, OPT_UNWIND},
-	{"max-unwind-rows", required_argument, NULL, OPT_MAX_UNWIND_ROWS},
-	{"attach", required_argument, NULL, OPT_ATTACH},
 	{"weight", required_argument, NULL, OPT_WEIGHT},
-	{"sample-bytes", required_argument, NULL, OPT_SAMPLE_BYTES},
 	{"comm", required_argument, NULL, OPT_COMM},
 	{"min-size", required_argument, NULL, OPT_MIN_SIZE},
 	{"cgroup", required_argument, NULL, OPT_CGROUP},
 	{"exclude-self", no_argument, NULL, OPT_EXCLUDE_SELF},
 	{"no-exclude-self", no_argument, NULL, OPT_NO_EXCLUDE_SELF},
 	{"empty-probes", no_argument, NULL, OPT_EMPTY_PROBES}, /* benchmarks only, undocumented */
+	ENGINE_LONG_OPTS,
 	{"verbose", no_argument, NULL, 'v'},
 	{"help", no_argument, NULL, 'h'},
 	{"version", no_argument, NULL, 'V'},
@@ -162,6 +151,13 @@ static int parse_args(int argc, char **argv, struct report_args *a)
 	optind = 1;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "+:p:i:d:n:s:f:o:vhV", long_opts, NULL)) != -1) {
+		if (engine_opts__is(c)) {
+			char msg[160];
+
+			if (engine_opts__parse(&a->eo, c, optarg, msg, sizeof(msg)))
+				return usage_error("%s", msg);
+			continue;
+		}
 		switch (c) {
 		case 'p':
 			if (parse_count(optarg, 1, INT_MAX, &v))
@@ -211,42 +207,6 @@ static int parse_args(int argc, char **argv, struct report_args *a)
 		case 'o':
 			a->output = optarg;
 			break;
-		case OPT_MAX_DEPTH:
-			if (parse_count(optarg, 1, ASZ_MAX_FRAMES, &v))
-				return usage_error("--max-depth: '%s' is not 1-127", optarg);
-			a->eo.max_depth = v;
-			break;
-		case OPT_MAX_ALLOCS:
-			if (parse_count(optarg, 1024, 1u << 28, &v))
-				return usage_error("--max-allocs: '%s' is not 1024-268435456", optarg);
-			a->eo.max_allocs = v;
-			break;
-		case OPT_MAX_STACKS:
-			if (parse_count(optarg, 64, 1u << 24, &v))
-				return usage_error("--max-stacks: '%s' is not 64-16777216", optarg);
-			a->eo.max_stacks = v;
-			a->eo.max_aggs = v;
-			break;
-		case OPT_UNWIND:
-			if (unwind__parse_mode(optarg, &a->eo.unwind))
-				return usage_error("--unwind: unknown mode '%s' (auto, dwarf, fp)", optarg);
-			break;
-		case OPT_MAX_UNWIND_ROWS:
-			if (parse_count(optarg, 1024, 1u << 26, &v))
-				return usage_error("--max-unwind-rows: '%s' is not 1024-67108864", optarg);
-			a->eo.max_unwind_rows = v;
-			break;
-		case OPT_ATTACH:
-			if (strcmp(optarg, "auto") == 0)
-				a->eo.attach = ATTACH_AUTO;
-			else if (strcmp(optarg, "multi") == 0)
-				a->eo.attach = ATTACH_MULTI;
-			else if (strcmp(optarg, "perf") == 0)
-				a->eo.attach = ATTACH_PERF;
-			else
-				return usage_error("--attach: unknown mode '%s' (auto, multi, perf)",
-						   optarg);
-			break;
 		case OPT_COMM:
 			if (a->eo.nr_comms == ENGINE_MAX_COMMS)
 				return usage_error("too many --comm (at most %s)", "8");
@@ -268,11 +228,6 @@ static int parse_args(int argc, char **argv, struct report_args *a)
 			if (parse_count(optarg, 0, 1ull << 48, &v))
 				return usage_error("--min-size: '%s' is not a size in bytes", optarg);
 			a->eo.min_size = v;
-			break;
-		case OPT_SAMPLE_BYTES:
-			if (parse_count(optarg, 1, 1ull << 32, &v))
-				return usage_error("--sample-bytes: '%s' is not 1-4294967296", optarg);
-			a->eo.sample_bytes = v;
 			break;
 		case OPT_WEIGHT:
 			if (strcmp(optarg, "live_bytes") == 0)

@@ -21,6 +21,7 @@
 #include <sys/syscall.h>
 #include "cmd.h"
 #include "engine.h"
+#include "engine_opts.h"
 #include "log.h"
 #include "serve_http.h"
 #include "serve_metrics.h"
@@ -58,13 +59,6 @@ struct sampler {
 enum {
 	OPT_LISTEN = 256,
 	OPT_PID_LABELS,
-	OPT_MAX_DEPTH,
-	OPT_MAX_ALLOCS,
-	OPT_MAX_STACKS,
-	OPT_UNWIND,
-	OPT_MAX_UNWIND_ROWS,
-	OPT_ATTACH,
-	OPT_SAMPLE_BYTES,
 	OPT_COMM,
 };
 
@@ -74,13 +68,7 @@ static const struct option long_opts[] = {
 	{"interval", required_argument, NULL, 'i'},
 	{"pid-labels", required_argument, NULL, OPT_PID_LABELS},
 	{"comm", required_argument, NULL, OPT_COMM},
-	{"max-depth", required_argument, NULL, OPT_MAX_DEPTH},
-	{"max-allocs", required_argument, NULL, OPT_MAX_ALLOCS},
-	{"max-stacks", required_argument, NULL, OPT_MAX_STACKS},
-	{"unwind", required_argument, NULL, OPT_UNWIND},
-	{"max-unwind-rows", required_argument, NULL, OPT_MAX_UNWIND_ROWS},
-	{"attach", required_argument, NULL, OPT_ATTACH},
-	{"sample-bytes", required_argument, NULL, OPT_SAMPLE_BYTES},
+	ENGINE_LONG_OPTS,
 	{"verbose", no_argument, NULL, 'v'},
 	{"help", no_argument, NULL, 'h'},
 	{"version", no_argument, NULL, 'V'},
@@ -192,6 +180,13 @@ static int parse_args(int argc, char **argv, struct serve_args *a)
 	optind = 1;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "+:p:i:vhV", long_opts, NULL)) != -1) {
+		if (engine_opts__is(c)) {
+			char msg[160];
+
+			if (engine_opts__parse(&a->eo, c, optarg, msg, sizeof(msg)))
+				return usage_error("%s", msg);
+			continue;
+		}
 		switch (c) {
 		case 'p':
 			if (parse_count(optarg, 1, INT_MAX, &v))
@@ -226,47 +221,6 @@ static int parse_args(int argc, char **argv, struct serve_args *a)
 				return usage_error("--comm: '%s' is not a process name (1-15 chars)",
 						   optarg);
 			a->comms[a->eo.nr_comms++] = optarg;
-			break;
-		case OPT_MAX_DEPTH:
-			if (parse_count(optarg, 1, ASZ_MAX_FRAMES, &v))
-				return usage_error("--max-depth: '%s' is not 1-127", optarg);
-			a->eo.max_depth = v;
-			break;
-		case OPT_MAX_ALLOCS:
-			if (parse_count(optarg, 1024, 1u << 28, &v))
-				return usage_error("--max-allocs: '%s' is not 1024-268435456", optarg);
-			a->eo.max_allocs = v;
-			break;
-		case OPT_MAX_STACKS:
-			if (parse_count(optarg, 64, 1u << 24, &v))
-				return usage_error("--max-stacks: '%s' is not 64-16777216", optarg);
-			a->eo.max_stacks = v;
-			a->eo.max_aggs = v;
-			break;
-		case OPT_UNWIND:
-			if (unwind__parse_mode(optarg, &a->eo.unwind))
-				return usage_error("--unwind: unknown mode '%s' (auto, dwarf, fp)", optarg);
-			break;
-		case OPT_MAX_UNWIND_ROWS:
-			if (parse_count(optarg, 1024, 1u << 26, &v))
-				return usage_error("--max-unwind-rows: '%s' is not 1024-67108864", optarg);
-			a->eo.max_unwind_rows = v;
-			break;
-		case OPT_ATTACH:
-			if (strcmp(optarg, "auto") == 0)
-				a->eo.attach = ATTACH_AUTO;
-			else if (strcmp(optarg, "multi") == 0)
-				a->eo.attach = ATTACH_MULTI;
-			else if (strcmp(optarg, "perf") == 0)
-				a->eo.attach = ATTACH_PERF;
-			else
-				return usage_error("--attach: unknown mode '%s' (auto, multi, perf)",
-						   optarg);
-			break;
-		case OPT_SAMPLE_BYTES:
-			if (parse_count(optarg, 1, 1ull << 32, &v))
-				return usage_error("--sample-bytes: '%s' is not 1-4294967296", optarg);
-			a->eo.sample_bytes = v;
 			break;
 		case 'v':
 			env_verbosity++;

@@ -21,6 +21,7 @@
 #include <sys/signalfd.h>
 #include "cmd.h"
 #include "engine.h"
+#include "engine_opts.h"
 #include "log.h"
 #include "session.h"
 #include "top_view.h"
@@ -50,13 +51,6 @@ enum {
 	OPT_BYTES = 256,
 	OPT_COMM,
 	OPT_MIN_SIZE,
-	OPT_SAMPLE_BYTES,
-	OPT_MAX_DEPTH,
-	OPT_MAX_ALLOCS,
-	OPT_MAX_STACKS,
-	OPT_UNWIND,
-	OPT_MAX_UNWIND_ROWS,
-	OPT_ATTACH,
 };
 
 static const struct option long_opts[] = {
@@ -69,13 +63,7 @@ static const struct option long_opts[] = {
 	{"bytes", no_argument, NULL, OPT_BYTES},
 	{"comm", required_argument, NULL, OPT_COMM},
 	{"min-size", required_argument, NULL, OPT_MIN_SIZE},
-	{"sample-bytes", required_argument, NULL, OPT_SAMPLE_BYTES},
-	{"max-depth", required_argument, NULL, OPT_MAX_DEPTH},
-	{"max-allocs", required_argument, NULL, OPT_MAX_ALLOCS},
-	{"max-stacks", required_argument, NULL, OPT_MAX_STACKS},
-	{"unwind", required_argument, NULL, OPT_UNWIND},
-	{"max-unwind-rows", required_argument, NULL, OPT_MAX_UNWIND_ROWS},
-	{"attach", required_argument, NULL, OPT_ATTACH},
+	ENGINE_LONG_OPTS,
 	{"verbose", no_argument, NULL, 'v'},
 	{"help", no_argument, NULL, 'h'},
 	{"version", no_argument, NULL, 'V'},
@@ -150,6 +138,13 @@ static int parse_args(int argc, char **argv, struct top_args *a)
 	optind = 1;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "+:p:i:d:n:s:bvhV", long_opts, NULL)) != -1) {
+		if (engine_opts__is(c)) {
+			char msg[160];
+
+			if (engine_opts__parse(&a->eo, c, optarg, msg, sizeof(msg)))
+				return usage_error("%s", msg);
+			continue;
+		}
 		switch (c) {
 		case 'p':
 			if (parse_count(optarg, 1, INT_MAX, &v))
@@ -201,47 +196,6 @@ static int parse_args(int argc, char **argv, struct top_args *a)
 			if (parse_count(optarg, 0, 1ull << 48, &v))
 				return usage_error("--min-size: '%s' is not a size in bytes", optarg);
 			a->eo.min_size = v;
-			break;
-		case OPT_SAMPLE_BYTES:
-			if (parse_count(optarg, 1, 1ull << 32, &v))
-				return usage_error("--sample-bytes: '%s' is not 1-4294967296", optarg);
-			a->eo.sample_bytes = v;
-			break;
-		case OPT_MAX_DEPTH:
-			if (parse_count(optarg, 1, ASZ_MAX_FRAMES, &v))
-				return usage_error("--max-depth: '%s' is not 1-127", optarg);
-			a->eo.max_depth = v;
-			break;
-		case OPT_MAX_ALLOCS:
-			if (parse_count(optarg, 1024, 1u << 28, &v))
-				return usage_error("--max-allocs: '%s' is not 1024-268435456", optarg);
-			a->eo.max_allocs = v;
-			break;
-		case OPT_MAX_STACKS:
-			if (parse_count(optarg, 64, 1u << 24, &v))
-				return usage_error("--max-stacks: '%s' is not 64-16777216", optarg);
-			a->eo.max_stacks = v;
-			a->eo.max_aggs = v;
-			break;
-		case OPT_UNWIND:
-			if (unwind__parse_mode(optarg, &a->eo.unwind))
-				return usage_error("--unwind: unknown mode '%s' (auto, dwarf, fp)", optarg);
-			break;
-		case OPT_MAX_UNWIND_ROWS:
-			if (parse_count(optarg, 1024, 1u << 26, &v))
-				return usage_error("--max-unwind-rows: '%s' is not 1024-67108864", optarg);
-			a->eo.max_unwind_rows = v;
-			break;
-		case OPT_ATTACH:
-			if (!strcmp(optarg, "auto"))
-				a->eo.attach = ATTACH_AUTO;
-			else if (!strcmp(optarg, "multi"))
-				a->eo.attach = ATTACH_MULTI;
-			else if (!strcmp(optarg, "perf"))
-				a->eo.attach = ATTACH_PERF;
-			else
-				return usage_error("--attach: unknown mode '%s' (auto, multi, perf)",
-						   optarg);
 			break;
 		case 'v':
 			env_verbosity++;

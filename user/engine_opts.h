@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: MIT */
+/* The engine's options that every command takes: one getopt table fragment, one parser. */
+#ifndef ASZ_ENGINE_OPTS_H
+#define ASZ_ENGINE_OPTS_H
+
+#include <getopt.h>
+#include <stddef.h>
+#include "engine.h"
+
+/* getopt values, above every command's own */
+enum engine_opt {
+	EOPT_MAX_DEPTH = 0x200,
+	EOPT_MAX_ALLOCS,
+	EOPT_MAX_STACKS,
+	EOPT_UNWIND,
+	EOPT_MAX_UNWIND_ROWS,
+	EOPT_ATTACH,
+	EOPT_SAMPLE_BYTES,
+	EOPT_END,
+};
+
+#define ENGINE_LONG_OPTS                                                                           \
+	{"max-depth", required_argument, NULL, EOPT_MAX_DEPTH},                                    \
+		{"max-allocs", required_argument, NULL, EOPT_MAX_ALLOCS},                          \
+		{"max-stacks", required_argument, NULL, EOPT_MAX_STACKS},                          \
+		{"unwind", required_argument, NULL, EOPT_UNWIND},                                  \
+		{"max-unwind-rows", required_argument, NULL, EOPT_MAX_UNWIND_ROWS},                \
+		{"attach", required_argument, NULL, EOPT_ATTACH},                                  \
+		{"sample-bytes", required_argument, NULL, EOPT_SAMPLE_BYTES}
+
+static inline bool engine_opts__is(int opt)
+{
+	return opt >= EOPT_MAX_DEPTH && opt < EOPT_END;
+}
+
+/*
+ * Apply option opt (an enum engine_opt) with its argument. Returns 0, or -EINVAL with a
+ * one-line message (no prefix, no newline) in err.
+ */
+int engine_opts__parse(struct engine_opts *eo, int opt, const char *arg, char *err, size_t len);
+
+#endif
