@@ -153,14 +153,17 @@ def check_against_addr2line(stacks):
 # ---------------------------------------------------------------- libc: fopen, getline, strdup
 
 
-@pytest.fixture(scope="module")
-def libc_run(bpf_ok, workloads, guarded, tmp_path_factory):
-    out = tmp_path_factory.mktemp("unwind") / "report.json"
-    rc, _, err = guarded.run(["-f", "json", "-n", "0", "-o", str(out), "--", workloads["unwind_libc"]])
+def launch(guarded, workload, out):
+    """Run workload under the profiler to its end: (final report, its pid)."""
+    rc, _, err = guarded.run(["-f", "json", "-n", "0", "-o", str(out), "--", workload])
     assert rc == 0, err
     rep = helpers.final_report(helpers.parse_reports(out.read_text()))
-    pid = rep["processes"][0]["pid"]
-    return rep, pid
+    return rep, rep["processes"][0]["pid"]
+
+
+@pytest.fixture(scope="module")
+def libc_run(bpf_ok, workloads, guarded, tmp_path_factory):
+    return launch(guarded, workloads["unwind_libc"], tmp_path_factory.mktemp("unwind") / "report.json")
 
 
 def test_libc_chains_are_complete(libc_run):
@@ -213,11 +216,7 @@ def test_libc_frames_match_eu_addr2line(libc_run):
 
 @pytest.fixture(scope="module")
 def cxx_run(bpf_ok, workloads, guarded, tmp_path_factory):
-    out = tmp_path_factory.mktemp("unwind_cxx") / "report.json"
-    rc, _, err = guarded.run(["-f", "json", "-n", "0", "-o", str(out), "--", workloads["unwind_cxx"]])
-    assert rc == 0, err
-    rep = helpers.final_report(helpers.parse_reports(out.read_text()))
-    return rep, rep["processes"][0]["pid"]
+    return launch(guarded, workloads["unwind_cxx"], tmp_path_factory.mktemp("unwind_cxx") / "report.json")
 
 
 def test_libstdcxx_chains_are_complete(cxx_run):
@@ -256,11 +255,7 @@ def test_dlopen_library_gets_a_table(bpf_ok, workloads, guarded, tmp_path):
     """zlib, dlopen'ed after start: once its table is built (the kernel asks for it at its first
     stack, the maps are re-read meanwhile), stacks go through it to _start. Stacks walked before
     that are marked truncated and each of their allocations is counted in stack_incomplete."""
-    out = tmp_path / "report.json"
-    rc, _, err = guarded.run(["-f", "json", "-n", "0", "-o", str(out), "--", workloads["unwind_dlopen"]])
-    assert rc == 0, err
-    rep = helpers.final_report(helpers.parse_reports(out.read_text()))
-    pid = rep["processes"][0]["pid"]
+    rep, pid = launch(guarded, workloads["unwind_dlopen"], tmp_path / "report.json")
     late = [s for s in helpers.stacks_of(rep, pid) if "site_late" in funcs(s)]
     assert late, [funcs(s) for s in helpers.stacks_of(rep, pid)]
     for st in late:
