@@ -353,8 +353,10 @@ static int add_fd(struct unwind *u, int fd, const struct asz_mod_key *key, const
 		memcpy(m.build_id, t.build_id, sizeof(m.build_id));
 	}
 	cfi_table__free(&t);
-	/* rows are in place before the kernel can see the module */
-	if (bpf_map_update_elem(u->mods_fd, key, &m.mod, BPF_ANY)) {
+	/* rows are in place before the kernel can see the module; a full map: forget unused ones */
+	if (bpf_map_update_elem(u->mods_fd, key, &m.mod, BPF_ANY) &&
+	    (errno != E2BIG || !evict_unused(u) ||
+	     bpf_map_update_elem(u->mods_fd, key, &m.mod, BPF_ANY))) {
 		err = -errno;
 		dlog("unwind: %s: cannot add the module: %s\n", name, strerror(errno));
 		return err;
