@@ -118,16 +118,6 @@ static int usage_error(const char *fmt, const char *arg)
 	return 2;
 }
 
-static int parse_count(const char *s, __u64 min, __u64 max, __u64 *out)
-{
-	__u64 v;
-
-	if (util__parse_u64(s, &v) || v < min || v > max)
-		return -EINVAL;
-	*out = v;
-	return 0;
-}
-
 /* ---------------------------------------------------------------- arguments */
 
 /* Parse ADDR:PORT (a dotted quad, or [IPv6]) into ss. Returns 0 or -EINVAL. */
@@ -138,7 +128,7 @@ static int parse_listen(const char *spec, struct sockaddr_storage *ss, socklen_t
 	size_t hl;
 	__u64 port;
 
-	if (!colon || parse_count(colon + 1, 0, 65535, &port))
+	if (!colon || util__parse_range(colon + 1, 0, 65535, &port))
 		return -EINVAL;
 	hl = colon - spec;
 	if (hl >= 2 && spec[0] == '[' && spec[hl - 1] == ']') {
@@ -174,6 +164,7 @@ static int parse_listen(const char *spec, struct sockaddr_storage *ss, socklen_t
 /* Returns -1 to go on, or an exit status. */
 static int parse_args(int argc, char **argv, struct serve_args *a)
 {
+	char msg[160];
 	__u64 v;
 	int c;
 
@@ -181,24 +172,15 @@ static int parse_args(int argc, char **argv, struct serve_args *a)
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "+:p:i:vhV", long_opts, NULL)) != -1) {
 		if (engine_opts__is(c)) {
-			char msg[160];
-
 			if (engine_opts__parse(&a->eo, c, optarg, msg, sizeof(msg)))
 				return usage_error("%s", msg);
 			continue;
 		}
 		switch (c) {
 		case 'p':
-			if (parse_count(optarg, 1, INT_MAX, &v))
-				return usage_error("-p: '%s' is not a process id", optarg);
-			if (a->nr_pids == MAX_TARGETS)
-				return usage_error("too many -p (at most %s)", "64");
-			/* a pid given twice would get two probe sets and count every call twice */
-			for (int i = 0; i < a->nr_pids; i++)
-				if (a->pids[i] == (pid_t)v)
-					v = 0;
-			if (v)
-				a->pids[a->nr_pids++] = v;
+			if (engine_opts__add_pid(a->pids, &a->nr_pids, MAX_TARGETS, optarg, msg,
+						 sizeof(msg)))
+				return usage_error("%s", msg);
 			break;
 		case 'i':
 			if (util__parse_double(optarg, &a->interval) || a->interval < 0.01 ||
@@ -210,17 +192,13 @@ static int parse_args(int argc, char **argv, struct serve_args *a)
 			a->listen = optarg;
 			break;
 		case OPT_PID_LABELS:
-			if (parse_count(optarg, 0, 10000, &v))
+			if (util__parse_range(optarg, 0, 10000, &v))
 				return usage_error("--pid-labels: '%s' is not a count (0-10000)", optarg);
 			a->pid_labels = v;
 			break;
 		case OPT_COMM:
-			if (a->eo.nr_comms == ENGINE_MAX_COMMS)
-				return usage_error("too many --comm (at most %s)", "8");
-			if (!*optarg || strlen(optarg) >= ASZ_COMM_LEN)
-				return usage_error("--comm: '%s' is not a process name (1-15 chars)",
-						   optarg);
-			a->comms[a->eo.nr_comms++] = optarg;
+			if (engine_opts__add_comm(&a->eo, a->comms, optarg, msg, sizeof(msg)))
+				return usage_error("%s", msg);
 			break;
 		case 'v':
 			env_verbosity++;

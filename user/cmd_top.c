@@ -119,19 +119,10 @@ static int usage_error(const char *fmt, const char *arg)
 	return 2;
 }
 
-static int parse_count(const char *s, __u64 min, __u64 max, __u64 *out)
-{
-	__u64 v;
-
-	if (util__parse_u64(s, &v) || v < min || v > max)
-		return -EINVAL;
-	*out = v;
-	return 0;
-}
-
 /* Returns -1 to go on, or an exit status. */
 static int parse_args(int argc, char **argv, struct top_args *a)
 {
+	char msg[160];
 	__u64 v;
 	int c;
 
@@ -139,24 +130,15 @@ static int parse_args(int argc, char **argv, struct top_args *a)
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "+:p:i:d:n:s:bvhV", long_opts, NULL)) != -1) {
 		if (engine_opts__is(c)) {
-			char msg[160];
-
 			if (engine_opts__parse(&a->eo, c, optarg, msg, sizeof(msg)))
 				return usage_error("%s", msg);
 			continue;
 		}
 		switch (c) {
 		case 'p':
-			if (parse_count(optarg, 1, INT_MAX, &v))
-				return usage_error("-p: '%s' is not a process id", optarg);
-			if (a->nr_pids == MAX_TARGETS)
-				return usage_error("too many -p (at most %s)", "64");
-			/* a pid given twice would be probed twice and count every call twice */
-			for (int i = 0; i < a->nr_pids; i++)
-				if (a->pids[i] == (pid_t)v)
-					v = 0;
-			if (v)
-				a->pids[a->nr_pids++] = v;
+			if (engine_opts__add_pid(a->pids, &a->nr_pids, MAX_TARGETS, optarg, msg,
+						 sizeof(msg)))
+				return usage_error("%s", msg);
 			break;
 		case 'i':
 			if (util__parse_double(optarg, &a->interval) || a->interval < 0.1 ||
@@ -169,7 +151,7 @@ static int parse_args(int argc, char **argv, struct top_args *a)
 				return usage_error("-d: '%s' is not a duration in seconds", optarg);
 			break;
 		case 'n':
-			if (parse_count(optarg, 0, 100000, &v))
+			if (util__parse_range(optarg, 0, 100000, &v))
 				return usage_error("-n: '%s' is not a number of rows (0-100000)", optarg);
 			a->rows = (int)v;
 			break;
@@ -185,15 +167,11 @@ static int parse_args(int argc, char **argv, struct top_args *a)
 			a->exact_bytes = true;
 			break;
 		case OPT_COMM:
-			if (a->eo.nr_comms == ENGINE_MAX_COMMS)
-				return usage_error("too many --comm (at most %s)", "8");
-			if (!*optarg || strlen(optarg) >= ASZ_COMM_LEN)
-				return usage_error("--comm: '%s' is not a process name (1-15 chars)",
-						   optarg);
-			a->comms[a->eo.nr_comms++] = optarg;
+			if (engine_opts__add_comm(&a->eo, a->comms, optarg, msg, sizeof(msg)))
+				return usage_error("%s", msg);
 			break;
 		case OPT_MIN_SIZE:
-			if (parse_count(optarg, 0, 1ull << 48, &v))
+			if (util__parse_range(optarg, 0, 1ull << 48, &v))
 				return usage_error("--min-size: '%s' is not a size in bytes", optarg);
 			a->eo.min_size = v;
 			break;

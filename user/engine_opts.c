@@ -1,17 +1,45 @@
 // SPDX-License-Identifier: MIT
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include "engine_opts.h"
 #include "util.h"
 
-static int count(const char *s, __u64 min, __u64 max, __u64 *out)
+#define count util__parse_range
+
+int engine_opts__add_pid(pid_t *pids, int *nr, int max, const char *arg, char *err, size_t len)
 {
 	__u64 v;
 
-	if (util__parse_u64(s, &v) || v < min || v > max)
+	if (count(arg, 1, INT_MAX, &v)) {
+		snprintf(err, len, "-p: '%s' is not a process id", arg);
 		return -EINVAL;
-	*out = v;
+	}
+	/* a pid given twice would get two probe sets and count every call twice */
+	for (int i = 0; i < *nr; i++)
+		if (pids[i] == (pid_t)v)
+			return 0;
+	if (*nr == max) {
+		snprintf(err, len, "too many -p (at most %d)", max);
+		return -EINVAL;
+	}
+	pids[(*nr)++] = v;
+	return 0;
+}
+
+int engine_opts__add_comm(struct engine_opts *eo, const char **comms, const char *arg, char *err,
+			  size_t len)
+{
+	if (eo->nr_comms == ENGINE_MAX_COMMS) {
+		snprintf(err, len, "too many --comm (at most %d)", ENGINE_MAX_COMMS);
+		return -EINVAL;
+	}
+	if (!*arg || strlen(arg) >= ASZ_COMM_LEN) {
+		snprintf(err, len, "--comm: '%s' is not a process name (1-15 chars)", arg);
+		return -EINVAL;
+	}
+	comms[eo->nr_comms++] = arg;
 	return 0;
 }
 

@@ -5,6 +5,7 @@
 
 #include <getopt.h>
 #include <stddef.h>
+#include <sys/types.h>
 #include "engine.h"
 
 /* getopt values, above every command's own */
@@ -38,5 +39,10 @@ static inline bool engine_opts__is(int opt)
  * one-line message (no prefix, no newline) in err.
  */
 int engine_opts__parse(struct engine_opts *eo, int opt, const char *arg, char *err, size_t len);
+
+/* -p PID into pids (at most max, each once), --comm NAME into comms: 0 or -EINVAL as above. */
+int engine_opts__add_pid(pid_t *pids, int *nr, int max, const char *arg, char *err, size_t len);
+int engine_opts__add_comm(struct engine_opts *eo, const char **comms, const char *arg, char *err,
+			  size_t len);
 
 #endif

@@ -111,3 +111,13 @@ const char *util__basename(const char *path)
 	slash = strrchr(path, '/');
 	return slash ? slash + 1 : path;
 }
+
+int util__parse_range(const char *s, __u64 min, __u64 max, __u64 *out)
+{
+	__u64 v;
+
+	if (util__parse_u64(s, &v) || v < min || v > max)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}

@@ -24,6 +24,8 @@ char *util__humanize_bytes(char *buf, size_t size, __s64 bytes, bool plus);
  * *out is written only on success.
  */
 int util__parse_u64(const char *s, __u64 *out);
+/* util__parse_u64 within [min, max]; -EINVAL otherwise (*out then untouched). */
+int util__parse_range(const char *s, __u64 min, __u64 max, __u64 *out);
 
 /*
  * Strict parsing of a whole string as a finite, non-negative decimal number ("5", "0.5", ".5",
