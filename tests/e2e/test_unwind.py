@@ -58,6 +58,18 @@ def check_tail(stack, prog):
         assert module_name(f) == "libc.so.6", f
 
 
+def check_through(stack, lib, inside, site, caller, prog):
+    """Every frame from the allocator's caller up to site is lib's, one of them named as inside()
+    accepts; site was called by caller; the stack ends complete in prog."""
+    rf = real_frames(stack)
+    names = [base(f) for f in rf]
+    k = names.index(site)
+    assert k >= 1 and all(module_name(f) == lib for f in rf[:k]), names
+    assert any(inside(n) for n in names[:k]), names
+    assert names[k + 1] == caller, names
+    check_tail(stack, prog)
+
+
 def stack_with(rep, pid, pred):
     found = [s for s in helpers.stacks_of(rep, pid) if s["kind"] == "heap" and pred(s)]
     assert len(found) == 1, "expected one stack, got %d: %r" % (
@@ -189,12 +201,7 @@ def test_libc_chains_are_complete(libc_run):
               and s["live_allocs"]]
         assert st, "no stack through %s: %r" % (site, [funcs(s) for s in helpers.stacks_of(rep, pid)])
         for s in st:
-            rf = real_frames(s)
-            k = [base(f) for f in rf].index(site)
-            assert k >= 1 and all(module_name(f) == "libc.so.6" for f in rf[:k]), [base(f) for f in rf]
-            assert any(libc_func in base(f) for f in rf[:k]), [base(f) for f in rf]
-            assert base(rf[k + 1]) == "run_sites"
-            check_tail(s, prog)
+            check_through(s, "libc.so.6", lambda name: libc_func in name, site, "run_sites", prog)
     assert rep["dropped"]["stack_incomplete"] == 0, rep["dropped"]
     assert rep["dropped"]["stack_truncated"] == 0, rep["dropped"]
     helpers.check_drops(rep, unknown_frees=0)
@@ -259,12 +266,8 @@ def test_dlopen_library_gets_a_table(bpf_ok, workloads, guarded, tmp_path):
     late = [s for s in helpers.stacks_of(rep, pid) if "site_late" in funcs(s)]
     assert late, [funcs(s) for s in helpers.stacks_of(rep, pid)]
     for st in late:
-        rf = real_frames(st)
-        k = [base(f) for f in rf].index("site_late")
-        assert k >= 1 and all(module_name(f) == "libz.so.1" for f in rf[:k]), [base(f) for f in rf]
-        assert any(base(f) == "deflateInit_" for f in rf[:k]), [base(f) for f in rf]
-        assert base(rf[k + 1]) == "main"
-        check_tail(st, "unwind_dlopen")
+        check_through(st, "libz.so.1", lambda name: name == "deflateInit_", "site_late", "main",
+                      "unwind_dlopen")
     partial = [s for s in helpers.stacks_of(rep, pid) if s["truncated"]]
     assert sum(s["allocs"] for s in partial) == rep["dropped"]["stack_incomplete"], rep["dropped"]
     for st in partial:
