@@ -652,7 +652,42 @@ static void fill_proc(struct engine *e, struct snap_proc *p, __u32 pid,
 		target__cgroup_path(kv->cgroup_id, p->cgroup, sizeof(p->cgroup));
 }
 
-static int collect_procs(struct engine *e, struct snapshot *s)
+/* Exec generations of the processes, for telling current aggregates from stale ones. */
+struct gens {
+	__u32 *tgid; /* pairs (tgid, gen), sorted by tgid once all are in */
+	size_t nr, cap;
+	bool failed; /* out of memory: every aggregate counts as current */
+};
+
+static int gen_cmp(const void *a, const void *b)
+{
+	__u32 x = *(const __u32 *)a, y = *(const __u32 *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static void gens_add(struct gens *g, __u32 tgid, __u32 gen)
+{
+	if (g->failed)
+		return;
+	if (g->nr == g->cap) {
+		size_t cap = g->cap ? g->cap * 2 : 64;
+		__u32 *t = realloc(g->tgid, cap * 2 * sizeof(*t));
+
+		if (!t) {
+			g->failed = true;
+			return;
+		}
+		g->tgid = t;
+		g->cap = cap;
+	}
+	g->tgid[2 * g->nr] = tgid;
+	g->tgid[2 * g->nr + 1] = gen;
+	g->nr++;
+}
+
+/* The processes, and their generations into g (one read of the map serves both). */
+static int collect_procs(struct engine *e, struct snapshot *s, struct gens *g)
 {
 	int fd = bpf_map__fd(e->skel->maps.procs), err, i;
 	__u32 key, next, *prev = NULL;
@@ -668,6 +703,7 @@ static int collect_procs(struct engine *e, struct snapshot *s)
 		prev = &key;
 		if (bpf_map_lookup_elem(fd, &key, &v))
 			continue;
+		gens_add(g, key, v.gen);
 		fill_proc(e, &p, key, &v);
 		p.live_bytes = v.live_bytes;
 		p.live_allocs = v.live_allocs;
@@ -696,52 +732,10 @@ static int collect_procs(struct engine *e, struct snapshot *s)
 	}
 	err = 0;
 cleanup:
+	if (g->nr)
+		qsort(g->tgid, g->nr, 2 * sizeof(__u32), gen_cmp);
 	free(seen);
 	return err;
-}
-
-/* Exec generations of the processes, for telling current aggregates from stale ones. */
-struct gens {
-	__u32 *tgid; /* pairs (tgid, gen), sorted by tgid */
-	size_t nr, cap;
-	bool failed; /* out of memory: every aggregate counts as current */
-};
-
-static int gen_cmp(const void *a, const void *b)
-{
-	__u32 x = *(const __u32 *)a, y = *(const __u32 *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-/* Read every process's generation once per snapshot (one lookup per process, not per stack). */
-static void gens_read(struct engine *e, struct gens *g)
-{
-	int fd = bpf_map__fd(e->skel->maps.procs);
-	__u32 key, next, *prev = NULL;
-	struct asz_proc_val p;
-
-	while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-		key = next;
-		prev = &key;
-		if (bpf_map_lookup_elem(fd, &key, &p))
-			continue;
-		if (g->nr == g->cap) {
-			size_t cap = g->cap ? g->cap * 2 : 64;
-			__u32 *t = realloc(g->tgid, cap * 2 * sizeof(*t));
-
-			if (!t) {
-				g->failed = true;
-				return;
-			}
-			g->tgid = t;
-			g->cap = cap;
-		}
-		g->tgid[2 * g->nr] = key;
-		g->tgid[2 * g->nr + 1] = p.gen;
-		g->nr++;
-	}
-	qsort(g->tgid, g->nr, 2 * sizeof(__u32), gen_cmp);
 }
 
 /* The current image of a process: aggregates of earlier images (before an exec) are stale. */
@@ -786,16 +780,14 @@ static int add_agg(struct engine *e, struct snapshot *s, const struct gens *g,
  * Every aggregate, read in batches (a few syscalls for 10k stacks, not 20k); one by one where
  * the kernel has no batch lookup for hash maps.
  */
-static int collect_stacks(struct engine *e, struct snapshot *s)
+static int collect_stacks(struct engine *e, struct snapshot *s, const struct gens *g)
 {
 	int fd = bpf_map__fd(e->skel->maps.aggs), err = 0;
 	struct asz_agg_key key, next, *prev = NULL, *keys = NULL;
 	struct asz_agg_val v, *vals = NULL;
-	struct gens g = {};
 	__u64 in = 0, out = 0;
 	bool first = true;
 
-	gens_read(e, &g);
 	keys = malloc(AGG_BATCH * sizeof(*keys));
 	vals = malloc(AGG_BATCH * sizeof(*vals));
 	while (keys && vals) {
@@ -811,7 +803,7 @@ static int collect_stacks(struct engine *e, struct snapshot *s)
 			break; /* no batch lookup here: one by one below */
 		}
 		for (__u32 i = 0; i < n && !err; i++)
-			err = add_agg(e, s, &g, &keys[i], &vals[i]);
+			err = add_agg(e, s, g, &keys[i], &vals[i]);
 		if (err || rc)
 			goto cleanup; /* ENOENT: that was the last batch */
 		in = out;
@@ -822,14 +814,13 @@ static int collect_stacks(struct engine *e, struct snapshot *s)
 		prev = &key;
 		if (bpf_map_lookup_elem(fd, &key, &v))
 			continue;
-		err = add_agg(e, s, &g, &key, &v);
+		err = add_agg(e, s, g, &key, &v);
 		if (err)
 			break;
 	}
 cleanup:
 	free(keys);
 	free(vals);
-	free(g.tgid);
 	return err;
 }
 
@@ -870,6 +861,7 @@ static void collect_drops(struct engine *e, struct snapshot *s)
 int engine__collect(struct engine *e, struct snapshot **out)
 {
 	struct snapshot *s = snapshot__new();
+	struct gens g = {};
 	struct timespec wall;
 	int err;
 
@@ -880,9 +872,10 @@ int engine__collect(struct engine *e, struct snapshot **out)
 	s->mono_ns = util__mono_ns();
 	s->elapsed_s = (s->mono_ns - e->start_ns) / 1e9;
 	s->sample_bytes = e->sample_bytes;
-	err = collect_procs(e, s);
+	err = collect_procs(e, s, &g);
 	if (!err)
-		err = collect_stacks(e, s);
+		err = collect_stacks(e, s, &g);
+	free(g.tgid);
 	if (err) {
 		snapshot__free(s);
 		return err;
