@@ -131,13 +131,10 @@ static void check_exits(struct session *s)
 static void refresh_maps(struct session *s)
 {
 	engine__refresh(s->eng);
-	for (int i = 0; i < s->nr; i++) {
-		if (s->t[i].exited)
-			continue;
-		symbolizer__add_pid(s->sym, s->t[i].pid);
-		/* a library dlopen'ed since: its table before its first allocation, mostly */
-		engine__unwind_pid(s->eng, s->t[i].pid);
-	}
+	/* a library dlopen'ed since gets its unwind table when the kernel first meets it */
+	for (int i = 0; i < s->nr; i++)
+		if (!s->t[i].exited)
+			symbolizer__add_pid(s->sym, s->t[i].pid);
 }
 
 static void add_file(const char *path, void *ctx)
