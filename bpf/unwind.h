@@ -7,8 +7,9 @@
  *   (binary search) -> CFA = rsp|rbp + off -> return address = *(CFA - 8), caller's rbp =
  *   *(CFA + off) or unchanged -> caller's sp = CFA.
  * A module without a table is walked with frame pointers; one never seen is asked for in
- * cfi_wanted and walked with frame pointers meanwhile. Included once, by asizeof.bpf.c.
- * Global functions (uw_rule, uw_find_row) keep the verifier's work per frame small.
+ * cfi_wanted and walked with frame pointers meanwhile. Frames the last stack had are checked,
+ * not unwound (see struct uw_memo). Included once, by asizeof.bpf.c. Global functions keep the
+ * verifier's work small: each is verified once, not once per frame.
  */
 #ifndef ASZ_BPF_UNWIND_H
 #define ASZ_BPF_UNWIND_H
@@ -43,6 +44,7 @@ enum uw_stop {
 	UW_END,	       /* outermost frame reached: the stack is complete */
 	UW_DEPTH,      /* --max-depth */
 	UW_INCOMPLETE, /* no mapping, unsupported rule, bad frame, unreadable memory */
+	UW_FOLLOW,     /* this frame is one of the last stack's: check the rest against it */
 };
 
 /* Rules beside enum asz_cfa_reg, in a row's cfa_reg: what to do at a pc without a row. */
@@ -53,28 +55,27 @@ enum uw_stop {
 struct uw_map {
 	__u64 start, end, pgoff;
 	struct asz_mod mod;
+	struct asz_mod_key mk; /* zero: anonymous */
 	__u32 has_table;
-	__u32 seq; /* the address space's sequence when bpf_find_vma said so */
+	__u32 pad;
 };
 
 /* The rule of a pc seen before (the same call sites come back allocation after allocation). */
 struct uw_pc {
 	__u64 pc;
-	__u64 mm;
-	__u32 epoch;
-	__u32 pad;
-	struct asz_cfi_row row;
+	struct asz_cfi_row row; /* row.pc: the cache epoch it was found in */
 };
 
-#define UW_MAPS 4 /* stacks alternate between a few modules: program, libc, ... */
-#define UW_PCS 512 /* a power of two; 40 bytes each: per-CPU values are at most 32 KiB */
+#define UW_MAPS 8	/* stacks alternate between a few modules: program, libc, ... */
+#define UW_PCS 1024 /* a power of two; 24 bytes each, in a per-CPU value (at most 32 KiB) */
 
 /*
- * Per-CPU cache of mappings and pc rules, valid while the same address space has not changed:
- * mm->mm_lock_seq moves whenever the mmap lock is taken for writing (any mmap, munmap, brk).
- * bpf_find_vma only try-locks: while another thread holds the lock (busy multi-threaded
- * programs map arenas and stacks all the time) the last answers for this address space stand
- * in; code mappings rarely move. Programs on one CPU do not nest here (uprobes fire in user
+ * Per-CPU cache of one address space's mappings and pc rules. When mm->mm_lock_seq has moved
+ * (any mmap, munmap or brk takes the mmap lock for writing: busy programs do it all the time,
+ * for heap and stack mappings) the cached mappings are checked again, one bpf_find_vma each, and
+ * the pc rules stand unless one of them changed. bpf_find_vma only try-locks: while another
+ * thread holds the lock the last answers stand in (code mappings rarely move) and the check is
+ * made again at the next stack. Programs on one CPU do not nest here (uprobes fire in user
  * context only).
  */
 struct uw_cache {
@@ -94,17 +95,20 @@ struct {
 	__type(value, struct uw_cache);
 } uw_caches SEC(".maps");
 
+
 /*
- * A window of the user stack read in one go: a user-memory read costs ~35 ns here whatever
- * its size up to a few hundred bytes, and frames are often 16-64 bytes apart.
+ * A window of the user stack read in one go: a user-memory read costs ~35 ns here for 512 bytes
+ * (~60 ns for 2 KiB), and frames are often 16-64 bytes apart (but hundreds in big programs).
  */
-#define UW_WIN_WORDS 64
+#define UW_WIN_FIRST 512  /* the first read of a stack: most need no more */
+#define UW_WIN_BYTES 2048 /* the next ones */
 
 struct uw_win {
 	__u64 base;
-	__u32 len; /* bytes valid from base */
-	__u32 pad;
-	__u64 w[UW_WIN_WORDS];
+	__u32 len;   /* bytes valid from base */
+	__u32 fills; /* reads made for this stack */
+	__u64 top;   /* the main thread's frames are below its argument strings: read no further */
+	__u64 w[UW_WIN_BYTES / 8];
 };
 
 struct {
@@ -114,45 +118,116 @@ struct {
 	__type(value, struct uw_win);
 } uw_wins SEC(".maps");
 
-struct uw_state {
+/*
+ * The last stack unwound on this CPU, frame by frame, to walk the next one faster. Stacks share
+ * their outer frames (main, the event loop, the pass) allocation after allocation, and walking
+ * a frame is a chain of dependent loads (return address -> rule -> CFA -> next return address),
+ * ~13 ns a frame here. A frame whose registers are those of one of the last stack's frames, in
+ * the same address space and cache epoch, has the same rule, so the same CFA and the same
+ * stack slots to read: its callers' frames are checked by reading those slots and comparing
+ * them with what they held (loads that do not depend on each other) instead of being unwound.
+ * Any difference and the walk goes on unwinding from there: the memo is only a guess, every
+ * word of it is checked against the stack.
+ */
+#define UW_MEMO (ASZ_MAX_FRAMES + 1) /* a power of two: indexes are masked */
+
+#define UW_F_FIRST 1 /* frame 0: the allocator's entry (its rule is looked up at pc, not pc-1) */
+#define UW_F_KNOWN 2 /* rbp is known */
+#define UW_F_RA 4    /* the caller's pc was read at sp + ra_off (else the walk stopped here) */
+#define UW_F_RBP 8   /* the caller's rbp was read at sp + rbp_off (else the same, or unknown) */
+
+struct uw_frame {
+	__u64 pc, sp, rbp;
+	__u32 ra_off;  /* CFA - 8 - sp */
+	__u16 rbp_off; /* a 64 KiB frame or more has no memo */
+	__u16 flags;   /* UW_F_* */
+};
+
+struct uw_memo {
+	__u32 epoch; /* the uw_cache epoch its frames were unwound in */
+	__u32 nr;
+	struct uw_frame last[UW_MEMO]; /* the last stack, outermost frame first */
+	struct uw_frame cur[UW_MEMO];  /* this one, innermost first */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct uw_memo);
+} uw_memos SEC(".maps");
+
+/* An index the verifier can bound at its use (clang would fold it into a pointer it cannot). */
+#define uw_opaque(x) asm volatile("" : "+r"(x))
+
+/* memo frame i, whatever clang knows of i's range */
+static __always_inline struct uw_frame *uw_memo_at(struct uw_frame *arr, __u32 i)
+{
+	uw_opaque(i);
+	return &arr[i & (UW_MEMO - 1)];
+}
+
+#define UW_F_NOMEMO 0x8000 /* while recording: an offset too big */
+
+/* The caller's rbp of frame f is read at sp + off: remembered in *fl if it fits. */
+static __always_inline void uw_memo_rbp(struct uw_frame *f, __u32 *fl, __u64 off)
+{
+	if (off < 0x10000) {
+		f->rbp_off = off;
+		*fl |= UW_F_RBP;
+	} else {
+		*fl |= UW_F_NOMEMO;
+	}
+}
+
+/*
+ * The registers of the frame being unwound, and the walk's state (scalars only: an argument of
+ * global functions).
+ */
+struct uw_regs {
 	__u64 pc, sp, rbp;
 	__u32 rbp_known;
 	__u32 n;    /* return addresses written */
 	__u32 stop; /* enum uw_stop */
+	__u32 memo; /* the memo may be followed: same epoch, not followed yet */
+	__u32 p;    /* the memo frame whose sp is next above or at this frame's; UW_MEMO: none */
+	__u32 k;    /* the frame that matched memo frame p_match, ~0: none */
+	__u32 p_match;
+	__u32 n_end;	/* the first frame not checked against the memo */
+	__u32 mismatch; /* the memo's frames differ past n_end */
 	__u32 pad;
-	struct asz_stack *st;
-	struct uw_win *win;
-	struct uw_cache *c;
 };
 
 /* 8 bytes of the user stack at addr, through the window; 0 or a negative errno. */
-static __always_inline long uw_read(struct uw_state *s, __u64 addr, __u64 *out)
+static __always_inline long uw_read(struct uw_win *w, __u64 addr, __u64 *out)
 {
-	struct uw_win *w = s->win;
-	__u64 off;
-	__u32 len;
+	__u64 off = addr - w->base;
+	__u32 len, page;
 
-	if (!w || (addr & 7))
+	if (addr & 7)
 		return bpf_probe_read_user(out, sizeof(*out), (void *)addr);
-	off = addr - w->base;
 	if (addr < w->base || off + 8 > w->len) {
-		/* refill from addr; near the end of the stack's mapping, to the end of its page */
+		len = w->fills++ ? UW_WIN_BYTES : UW_WIN_FIRST;
+		if (addr < w->top && w->top - addr < len)
+			len = (w->top - addr) & ~7;
 		w->base = addr;
 		w->len = 0;
-		if (bpf_probe_read_user(w->w, sizeof(w->w), (void *)addr)) {
-			len = 4096 - (addr & 4095);
-			if (len > sizeof(w->w))
-				len = sizeof(w->w);
-			if (bpf_probe_read_user(w->w, len & (sizeof(w->w) - 1), (void *)addr))
-				return -14; /* EFAULT */
-			w->len = len;
-		} else {
-			w->len = sizeof(w->w);
+		if (len < 8 || len > UW_WIN_BYTES ||
+		    bpf_probe_read_user(w->w, len, (void *)addr)) {
+			/* past the end of the stack's mapping? to the end of addr's page, then */
+			page = 4096 - (addr & 4095);
+			if (page >= len)
+				return -14; /* EFAULT: unreadable (swapped out, not a stack) */
+			len = page;
+			if (len < 8 || len > UW_WIN_BYTES ||
+			    bpf_probe_read_user(w->w, len, (void *)addr))
+				return -14;
 		}
+		w->len = len;
 		off = 0;
 	}
 	off >>= 3;
-	if (off >= UW_WIN_WORDS)
+	if (off >= UW_WIN_BYTES / 8)
 		return -14;
 	*out = w->w[off];
 	return 0;
@@ -162,8 +237,6 @@ static __always_inline long uw_read(struct uw_state *s, __u64 addr, __u64 *out)
 struct uw_vma {
 	__u64 vm_start, vm_end, vm_pgoff;
 	struct asz_mod_key mk;
-	__u32 has_file;
-	__u32 pad;
 };
 
 static long uw_vma_cb(struct task_struct *task, struct vm_area_struct *vma, void *data)
@@ -174,7 +247,6 @@ static long uw_vma_cb(struct task_struct *task, struct vm_area_struct *vma, void
 	s->vm_start = vma->vm_start;
 	s->vm_end = vma->vm_end;
 	s->vm_pgoff = vma->vm_pgoff << 12;
-	s->has_file = f != NULL;
 	if (f) {
 		s->mk.ino = BPF_CORE_READ(f, f_inode, i_ino);
 		s->mk.dev = BPF_CORE_READ(f, f_inode, i_sb, s_dev);
@@ -211,66 +283,103 @@ __noinline int uw_find_row(__u32 first, __u32 nr, __u32 pc)
 	return first + lo - 1;
 }
 
-/* The mapping and module of addr, from the cache or the kernel; NULL: unknown. */
-static __always_inline struct uw_map *uw_lookup_module(struct uw_vma *s, struct uw_cache *c,
-						       __u64 addr)
+/*
+ * The address space's mappings moved since the cache was filled: are the cached ones still
+ * there, the same? If not, everything cached is forgotten. 0: checked; 1: the mmap lock was
+ * busy (the last answers stand, checked again next time).
+ */
+__noinline int uw_recheck(struct uw_cache *c)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
-	struct uw_map *um = NULL, *stale = NULL;
+	int busy = 0;
+
+	if (!c)
+		return 0;
+	for (int i = 0; i < UW_MAPS; i++) {
+		struct uw_vma v = {};
+		struct uw_map *um;
+
+		if (i >= c->nr_maps)
+			break;
+		um = &c->maps[i];
+		if (bpf_find_vma(task, um->start, uw_vma_cb, &v, 0)) {
+			busy = 1;
+			continue;
+		}
+		if (v.vm_start != um->start || v.vm_end != um->end || v.vm_pgoff != um->pgoff ||
+		    v.mk.ino != um->mk.ino || v.mk.dev != um->mk.dev) {
+			c->nr_maps = 0;
+			c->epoch++;
+			return 0;
+		}
+	}
+	return busy;
+}
+
+/* The mapping and module of addr, from the cache or the kernel; NULL: unknown. */
+static __always_inline struct uw_map *uw_lookup_module(struct uw_cache *c, __u64 addr)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct uw_vma v = {};
+	struct uw_map *um;
 	struct asz_mod *m;
-	__u32 slot = UW_MAPS;
+	__u32 slot;
 
 	for (int i = 0; i < UW_MAPS; i++) {
 		if (i >= c->nr_maps)
 			break;
-		if (addr >= c->maps[i].start && addr < c->maps[i].end) {
-			if (c->maps[i].seq == c->seq && !(c->seq & 1))
-				return &c->maps[i];
-			stale = &c->maps[i];
-			slot = i;
-			break;
-		}
+		if (addr >= c->maps[i].start && addr < c->maps[i].end)
+			return &c->maps[i];
 	}
-	s->has_file = 0;
-	if (bpf_find_vma(task, addr, uw_vma_cb, s, 0))
-		return stale;
-	if (slot >= UW_MAPS)
-		slot = c->nr_maps < UW_MAPS ? c->nr_maps++ : (__u32)addr % UW_MAPS;
+	if (bpf_find_vma(task, addr, uw_vma_cb, &v, 0))
+		return NULL;
+	slot = c->nr_maps;
+	if (slot >= UW_MAPS) {
+		/* pc rules are only as good as the mappings checked: forget them with the mapping */
+		slot = (__u32)addr % UW_MAPS;
+		c->epoch++;
+	} else {
+		c->nr_maps++;
+	}
 	if (slot >= UW_MAPS)
 		return NULL;
 	um = &c->maps[slot];
-	um->start = s->vm_start;
-	um->end = s->vm_end;
-	um->pgoff = s->vm_pgoff;
+	um->start = v.vm_start;
+	um->end = v.vm_end;
+	um->pgoff = v.vm_pgoff;
+	um->mk = v.mk;
 	um->has_table = 0;
-	um->seq = c->seq;
-	if (!s->has_file)
+	if (!v.mk.ino && !v.mk.dev)
 		return um; /* anonymous code (JIT): frame pointers, if any */
-	m = bpf_map_lookup_elem(&cfi_mods, &s->mk);
+	m = bpf_map_lookup_elem(&cfi_mods, &v.mk);
 	if (m) {
 		um->mod = *m;
 		um->has_table = m->kind == ASZ_MOD_TABLE;
 	} else {
 		struct asz_mod_want w = {
 			.tgid = bpf_get_current_pid_tgid() >> 32,
-			.start = s->vm_start,
-			.end = s->vm_end,
+			.start = v.vm_start,
+			.end = v.vm_end,
 		};
 
 		/* user space builds its table; until then this module is walked with rbp */
-		bpf_map_update_elem(&cfi_wanted, &s->mk, &w, BPF_NOEXIST);
+		bpf_map_update_elem(&cfi_wanted, &v.mk, &w, BPF_NOEXIST);
 		c->has_missing = 1;
 	}
 	return um;
 }
 
-/* The unwind rule at pc (a copy of its row, or a UW_CFA_* rule) into *rule; c: this CPU's. */
+static __always_inline __u32 uw_pc_hash(__u64 at)
+{
+	return (__u32)(at ^ (at >> 12)) & (UW_PCS - 1);
+}
+
+/* The unwind rule at a pc not in the pc cache (a copy of its row, or a UW_CFA_* rule). */
 __noinline int uw_rule(struct uw_cache *c, __u64 at, struct asz_cfi_row *rule)
 {
-	__u32 h = (__u32)(at ^ (at >> 9)) & (UW_PCS - 1);
-	struct uw_vma v = {};
-	struct uw_map *um;
+	__u32 h = uw_pc_hash(at);
 	struct asz_cfi_row *r;
+	struct uw_map *um;
 	struct uw_pc *e;
 	__u64 rel;
 	int i;
@@ -278,20 +387,11 @@ __noinline int uw_rule(struct uw_cache *c, __u64 at, struct asz_cfi_row *rule)
 	if (!rule)
 		return -1;
 	rule->cfa_reg = UW_CFA_NOMAP;
-	if (!c || h >= UW_PCS)
+	if (!c)
 		return -1;
-	e = &c->pcs[h];
-	if (e->pc == at && e->epoch == c->epoch) {
-		*rule = e->row;
+	um = uw_lookup_module(c, at);
+	if (!um)
 		return 0;
-	}
-	um = uw_lookup_module(&v, c, at);
-	if (!um) {
-		/* the mapping is unknown just now: this address space's last word on pc */
-		if (e->pc == at && e->mm == c->mm)
-			*rule = e->row;
-		return 0;
-	}
 	if (!um->has_table) {
 		rule->cfa_reg = UW_CFA_FP;
 	} else {
@@ -303,115 +403,307 @@ __noinline int uw_rule(struct uw_cache *c, __u64 at, struct asz_cfi_row *rule)
 		else
 			rule->cfa_reg = ASZ_CFA_UNDEFINED;
 	}
+	e = &c->pcs[h & (UW_PCS - 1)];
 	if (!c->has_missing) {
 		e->pc = at;
-		e->mm = c->mm;
-		e->epoch = c->epoch;
 		e->row = *rule;
+		e->row.pc = c->epoch;
 	}
 	return 0;
 }
 
-/* One frame: from (pc, sp, rbp) to the caller's; appends the caller's return address. */
-static long uw_step(__u32 idx, void *data)
-{
-	struct uw_state *s = data;
-	/* a return address is after the call: look up the call itself */
-	__u64 at = s->n ? s->pc - 1 : s->pc, cfa, ra = 0, nrbp = s->rbp;
-	__u32 nrbp_known = s->rbp_known, n = s->n;
-	struct asz_stack *st = s->st;
-	struct asz_cfi_row r = {};
+/*
+ * Up to UW_BATCH frames: from (pc, sp, rbp) to the callers', appending their return addresses.
+ * A global function, so the verifier walks its loop once, not once per frame; frames are
+ * batched to keep the registers in registers between them. 0: go on; 1: stopped (s->stop).
+ */
+#define UW_BATCH 2
 
-	if (!st || !s->c)
+__noinline int uw_steps(struct uw_regs *s, struct uw_cache *c, struct uw_win *w,
+			struct asz_stack *st, struct uw_memo *m)
+{
+	__u64 pc, sp, rbp, at, cfa, ra, nrbp;
+	__u32 known, n, stop = UW_GOING;
+	struct asz_cfi_row rbuf;
+	const struct asz_cfi_row *r;
+	struct uw_frame *f, *mf;
+	struct uw_pc *e;
+	__u32 h, flags, fl, p;
+	__u64 v;
+
+	if (!s || !c || !w || !st || !m)
 		return 1;
-	uw_rule(s->c, at, &r);
-	switch (r.cfa_reg) {
-	case ASZ_CFA_RSP:
-	case ASZ_CFA_RBP:
-		if (r.cfa_reg == ASZ_CFA_RBP && !s->rbp_known) {
-			s->stop = UW_INCOMPLETE;
-			return 1;
-		}
-		cfa = (r.cfa_reg == ASZ_CFA_RSP ? s->sp : s->rbp) + (__s64)r.cfa_off;
-		if (r.rbp_rule == ASZ_RBP_OFFSET) {
-			if (uw_read(s, cfa + (__s64)r.rbp_off, &nrbp)) {
-				s->stop = UW_INCOMPLETE;
-				return 1;
+	pc = s->pc;
+	sp = s->sp;
+	rbp = s->rbp;
+	known = s->rbp_known;
+	n = s->n;
+	p = s->p;
+	for (int i = 0; i < UW_BATCH; i++) {
+		flags = (n ? 0 : UW_F_FIRST) | (known ? UW_F_KNOWN : 0);
+		if (s->memo) {
+			/* the memo's frames below this one's sp are not this stack's */
+			for (int j = 0; j < 4; j++) {
+				uw_opaque(p);
+				if (p >= UW_MEMO || uw_memo_at(m->last, p)->sp >= sp)
+					break;
+				p = p ? p - 1 : UW_MEMO;
 			}
-			nrbp_known = 1;
-		} else if (r.rbp_rule == ASZ_RBP_UNDEFINED) {
-			nrbp_known = 0;
+			uw_opaque(p);
+			if (p < UW_MEMO) {
+				mf = uw_memo_at(m->last, p);
+				if (mf->sp == sp && mf->pc == pc && mf->rbp == rbp &&
+				    (mf->flags & ~UW_F_RBP) == (flags | UW_F_RA)) {
+					stop = UW_FOLLOW;
+					goto out;
+				}
+			}
 		}
-		break;
-	case ASZ_CFA_UNDEFINED:
-		s->stop = UW_END;
+		if (n >= UW_MEMO)
+			goto incomplete;
+		f = uw_memo_at(m->cur, n);
+		f->pc = pc;
+		f->sp = sp;
+		f->rbp = rbp;
+		f->flags = flags;
+		fl = flags;
+		/* a return address is after the call: look up the call itself */
+		at = n ? pc - 1 : pc;
+		h = uw_pc_hash(at);
+		e = &c->pcs[h & (UW_PCS - 1)];
+		if (e->pc == at && e->row.pc == c->epoch) {
+			r = &e->row;
+		} else {
+			uw_rule(c, at, &rbuf);
+			r = &rbuf;
+		}
+		nrbp = rbp;
+		switch (r->cfa_reg) {
+		case ASZ_CFA_RSP:
+		case ASZ_CFA_RBP:
+			if (r->cfa_reg == ASZ_CFA_RBP && !known)
+				goto incomplete;
+			cfa = (r->cfa_reg == ASZ_CFA_RSP ? sp : rbp) + (__s64)r->cfa_off;
+			if (r->rbp_rule == ASZ_RBP_OFFSET) {
+				v = cfa + (__s64)r->rbp_off;
+				uw_memo_rbp(f, &fl, v - sp);
+				if (uw_read(w, v, &nrbp))
+					goto incomplete;
+				known = 1;
+			} else if (r->rbp_rule == ASZ_RBP_UNDEFINED) {
+				known = 0;
+			}
+			break;
+		case ASZ_CFA_UNDEFINED:
+			stop = UW_END;
+			goto out;
+		case UW_CFA_NOMAP:
+			if (n != 0)
+				goto incomplete;
+			/* fall through: frame 0 is right without knowing the mapping */
+		case UW_CFA_FP:
+			if (n == 0) {
+				/* the allocator's first instruction: the return address is at *rsp */
+				cfa = sp + 8;
+				break;
+			}
+			/* frame pointers: rbp points at the saved rbp, the return address above */
+			if (!known || rbp < sp || (rbp & 7))
+				goto incomplete;
+			uw_memo_rbp(f, &fl, rbp - sp);
+			if (uw_read(w, rbp, &nrbp))
+				goto incomplete;
+			cfa = rbp + 16;
+			break;
+		default: /* ASZ_CFA_UNSUPPORTED */
+			goto incomplete;
+		}
+		/* callers' frames are above: anything else would loop */
+		if (cfa <= sp)
+			goto incomplete;
+		if (uw_read(w, cfa - 8, &ra))
+			goto incomplete;
+		if (cfa - 8 - sp < 0xffffffffull && !(fl & UW_F_NOMEMO)) {
+			f->ra_off = cfa - 8 - sp;
+			f->flags = fl | UW_F_RA;
+		}
+		if (!ra) {
+			stop = UW_END;
+			goto out;
+		}
+		if (n >= max_depth) {
+			stop = UW_DEPTH;
+			goto out;
+		}
+		uw_opaque(n);
+		if (n >= ASZ_MAX_FRAMES) {
+			stop = UW_DEPTH;
+			goto out;
+		}
+		st->ips[n] = ra;
+		n++;
+		pc = ra;
+		sp = cfa;
+		rbp = nrbp;
+	}
+	goto out;
+incomplete:
+	stop = UW_INCOMPLETE;
+out:
+	s->pc = pc;
+	s->sp = sp;
+	s->rbp = rbp;
+	s->rbp_known = known;
+	s->n = n;
+	s->stop = stop;
+	s->p = p;
+	return stop != UW_GOING;
+}
+
+/*
+ * From memo frame s->p, which this frame matches: the callers' frames are the memo's while the
+ * stack slots they were read from still hold them. Stops at the first difference (unwinding
+ * goes on from there), at the memo's outermost frame, or at the depth limit.
+ */
+__noinline int uw_follow(struct uw_regs *s, struct uw_win *w, struct asz_stack *st,
+			 struct uw_memo *m)
+{
+	__u32 n, stop = UW_GOING;
+	struct uw_frame *f, *nf;
+	__u64 ra, v;
+	__u32 p;
+
+	if (!s || !w || !st || !m)
 		return 1;
-	case UW_CFA_NOMAP:
-		if (n != 0) {
-			s->stop = UW_INCOMPLETE;
-			return 1;
-		}
-		/* fall through: frame 0 is right without knowing the mapping */
-	case UW_CFA_FP:
-		if (n == 0) {
-			/* the allocator's first instruction: the return address is at *rsp */
-			cfa = s->sp + 8;
+	n = s->n;
+	p = s->p;
+	s->memo = 0;
+	s->k = n;
+	s->p_match = p;
+	for (int i = 0; i < UW_MEMO; i++) {
+		uw_opaque(p);
+		if (p == 0 || p >= UW_MEMO)
+			break;
+		f = uw_memo_at(m->last, p);
+		nf = uw_memo_at(m->last, p - 1);
+		/* in address order, as the window is filled: the saved rbp is below the CFA */
+		if ((f->flags & UW_F_RBP) &&
+		    (uw_read(w, f->sp + f->rbp_off, &v) || v != nf->rbp)) {
+			s->mismatch = 1;
 			break;
 		}
-		/* frame pointers: rbp points at the saved rbp, the return address above it */
-		if (!s->rbp_known || s->rbp < s->sp || (s->rbp & 7) ||
-		    uw_read(s, s->rbp, &nrbp)) {
-			s->stop = UW_INCOMPLETE;
-			return 1;
+		if (uw_read(w, f->sp + f->ra_off, &ra) || ra != nf->pc) {
+			s->mismatch = 1;
+			break;
 		}
-		cfa = s->rbp + 16;
-		break;
-	default: /* ASZ_CFA_UNSUPPORTED */
+		if (n >= max_depth) {
+			stop = UW_DEPTH;
+			break;
+		}
+		uw_opaque(n);
+		if (n >= ASZ_MAX_FRAMES) {
+			stop = UW_DEPTH;
+			break;
+		}
+		st->ips[n] = ra;
+		n++;
+		p--;
+	}
+	if (p >= UW_MEMO) {
 		s->stop = UW_INCOMPLETE;
 		return 1;
 	}
-	/* callers' frames are above: anything else would loop */
-	if (cfa <= s->sp || uw_read(s, cfa - 8, &ra)) {
-		s->stop = UW_INCOMPLETE;
-		return 1;
+	/* on from memo frame p, whose registers these are */
+	f = uw_memo_at(m->last, p);
+	s->pc = f->pc;
+	s->sp = f->sp;
+	s->rbp = f->rbp;
+	s->rbp_known = !!(f->flags & UW_F_KNOWN);
+	s->n = n;
+	s->n_end = n;
+	s->p = p;
+	s->stop = stop;
+	return stop != UW_GOING;
+}
+
+/*
+ * This stack becomes the memo: in place when its outer frames are the memo's (only the inner
+ * ones are written), else in full.
+ */
+__noinline int uw_memo_save(struct uw_regs *s, struct uw_memo *m, __u32 epoch)
+{
+	__u32 nr, k, pm;
+
+	if (!s || !m)
+		return 0;
+	nr = s->n + 1;
+	k = s->k;
+	pm = s->p_match;
+	if (nr > UW_MEMO)
+		nr = UW_MEMO;
+	if (k < UW_MEMO && !s->mismatch && nr <= s->n_end + 1) {
+		/* memo frames 0..p_match stay; this stack's frames 0..k-1 go above them */
+		for (int i = 0; i < UW_MEMO; i++) {
+			__u32 d = pm + k - i, src = i;
+
+			if (i >= k)
+				break;
+			if (d >= UW_MEMO || src >= UW_MEMO)
+				goto forget;
+			*uw_memo_at(m->last, d) = *uw_memo_at(m->cur, src);
+		}
+		m->nr = pm + k + 1;
+		return 0;
 	}
-	if (!ra) {
-		s->stop = UW_END;
-		return 1;
+	if (k < UW_MEMO) {
+		/* the frames checked against the memo: theirs, into this stack's list */
+		for (int i = 0; i < UW_MEMO; i++) {
+			__u32 dst = k + i, src = pm - i;
+
+			if (dst >= s->n_end)
+				break;
+			if (dst >= UW_MEMO || src >= UW_MEMO)
+				goto forget;
+			*uw_memo_at(m->cur, dst) = *uw_memo_at(m->last, src);
+		}
 	}
-	if (n >= max_depth || n >= ASZ_MAX_FRAMES) {
-		s->stop = UW_DEPTH;
-		return 1;
+	for (int i = 0; i < UW_MEMO; i++) {
+		__u32 d = nr - 1 - i, src = i;
+
+		if (i >= nr)
+			break;
+		if (d >= UW_MEMO || src >= UW_MEMO)
+			goto forget;
+		*uw_memo_at(m->last, d) = *uw_memo_at(m->cur, src);
 	}
-	st->ips[n] = ra;
-	s->n = n + 1;
-	s->pc = ra;
-	s->sp = cfa;
-	s->rbp = nrbp;
-	s->rbp_known = nrbp_known;
+	m->nr = nr;
+	m->epoch = epoch;
+	return 0;
+forget:
+	m->nr = 0;
 	return 0;
 }
 
 /* The mmap lock's write sequence of the current address space; odd or 0: do not cache. */
-static __always_inline __u32 uw_mm_seq(struct task_struct *task)
+static __always_inline __u32 uw_mm_seq(struct mm_struct *mm)
 {
-	__u32 seq = 1;
-
-	if (bpf_core_field_exists(task->mm->mm_lock_seq))
-		seq = BPF_CORE_READ(task, mm, mm_lock_seq.sequence);
-	return seq;
+	/* a seqcount since 6.13 (odd while write-locked); before, no such thing: no caching */
+	if (bpf_core_field_exists(mm->mm_lock_seq.sequence))
+		return mm->mm_lock_seq.sequence;
+	return 1;
 }
 
 /*
  * Which address space this is: an mm_struct freed at exit can be reused by another process,
- * so the pointer goes with the tgid and the randomized mmap base.
+ * so the pointer goes with the tgid and the randomized mmap base. (task is a trusted BTF
+ * pointer: plain loads, not one bpf_probe_read_kernel per field.)
  */
-static __always_inline __u64 uw_space(struct task_struct *task)
+static __always_inline __u64 uw_space(struct task_struct *task, struct mm_struct *mm)
 {
-	/* read, not dereferenced: a plain number (the verifier allows no arithmetic on pointers) */
-	__u64 mm = (__u64)BPF_CORE_READ(task, mm);
+	/* the pointer, read as a number (the verifier allows no arithmetic on pointers) */
+	__u64 v = (__u64)BPF_CORE_READ(task, mm);
 
-	return mm ^ ((__u64)task->tgid << 40) ^ (BPF_CORE_READ(task, mm, mmap_base) << 12);
+	return v ^ ((__u64)task->tgid << 40) ^ (mm->mmap_base << 12);
 }
 
 /*
@@ -421,41 +713,55 @@ static __always_inline __u64 uw_space(struct task_struct *task)
 static __always_inline void unwind_dwarf_stack(struct pt_regs *ctx, struct asz_stack *st)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
-	__u64 mm = uw_space(task);
-	__u32 zero = 0, seq = uw_mm_seq(task);
-	struct uw_state s = {
+	struct mm_struct *cur_mm = task->mm;
+	__u32 zero = 0, seq, epoch;
+	__u64 mm;
+	struct uw_regs s = {
 		.pc = PT_REGS_IP(ctx),
 		.sp = PT_REGS_SP(ctx),
 		.rbp = PT_REGS_FP(ctx),
 		.rbp_known = 1,
-		.st = st,
 	};
 	struct uw_cache *c = bpf_map_lookup_elem(&uw_caches, &zero);
 	struct uw_win *win = bpf_map_lookup_elem(&uw_wins, &zero);
+	struct uw_memo *m = bpf_map_lookup_elem(&uw_memos, &zero);
 
-	if (!c || !win)
+	if (!c || !win || !m || !cur_mm)
 		return;
+	mm = uw_space(task, cur_mm);
+	seq = uw_mm_seq(cur_mm);
 	win->len = 0;
-	s.win = win;
-	s.c = c;
+	win->fills = 0;
+	win->top = cur_mm->arg_start;
 	if (c->mm != mm || c->has_missing) {
 		/* another process, or a module whose table may have come since: look again */
 		c->mm = mm;
 		c->nr_maps = 0;
 		c->epoch++;
-	} else if (c->seq != seq || (seq & 1)) {
-		/* mappings are checked again as they are used; pc rules are found again */
-		c->epoch++;
+		c->seq = seq;
+	} else if (c->seq != seq && !uw_recheck(c)) {
+		c->seq = seq;
 	}
-	c->seq = seq;
 	c->has_missing = 0;
+	epoch = c->epoch;
+	s.memo = m->epoch == epoch && m->nr;
+	s.p = m->nr && m->nr <= UW_MEMO ? m->nr - 1 : UW_MEMO;
+	s.k = ~0u;
 	/*
-	 * One more step than frames kept: it tells a stack at the limit from a deeper one. A plain
-	 * bounded loop (uw_step is a subprogram): ~5 ns a frame cheaper here than bpf_loop.
+	 * One more step than frames kept: it tells a stack at the limit from a deeper one. The memo
+	 * is followed once at most: one more round.
 	 */
-	for (int i = 0; i < ASZ_MAX_FRAMES + 1; i++)
-		if (uw_step(i, &s))
+	for (int i = 0; i < (ASZ_MAX_FRAMES + UW_BATCH) / UW_BATCH + 1; i++) {
+		if (!uw_steps(&s, c, win, st, m))
+			continue;
+		if (s.stop != UW_FOLLOW || uw_follow(&s, win, st, m))
 			break;
+	}
+	/* rules found while a table was missing, or a mapping forgotten: no memo */
+	if (c->has_missing || c->epoch != epoch)
+		m->nr = 0;
+	else
+		uw_memo_save(&s, m, epoch);
 	st->nr = s.n > ASZ_MAX_FRAMES ? ASZ_MAX_FRAMES : s.n;
 	st->flags = 0;
 	if (s.stop == UW_DEPTH)

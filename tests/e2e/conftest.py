@@ -43,6 +43,7 @@ WORKLOAD_SOURCES = {
     "unwind_libc": "unwind_libc.c",
     "unwind_cxx": "unwind_cxx.cc",
     "unwind_dlopen": "unwind_dlopen.c",
+    "unwind_memo": "unwind_memo.c",
     "cfi_recurse": "cfi_recurse.c",
 }
 

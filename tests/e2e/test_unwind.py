@@ -276,6 +276,53 @@ def test_dlopen_library_gets_a_table(bpf_ok, workloads, guarded, tmp_path):
     helpers.check_drops(rep, unknown_frees=0)
 
 
+# ---------------------------------------------------------------- stacks like the last one
+
+MEMO_ROUNDS, TWIN_SIZE, DEPTHS, DEPTH_BASE, CALL_SIZE = 3000, 48, 12, 1000, 77
+
+
+@pytest.fixture(scope="module")
+def memo_run(bpf_ok, workloads, guarded, tmp_path_factory):
+    return launch(guarded, workloads["unwind_memo"], tmp_path_factory.mktemp("unwind_memo") / "report.json")
+
+
+def test_stacks_like_the_last_one_stay_apart(memo_run):
+    """The unwinder checks, not unwinds, the frames the last stack had: twin callers whose
+    callee frames sit at the same address with the same registers, stacks of every depth in a
+    changing order, and two call sites of one function must all stay apart, exactly."""
+    rep, pid = memo_run
+    prog = "unwind_memo"
+    heap = [s for s in helpers.stacks_of(rep, pid) if s["kind"] == "heap"]
+
+    for twin in ("twin_a", "twin_b"):
+        st = stack_with(rep, pid, lambda s: twin in [base(f) for f in real_frames(s)])
+        assert (st["live_bytes"], st["live_allocs"]) == (MEMO_ROUNDS * TWIN_SIZE, MEMO_ROUNDS), twin
+        assert [base(f) for f in real_frames(st)][:3] == ["shared_site", twin, "main"], funcs(st)
+        check_tail(st, prog)
+
+    for d in range(DEPTHS):
+        st = stack_with(rep, pid, lambda s: s["live_bytes"] == MEMO_ROUNDS * (DEPTH_BASE + d))
+        assert st["live_allocs"] == MEMO_ROUNDS, d
+        names = [base(f) for f in real_frames(st)]
+        assert names[: d + 2] == ["descend"] * (d + 1) + ["main"], (d, names)
+        check_tail(st, prog)
+
+    calls = [s for s in heap if "two_calls" in [base(f) for f in real_frames(s)]]
+    assert len(calls) == 2, [funcs(s) for s in calls]
+    assert calls[0]["frames"][0]["addr"] != calls[1]["frames"][0]["addr"], [funcs(s) for s in calls]
+    for st in calls:
+        assert (st["live_bytes"], st["live_allocs"]) == (MEMO_ROUNDS * CALL_SIZE, MEMO_ROUNDS), funcs(st)
+        check_tail(st, prog)
+
+    # no block lost or counted twice (printf's buffer is the program's one other block)
+    ours = [s for s in heap if {"shared_site", "descend", "two_calls"} & set(map(base, real_frames(s)))]
+    assert len(ours) == 2 + DEPTHS + 2, [funcs(s) for s in ours]
+    assert sum(s["live_allocs"] for s in ours) == MEMO_ROUNDS * (2 + DEPTHS + 2)
+    assert rep["dropped"]["stack_incomplete"] == 0 and rep["dropped"]["stack_truncated"] == 0
+    assert rep["dropped"]["stack_collisions"] == 0, rep["dropped"]
+    assert check_against_addr2line(ours) >= 10
+
+
 # ---------------------------------------------------------------- deep recursion, -p
 
 
