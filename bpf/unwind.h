@@ -198,32 +198,44 @@ struct uw_regs {
 	__u32 pad;
 };
 
+/*
+ * Refill the window from addr (a global function: verified once, not at every read): 512 bytes
+ * first, 2 KiB after that, never past the main thread's argument strings, and when that fails
+ * (past the end of the stack's mapping) to the end of addr's page. 0 or -EFAULT.
+ */
+__noinline int uw_refill(struct uw_win *w, __u64 addr)
+{
+	__u32 len, page;
+
+	if (!w)
+		return -14;
+	len = w->fills++ ? UW_WIN_BYTES : UW_WIN_FIRST;
+	if (addr < w->top && w->top - addr < len)
+		len = (w->top - addr) & ~7;
+	w->base = addr;
+	w->len = 0;
+	if (len < 8 || len > UW_WIN_BYTES || bpf_probe_read_user(w->w, len, (void *)addr)) {
+		page = 4096 - (addr & 4095);
+		if (page >= len)
+			return -14; /* unreadable within one page: swapped out, not a stack */
+		len = page;
+		if (len < 8 || len > UW_WIN_BYTES || bpf_probe_read_user(w->w, len, (void *)addr))
+			return -14;
+	}
+	w->len = len;
+	return 0;
+}
+
 /* 8 bytes of the user stack at addr, through the window; 0 or a negative errno. */
 static __always_inline long uw_read(struct uw_win *w, __u64 addr, __u64 *out)
 {
 	__u64 off = addr - w->base;
-	__u32 len, page;
 
 	if (addr & 7)
 		return bpf_probe_read_user(out, sizeof(*out), (void *)addr);
 	if (addr < w->base || off + 8 > w->len) {
-		len = w->fills++ ? UW_WIN_BYTES : UW_WIN_FIRST;
-		if (addr < w->top && w->top - addr < len)
-			len = (w->top - addr) & ~7;
-		w->base = addr;
-		w->len = 0;
-		if (len < 8 || len > UW_WIN_BYTES ||
-		    bpf_probe_read_user(w->w, len, (void *)addr)) {
-			/* past the end of the stack's mapping? to the end of addr's page, then */
-			page = 4096 - (addr & 4095);
-			if (page >= len)
-				return -14; /* EFAULT: unreadable (swapped out, not a stack) */
-			len = page;
-			if (len < 8 || len > UW_WIN_BYTES ||
-			    bpf_probe_read_user(w->w, len, (void *)addr))
-				return -14;
-		}
-		w->len = len;
+		if (uw_refill(w, addr))
+			return -14;
 		off = 0;
 	}
 	off >>= 3;
@@ -417,7 +429,7 @@ __noinline int uw_rule(struct uw_cache *c, __u64 at, struct asz_cfi_row *rule)
  * A global function, so the verifier walks its loop once, not once per frame; frames are
  * batched to keep the registers in registers between them. 0: go on; 1: stopped (s->stop).
  */
-#define UW_BATCH 2
+#define UW_BATCH 1
 
 __noinline int uw_steps(struct uw_regs *s, struct uw_cache *c, struct uw_win *w,
 			struct asz_stack *st, struct uw_memo *m)

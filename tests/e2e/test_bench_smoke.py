@@ -134,6 +134,8 @@ def test_bench_unwind_cost(bench):
     for frames in (6, 30):
         assert re.search(r"^   \(issue 3\) DWARF unwinding adds less per allocation than one uprobe trap, %d frames: "
                          r".*: (met|NOT met)$" % frames, out, re.M), out
+    assert re.search(r"^   \(issue 3\) DWARF unwinding adds less per allocation than one uprobe trap, cc1: "
+                     r"\+-?%s ns vs %s ns: (met|NOT met)$" % (NUM, NUM), out, re.M), out
 
 
 def test_bench_own_cost(bench):
