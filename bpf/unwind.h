@@ -118,6 +118,13 @@ struct {
 	__type(value, struct uw_win);
 } uw_wins SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct asz_unwind_stats);
+} uw_stats SEC(".maps");
+
 /*
  * The last stack unwound on this CPU, frame by frame, to walk the next one faster. Stacks share
  * their outer frames (main, the event loop, the pass) allocation after allocation, and walking
@@ -195,7 +202,7 @@ struct uw_regs {
 	__u32 p_match;
 	__u32 n_end;	/* the first frame not checked against the memo */
 	__u32 mismatch; /* the memo's frames differ past n_end */
-	__u32 pad;
+	__u32 checked;	/* return addresses found by checking the memo's frames */
 };
 
 /*
@@ -389,6 +396,7 @@ static __always_inline __u32 uw_pc_hash(__u64 at)
 /* The unwind rule at a pc not in the pc cache (a copy of its row, or a UW_CFA_* rule). */
 __noinline int uw_rule(struct uw_cache *c, __u64 at, struct asz_cfi_row *rule)
 {
+	struct asz_unwind_stats *us;
 	__u32 h = uw_pc_hash(at);
 	struct asz_cfi_row *r;
 	struct uw_map *um;
@@ -408,6 +416,9 @@ __noinline int uw_rule(struct uw_cache *c, __u64 at, struct asz_cfi_row *rule)
 		rule->cfa_reg = UW_CFA_FP;
 	} else {
 		rel = at - um->start + um->pgoff + um->mod.adj;
+		us = bpf_map_lookup_elem(&uw_stats, &(__u32){0});
+		if (us)
+			us->rule_searches++;
 		i = rel >> 32 ? -1 : uw_find_row(um->mod.first, um->mod.nr, (__u32)rel);
 		r = i < 0 ? NULL : bpf_map_lookup_elem(&cfi_rows, &(__u32){i});
 		if (r)
@@ -621,6 +632,7 @@ __noinline int uw_follow(struct uw_regs *s, struct uw_win *w, struct asz_stack *
 		n++;
 		p--;
 	}
+	s->checked += n - s->k;
 	if (p >= UW_MEMO) {
 		s->stop = UW_INCOMPLETE;
 		return 1;
@@ -737,6 +749,7 @@ static __always_inline void unwind_dwarf_stack(struct pt_regs *ctx, struct asz_s
 	struct uw_cache *c = bpf_map_lookup_elem(&uw_caches, &zero);
 	struct uw_win *win = bpf_map_lookup_elem(&uw_wins, &zero);
 	struct uw_memo *m = bpf_map_lookup_elem(&uw_memos, &zero);
+	struct asz_unwind_stats *us;
 
 	if (!c || !win || !m || !cur_mm)
 		return;
@@ -775,6 +788,12 @@ static __always_inline void unwind_dwarf_stack(struct pt_regs *ctx, struct asz_s
 	else
 		uw_memo_save(&s, m, epoch);
 	st->nr = s.n > ASZ_MAX_FRAMES ? ASZ_MAX_FRAMES : s.n;
+	us = bpf_map_lookup_elem(&uw_stats, &zero);
+	if (us) {
+		us->stacks++;
+		us->frames_checked += s.checked;
+		us->frames_unwound += st->nr - s.checked;
+	}
 	st->flags = 0;
 	if (s.stop == UW_DEPTH)
 		st->flags = ASZ_STACK_TRUNCATED;

@@ -189,6 +189,14 @@ struct asz_mod {
 	__u32 pad;
 };
 
+/* What the DWARF unwinder did, per CPU (map uw_stats): where complete stacks' cost goes. */
+struct asz_unwind_stats {
+	__u64 stacks;	      /* stacks walked */
+	__u64 frames_unwound; /* return addresses found by unwinding: a rule per frame */
+	__u64 frames_checked; /* ... by checking the slots of the last stack's frames */
+	__u64 rule_searches;  /* pc rules not cached: a binary search in a module's rows */
+};
+
 /* A module the BPF unwinder met without a table: user space builds one. */
 struct asz_mod_want {
 	__u32 tgid;
@@ -239,5 +247,6 @@ _Static_assert(sizeof(struct asz_vma) == 32, "asz_vma");
 _Static_assert(sizeof(struct asz_mod_key) == 16, "asz_mod_key");
 _Static_assert(sizeof(struct asz_mod) == 24, "asz_mod");
 _Static_assert(sizeof(struct asz_mod_want) == 24, "asz_mod_want");
+_Static_assert(sizeof(struct asz_unwind_stats) == 32, "asz_unwind_stats");
 
 #endif /* ASIZEOF_H */

@@ -288,6 +288,18 @@ static int emit_report(struct session *s, const struct report_args *a, FILE *out
 			     (unsigned long long)st.unwind.rows,
 			     (unsigned long long)st.unwind.max_rows, st.unwind.bytes / 1048576.0,
 			     st.unwind.build_ns / 1e6);
+		if (cur->unwind.work.stacks) {
+			const struct asz_unwind_stats *w = &cur->unwind.work;
+			__u64 frames = w->frames_unwound + w->frames_checked;
+
+			vlog("unwinder: %llu stacks, %llu frames: %llu unwound, %llu checked against "
+			     "the last stack (%.0f%%); %llu pc rules searched in tables\n",
+			     (unsigned long long)w->stacks, (unsigned long long)frames,
+			     (unsigned long long)w->frames_unwound,
+			     (unsigned long long)w->frames_checked,
+			     frames ? 100.0 * w->frames_checked / frames : 0.0,
+			     (unsigned long long)w->rule_searches);
+		}
 	}
 	err = report__write(out, a->fmt, cur, session__symbolizer(s), &a->ro);
 	if (!err && fflush(out))

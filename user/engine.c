@@ -843,6 +843,8 @@ static void collect_drops(struct engine *e, struct snapshot *s)
 	free(vals);
 	if (e->unwind) {
 		struct unwind_stats st;
+		struct asz_unwind_stats *w = calloc(e->ncpus, sizeof(*w));
+		__u32 zero = 0;
 
 		/* counted in user space: modules left to frame pointers for want of room */
 		unwind__stats(e->unwind, &st);
@@ -855,6 +857,15 @@ static void collect_drops(struct engine *e, struct snapshot *s)
 			.bytes = st.bytes,
 			.build_ns = st.build_ns,
 		};
+		if (w && !bpf_map_lookup_elem(bpf_map__fd(e->skel->maps.uw_stats), &zero, w)) {
+			for (c = 0; c < e->ncpus; c++) {
+				s->unwind.work.stacks += w[c].stacks;
+				s->unwind.work.frames_unwound += w[c].frames_unwound;
+				s->unwind.work.frames_checked += w[c].frames_checked;
+				s->unwind.work.rule_searches += w[c].rule_searches;
+			}
+		}
+		free(w);
 	}
 }
 

@@ -151,6 +151,10 @@ int report_json__write(FILE *f, const struct snapshot *s, struct symbolizer *sym
 	json_writer__field_u64(&w, "rows", s->unwind.rows);
 	json_writer__field_u64(&w, "bytes", s->unwind.bytes);
 	json_writer__field_double(&w, "build_ms", s->unwind.build_ns / 1e6);
+	json_writer__field_u64(&w, "stacks", s->unwind.work.stacks);
+	json_writer__field_u64(&w, "frames_unwound", s->unwind.work.frames_unwound);
+	json_writer__field_u64(&w, "frames_checked", s->unwind.work.frames_checked);
+	json_writer__field_u64(&w, "rule_searches", s->unwind.work.rule_searches);
 	json_writer__end_object(&w);
 
 	json_writer__key(&w, "processes");

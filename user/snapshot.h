@@ -56,6 +56,7 @@ struct snap_unwind {
 	__u64 rows;
 	__u64 bytes;
 	__u64 build_ns;
+	struct asz_unwind_stats work; /* the BPF unwinder's, summed over CPUs */
 };
 
 struct snapshot {

@@ -445,7 +445,8 @@ def check_growth_consistent(reps, pids):
 # ---------------------------------------------------------------- schema
 
 REPORT_KEYS = {"type", "time", "elapsed_s", "final", "unwind", "processes", "stacks", "dropped"}
-UNWIND_KEYS = {"mode", "modules", "tables", "rows", "bytes", "build_ms"}
+UNWIND_KEYS = {"mode", "modules", "tables", "rows", "bytes", "build_ms", "stacks", "frames_unwound",
+               "frames_checked", "rule_searches"}
 PROC_KEYS = {
     "pid",
     "comm",

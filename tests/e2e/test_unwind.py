@@ -322,6 +322,13 @@ def test_stacks_like_the_last_one_stay_apart(memo_run):
     assert rep["dropped"]["stack_collisions"] == 0, rep["dropped"]
     assert check_against_addr2line(ours) >= 10
 
+    # what the unwinder did: each allocation's stack walked once, each of its return addresses
+    # found either by unwinding or by checking the last stack's frames, and both happened
+    uw, every = rep["unwind"], rep["stacks"]
+    assert uw["stacks"] == sum(s["allocs"] for s in every), uw
+    assert uw["frames_unwound"] + uw["frames_checked"] == sum(s["allocs"] * len(real_frames(s)) for s in every), uw
+    assert uw["frames_checked"] > 0 and uw["frames_unwound"] > 0, uw
+
 
 # ---------------------------------------------------------------- deep recursion, -p
 
