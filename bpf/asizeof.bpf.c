@@ -115,6 +115,14 @@ struct {
 	__type(value, struct asz_stack);
 } stack_scratch SEC(".maps");
 
+/* 1 while a program on this CPU builds a stack in stack_scratch (and the unwinder's caches) */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} scratch_busy SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, ASZ_EXP_TABLE);
@@ -141,7 +149,7 @@ static __always_inline void count_drop(__u32 reason)
 	__u64 *c = bpf_map_lookup_elem(&drops, &reason);
 
 	if (c)
-		(*c)++;
+		__sync_fetch_and_add(c, 1); /* a preempted program may count here too */
 }
 
 /* --comm: the process's name (its group leader's), not a thread's. */
@@ -316,7 +324,7 @@ static __always_inline void record_vmas(const struct asz_stack *st)
 }
 
 /* Intern the current stack in the stacks map; never merges two different stacks. */
-static __always_inline __u64 stack_intern(struct pt_regs *ctx)
+static __always_inline __u64 stack_intern_scratch(struct pt_regs *ctx)
 {
 	__u32 zero = 0;
 	struct asz_stack *st = bpf_map_lookup_elem(&stack_scratch, &zero), *old;
@@ -360,6 +368,30 @@ static __always_inline __u64 stack_intern(struct pt_regs *ctx)
 	}
 	count_drop(ASZ_DROP_STACK_UNRESOLVED);
 	return ASZ_STACK_NONE;
+}
+
+/*
+ * Per-CPU scratch is only safe while programs on one CPU do not overlap. Uprobe programs run
+ * with migration off but preemptible: on a preempt=full kernel another task can run this
+ * program on the same CPU meanwhile. It finds the scratch taken and records its block under
+ * no stack, counted, rather than share (and corrupt) the stack being built.
+ */
+static __always_inline __u64 stack_intern(struct pt_regs *ctx)
+{
+	__u32 zero = 0, *busy = bpf_map_lookup_elem(&scratch_busy, &zero);
+	__u64 key;
+
+	if (!busy)
+		return ASZ_STACK_NONE;
+	if (__sync_lock_test_and_set(busy, 1)) {
+		count_drop(ASZ_DROP_STACK_PREEMPTED);
+		return ASZ_STACK_NONE;
+	}
+	key = stack_intern_scratch(ctx);
+	/* released after every access to the scratch (a compiler barrier, then a plain store) */
+	asm volatile("" ::: "memory");
+	*(volatile __u32 *)busy = 0;
+	return key;
 }
 
 /*

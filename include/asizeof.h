@@ -44,7 +44,8 @@ enum asz_drop {
 	ASZ_DROP_MISSED_FREE = 9,   /* address returned again while still live: old block retired */
 	ASZ_DROP_STACK_INCOMPLETE = 10, /* DWARF unwinding stopped before the outermost frame */
 	ASZ_DROP_UNWIND_TABLE_FULL = 11, /* a module's unwind table did not fit (user space) */
-	ASZ_NR_DROPS = 12,
+	ASZ_DROP_STACK_PREEMPTED = 12, /* this CPU's stack scratch busy (a preempted program) */
+	ASZ_NR_DROPS = 13,
 };
 
 struct asz_alloc_key {

@@ -38,6 +38,7 @@ struct report_args {
 enum {
 	OPT_MAX_DEPTH = 256,
 	OPT_EMPTY_PROBES,
+	OPT_SCRATCH_TAKEN,
 	OPT_WEIGHT,
 	OPT_COMM,
 	OPT_MIN_SIZE,
@@ -61,6 +62,7 @@ static const struct option long_opts[] = {
 	{"exclude-self", no_argument, NULL, OPT_EXCLUDE_SELF},
 	{"no-exclude-self", no_argument, NULL, OPT_NO_EXCLUDE_SELF},
 	{"empty-probes", no_argument, NULL, OPT_EMPTY_PROBES}, /* benchmarks only, undocumented */
+	{"test-scratch-taken", no_argument, NULL, OPT_SCRATCH_TAKEN}, /* tests only, undocumented */
 	ENGINE_LONG_OPTS,
 	{"verbose", no_argument, NULL, 'v'},
 	{"help", no_argument, NULL, 'h'},
@@ -221,6 +223,9 @@ static int parse_args(int argc, char **argv, struct report_args *a)
 			break;
 		case OPT_EMPTY_PROBES:
 			a->eo.empty_probes = true;
+			break;
+		case OPT_SCRATCH_TAKEN:
+			a->eo.scratch_taken = true;
 			break;
 		case 'v':
 			env_verbosity++;

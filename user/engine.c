@@ -256,6 +256,22 @@ int engine__open(struct engine **out, const struct engine_opts *o)
 		if (err)
 			goto cleanup;
 	}
+	if (o->scratch_taken) {
+		/* what a program preempted while building a stack leaves: per-CPU values, 8 bytes each */
+		__u64 *taken = calloc(e->ncpus, sizeof(*taken));
+		__u32 zero = 0;
+
+		for (int c = 0; taken && c < e->ncpus; c++)
+			taken[c] = 1;
+		err = taken ? bpf_map_update_elem(bpf_map__fd(e->skel->maps.scratch_busy), &zero,
+						  taken, 0) : -ENOMEM;
+		free(taken);
+		if (err) {
+			err = err < 0 && errno ? -errno : err;
+			elog("cannot set the stack scratch: %s\n", strerror(-err));
+			goto cleanup;
+		}
+	}
 	vlog("stacks: %s unwinding\n", engine__unwind_mode(e));
 	e->start_ns = util__mono_ns();
 	*out = e;

@@ -33,6 +33,7 @@ static const char *const drop_names[ASZ_NR_DROPS] = {
 	[ASZ_DROP_MISSED_FREE] = "missed_frees",
 	[ASZ_DROP_STACK_INCOMPLETE] = "stack_incomplete",
 	[ASZ_DROP_UNWIND_TABLE_FULL] = "unwind_table_full",
+	[ASZ_DROP_STACK_PREEMPTED] = "stack_preempted",
 };
 
 static const char *const sort_names[] = {

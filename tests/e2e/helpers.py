@@ -29,6 +29,7 @@ MUST_BE_ZERO_DROPS = (
     "stack_unresolved",
     "thread_state_unavailable",
     "missed_frees",
+    "stack_preempted",
 )
 
 # Generous: these bound waits on events that normally take milliseconds.
@@ -490,6 +491,7 @@ DROP_KEYS = {
     "missed_frees",
     "stack_incomplete",
     "unwind_table_full",
+    "stack_preempted",
 }
 ALLOCATORS = {"malloc", "calloc", "realloc", "memalign", "posix_memalign", "valloc", "pvalloc"}
 MMAP_CALLS = {"mmap", "mremap"}

@@ -330,6 +330,24 @@ def test_stacks_like_the_last_one_stay_apart(memo_run):
     assert uw["frames_checked"] > 0 and uw["frames_unwound"] > 0, uw
 
 
+def test_taken_stack_scratch_is_counted_not_shared(memo_run, guarded, workloads, tmp_path):
+    """A program that finds this CPU's stack scratch taken (on a preempt=full kernel: another
+    one preempted while building a stack) records its block under no stack and counts it; the
+    bytes stay exact. The scratch is made to look taken from the start (a test-only option)."""
+    rep, pid = memo_run
+    out = tmp_path / "report.json"
+    rc, _, err = guarded.run(["--test-scratch-taken", "-f", "json", "-n", "0", "-o", str(out), "--",
+                              workloads["unwind_memo"]])
+    assert rc == 0, err
+    taken = helpers.final_report(helpers.parse_reports(out.read_text()))
+    proc, ref = taken["processes"][0], rep["processes"][0]
+    for k in ("allocs", "live_allocs", "live_bytes", "alloc_bytes"):
+        assert proc[k] == ref[k], (k, proc, ref)
+    assert [(s["stack_id"], s["frames"], s["allocs"]) for s in taken["stacks"]] == [(0, [], proc["allocs"])]
+    assert taken["dropped"]["stack_preempted"] == proc["allocs"], taken["dropped"]
+    assert taken["unwind"]["stacks"] == 0 and rep["dropped"]["stack_preempted"] == 0
+
+
 # ---------------------------------------------------------------- deep recursion, -p
 
 
