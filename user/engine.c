@@ -267,7 +267,6 @@ int engine__open(struct engine **out, const struct engine_opts *o)
 						  taken, 0) : -ENOMEM;
 		free(taken);
 		if (err) {
-			err = err < 0 && errno ? -errno : err;
 			elog("cannot set the stack scratch: %s\n", strerror(-err));
 			goto cleanup;
 		}
