@@ -129,7 +129,7 @@ struct {
  * The last stack unwound on this CPU, frame by frame, to walk the next one faster. Stacks share
  * their outer frames (main, the event loop, the pass) allocation after allocation, and walking
  * a frame is a chain of dependent loads (return address -> rule -> CFA -> next return address),
- * ~13 ns a frame here. A frame whose registers are those of one of the last stack's frames, in
+ * ~15 ns a frame here. A frame whose registers are those of one of the last stack's frames, in
  * the same address space and cache epoch, has the same rule, so the same CFA and the same
  * stack slots to read: its callers' frames are checked by reading those slots and comparing
  * them with what they held (loads that do not depend on each other) instead of being unwound.
