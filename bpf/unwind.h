@@ -95,7 +95,6 @@ struct {
 	__type(value, struct uw_cache);
 } uw_caches SEC(".maps");
 
-
 /*
  * A window of the user stack read in one go: a user-memory read costs ~35 ns here for 512 bytes
  * (~60 ns for 2 KiB), and frames are often 16-64 bytes apart (but hundreds in big programs).
@@ -436,13 +435,11 @@ __noinline int uw_rule(struct uw_cache *c, __u64 at, struct asz_cfi_row *rule)
 }
 
 /*
- * Up to UW_BATCH frames: from (pc, sp, rbp) to the callers', appending their return addresses.
- * A global function, so the verifier walks its loop once, not once per frame; frames are
- * batched to keep the registers in registers between them. 0: go on; 1: stopped (s->stop).
+ * One frame: from (pc, sp, rbp) to the caller's, appending its return address. A global
+ * function, so the verifier walks it once, not once per frame (batching frames into one call
+ * gained nothing measurable). 0: go on; 1: stopped (s->stop).
  */
-#define UW_BATCH 1
-
-__noinline int uw_steps(struct uw_regs *s, struct uw_cache *c, struct uw_win *w,
+__noinline int uw_step(struct uw_regs *s, struct uw_cache *c, struct uw_win *w,
 			struct asz_stack *st, struct uw_memo *m)
 {
 	__u64 pc, sp, rbp, at, cfa, ra, nrbp;
@@ -462,113 +459,111 @@ __noinline int uw_steps(struct uw_regs *s, struct uw_cache *c, struct uw_win *w,
 	known = s->rbp_known;
 	n = s->n;
 	p = s->p;
-	for (int i = 0; i < UW_BATCH; i++) {
-		flags = (n ? 0 : UW_F_FIRST) | (known ? UW_F_KNOWN : 0);
-		if (s->memo) {
-			/* the memo's frames below this one's sp are not this stack's */
-			for (int j = 0; j < 4; j++) {
-				uw_opaque(p);
-				if (p >= UW_MEMO || uw_memo_at(m->last, p)->sp >= sp)
-					break;
-				p = p ? p - 1 : UW_MEMO;
-			}
+	flags = (n ? 0 : UW_F_FIRST) | (known ? UW_F_KNOWN : 0);
+	if (s->memo) {
+		/* the memo's frames below this one's sp are not this stack's */
+		for (int j = 0; j < 4; j++) {
 			uw_opaque(p);
-			if (p < UW_MEMO) {
-				mf = uw_memo_at(m->last, p);
-				if (mf->sp == sp && mf->pc == pc && mf->rbp == rbp &&
-				    (mf->flags & ~UW_F_RBP) == (flags | UW_F_RA)) {
-					stop = UW_FOLLOW;
-					goto out;
-				}
-			}
-		}
-		if (n >= UW_MEMO)
-			goto incomplete;
-		f = uw_memo_at(m->cur, n);
-		f->pc = pc;
-		f->sp = sp;
-		f->rbp = rbp;
-		f->flags = flags;
-		fl = flags;
-		/* a return address is after the call: look up the call itself */
-		at = n ? pc - 1 : pc;
-		h = uw_pc_hash(at);
-		e = &c->pcs[h & (UW_PCS - 1)];
-		if (e->pc == at && e->row.pc == c->epoch) {
-			r = &e->row;
-		} else {
-			uw_rule(c, at, &rbuf);
-			r = &rbuf;
-		}
-		nrbp = rbp;
-		switch (r->cfa_reg) {
-		case ASZ_CFA_RSP:
-		case ASZ_CFA_RBP:
-			if (r->cfa_reg == ASZ_CFA_RBP && !known)
-				goto incomplete;
-			cfa = (r->cfa_reg == ASZ_CFA_RSP ? sp : rbp) + (__s64)r->cfa_off;
-			if (r->rbp_rule == ASZ_RBP_OFFSET) {
-				v = cfa + (__s64)r->rbp_off;
-				uw_memo_rbp(f, &fl, v - sp);
-				if (uw_read(w, v, &nrbp))
-					goto incomplete;
-				known = 1;
-			} else if (r->rbp_rule == ASZ_RBP_UNDEFINED) {
-				known = 0;
-			}
-			break;
-		case ASZ_CFA_UNDEFINED:
-			stop = UW_END;
-			goto out;
-		case UW_CFA_NOMAP:
-			if (n != 0)
-				goto incomplete;
-			/* fall through: frame 0 is right without knowing the mapping */
-		case UW_CFA_FP:
-			if (n == 0) {
-				/* the allocator's first instruction: the return address is at *rsp */
-				cfa = sp + 8;
+			if (p >= UW_MEMO || uw_memo_at(m->last, p)->sp >= sp)
 				break;
+			p = p ? p - 1 : UW_MEMO;
+		}
+		uw_opaque(p);
+		if (p < UW_MEMO) {
+			mf = uw_memo_at(m->last, p);
+			if (mf->sp == sp && mf->pc == pc && mf->rbp == rbp &&
+			    (mf->flags & ~UW_F_RBP) == (flags | UW_F_RA)) {
+				stop = UW_FOLLOW;
+				goto out;
 			}
-			/* frame pointers: rbp points at the saved rbp, the return address above */
-			if (!known || rbp < sp || (rbp & 7))
-				goto incomplete;
-			uw_memo_rbp(f, &fl, rbp - sp);
-			if (uw_read(w, rbp, &nrbp))
-				goto incomplete;
-			cfa = rbp + 16;
-			break;
-		default: /* ASZ_CFA_UNSUPPORTED */
-			goto incomplete;
 		}
-		/* callers' frames are above: anything else would loop */
-		if (cfa <= sp)
-			goto incomplete;
-		if (uw_read(w, cfa - 8, &ra))
-			goto incomplete;
-		if (cfa - 8 - sp < 0xffffffffull && !(fl & UW_F_NOMEMO)) {
-			f->ra_off = cfa - 8 - sp;
-			f->flags = fl | UW_F_RA;
-		}
-		if (!ra) {
-			stop = UW_END;
-			goto out;
-		}
-		if (n >= max_depth) {
-			stop = UW_DEPTH;
-			goto out;
-		}
-		uw_opaque(n);
-		if (n >= ASZ_MAX_FRAMES) {
-			stop = UW_DEPTH;
-			goto out;
-		}
-		st->ips[n] = ra;
-		n++;
-		pc = ra;
-		sp = cfa;
-		rbp = nrbp;
 	}
+	if (n >= UW_MEMO)
+		goto incomplete;
+	f = uw_memo_at(m->cur, n);
+	f->pc = pc;
+	f->sp = sp;
+	f->rbp = rbp;
+	f->flags = flags;
+	fl = flags;
+	/* a return address is after the call: look up the call itself */
+	at = n ? pc - 1 : pc;
+	h = uw_pc_hash(at);
+	e = &c->pcs[h & (UW_PCS - 1)];
+	if (e->pc == at && e->row.pc == c->epoch) {
+		r = &e->row;
+	} else {
+		uw_rule(c, at, &rbuf);
+		r = &rbuf;
+	}
+	nrbp = rbp;
+	switch (r->cfa_reg) {
+	case ASZ_CFA_RSP:
+	case ASZ_CFA_RBP:
+		if (r->cfa_reg == ASZ_CFA_RBP && !known)
+			goto incomplete;
+		cfa = (r->cfa_reg == ASZ_CFA_RSP ? sp : rbp) + (__s64)r->cfa_off;
+		if (r->rbp_rule == ASZ_RBP_OFFSET) {
+			v = cfa + (__s64)r->rbp_off;
+			uw_memo_rbp(f, &fl, v - sp);
+			if (uw_read(w, v, &nrbp))
+				goto incomplete;
+			known = 1;
+		} else if (r->rbp_rule == ASZ_RBP_UNDEFINED) {
+			known = 0;
+		}
+		break;
+	case ASZ_CFA_UNDEFINED:
+		stop = UW_END;
+		goto out;
+	case UW_CFA_NOMAP:
+		if (n != 0)
+			goto incomplete;
+		/* fall through: frame 0 is right without knowing the mapping */
+	case UW_CFA_FP:
+		if (n == 0) {
+			/* the allocator's first instruction: the return address is at *rsp */
+			cfa = sp + 8;
+			break;
+		}
+		/* frame pointers: rbp points at the saved rbp, the return address above */
+		if (!known || rbp < sp || (rbp & 7))
+			goto incomplete;
+		uw_memo_rbp(f, &fl, rbp - sp);
+		if (uw_read(w, rbp, &nrbp))
+			goto incomplete;
+		cfa = rbp + 16;
+		break;
+	default: /* ASZ_CFA_UNSUPPORTED */
+		goto incomplete;
+	}
+	/* callers' frames are above: anything else would loop */
+	if (cfa <= sp)
+		goto incomplete;
+	if (uw_read(w, cfa - 8, &ra))
+		goto incomplete;
+	if (cfa - 8 - sp < 0xffffffffull && !(fl & UW_F_NOMEMO)) {
+		f->ra_off = cfa - 8 - sp;
+		f->flags = fl | UW_F_RA;
+	}
+	if (!ra) {
+		stop = UW_END;
+		goto out;
+	}
+	if (n >= max_depth) {
+		stop = UW_DEPTH;
+		goto out;
+	}
+	uw_opaque(n);
+	if (n >= ASZ_MAX_FRAMES) {
+		stop = UW_DEPTH;
+		goto out;
+	}
+	st->ips[n] = ra;
+	n++;
+	pc = ra;
+	sp = cfa;
+	rbp = nrbp;
 	goto out;
 incomplete:
 	stop = UW_INCOMPLETE;
@@ -650,6 +645,22 @@ __noinline int uw_follow(struct uw_regs *s, struct uw_win *w, struct asz_stack *
 	return stop != UW_GOING;
 }
 
+/* dst[d0], dst[d0 - 1], ... = src[s0], src[s0 + 1], ...: cnt frames; -1 if out of range. */
+static __always_inline int uw_memo_copy_reversed(struct uw_frame *dst, __u32 d0,
+						 struct uw_frame *src, __u32 s0, __u32 cnt)
+{
+	for (int i = 0; i < UW_MEMO; i++) {
+		__u32 d = d0 - i, from = s0 + i;
+
+		if (i >= cnt)
+			break;
+		if (d >= UW_MEMO || from >= UW_MEMO)
+			return -1;
+		*uw_memo_at(dst, d) = *uw_memo_at(src, from);
+	}
+	return 0;
+}
+
 /*
  * This stack becomes the memo: in place when its outer frames are the memo's (only the inner
  * ones are written), else in full.
@@ -667,39 +678,17 @@ __noinline int uw_memo_save(struct uw_regs *s, struct uw_memo *m, __u32 epoch)
 		nr = UW_MEMO;
 	if (k < UW_MEMO && !s->mismatch && nr <= s->n_end + 1) {
 		/* memo frames 0..p_match stay; this stack's frames 0..k-1 go above them */
-		for (int i = 0; i < UW_MEMO; i++) {
-			__u32 d = pm + k - i, src = i;
-
-			if (i >= k)
-				break;
-			if (d >= UW_MEMO || src >= UW_MEMO)
-				goto forget;
-			*uw_memo_at(m->last, d) = *uw_memo_at(m->cur, src);
-		}
+		if (uw_memo_copy_reversed(m->last, pm + k, m->cur, 0, k))
+			goto forget;
 		m->nr = pm + k + 1;
 		return 0;
 	}
-	if (k < UW_MEMO) {
-		/* the frames checked against the memo: theirs, into this stack's list */
-		for (int i = 0; i < UW_MEMO; i++) {
-			__u32 dst = k + i, src = pm - i;
-
-			if (dst >= s->n_end)
-				break;
-			if (dst >= UW_MEMO || src >= UW_MEMO)
-				goto forget;
-			*uw_memo_at(m->cur, dst) = *uw_memo_at(m->last, src);
-		}
-	}
-	for (int i = 0; i < UW_MEMO; i++) {
-		__u32 d = nr - 1 - i, src = i;
-
-		if (i >= nr)
-			break;
-		if (d >= UW_MEMO || src >= UW_MEMO)
-			goto forget;
-		*uw_memo_at(m->last, d) = *uw_memo_at(m->cur, src);
-	}
+	/* the frames checked against the memo (k..n_end-1): theirs, into this stack's list */
+	if (k < UW_MEMO && s->n_end > k &&
+	    uw_memo_copy_reversed(m->cur, s->n_end - 1, m->last, pm + k + 1 - s->n_end, s->n_end - k))
+		goto forget;
+	if (uw_memo_copy_reversed(m->last, nr - 1, m->cur, 0, nr))
+		goto forget;
 	m->nr = nr;
 	m->epoch = epoch;
 	return 0;
@@ -776,8 +765,8 @@ static __always_inline void unwind_dwarf_stack(struct pt_regs *ctx, struct asz_s
 	 * One more step than frames kept: it tells a stack at the limit from a deeper one. The memo
 	 * is followed once at most: one more round.
 	 */
-	for (int i = 0; i < (ASZ_MAX_FRAMES + UW_BATCH) / UW_BATCH + 1; i++) {
-		if (!uw_steps(&s, c, win, st, m))
+	for (int i = 0; i < ASZ_MAX_FRAMES + 2; i++) {
+		if (!uw_step(&s, c, win, st, m))
 			continue;
 		if (s.stop != UW_FOLLOW || uw_follow(&s, win, st, m))
 			break;
