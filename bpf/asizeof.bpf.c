@@ -73,13 +73,22 @@ struct {
 	__type(value, struct asz_proc_val);
 } procs SEC(".maps");
 
+/* stacks of up to ASZ_SHORT_FRAMES frames; deeper ones in long_stacks, ids with ASZ_STACK_LONG */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 1 << 16);
+	__type(key, __u64);
+	__type(value, struct asz_stack_short);
+} stacks SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, 1 << 16);
 	__type(key, __u64);
 	__type(value, struct asz_stack);
-} stacks SEC(".maps");
+} long_stacks SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -218,14 +227,20 @@ static __always_inline struct asz_agg_val *agg_get(struct asz_agg_key *key)
 	return bpf_map_lookup_elem(&aggs, key);
 }
 
-static __always_inline bool stack_equal(const struct asz_stack *a, const struct asz_stack *b)
+/*
+ * Does a stack kept in a map equal st? kept: a struct asz_stack, or its first bytes (the
+ * frames up to max).
+ */
+static __always_inline bool stack_equal(const void *kept, const struct asz_stack *st, __u32 max)
 {
-	if (a->nr != b->nr)
+	const struct asz_stack *k = kept;
+
+	if (k->nr != st->nr)
 		return false;
-	for (int i = 0; i < ASZ_MAX_FRAMES; i++) {
-		if (i >= a->nr)
+	for (int i = 0; i < max; i++) {
+		if (i >= st->nr)
 			break;
-		if (a->ips[i] != b->ips[i])
+		if (k->ips[i] != st->ips[i])
 			return false;
 	}
 	return true;
@@ -323,13 +338,51 @@ static __always_inline void record_vmas(const struct asz_stack *st)
 	}
 }
 
-/* Intern the current stack in the stacks map; never merges two different stacks. */
+/*
+ * st's id in map (stacks or long_stacks, whose values hold max frames): found from its hash h,
+ * or added; never merges two different stacks. Inlined once per map.
+ */
+static __always_inline __u64 stack_put(void *map, const struct asz_stack *st, __u64 h, __u32 max)
+{
+	const void *old;
+	__u64 key;
+	long err;
+
+	for (int i = 0; i < STACK_PROBES; i++) {
+		/* probing stays within the id's half: ASZ_STACK_LONG as h has it */
+		key = (h & ASZ_STACK_LONG) | ((h + i) & ~ASZ_STACK_LONG);
+		if (key == ASZ_STACK_NONE)
+			continue;
+		old = bpf_map_lookup_elem(map, &key);
+		if (!old) {
+			err = bpf_map_update_elem(map, &key, st, BPF_NOEXIST);
+			if (err == 0) {
+				record_vmas(st);
+				return key;
+			}
+			if (err != -EEXIST) {
+				count_drop(ASZ_DROP_STACKS_FULL);
+				return ASZ_STACK_NONE;
+			}
+			/* another CPU inserted this slot meanwhile */
+			old = bpf_map_lookup_elem(map, &key);
+			if (!old)
+				continue;
+		}
+		if (stack_equal(old, st, max))
+			return key;
+		count_drop(ASZ_DROP_STACK_COLLISION);
+	}
+	count_drop(ASZ_DROP_STACK_UNRESOLVED);
+	return ASZ_STACK_NONE;
+}
+
+/* Walk the current stack and intern it. */
 static __always_inline __u64 stack_intern_scratch(struct pt_regs *ctx)
 {
 	__u32 zero = 0;
-	struct asz_stack *st = bpf_map_lookup_elem(&stack_scratch, &zero), *old;
-	__u64 h, key;
-	long err;
+	struct asz_stack *st = bpf_map_lookup_elem(&stack_scratch, &zero);
+	__u64 h;
 
 	if (!st)
 		return ASZ_STACK_NONE;
@@ -342,32 +395,9 @@ static __always_inline __u64 stack_intern_scratch(struct pt_regs *ctx)
 	if (st->flags & ASZ_STACK_INCOMPLETE)
 		count_drop(ASZ_DROP_STACK_INCOMPLETE);
 	h = stack_hash(st);
-	for (int i = 0; i < STACK_PROBES; i++) {
-		key = h + i;
-		if (key == ASZ_STACK_NONE)
-			continue;
-		old = bpf_map_lookup_elem(&stacks, &key);
-		if (!old) {
-			err = bpf_map_update_elem(&stacks, &key, st, BPF_NOEXIST);
-			if (err == 0) {
-				record_vmas(st);
-				return key;
-			}
-			if (err != -EEXIST) {
-				count_drop(ASZ_DROP_STACKS_FULL);
-				return ASZ_STACK_NONE;
-			}
-			/* another CPU inserted this slot meanwhile */
-			old = bpf_map_lookup_elem(&stacks, &key);
-			if (!old)
-				continue;
-		}
-		if (stack_equal(old, st))
-			return key;
-		count_drop(ASZ_DROP_STACK_COLLISION);
-	}
-	count_drop(ASZ_DROP_STACK_UNRESOLVED);
-	return ASZ_STACK_NONE;
+	if (st->nr <= ASZ_SHORT_FRAMES)
+		return stack_put(&stacks, st, h & ~ASZ_STACK_LONG, ASZ_SHORT_FRAMES);
+	return stack_put(&long_stacks, st, h | ASZ_STACK_LONG, ASZ_MAX_FRAMES);
 }
 
 /*

@@ -97,15 +97,19 @@ struct {
 
 /*
  * A window of the user stack read in one go: a user-memory read costs ~35 ns here for 512 bytes
- * (~60 ns for 2 KiB), and frames are often 16-64 bytes apart (but hundreds in big programs).
+ * (~60 ns for 2 KiB), and frames are often 16-64 bytes apart (but hundreds in big programs:
+ * cc1's stacks span 2-3 KiB). Stacks on one CPU span about the same, so the first read is sized
+ * by the last stack's span: most stacks take one read, not two or three.
  */
-#define UW_WIN_FIRST 512  /* the first read of a stack: most need no more */
-#define UW_WIN_BYTES 2048 /* the next ones */
+#define UW_WIN_MIN 512	  /* the least first read of a stack */
+#define UW_WIN_BYTES 4096 /* the most read at once */
 
 struct uw_win {
 	__u64 base;
 	__u32 len;   /* bytes valid from base */
 	__u32 fills; /* reads made for this stack */
+	__u32 first; /* bytes of the first read: the last stack's span, 512 at least */
+	__u32 pad;
 	__u64 top;   /* the main thread's frames are below its argument strings: read no further */
 	__u64 w[UW_WIN_BYTES / 8];
 };
@@ -205,9 +209,10 @@ struct uw_regs {
 };
 
 /*
- * Refill the window from addr (a global function: verified once, not at every read): 512 bytes
- * first, 2 KiB after that, never past the main thread's argument strings, and when that fails
- * (past the end of the stack's mapping) to the end of addr's page. 0 or -EFAULT.
+ * Refill the window from addr (a global function: verified once, not at every read): first as
+ * much as the last stack on this CPU spanned (512 bytes at least), 4 KiB after that, never past
+ * the main thread's argument strings, and when that fails (past the end of the stack's mapping)
+ * to the end of addr's page. 0 or -EFAULT.
  */
 __noinline int uw_refill(struct uw_win *w, __u64 addr)
 {
@@ -215,7 +220,7 @@ __noinline int uw_refill(struct uw_win *w, __u64 addr)
 
 	if (!w)
 		return -14;
-	len = w->fills++ ? UW_WIN_BYTES : UW_WIN_FIRST;
+	len = w->fills++ ? UW_WIN_BYTES : w->first ? w->first : UW_WIN_MIN;
 	if (addr < w->top && w->top - addr < len)
 		len = (w->top - addr) & ~7;
 	w->base = addr;
@@ -728,7 +733,7 @@ static __always_inline void unwind_dwarf_stack(struct pt_regs *ctx, struct asz_s
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct mm_struct *cur_mm = task->mm;
 	__u32 zero = 0, seq, epoch;
-	__u64 mm;
+	__u64 mm, span;
 	struct uw_regs s = {
 		.pc = PT_REGS_IP(ctx),
 		.sp = PT_REGS_SP(ctx),
@@ -777,11 +782,23 @@ static __always_inline void unwind_dwarf_stack(struct pt_regs *ctx, struct asz_s
 	else
 		uw_memo_save(&s, m, epoch);
 	st->nr = s.n > ASZ_MAX_FRAMES ? ASZ_MAX_FRAMES : s.n;
+	/*
+	 * The next stack's first read: this one's span and a frame's slack, or if that is less,
+	 * a quarter of the way down to it (a short stack among long ones does not cost the next
+	 * long one two reads).
+	 */
+	span = s.sp - PT_REGS_SP(ctx) + 128;
+	if (span < win->first)
+		span = win->first - (win->first - span) / 4;
+	if (span < UW_WIN_MIN)
+		span = UW_WIN_MIN;
+	win->first = span > UW_WIN_BYTES ? UW_WIN_BYTES : span & ~63;
 	us = bpf_map_lookup_elem(&uw_stats, &zero);
 	if (us) {
 		us->stacks++;
 		us->frames_checked += s.checked;
 		us->frames_unwound += st->nr - s.checked;
+		us->stack_reads += win->fills;
 	}
 	st->flags = 0;
 	if (s.stop == UW_DEPTH)

@@ -122,6 +122,20 @@ struct asz_stack {
 };
 
 /*
+ * Most stacks are shallow: those of up to ASZ_SHORT_FRAMES frames are kept in a map of their
+ * own, whose elements are a quarter of the size (a 256-byte kernel allocation each, not 2 KiB).
+ * A stack id says which map: ASZ_STACK_LONG is set in the ids of the deeper ones.
+ */
+#define ASZ_SHORT_FRAMES 24
+#define ASZ_STACK_LONG (1ull << 63)
+
+struct asz_stack_short {
+	__u32 nr;
+	__u32 flags;
+	__u64 ips[ASZ_SHORT_FRAMES]; /* struct asz_stack's first bytes */
+};
+
+/*
  * A file mapping holding a frame of some stack, recorded when the stack is first seen, so that a
  * process that exits before user space reads /proc/PID/maps still symbolizes.
  */
@@ -196,6 +210,7 @@ struct asz_unwind_stats {
 	__u64 frames_unwound; /* return addresses found by unwinding: a rule per frame */
 	__u64 frames_checked; /* ... by checking the slots of the last stack's frames */
 	__u64 rule_searches;  /* pc rules not cached: a binary search in a module's rows */
+	__u64 stack_reads;    /* reads of the user stack (a window of up to 4 KiB each) */
 };
 
 /* A module the BPF unwinder met without a table: user space builds one. */
@@ -241,6 +256,7 @@ _Static_assert(sizeof(struct asz_agg_key) == 16, "asz_agg_key");
 _Static_assert(sizeof(struct asz_agg_val) == 48, "asz_agg_val");
 _Static_assert(sizeof(struct asz_proc_val) == 112, "asz_proc_val");
 _Static_assert(sizeof(struct asz_stack) == 1024, "asz_stack");
+_Static_assert(sizeof(struct asz_stack_short) == 200, "asz_stack_short");
 _Static_assert(sizeof(struct asz_tstate) == 96, "asz_tstate");
 _Static_assert(sizeof(struct asz_vma_key) == 16, "asz_vma_key");
 _Static_assert(sizeof(struct asz_cfi_row) == 16, "asz_cfi_row");
@@ -248,6 +264,6 @@ _Static_assert(sizeof(struct asz_vma) == 32, "asz_vma");
 _Static_assert(sizeof(struct asz_mod_key) == 16, "asz_mod_key");
 _Static_assert(sizeof(struct asz_mod) == 24, "asz_mod");
 _Static_assert(sizeof(struct asz_mod_want) == 24, "asz_mod_want");
-_Static_assert(sizeof(struct asz_unwind_stats) == 32, "asz_unwind_stats");
+_Static_assert(sizeof(struct asz_unwind_stats) == 40, "asz_unwind_stats");
 
 #endif /* ASIZEOF_H */

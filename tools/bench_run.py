@@ -446,6 +446,7 @@ class Bench:
         self.cc1 = None
         self.cc1_args = None
         self.cc1_counts = None  # (allocs, frees) counted by the full mode's report
+        self.cc1_unwind = None  # what the unwinder did there (the report's "unwind")
         self.retries = 0
 
     # one measurement of workload `wl` under configuration c
@@ -472,6 +473,7 @@ class Bench:
         v = parse(out + err)
         if wl == "cc1" and c.key == "full" and self.cc1_counts is None:
             self.cc1_counts = cc1_counts(report)
+            self.cc1_unwind = cc1_unwind(report)
         return v
 
     def measure_clean(self, wl, c):
@@ -506,6 +508,15 @@ def cc1_counts(report):
         procs = lines[-1].get("processes", [])
         return sum(p.get("allocs", 0) for p in procs), sum(p.get("frees", 0) for p in procs)
     except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
+def cc1_unwind(report):
+    """The unwinder's work on cc1, from the full mode's final report."""
+    try:
+        lines = [json.loads(x) for x in report.read_text().splitlines() if x.strip()]
+        return lines[-1]["unwind"]
+    except (OSError, ValueError, IndexError, KeyError):
         return None
 
 
@@ -751,6 +762,14 @@ def unwind_cost(b, cs, res, lines):
                      " = %.2f traps, %.0f ns per frame"
                      % ("" if wl == "alloc" else " -DDEPTH=%d" % DEEP, depth, s[0], s[1], s[2],
                         s[0] / tr[0] if tr[0] > 0 else float("nan"), s[0] / depth))
+    u = b.cc1_unwind
+    if u and u.get("stacks"):
+        n = u["stacks"]
+        frames = u["frames_unwound"] + u["frames_checked"]
+        lines.append("   cc1, per stack: %.1f frames (%.0f%% checked against the last stack), %.2f table"
+                     " searches, %.2f reads of the user stack"
+                     % (frames / n, 100.0 * u["frames_checked"] / max(frames, 1), u["rule_searches"] / n,
+                        u.get("stack_reads", 0) / n))
     depth = deep_depth(b)
     if depth:
         lines.append("   depth reached in bench_alloc -DDEPTH=%d: %d frames, down to %s (truncated: %s)" % depth)

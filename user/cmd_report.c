@@ -105,7 +105,8 @@ void cmd_report__usage(FILE *f)
 		"Limits:\n"
 		"  --max-depth N          stack frames kept per allocation (1-%d, default %d)\n"
 		"  --max-allocs N         live blocks tracked (default 1048576)\n"
-		"  --max-stacks N         distinct stacks kept (default 65536)\n"
+		"  --max-stacks N         distinct stacks kept (default 65536, and as many deeper\n"
+		"                         than 24 frames)\n"
 		"  --unwind MODE          stacks by dwarf (.eh_frame tables in the kernel: complete\n"
 		"                         without frame pointers; default where the kernel can) or\n"
 		"                         fp (frame pointers only)\n"
@@ -298,12 +299,15 @@ static int emit_report(struct session *s, const struct report_args *a, FILE *out
 			__u64 frames = w->frames_unwound + w->frames_checked;
 
 			vlog("unwinder: %llu stacks, %llu frames: %llu unwound, %llu checked against "
-			     "the last stack (%.0f%%); %llu pc rules searched in tables\n",
+			     "the last stack (%.0f%%); %llu pc rules searched in tables; "
+			     "%llu reads of the user stack (%.2f a stack)\n",
 			     (unsigned long long)w->stacks, (unsigned long long)frames,
 			     (unsigned long long)w->frames_unwound,
 			     (unsigned long long)w->frames_checked,
 			     frames ? 100.0 * w->frames_checked / frames : 0.0,
-			     (unsigned long long)w->rule_searches);
+			     (unsigned long long)w->rule_searches,
+			     (unsigned long long)w->stack_reads,
+			     (double)w->stack_reads / w->stacks);
 		}
 	}
 	err = report__write(out, a->fmt, cur, session__symbolizer(s), &a->ro);

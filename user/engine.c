@@ -188,7 +188,9 @@ int engine__open(struct engine **out, const struct engine_opts *o)
 	e->sample_bytes = o->sample_bytes;
 	e->system_wide = o->system_wide;
 	bpf_map__set_max_entries(e->skel->maps.allocs, o->max_allocs);
+	/* as many of each: a workload's stacks are mostly one kind */
 	bpf_map__set_max_entries(e->skel->maps.stacks, o->max_stacks);
+	bpf_map__set_max_entries(e->skel->maps.long_stacks, o->max_stacks);
 	bpf_map__set_max_entries(e->skel->maps.aggs, o->max_aggs);
 	bpf_map__set_max_entries(e->skel->maps.procs, o->max_procs);
 	/* load only the programs this mode attaches (the session one needs kernel support) */
@@ -607,6 +609,7 @@ static const struct asz_stack *stack_get(struct engine *e, __u64 id)
 	struct stack_cache *c = &e->stacks;
 	struct asz_stack buf, *st;
 	size_t i, len;
+	int err;
 
 	if (id == ASZ_STACK_NONE)
 		return NULL;
@@ -615,10 +618,16 @@ static const struct asz_stack *stack_get(struct engine *e, __u64 id)
 	i = cache_slot(c, id);
 	if (c->keys[i])
 		return c->vals[i];
-	if (bpf_map__lookup_elem(e->skel->maps.stacks, &id, sizeof(id), &buf, sizeof(buf), 0))
+	if (id & ASZ_STACK_LONG)
+		err = bpf_map__lookup_elem(e->skel->maps.long_stacks, &id, sizeof(id), &buf,
+					   sizeof(buf), 0);
+	else /* a short stack: the first bytes of a struct asz_stack */
+		err = bpf_map__lookup_elem(e->skel->maps.stacks, &id, sizeof(id), &buf,
+					   sizeof(struct asz_stack_short), 0);
+	if (err)
 		return NULL;
-	if (buf.nr > ASZ_MAX_FRAMES)
-		buf.nr = ASZ_MAX_FRAMES;
+	if (buf.nr > (id & ASZ_STACK_LONG ? ASZ_MAX_FRAMES : ASZ_SHORT_FRAMES))
+		buf.nr = id & ASZ_STACK_LONG ? ASZ_MAX_FRAMES : ASZ_SHORT_FRAMES;
 	/* kept for the stack's life: only the frames it has (~20, not 127) */
 	len = offsetof(struct asz_stack, ips) + buf.nr * sizeof(buf.ips[0]);
 	st = malloc(len);
@@ -878,6 +887,7 @@ static void collect_drops(struct engine *e, struct snapshot *s)
 				s->unwind.work.frames_unwound += w[c].frames_unwound;
 				s->unwind.work.frames_checked += w[c].frames_checked;
 				s->unwind.work.rule_searches += w[c].rule_searches;
+				s->unwind.work.stack_reads += w[c].stack_reads;
 			}
 		}
 		free(w);
@@ -1018,10 +1028,12 @@ static void cache_drop(struct stack_cache *c, const struct idset *gone)
  */
 static void sweep_stacks(struct engine *e)
 {
-	int afd = bpf_map__fd(e->skel->maps.aggs), sfd = bpf_map__fd(e->skel->maps.stacks);
+	int afd = bpf_map__fd(e->skel->maps.aggs);
+	int sfds[2] = {bpf_map__fd(e->skel->maps.stacks), bpf_map__fd(e->skel->maps.long_stacks)};
 	struct asz_agg_key ak, *aprev = NULL;
 	struct idset used = {}, now = {}, gone = {};
-	__u64 key, *prev = NULL;
+	__u64 key, *prev;
+	size_t deleted = 0, deep = 0;
 
 	while (bpf_map_get_next_key(afd, aprev, &ak) == 0) {
 		if (idset_add(&used, ak.stack_id))
@@ -1029,20 +1041,28 @@ static void sweep_stacks(struct engine *e)
 		aprev = &ak;
 	}
 	qsort(used.ids, used.nr, sizeof(*used.ids), cmp_u64);
-	while (bpf_map_get_next_key(sfd, prev, &key) == 0) {
-		if (!idset_has(&used, key) && idset_add(idset_has(&e->unreferenced, key) ? &gone : &now, key))
-			goto cleanup;
-		prev = &key;
+	for (int m = 0; m < 2; m++) {
+		for (prev = NULL; bpf_map_get_next_key(sfds[m], prev, &key) == 0; prev = &key)
+			if (!idset_has(&used, key) &&
+			    idset_add(idset_has(&e->unreferenced, key) ? &gone : &now, key))
+				goto cleanup;
 	}
-	for (size_t i = 0; i < gone.nr; i++)
-		bpf_map_delete_elem(sfd, &gone.ids[i]);
+	for (size_t i = 0; i < gone.nr; i++) {
+		bool is_long = gone.ids[i] & ASZ_STACK_LONG;
+
+		if (bpf_map_delete_elem(sfds[is_long], &gone.ids[i]) == 0) {
+			deleted++;
+			deep += is_long;
+		}
+	}
 	qsort(gone.ids, gone.nr, sizeof(*gone.ids), cmp_u64);
 	cache_drop(&e->stacks, &gone);
 	qsort(now.ids, now.nr, sizeof(*now.ids), cmp_u64);
 	free(e->unreferenced.ids);
 	e->unreferenced = now;
 	now = (struct idset){};
-	dlog("stack sweep: %zu deleted, %zu unreferenced\n", gone.nr, e->unreferenced.nr);
+	dlog("stack sweep: %zu deleted (%zu of over %d frames), %zu unreferenced\n", deleted, deep,
+	     ASZ_SHORT_FRAMES, e->unreferenced.nr);
 cleanup:
 	free(used.ids);
 	free(now.ids);

@@ -5,6 +5,8 @@ processes reported once more then forgotten, and the --comm filter."""
 
 import json
 import os
+import re
+import signal
 import shutil
 import subprocess
 import time
@@ -96,3 +98,41 @@ def test_system_wide(env, libc_copy, tmp_path):
     p.stdin.flush()
     before.send("exit")
     other.send("exit")
+
+
+def _stopped(pid, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open("/proc/%d/stat" % pid) as f:
+            if f.read().rsplit(")", 1)[1].split()[0] == "T":
+                return
+        time.sleep(0.01)
+    raise AssertionError("pid %d did not stop itself" % pid)
+
+
+def test_stacks_of_exited_processes_are_deleted(env):
+    """Stacks no live process refers to are deleted from the kernel two sweeps after their
+    process is forgotten: those of up to 24 frames and the deeper ones (another map)."""
+    reaper = env["reaper"]
+    prof = Profiler(reaper, ["-f", "json", "-n", "0", "-i", "1", "-vv", "--comm", "cfi_recurse"])
+    prof.wait_attached()
+    # cfi_recurse stops itself in main, then allocates 31 frames deep and exits
+    wl = reaper.add(subprocess.Popen([env["workloads"]["cfi_recurse"], "alloc"], start_new_session=True))
+    _stopped(wl.pid)
+    time.sleep(0.5)  # a new process's libc is probed within ~100 ms of the exec
+    os.kill(wl.pid, signal.SIGCONT)
+    assert wl.wait(timeout=60) == 0
+    n = prof.sync()
+    prof.reports_after(n, 4)  # reported exited, forgotten, then two sweeps
+    assert prof.stop() == 0, prof.err.lines
+
+    last = [r for r in prof.reports if any(p["pid"] == wl.pid for p in r["processes"])][-1]
+    assert helpers.proc_of(last, wl.pid)["exited"] is True
+    stacks = {s["stack_id"]: sum(not f["inlined"] for f in s["frames"]) for s in helpers.stacks_of(last, wl.pid)}
+    deep = [i for i, n in stacks.items() if i >> 63]
+    assert len(deep) >= 2 and all(stacks[i] > 24 for i in deep), stacks
+    assert all(n <= 24 for i, n in stacks.items() if not i >> 63), stacks
+    sweeps = [re.search(r"stack sweep: (\d+) deleted \((\d+) of over 24 frames\)", l) for l in prof.err.lines]
+    sweeps = [m for m in sweeps if m]
+    assert sum(int(m[1]) for m in sweeps) >= len(stacks), prof.err.lines
+    assert sum(int(m[2]) for m in sweeps) >= len(deep), prof.err.lines

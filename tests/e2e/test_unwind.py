@@ -423,3 +423,29 @@ def test_unwind_option_errors(profiler_bin):
     assert p.returncode == 2 and "--unwind" in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
     p = subprocess.run([profiler_bin, "--max-unwind-rows", "x", "-p", "1"], capture_output=True, text=True)
     assert p.returncode == 2 and "--max-unwind-rows" in p.stderr, p.stderr
+
+
+# ---------------------------------------------------------------- a stack next to unreadable memory
+
+SPAN_ROUNDS, WIDE_SIZE, CTX_SIZE = 200, 61, 83
+
+
+def test_a_first_read_past_the_stack_top_still_unwinds(bpf_ok, workloads, guarded, tmp_path):
+    """The first read of a stack is as long as the last stack's span on the CPU (3.6 KiB here):
+    from a stack a few dozen bytes below its top, with an unreadable page above, it fails and
+    the walk reads to the page's end instead. Both stacks complete, exactly."""
+    rep, pid = launch(guarded, workloads["unwind_span"], tmp_path / "report.json")
+    prog = "unwind_span"
+    wide = stack_with(rep, pid, lambda s: base(s["frames"][0]) == "wide")
+    assert (wide["live_bytes"], wide["live_allocs"]) == (SPAN_ROUNDS * WIDE_SIZE, SPAN_ROUNDS)
+    check_tail(wide, prog)
+
+    top = stack_with(rep, pid, lambda s: base(s["frames"][0]) == "near_top")
+    assert (top["live_bytes"], top["live_allocs"]) == (SPAN_ROUNDS * CTX_SIZE, SPAN_ROUNDS)
+    names = [base(f) for f in real_frames(top)]
+    # makecontext's trampoline (__start_context: libc-internal, no symbol) ends the stack
+    assert names[:2] == ["near_top", "ctx_fn"] and len(names) == 3, names
+    assert module_name(real_frames(top)[2]) == "libc.so.6", funcs(top)
+    assert top["truncated"] is False, top
+    assert rep["dropped"]["stack_incomplete"] == 0, rep["dropped"]
+    assert check_against_addr2line([wide, top]) >= 4

@@ -239,7 +239,8 @@ Test(report_json, checker_sanity)
 static const char expect_json[] =
 	"{\"type\":\"report\",\"time\":1700000000.25,\"elapsed_s\":4,\"final\":true,\"sampled\":false,\"sample_bytes\":0,"
 	"\"unwind\":{\"mode\":\"fp\",\"modules\":0,\"tables\":0,\"rows\":0,\"bytes\":0,\"build_ms\":0,"
-	"\"stacks\":0,\"frames_unwound\":0,\"frames_checked\":0,\"rule_searches\":0},"
+	"\"stacks\":0,\"frames_unwound\":0,\"frames_checked\":0,\"rule_searches\":0,"
+	"\"stack_reads\":0},"
 	"\"processes\":["
 	"{\"pid\":100,\"comm\":\"app\",\"live_bytes\":3000,\"live_allocs\":3,\"growth_bytes\":2000,"
 	"\"alloc_bytes\":5000,\"allocs\":10,\"frees\":7,\"exited\":false,"
@@ -338,7 +339,7 @@ Test(report_json, empty_snapshot)
 			      "\"final\":false,\"sampled\":false,\"sample_bytes\":0,"
 			      "\"unwind\":{\"mode\":\"fp\",\"modules\":0,\"tables\":0,\"rows\":0,\"bytes\":0,"
 			      "\"build_ms\":0,\"stacks\":0,\"frames_unwound\":0,\"frames_checked\":0,"
-			      "\"rule_searches\":0},"
+			      "\"rule_searches\":0,\"stack_reads\":0},"
 			      "\"processes\":[],\"stacks\":[],"
 			      "\"dropped\":{\"allocs_map_full\":0,"
 			      "\"aggs_map_full\":0,\"procs_map_full\":0,\"stacks_map_full\":0,"
