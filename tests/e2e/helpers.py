@@ -160,6 +160,17 @@ class Workload:
         return self.p.wait(timeout=timeout)
 
 
+def wait_stopped(pid, timeout=30):
+    """Wait until process pid is stopped (state T: it raised SIGSTOP itself)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open("/proc/%d/stat" % pid) as f:
+            if f.read().rsplit(")", 1)[1].split()[0] == "T":
+                return
+        time.sleep(0.01)
+    raise AssertionError("pid %d did not stop itself" % pid)
+
+
 class Profiler:
     """The profiler run in the background, its stdout (JSON reports) and stderr read live."""
 

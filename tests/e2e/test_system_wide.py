@@ -100,16 +100,6 @@ def test_system_wide(env, libc_copy, tmp_path):
     other.send("exit")
 
 
-def _stopped(pid, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with open("/proc/%d/stat" % pid) as f:
-            if f.read().rsplit(")", 1)[1].split()[0] == "T":
-                return
-        time.sleep(0.01)
-    raise AssertionError("pid %d did not stop itself" % pid)
-
-
 def test_stacks_of_exited_processes_are_deleted(env):
     """Stacks no live process refers to are deleted from the kernel two sweeps after their
     process is forgotten: those of up to 24 frames and the deeper ones (another map)."""
@@ -118,7 +108,7 @@ def test_stacks_of_exited_processes_are_deleted(env):
     prof.wait_attached()
     # cfi_recurse stops itself in main, then allocates 31 frames deep and exits
     wl = reaper.add(subprocess.Popen([env["workloads"]["cfi_recurse"], "alloc"], start_new_session=True))
-    _stopped(wl.pid)
+    helpers.wait_stopped(wl.pid)
     time.sleep(0.5)  # a new process's libc is probed within ~100 ms of the exec
     os.kill(wl.pid, signal.SIGCONT)
     assert wl.wait(timeout=60) == 0

@@ -5,13 +5,10 @@ frames of a 20-deep recursion; each frame's function and file:line as eu-addr2li
 the same address; exact bytes per call site as ever; --unwind fp and --max-depth still honest.
 The workloads are built plain gcc/g++ -O2 (no frame pointers)."""
 
-import json
 import os
 import re
 import signal
 import subprocess
-import time
-from pathlib import Path
 
 import pytest
 
@@ -351,22 +348,12 @@ def test_taken_stack_scratch_is_counted_not_shared(memo_run, guarded, workloads,
 # ---------------------------------------------------------------- deep recursion, -p
 
 
-def _stopped(pid, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with open("/proc/%d/stat" % pid) as f:
-            if f.read().rsplit(")", 1)[1].split()[0] == "T":
-                return
-        time.sleep(0.01)
-    raise AssertionError("cfi_recurse did not stop itself")
-
-
 def _recurse(env, extra=()):
     """cfi_recurse stops itself in main; attach, let it go, read the final report."""
     wl = env["reaper"].add(
         subprocess.Popen([env["workloads"]["cfi_recurse"], "alloc"], start_new_session=True)
     )
-    _stopped(wl.pid)
+    helpers.wait_stopped(wl.pid)
     prof = Profiler(env["reaper"], ["-f", "json", "-n", "0", "-i", "5", *extra, "-p", str(wl.pid)])
     prof.wait_attached()
     os.kill(wl.pid, signal.SIGCONT)
