@@ -123,10 +123,11 @@ struct asz_stack {
 
 /*
  * Most stacks are shallow: those of up to ASZ_SHORT_FRAMES frames are kept in a map of their
- * own, whose elements are a quarter of the size (a 256-byte kernel allocation each, not 2 KiB).
+ * own, whose elements take an eighth of the kernel memory: 192 bytes and the hash table's and
+ * allocator's 56 fill a 256-byte allocation (a struct asz_stack takes 2 KiB).
  * A stack id says which map: ASZ_STACK_LONG is set in the ids of the deeper ones.
  */
-#define ASZ_SHORT_FRAMES 24
+#define ASZ_SHORT_FRAMES 23
 #define ASZ_STACK_LONG (1ull << 63)
 
 struct asz_stack_short {
@@ -256,7 +257,7 @@ _Static_assert(sizeof(struct asz_agg_key) == 16, "asz_agg_key");
 _Static_assert(sizeof(struct asz_agg_val) == 48, "asz_agg_val");
 _Static_assert(sizeof(struct asz_proc_val) == 112, "asz_proc_val");
 _Static_assert(sizeof(struct asz_stack) == 1024, "asz_stack");
-_Static_assert(sizeof(struct asz_stack_short) == 200, "asz_stack_short");
+_Static_assert(sizeof(struct asz_stack_short) == 192, "asz_stack_short");
 _Static_assert(sizeof(struct asz_tstate) == 96, "asz_tstate");
 _Static_assert(sizeof(struct asz_vma_key) == 16, "asz_vma_key");
 _Static_assert(sizeof(struct asz_cfi_row) == 16, "asz_cfi_row");

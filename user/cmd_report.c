@@ -106,7 +106,7 @@ void cmd_report__usage(FILE *f)
 		"  --max-depth N          stack frames kept per allocation (1-%d, default %d)\n"
 		"  --max-allocs N         live blocks tracked (default 1048576)\n"
 		"  --max-stacks N         distinct stacks kept (default 65536, and as many deeper\n"
-		"                         than 24 frames)\n"
+		"                         than 23 frames)\n"
 		"  --unwind MODE          stacks by dwarf (.eh_frame tables in the kernel: complete\n"
 		"                         without frame pointers; default where the kernel can) or\n"
 		"                         fp (frame pointers only)\n"

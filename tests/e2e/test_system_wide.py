@@ -102,7 +102,7 @@ def test_system_wide(env, libc_copy, tmp_path):
 
 def test_stacks_of_exited_processes_are_deleted(env):
     """Stacks no live process refers to are deleted from the kernel two sweeps after their
-    process is forgotten: those of up to 24 frames and the deeper ones (another map)."""
+    process is forgotten: those of up to 23 frames and the deeper ones (another map)."""
     reaper = env["reaper"]
     prof = Profiler(reaper, ["-f", "json", "-n", "0", "-i", "1", "-vv", "--comm", "cfi_recurse"])
     prof.wait_attached()
@@ -120,9 +120,9 @@ def test_stacks_of_exited_processes_are_deleted(env):
     assert helpers.proc_of(last, wl.pid)["exited"] is True
     stacks = {s["stack_id"]: sum(not f["inlined"] for f in s["frames"]) for s in helpers.stacks_of(last, wl.pid)}
     deep = [i for i, n in stacks.items() if i >> 63]
-    assert len(deep) >= 2 and all(stacks[i] > 24 for i in deep), stacks
-    assert all(n <= 24 for i, n in stacks.items() if not i >> 63), stacks
-    sweeps = [re.search(r"stack sweep: (\d+) deleted \((\d+) of over 24 frames\)", l) for l in prof.err.lines]
+    assert len(deep) >= 2 and all(stacks[i] > 23 for i in deep), stacks
+    assert all(n <= 23 for i, n in stacks.items() if not i >> 63), stacks
+    sweeps = [re.search(r"stack sweep: (\d+) deleted \((\d+) of over 23 frames\)", l) for l in prof.err.lines]
     sweeps = [m for m in sweeps if m]
     assert sum(int(m[1]) for m in sweeps) >= len(stacks), prof.err.lines
     assert sum(int(m[2]) for m in sweeps) >= len(deep), prof.err.lines
