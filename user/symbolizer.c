@@ -26,6 +26,7 @@
 
 #include "log.h"
 #include "symbolizer.h"
+#include "util.h"
 
 /* From libstdc++ (the C++ ABI); declared here so that this file stays C. */
 char *__cxa_demangle(const char *mangled, char *buf, size_t *len, int *status);
@@ -499,23 +500,16 @@ static int parse_maps(struct symbolizer *s, const char *buf, size_t len, struct 
 	while (p < end) {
 		const char *eol = memchr(p, '\n', end - p);
 		size_t ll = (eol ? eol : end) - p;
-		unsigned long long start, stop, pgoff, ino;
-		unsigned int maj, min;
-		char perms[8];
-		int off = 0;
-		const char *path;
+		struct util_maps_line m;
 
 		if (ll >= sizeof(line))
 			goto next;
 		memcpy(line, p, ll);
 		line[ll] = '\0';
-		if (sscanf(line, "%llx-%llx %7s %llx %x:%x %llu %n", &start, &stop, perms, &pgoff,
-			   &maj, &min, &ino, &off) < 7 ||
-		    !off)
+		if (util__parse_maps_line(line, &m))
 			goto next;
-		path = line + off;
 		/* Anonymous memory, [heap], [vdso], anon_inode:...: nothing to symbolize with. */
-		if (ino == 0 || path[0] != '/' || stop <= start)
+		if (m.ino == 0 || m.path[0] != '/' || m.end <= m.start)
 			goto next;
 		if (n == cap) {
 			cap = cap ? cap * 2 : 64;
@@ -527,13 +521,13 @@ static int parse_maps(struct symbolizer *s, const char *buf, size_t len, struct 
 			lines = nl;
 		}
 		lines[n] = (struct maps_line){
-			.start = start,
-			.end = stop,
-			.pgoff = pgoff,
-			.dev = (__u64)maj << 32 | min,
-			.ino = ino,
-			.exec = strchr(perms, 'x') != NULL,
-			.path = str_intern(&s->strs, path),
+			.start = m.start,
+			.end = m.end,
+			.pgoff = m.pgoff,
+			.dev = (__u64)m.maj << 32 | m.min,
+			.ino = m.ino,
+			.exec = strchr(m.perms, 'x') != NULL,
+			.path = str_intern(&s->strs, m.path),
 		};
 		if (!lines[n].path) {
 			err = -ENOMEM;

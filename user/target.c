@@ -15,6 +15,7 @@
 #include "attach.h"
 #include "target.h"
 #include "log.h"
+#include "util.h"
 
 extern char **environ;
 
@@ -221,12 +222,38 @@ static bool defines_malloc(const char *path)
  * programs, programs with their own allocator), else an allocator library beside libc
  * (jemalloc, tcmalloc, preloaded or linked), else libc.
  */
+struct inspect_ctx {
+	pid_t pid;
+	char *lib;
+	size_t lib_len;
+	bool found;
+	char libc[PATH_MAX + 64];
+};
+
+static bool inspect_line(void *ctx, const struct util_maps_line *m)
+{
+	struct inspect_ctx *c = ctx;
+	char path[PATH_MAX + 64];
+
+	if (strcmp(m->perms, "r-xp") || m->path[0] != '/' || strstr(m->path, " (deleted)"))
+		return true;
+	snprintf(path, sizeof(path), "/proc/%d/root%s", c->pid, m->path);
+	if (is_libc_name(m->path)) {
+		snprintf(c->libc, sizeof(c->libc), "%s", path);
+		return true;
+	}
+	if (!c->found && defines_malloc(path)) {
+		snprintf(c->lib, c->lib_len, "%s", path);
+		c->found = true;
+	}
+	return true;
+}
+
 int target__inspect(pid_t pid, char *comm, size_t comm_len, char *lib, size_t lib_len,
 		    char *libc_out, size_t libc_len)
 {
-	char path[PATH_MAX + 64], line[PATH_MAX + 256], libc[PATH_MAX + 64] = "";
-	bool found = false;
-	FILE *f = NULL;
+	struct inspect_ctx c = {.pid = pid, .lib = lib, .lib_len = lib_len};
+	char path[64];
 	int err;
 
 	if (pid <= 0)
@@ -239,39 +266,18 @@ int target__inspect(pid_t pid, char *comm, size_t comm_len, char *lib, size_t li
 	snprintf(path, sizeof(path), "/proc/%d/exe", pid);
 	if (defines_malloc(path)) {
 		snprintf(lib, lib_len, "%s", path);
-		found = true;
+		c.found = true;
 	}
-	snprintf(path, sizeof(path), "/proc/%d/maps", pid);
-	f = fopen(path, "re");
-	if (!f)
-		return errno == ENOENT ? -ESRCH : -errno;
-	while (fgets(line, sizeof(line), f)) {
-		char *file = strchr(line, '/');
-		char *nl;
-
-		if (!file || !strstr(line, " r-xp ") || strstr(file, " (deleted)"))
-			continue;
-		nl = strchr(file, '\n');
-		if (nl)
-			*nl = 0;
-		snprintf(path, sizeof(path), "/proc/%d/root%s", pid, file);
-		if (is_libc_name(file)) {
-			snprintf(libc, sizeof(libc), "%s", path);
-			continue;
-		}
-		if (!found && defines_malloc(path)) {
-			snprintf(lib, lib_len, "%s", path);
-			found = true;
-		}
-	}
-	fclose(f);
+	err = util__for_each_maps_line(pid, inspect_line, &c);
+	if (err)
+		return err;
 	if (libc_out)
-		snprintf(libc_out, libc_len, "%s", found ? libc : "");
-	if (!found && libc[0]) {
-		snprintf(lib, lib_len, "%s", libc);
-		found = true;
+		snprintf(libc_out, libc_len, "%s", c.found ? c.libc : "");
+	if (!c.found && c.libc[0]) {
+		snprintf(lib, lib_len, "%s", c.libc);
+		c.found = true;
 	}
-	return found ? 0 : -ENOENT;
+	return c.found ? 0 : -ENOENT;
 }
 
 /* Does the program need a dynamic linker? Scripts (#!) run an interpreter, dynamic on Debian. */

@@ -18,14 +18,6 @@
 #include "unwind.h"
 #include "util.h"
 
-/* /proc/PID/maps pads the path column with blanks; a deleted file ends in " (deleted)". */
-static char *trim(char *s)
-{
-	while (*s == ' ')
-		s++;
-	return s;
-}
-
 struct umod {
 	struct asz_mod_key key;
 	struct asz_mod mod;
@@ -403,6 +395,21 @@ static int open_mapping(pid_t pid, __u64 start, __u64 end, const char *path)
 	return open(buf, O_RDONLY | O_CLOEXEC);
 }
 
+struct exec_ctx {
+	bool (*fn)(void *ctx, __u64 start, __u64 end, const struct asz_mod_key *k, const char *path);
+	void *ctx;
+};
+
+static bool exec_line(void *ctx, const struct util_maps_line *m)
+{
+	struct exec_ctx *x = ctx;
+	struct asz_mod_key k = {.dev = m->maj << 20 | m->min, .ino = m->ino};
+
+	if (m->perms[2] != 'x' || !m->ino)
+		return true;
+	return x->fn(x->ctx, m->start, m->end, &k, m->path[0] ? m->path : NULL);
+}
+
 /*
  * Calls fn(ctx, start, end, key, path or NULL) for each executable file mapping of pid until it
  * returns false; returns 0 or -errno.
@@ -412,31 +419,9 @@ static int for_each_exec_mapping(pid_t pid,
 					    const struct asz_mod_key *k, const char *path),
 				 void *ctx)
 {
-	char buf[64], line[PATH_MAX + 128];
-	FILE *f;
+	struct exec_ctx x = {fn, ctx};
 
-	snprintf(buf, sizeof(buf), "/proc/%d/maps", pid);
-	f = fopen(buf, "re");
-	if (!f)
-		return -errno;
-	while (fgets(line, sizeof(line), f)) {
-		unsigned long long start, end, pgoff, ino;
-		unsigned int maj, min;
-		char perms[8], path[PATH_MAX] = "";
-		struct asz_mod_key k = {};
-
-		if (sscanf(line, "%llx-%llx %7s %llx %x:%x %llu %4095[^\n]", &start, &end, perms,
-			   &pgoff, &maj, &min, &ino, path) < 7)
-			continue;
-		if (perms[2] != 'x' || !ino)
-			continue;
-		k.dev = maj << 20 | min;
-		k.ino = ino;
-		if (!fn(ctx, start, end, &k, path[0] ? trim(path) : NULL))
-			break;
-	}
-	fclose(f);
-	return 0;
+	return util__for_each_maps_line(pid, exec_line, &x);
 }
 
 struct pid_ctx {

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-/* Small helpers: human-readable sizes, strict number parsing for the CLI, clocks. */
+/* Small helpers: human-readable sizes, strict number parsing for the CLI, clocks, maps lines. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -119,5 +119,49 @@ int util__parse_range(const char *s, __u64 min, __u64 max, __u64 *out)
 	if (util__parse_u64(s, &v) || v < min || v > max)
 		return -EINVAL;
 	*out = v;
+	return 0;
+}
+
+int util__parse_maps_line(char *line, struct util_maps_line *m)
+{
+	unsigned long long start, end, pgoff, ino;
+	unsigned int maj, min;
+	int off = 0;
+
+	if (sscanf(line, "%llx-%llx %7s %llx %x:%x %llu %n", &start, &end, m->perms, &pgoff, &maj,
+		   &min, &ino, &off) < 7 ||
+	    !off)
+		return -EINVAL;
+	m->start = start;
+	m->end = end;
+	m->pgoff = pgoff;
+	m->ino = ino;
+	m->maj = maj;
+	m->min = min;
+	m->path = line + off;
+	return 0;
+}
+
+int util__for_each_maps_line(int pid, bool (*fn)(void *ctx, const struct util_maps_line *m),
+			     void *ctx)
+{
+	char path[64], *line = NULL;
+	struct util_maps_line m;
+	size_t cap = 0;
+	ssize_t n;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/maps", pid);
+	f = fopen(path, "re");
+	if (!f)
+		return errno == ENOENT || errno == ESRCH ? -ESRCH : -errno;
+	while ((n = getline(&line, &cap, f)) > 0) {
+		if (line[n - 1] == '\n')
+			line[n - 1] = '\0';
+		if (util__parse_maps_line(line, &m) == 0 && !fn(ctx, &m))
+			break;
+	}
+	free(line);
+	fclose(f);
 	return 0;
 }

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Small helpers: human-readable sizes, strict number parsing for the CLI, clocks. */
+/* Small helpers: human-readable sizes, strict number parsing for the CLI, clocks, maps lines. */
 #ifndef ASZ_UTIL_H
 #define ASZ_UTIL_H
 
@@ -42,5 +42,23 @@ double util__wall_s(void);
 
 /* The part of path after its last '/' (path itself if none; NULL stays NULL). */
 const char *util__basename(const char *path);
+
+/* One line of /proc/PID/maps. */
+struct util_maps_line {
+	__u64 start, end, pgoff, ino;
+	__u32 maj, min;	  /* the device as maps shows it */
+	char perms[8];	  /* "r-xp" */
+	const char *path; /* the rest of the line ("" for anonymous memory), in the line parsed */
+};
+
+/* Parse one line of /proc/PID/maps, without its newline, in place: 0 or -EINVAL. */
+int util__parse_maps_line(char *line, struct util_maps_line *m);
+
+/*
+ * Call fn with each line of /proc/PID/maps until it returns false. 0, -ESRCH (no such process)
+ * or another negative errno.
+ */
+int util__for_each_maps_line(int pid, bool (*fn)(void *ctx, const struct util_maps_line *m),
+			     void *ctx);
 
 #endif

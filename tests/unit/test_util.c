@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-/* Unit tests: util.c (sizes, strict parsing, clocks) and json_writer.c. */
+/* Unit tests: util.c (sizes, strict parsing, clocks, maps lines) and json_writer.c. */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <math.h>
@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "json_writer.h"
 #include "util.h"
 
@@ -457,4 +458,78 @@ Test(json_writer, write_error_is_reported)
 	json_writer__end_object(&w);
 	cr_assert_eq(json_writer__status(&w), -EIO);
 	fclose(f);
+}
+
+Test(util, maps_lines_parse)
+{
+	char file[] = "7f3a1c000000-7f3a1c022000 r-xp 00026000 fe:01 1312       "
+		      "            /usr/lib/x86_64-linux-gnu/libc.so.6";
+	char spaced[] = "55d0c0a00000-55d0c0a01000 r--p 00000000 08:10 42 /tmp/a dir/b (deleted)";
+	char anon[] = "7ffd5b9e1000-7ffd5ba02000 rw-p 00000000 00:00 0";
+	char vdso[] = "7ffd5bbf0000-7ffd5bbf2000 r-xp 00000000 00:00 0                   [vdso]";
+	char junk[] = "not a maps line";
+	struct util_maps_line m;
+
+	cr_assert_eq(util__parse_maps_line(file, &m), 0);
+	cr_assert_eq(m.start, 0x7f3a1c000000ull);
+	cr_assert_eq(m.end, 0x7f3a1c022000ull);
+	cr_assert_eq(m.pgoff, 0x26000ull);
+	cr_assert_eq(m.maj, 0xfe);
+	cr_assert_eq(m.min, 1);
+	cr_assert_eq(m.ino, 1312);
+	cr_assert_str_eq(m.perms, "r-xp");
+	cr_assert_str_eq(m.path, "/usr/lib/x86_64-linux-gnu/libc.so.6");
+
+	cr_assert_eq(util__parse_maps_line(spaced, &m), 0);
+	cr_assert_eq(m.maj, 8);
+	cr_assert_eq(m.min, 0x10);
+	cr_assert_str_eq(m.path, "/tmp/a dir/b (deleted)");
+
+	cr_assert_eq(util__parse_maps_line(anon, &m), 0);
+	cr_assert_eq(m.ino, 0);
+	cr_assert_str_eq(m.path, "");
+	cr_assert_str_eq(m.perms, "rw-p");
+
+	cr_assert_eq(util__parse_maps_line(vdso, &m), 0);
+	cr_assert_str_eq(m.path, "[vdso]");
+
+	cr_assert_eq(util__parse_maps_line(junk, &m), -EINVAL);
+}
+
+struct maps_seen {
+	char exe[4096];
+	int lines, exe_exec;
+};
+
+static bool note_line(void *ctx, const struct util_maps_line *m)
+{
+	struct maps_seen *c = ctx;
+
+	c->lines++;
+	if (!strcmp(m->path, c->exe) && m->perms[2] == 'x')
+		c->exe_exec++;
+	return true;
+}
+
+static bool stop_at_first(void *ctx, const struct util_maps_line *m)
+{
+	(void)m;
+	(*(int *)ctx)++;
+	return false;
+}
+
+Test(util, maps_of_a_process)
+{
+	struct maps_seen c = {};
+	ssize_t n = readlink("/proc/self/exe", c.exe, sizeof(c.exe) - 1);
+	int first = 0;
+
+	cr_assert_gt(n, 0);
+	cr_assert_eq(util__for_each_maps_line(getpid(), note_line, &c), 0);
+	/* our own code is mapped executable, and there are more lines than that */
+	cr_assert_eq(c.exe_exec, 1, "%d executable mappings of %s", c.exe_exec, c.exe);
+	cr_assert_gt(c.lines, 5);
+	cr_assert_eq(util__for_each_maps_line(getpid(), stop_at_first, &first), 0);
+	cr_assert_eq(first, 1);
+	cr_assert_eq(util__for_each_maps_line(INT32_MAX, note_line, &c), -ESRCH);
 }
