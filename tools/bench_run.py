@@ -762,6 +762,7 @@ def unwind_cost(b, cs, res, lines):
                      " = %.2f traps, %.0f ns per frame"
                      % ("" if wl == "alloc" else " -DDEPTH=%d" % DEEP, depth, s[0], s[1], s[2],
                         s[0] / tr[0] if tr[0] > 0 else float("nan"), s[0] / depth))
+    bpf_times(b, tr[0], lines)
     u = b.cc1_unwind
     if u and u.get("stacks"):
         n = u["stacks"]
@@ -791,6 +792,51 @@ def unwind_cost(b, cs, res, lines):
         path, rows, nbytes, med, lo, hi = ln.split()
         lines.append("     %-44s %8s rows %8.0f KiB %7s ms (%s-%s)"
                      % (os.path.realpath(path), rows, int(nbytes) / 1024, med, lo, hi))
+
+
+def bpf_time(b, cmd, unwind):
+    """BPF run time per allocation (all programs: entry, return, free), from -v's "own cost"
+    (kernel run-time accounting, on while -v holds it), over the allocations the report counted."""
+    report = OUT / ("bpftime.%d.json" % os.getpid())
+    try:
+        ok, found = wait_quiet(QUIET_WAIT)
+        if not ok:
+            return None
+        rc, out, err = run_cmd([str(BIN), "-v", "--unwind", unwind, "-f", "json", "-n", "1", "-i", "3600",
+                                "-o", str(report), "--", *map(str, cmd)])
+        m = re.findall(r"own cost: BPF [\d.]+ s over (\d+) runs \(([\d.]+) ns each\)", err)
+        if rc != 0 or not m:
+            return None
+        rep = [json.loads(ln) for ln in report.read_text().splitlines() if ln.strip()][-1]
+        allocs = sum(p["allocs"] for p in rep["processes"])
+        # runs x ns each: the seconds are printed to the millisecond, ns per run to the ns
+        return int(m[-1][0]) * float(m[-1][1]) / allocs if allocs else None
+    except (OSError, ValueError, IndexError, KeyError, RuntimeError):
+        return None
+    finally:
+        report.unlink(missing_ok=True)
+
+
+def bpf_times(b, trap, lines, rounds=min(3, ROUNDS)):
+    """The unwinder's added cost as the kernel accounts it: steadier than the difference of two
+    timed medians (no trap, no noise of the workload's own run), one run each, interleaved."""
+    lines.append("   BPF run time per allocation, all programs (kernel.bpf_stats_enabled; medians of %d"
+                 " interleaved runs):" % rounds)
+    for name, cmd in (("bench_alloc, 6 frames", [b.alloc, PAIRS]),
+                      ("bench_alloc -DDEPTH=%d, %d frames" % (DEEP, 6 + DEEP), [b.deep, PAIRS]),
+                      ("cc1", [b.cc1, *b.cc1_args])):
+        got = {"dwarf": [], "fp": []}
+        for _ in range(rounds):
+            for u in ("dwarf", "fp"):
+                v = bpf_time(b, cmd, u)
+                if v is not None:
+                    got[u].append(v)
+        d, f = stats(got["dwarf"]), stats(got["fp"])
+        if not d or not f:
+            lines.append("     %-36s n/a" % name)
+            continue
+        lines.append("     %-36s dwarf %5.0f ns, fp %5.0f ns: +%.0f ns = %.2f traps"
+                     % (name, d[0], f[0], d[0] - f[0], (d[0] - f[0]) / trap if trap > 0 else float("nan")))
 
 
 def deep_depth(b):

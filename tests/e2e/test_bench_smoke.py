@@ -131,6 +131,12 @@ def test_bench_unwind_cost(bench):
     for lib in ("libc.so.6", "libstdc++.so.6", "cc1"):
         m = re.search(r"^     \S*%s\S* +(\d+) rows +(\d+) KiB +%s ms" % (re.escape(lib), NUM), out, re.M)
         assert m and int(m.group(1)) > 1000, out
+    # the same cost as the kernel accounts BPF run time, and what the unwinder did on cc1
+    for name in ("bench_alloc, 6 frames", "bench_alloc -DDEPTH=24, 30 frames", "cc1"):
+        assert re.search(r"^     %s +dwarf +%s ns, fp +%s ns: \+-?%s ns = -?%s traps$"
+                         % (re.escape(name), NUM, NUM, NUM, NUM), out, re.M), out
+    assert re.search(r"^   cc1, per stack: %s frames \(%s%% checked against the last stack\), %s table searches, "
+                     r"%s reads of the user stack$" % ((NUM,) * 4), out, re.M), out
     for frames in (6, 30):
         assert re.search(r"^   \(issue 3\) DWARF unwinding adds less per allocation than one uprobe trap, %d frames: "
                          r".*: (met|NOT met)$" % frames, out, re.M), out
