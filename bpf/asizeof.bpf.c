@@ -298,8 +298,30 @@ static __always_inline __u64 stack_hash(const struct asz_stack *st)
 
 struct vma_ctx {
 	__u32 tgid;
-	__u64 start, end; /* the last mapping recorded: consecutive frames often share it */
+	__u32 recorded;	  /* the mapping is in vmas now (or has no file: nothing to record) */
+	__u64 start, end; /* the last mapping met: consecutive frames often share it */
 };
+
+/*
+ * The mappings this CPU last recorded for one address space (see uw_space()): a new stack
+ * whose frames lie in them needs no bpf_find_vma (~0.2 us and a try of the target's mmap lock
+ * each) and no map update. Entries stay in vmas until their process is forgotten.
+ */
+#define VMA_SEEN 8 /* a power of two */
+
+struct vma_seen {
+	__u64 space;
+	__u32 next;
+	__u32 pad;
+	__u64 start[VMA_SEEN], end[VMA_SEEN];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct vma_seen);
+} vma_seens SEC(".maps");
 
 static long record_vma(struct task_struct *task, struct vm_area_struct *vma, void *data)
 {
@@ -308,16 +330,34 @@ static long record_vma(struct task_struct *task, struct vm_area_struct *vma, voi
 	struct file *f = vma->vm_file;
 	struct asz_vma v = {};
 
+	long err;
+
 	c->start = vma->vm_start;
 	c->end = vma->vm_end;
+	c->recorded = 1;
 	if (!f)
 		return 0;
 	v.end = vma->vm_end;
 	v.pgoff = vma->vm_pgoff << 12;
 	v.ino = BPF_CORE_READ(f, f_inode, i_ino);
 	v.dev = BPF_CORE_READ(f, f_inode, i_sb, s_dev);
-	bpf_map_update_elem(&vmas, &key, &v, BPF_NOEXIST);
+	err = bpf_map_update_elem(&vmas, &key, &v, BPF_NOEXIST);
+	/* full: not recorded, tried again with the next new stack */
+	c->recorded = err == 0 || err == -EEXIST;
 	return 0;
+}
+
+/* Is ip in a mapping recorded before? Then c's last mapping becomes that one. */
+static __always_inline bool vma_seen_has(const struct vma_seen *s, __u64 ip, struct vma_ctx *c)
+{
+	for (int j = 0; j < VMA_SEEN; j++) {
+		if (ip >= s->start[j] && ip < s->end[j]) {
+			c->start = s->start[j];
+			c->end = s->end[j];
+			return true;
+		}
+	}
+	return false;
 }
 
 /* Remember which file mappings a new stack's frames lie in (once per stack, not per call). */
@@ -325,16 +365,34 @@ static __always_inline void record_vmas(const struct asz_stack *st)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct vma_ctx c = {.tgid = bpf_get_current_pid_tgid() >> 32};
+	struct vma_seen *seen = bpf_map_lookup_elem(&vma_seens, &(__u32){0});
+	struct mm_struct *mm = task->mm;
+	__u64 space;
 
+	if (!seen || !mm)
+		return;
+	space = uw_space(task, mm);
+	if (seen->space != space) {
+		__builtin_memset(seen, 0, sizeof(*seen));
+		seen->space = space;
+	}
 	for (int i = 0; i < ASZ_MAX_FRAMES; i++) {
 		__u64 ip;
+		__u32 j;
 
 		if (i >= st->nr)
 			break;
 		ip = st->ips[i] - 1;
 		if (ip >= c.start && ip < c.end)
 			continue;
-		bpf_find_vma(task, ip, record_vma, &c, 0);
+		if (vma_seen_has(seen, ip, &c))
+			continue;
+		c.recorded = 0;
+		if (bpf_find_vma(task, ip, record_vma, &c, 0) || !c.recorded)
+			continue;
+		j = seen->next++ & (VMA_SEEN - 1);
+		seen->start[j] = c.start;
+		seen->end[j] = c.end;
 	}
 }
 
