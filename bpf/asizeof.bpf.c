@@ -347,17 +347,36 @@ static long record_vma(struct task_struct *task, struct vm_area_struct *vma, voi
 	return 0;
 }
 
-/* Is ip in a mapping recorded before? Then c's last mapping becomes that one. */
-static __always_inline bool vma_seen_has(const struct vma_seen *s, __u64 ip, struct vma_ctx *c)
+/*
+ * Record the mapping of ip unless this CPU did lately (a global function: its loop is verified
+ * once, not once per frame of the caller's loop).
+ */
+__noinline int record_vma_of(struct vma_seen *seen, struct vma_ctx *c, __u64 ip)
 {
-	for (int j = 0; j < VMA_SEEN; j++) {
-		if (ip >= s->start[j] && ip < s->end[j]) {
-			c->start = s->start[j];
-			c->end = s->end[j];
-			return true;
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct vma_ctx v; /* bpf_find_vma's context must be on this stack */
+	__u32 j;
+
+	if (!seen || !c)
+		return 0;
+	for (j = 0; j < VMA_SEEN; j++) {
+		if (ip >= seen->start[j] && ip < seen->end[j]) {
+			c->start = seen->start[j];
+			c->end = seen->end[j];
+			return 0;
 		}
 	}
-	return false;
+	v = *c;
+	v.recorded = 0;
+	if (bpf_find_vma(task, ip, record_vma, &v, 0))
+		return 0;
+	*c = v;
+	if (!v.recorded)
+		return 0;
+	j = seen->next++ & (VMA_SEEN - 1);
+	seen->start[j] = c->start;
+	seen->end[j] = c->end;
+	return 0;
 }
 
 /* Remember which file mappings a new stack's frames lie in (once per stack, not per call). */
@@ -378,21 +397,12 @@ static __always_inline void record_vmas(const struct asz_stack *st)
 	}
 	for (int i = 0; i < ASZ_MAX_FRAMES; i++) {
 		__u64 ip;
-		__u32 j;
 
 		if (i >= st->nr)
 			break;
 		ip = st->ips[i] - 1;
-		if (ip >= c.start && ip < c.end)
-			continue;
-		if (vma_seen_has(seen, ip, &c))
-			continue;
-		c.recorded = 0;
-		if (bpf_find_vma(task, ip, record_vma, &c, 0) || !c.recorded)
-			continue;
-		j = seen->next++ & (VMA_SEEN - 1);
-		seen->start[j] = c.start;
-		seen->end[j] = c.end;
+		if (ip < c.start || ip >= c.end)
+			record_vma_of(seen, &c, ip);
 	}
 }
 
