@@ -747,14 +747,13 @@ def unwind_cost(b, cs, res, lines):
     if not {"full", "fp", "floor", "untraced"} <= keys:
         lines.append("   n/a (a configuration is missing)")
         return
-    a = res["alloc"]
-    trap = [(f - u) / 3 for f, u in zip(a["floor"], a["untraced"]) if f is not None and u is not None]
-    tr = stats(trap)
+    tr = per_round_diff(res["alloc"], "floor", "untraced", 1 / 3)
+    if not tr:
+        lines.append("   one uprobe trap: failed")
+        return
     lines.append("   one uprobe trap (empty probe, (floor - untraced) / 3 per pair): %.0f ns (%.0f-%.0f)" % tr)
     for wl, depth in (("alloc", 6), ("deep", 6 + DEEP)):
-        r = res[wl]
-        add = [x - y for x, y in zip(r["full"], r["fp"]) if x is not None and y is not None]
-        s = stats(add)
+        s = per_round_diff(res[wl], "full", "fp")
         if not s:
             lines.append("   %s: failed" % wl)
             continue
@@ -762,6 +761,10 @@ def unwind_cost(b, cs, res, lines):
                      " = %.2f traps, %.0f ns per frame"
                      % ("" if wl == "alloc" else " -DDEPTH=%d" % DEEP, depth, s[0], s[1], s[2],
                         s[0] / tr[0] if tr[0] > 0 else float("nan"), s[0] / depth))
+    s = per_round_diff(res["cc1"], "full", "fp", 1e9 / b.cc1_counts[0]) if b.cc1_counts else None
+    if s:
+        lines.append("   cc1: +%.0f ns per allocation (%.0f-%.0f per round) = %.2f traps"
+                     % (s[0], s[1], s[2], s[0] / tr[0] if tr[0] > 0 else float("nan")))
     bpf_times(b, tr[0], lines)
     u = b.cc1_unwind
     if u and u.get("stacks"):
@@ -900,6 +903,18 @@ def stats(vals):
     return statistics.median(vals), min(vals), max(vals)
 
 
+def per_round_diff(res, a, b, scale=1.0):
+    """Median, min and max over rounds of (res[a] - res[b]) * scale: configurations run in the
+    same round are paired, which cancels what the machine did meanwhile."""
+    return stats([(x - y) * scale for x, y in zip(res.get(a, []), res.get(b, [])) if x is not None and y is not None])
+
+
+def trap_ns(res_a):
+    """One uprobe trap: the empty-probe floor has 3 per malloc+free pair (entry, return, free)."""
+    s = per_round_diff(res_a, "floor", "untraced", 1 / 3)
+    return s[0] if s else None
+
+
 def per_round_ratio(a, b):
     r = [x / y for x, y in zip(a, b) if x is not None and y]
     return (min(r), max(r)) if r else None
@@ -972,20 +987,19 @@ def goals(res_a, res_c, own, lines, res_d=None, cc1_allocs=None):
         r = full / floor
         lines.append("   full mode within 1.3x of its floor per malloc+free pair: %.2fx (%.0f vs %.0f ns): %s"
                      % (r, full, floor, verdict(r <= 1.3)))
-    fp, untraced = med(res_a, "fp"), med(res_a, "untraced")
-    if full and fp and floor and untraced:
-        trap = (floor - untraced) / 3
+    # the same paired per-round figures as section 3
+    trap = trap_ns(res_a)
+    if trap:
         for res, depth in ((res_a, 6), (res_d or {}, 6 + DEEP)):
-            f, p = med(res, "full"), med(res, "fp")
-            if f and p:
+            s = per_round_diff(res, "full", "fp")
+            if s:
                 lines.append("   (issue 3) DWARF unwinding adds less per allocation than one uprobe trap, %d frames:"
-                             " +%.0f ns vs %.0f ns: %s" % (depth, f - p, trap, verdict(f - p < trap)))
+                             " +%.0f ns vs %.0f ns: %s" % (depth, s[0], trap, verdict(s[0] < trap)))
         # a real program: cc1's stacks are ~21 frames of big frames and many call sites
-        f, p = med(res_c, "full"), med(res_c, "fp")
-        if f and p and cc1_allocs:
-            add = (f - p) * 1e9 / cc1_allocs
+        s = per_round_diff(res_c, "full", "fp", 1e9 / cc1_allocs) if cc1_allocs else None
+        if s:
             lines.append("   (issue 3) DWARF unwinding adds less per allocation than one uprobe trap, cc1:"
-                         " +%.0f ns vs %.0f ns: %s" % (add, trap, verdict(add < trap)))
+                         " +%.0f ns vs %.0f ns: %s" % (s[0], trap, verdict(s[0] < trap)))
     base, cfull, cpeer = med(res_c, "untraced"), med(res_c, "full"), med(res_c, "peer")
     if base and cfull and cpeer and cpeer > base:
         r = (cfull - base) / (cpeer - base)

@@ -123,6 +123,7 @@ def test_bench_unwind_cost(bench):
     assert re.search(r"^   one uprobe trap .*: -?%s ns \(-?%s--?%s\)$" % (NUM, NUM, NUM), out, re.M), out
     for frames in (6, 30):
         assert re.search(r"^   bench_alloc.*, %d frames per stack: \+-?%s ns per allocation" % (frames, NUM), out, re.M), out
+    assert re.search(r"^   cc1: \+-?%s ns per allocation" % NUM, out, re.M), out
     m = re.search(r"^   depth reached in bench_alloc -DDEPTH=24: (\d+) frames, down to (\S+) \(truncated: (\w+)\)$",
                   out, re.M)
     assert m, out
