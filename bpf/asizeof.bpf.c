@@ -329,7 +329,6 @@ static long record_vma(struct task_struct *task, struct vm_area_struct *vma, voi
 	struct asz_vma_key key = {.tgid = c->tgid, .start = vma->vm_start};
 	struct file *f = vma->vm_file;
 	struct asz_vma v = {};
-
 	long err;
 
 	c->start = vma->vm_start;

@@ -217,11 +217,7 @@ static bool defines_malloc(const char *path)
 	return yes;
 }
 
-/*
- * The module whose malloc the dynamic linker binds: the executable if it defines one (static
- * programs, programs with their own allocator), else an allocator library beside libc
- * (jemalloc, tcmalloc, preloaded or linked), else libc.
- */
+/* target__inspect's look at the executable mappings: the first defining malloc, and libc */
 struct inspect_ctx {
 	pid_t pid;
 	char *lib;
@@ -249,6 +245,11 @@ static bool inspect_line(void *ctx, const struct util_maps_line *m)
 	return true;
 }
 
+/*
+ * The module whose malloc the dynamic linker binds: the executable if it defines one (static
+ * programs, programs with their own allocator), else an allocator library beside libc
+ * (jemalloc, tcmalloc, preloaded or linked), else libc.
+ */
 int target__inspect(pid_t pid, char *comm, size_t comm_len, char *lib, size_t lib_len,
 		    char *libc_out, size_t libc_len)
 {
