@@ -757,13 +757,13 @@ def unwind_cost(b, cs, res, lines):
         if not s:
             lines.append("   %s: failed" % wl)
             continue
-        lines.append("   bench_alloc%s, %d frames per stack: +%.0f ns per allocation (%.0f-%.0f per round)"
+        lines.append("   bench_alloc%s, %d frames per stack: %+.0f ns per allocation (%.0f-%.0f per round)"
                      " = %.2f traps, %.0f ns per frame"
                      % ("" if wl == "alloc" else " -DDEPTH=%d" % DEEP, depth, s[0], s[1], s[2],
                         s[0] / tr[0] if tr[0] > 0 else float("nan"), s[0] / depth))
     s = per_round_diff(res["cc1"], "full", "fp", 1e9 / b.cc1_counts[0]) if b.cc1_counts else None
     if s:
-        lines.append("   cc1: +%.0f ns per allocation (%.0f-%.0f per round) = %.2f traps"
+        lines.append("   cc1: %+.0f ns per allocation (%.0f-%.0f per round) = %.2f traps"
                      % (s[0], s[1], s[2], s[0] / tr[0] if tr[0] > 0 else float("nan")))
     bpf_times(b, tr[0], lines)
     u = b.cc1_unwind
@@ -838,7 +838,7 @@ def bpf_times(b, trap, lines, rounds=min(3, ROUNDS)):
         if not d or not f:
             lines.append("     %-36s n/a" % name)
             continue
-        lines.append("     %-36s dwarf %5.0f ns, fp %5.0f ns: +%.0f ns = %.2f traps"
+        lines.append("     %-36s dwarf %5.0f ns, fp %5.0f ns: %+.0f ns = %.2f traps"
                      % (name, d[0], f[0], d[0] - f[0], (d[0] - f[0]) / trap if trap > 0 else float("nan")))
 
 
@@ -994,12 +994,12 @@ def goals(res_a, res_c, own, lines, res_d=None, cc1_allocs=None):
             s = per_round_diff(res, "full", "fp")
             if s:
                 lines.append("   (issue 3) DWARF unwinding adds less per allocation than one uprobe trap, %d frames:"
-                             " +%.0f ns vs %.0f ns: %s" % (depth, s[0], trap, verdict(s[0] < trap)))
+                             " %+.0f ns vs %.0f ns: %s" % (depth, s[0], trap, verdict(s[0] < trap)))
         # a real program: cc1's stacks are ~21 frames of big frames and many call sites
         s = per_round_diff(res_c, "full", "fp", 1e9 / cc1_allocs) if cc1_allocs else None
         if s:
             lines.append("   (issue 3) DWARF unwinding adds less per allocation than one uprobe trap, cc1:"
-                         " +%.0f ns vs %.0f ns: %s" % (s[0], trap, verdict(s[0] < trap)))
+                         " %+.0f ns vs %.0f ns: %s" % (s[0], trap, verdict(s[0] < trap)))
     base, cfull, cpeer = med(res_c, "untraced"), med(res_c, "full"), med(res_c, "peer")
     if base and cfull and cpeer and cpeer > base:
         r = (cfull - base) / (cpeer - base)

@@ -1,9 +1,7 @@
 # SPDX-License-Identifier: MIT
 """System-wide --cgroup filter, and the cgroup and executable reported per process."""
 
-import json
 import os
-import subprocess
 import time
 
 import pytest
