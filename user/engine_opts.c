@@ -43,36 +43,56 @@ int engine_opts__add_comm(struct engine_opts *eo, const char **comms, const char
 	return 0;
 }
 
+/* The numeric engine options: each range is checked and quoted in the error from here. */
+static const struct {
+	int opt;
+	const char *name;
+	__u64 min, max;
+} ranges[] = {
+    {EOPT_MAX_DEPTH, "--max-depth", 1, ASZ_MAX_FRAMES},
+    {EOPT_MAX_ALLOCS, "--max-allocs", 1024, 1u << 28},
+    {EOPT_MAX_STACKS, "--max-stacks", 64, 1u << 24},
+    {EOPT_MAX_UNWIND_ROWS, "--max-unwind-rows", 1024, 1u << 26},
+    {EOPT_SAMPLE_BYTES, "--sample-bytes", 1, 1ull << 32},
+};
+
 int engine_opts__parse(struct engine_opts *eo, int opt, const char *arg, char *err, size_t len)
 {
 	__u64 v = 0;
 
+	for (size_t i = 0; i < sizeof(ranges) / sizeof(ranges[0]); i++) {
+		if (ranges[i].opt != opt)
+			continue;
+		if (count(arg, ranges[i].min, ranges[i].max, &v)) {
+			snprintf(err, len, "%s: '%s' is not %llu-%llu", ranges[i].name, arg,
+				 (unsigned long long)ranges[i].min,
+				 (unsigned long long)ranges[i].max);
+			return -EINVAL;
+		}
+		break;
+	}
 	switch (opt) {
 	case EOPT_MAX_DEPTH:
-		if (count(arg, 1, ASZ_MAX_FRAMES, &v))
-			goto bad;
 		eo->max_depth = v;
 		return 0;
 	case EOPT_MAX_ALLOCS:
-		if (count(arg, 1024, 1u << 28, &v))
-			goto bad;
 		eo->max_allocs = v;
 		return 0;
 	case EOPT_MAX_STACKS:
-		if (count(arg, 64, 1u << 24, &v))
-			goto bad;
 		eo->max_stacks = v;
 		eo->max_aggs = v;
 		return 0;
-	case EOPT_UNWIND:
-		if (unwind__parse_mode(arg, &eo->unwind))
-			goto bad;
-		return 0;
 	case EOPT_MAX_UNWIND_ROWS:
-		if (count(arg, 1024, 1u << 26, &v))
-			goto bad;
 		eo->max_unwind_rows = v;
 		return 0;
+	case EOPT_SAMPLE_BYTES:
+		eo->sample_bytes = v;
+		return 0;
+	case EOPT_UNWIND:
+		if (unwind__parse_mode(arg, &eo->unwind) == 0)
+			return 0;
+		snprintf(err, len, "--unwind: unknown mode '%s' (auto, dwarf, fp)", arg);
+		return -EINVAL;
 	case EOPT_ATTACH:
 		if (strcmp(arg, "auto") == 0)
 			eo->attach = ATTACH_AUTO;
@@ -80,41 +100,12 @@ int engine_opts__parse(struct engine_opts *eo, int opt, const char *arg, char *e
 			eo->attach = ATTACH_MULTI;
 		else if (strcmp(arg, "perf") == 0)
 			eo->attach = ATTACH_PERF;
-		else
-			goto bad;
-		return 0;
-	case EOPT_SAMPLE_BYTES:
-		if (count(arg, 1, 1ull << 32, &v))
-			goto bad;
-		eo->sample_bytes = v;
+		else {
+			snprintf(err, len, "--attach: unknown mode '%s' (auto, multi, perf)", arg);
+			return -EINVAL;
+		}
 		return 0;
 	}
-bad:
-	switch (opt) {
-	case EOPT_MAX_DEPTH:
-		snprintf(err, len, "--max-depth: '%s' is not 1-127", arg);
-		break;
-	case EOPT_MAX_ALLOCS:
-		snprintf(err, len, "--max-allocs: '%s' is not 1024-268435456", arg);
-		break;
-	case EOPT_MAX_STACKS:
-		snprintf(err, len, "--max-stacks: '%s' is not 64-16777216", arg);
-		break;
-	case EOPT_UNWIND:
-		snprintf(err, len, "--unwind: unknown mode '%s' (auto, dwarf, fp)", arg);
-		break;
-	case EOPT_MAX_UNWIND_ROWS:
-		snprintf(err, len, "--max-unwind-rows: '%s' is not 1024-67108864", arg);
-		break;
-	case EOPT_ATTACH:
-		snprintf(err, len, "--attach: unknown mode '%s' (auto, multi, perf)", arg);
-		break;
-	case EOPT_SAMPLE_BYTES:
-		snprintf(err, len, "--sample-bytes: '%s' is not 1-4294967296", arg);
-		break;
-	default:
-		snprintf(err, len, "not an engine option");
-		break;
-	}
+	snprintf(err, len, "not an engine option");
 	return -EINVAL;
 }
