@@ -472,8 +472,7 @@ class Bench:
             raise RuntimeError("asizeof-bpf %s exited %d: %s" % (" ".join(c.opts), rc, err.strip()[-500:]))
         v = parse(out + err)
         if wl == "cc1" and c.key == "full" and self.cc1_counts is None:
-            self.cc1_counts = cc1_counts(report)
-            self.cc1_unwind = cc1_unwind(report)
+            self.cc1_counts, self.cc1_unwind = cc1_facts(report)
         return v
 
     def measure_clean(self, wl, c):
@@ -501,23 +500,16 @@ class Bench:
         return None
 
 
-def cc1_counts(report):
-    """Allocations and frees of cc1 counted by the full mode's final report."""
+def cc1_facts(report):
+    """From the full mode's final report on cc1: (allocations, frees) it counted, and what the
+    unwinder did there (its "unwind"); None for what cannot be read."""
     try:
-        lines = [json.loads(x) for x in report.read_text().splitlines() if x.strip()]
-        procs = lines[-1].get("processes", [])
-        return sum(p.get("allocs", 0) for p in procs), sum(p.get("frees", 0) for p in procs)
+        last = [json.loads(x) for x in report.read_text().splitlines() if x.strip()][-1]
+        procs = last.get("processes", [])
+        counts = sum(p.get("allocs", 0) for p in procs), sum(p.get("frees", 0) for p in procs)
     except (OSError, ValueError, IndexError, AttributeError):
-        return None
-
-
-def cc1_unwind(report):
-    """The unwinder's work on cc1, from the full mode's final report."""
-    try:
-        lines = [json.loads(x) for x in report.read_text().splitlines() if x.strip()]
-        return lines[-1]["unwind"]
-    except (OSError, ValueError, IndexError, KeyError):
-        return None
+        return None, None
+    return counts, last.get("unwind")
 
 
 # ------------------------------------------------------------------ the profiler's own cost
@@ -761,7 +753,7 @@ def unwind_cost(b, cs, res, lines):
                      " = %.2f traps, %.0f ns per frame"
                      % ("" if wl == "alloc" else " -DDEPTH=%d" % DEEP, depth, s[0], s[1], s[2],
                         s[0] / tr[0] if tr[0] > 0 else float("nan"), s[0] / depth))
-    s = per_round_diff(res["cc1"], "full", "fp", 1e9 / b.cc1_counts[0]) if b.cc1_counts else None
+    s = per_round_diff(res["cc1"], "full", "fp", 1e9 / b.cc1_counts[0]) if b.cc1_counts and b.cc1_counts[0] else None
     if s:
         lines.append("   cc1: %+.0f ns per allocation (%.0f-%.0f per round) = %.2f traps"
                      % (s[0], s[1], s[2], s[0] / tr[0] if tr[0] > 0 else float("nan")))
