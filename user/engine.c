@@ -608,8 +608,9 @@ static const struct asz_stack *stack_get(struct engine *e, __u64 id)
 {
 	struct stack_cache *c = &e->stacks;
 	struct asz_stack buf, *st;
+	struct bpf_map *map;
 	size_t i, len;
-	int err;
+	bool is_long;
 
 	if (id == ASZ_STACK_NONE)
 		return NULL;
@@ -618,16 +619,13 @@ static const struct asz_stack *stack_get(struct engine *e, __u64 id)
 	i = cache_slot(c, id);
 	if (c->keys[i])
 		return c->vals[i];
-	if (id & ASZ_STACK_LONG)
-		err = bpf_map__lookup_elem(e->skel->maps.long_stacks, &id, sizeof(id), &buf,
-					   sizeof(buf), 0);
-	else /* a short stack: the first bytes of a struct asz_stack */
-		err = bpf_map__lookup_elem(e->skel->maps.stacks, &id, sizeof(id), &buf,
-					   sizeof(struct asz_stack_short), 0);
-	if (err)
+	is_long = id & ASZ_STACK_LONG;
+	map = is_long ? e->skel->maps.long_stacks : e->skel->maps.stacks;
+	/* a short stack's value is the first bytes of a struct asz_stack */
+	if (bpf_map__lookup_elem(map, &id, sizeof(id), &buf, bpf_map__value_size(map), 0))
 		return NULL;
-	if (buf.nr > (id & ASZ_STACK_LONG ? ASZ_MAX_FRAMES : ASZ_SHORT_FRAMES))
-		buf.nr = id & ASZ_STACK_LONG ? ASZ_MAX_FRAMES : ASZ_SHORT_FRAMES;
+	if (buf.nr > (is_long ? ASZ_MAX_FRAMES : ASZ_SHORT_FRAMES))
+		buf.nr = is_long ? ASZ_MAX_FRAMES : ASZ_SHORT_FRAMES;
 	/* kept for the stack's life: only the frames it has (~20, not 127) */
 	len = offsetof(struct asz_stack, ips) + buf.nr * sizeof(buf.ips[0]);
 	st = malloc(len);
