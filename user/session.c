@@ -587,6 +587,15 @@ void session__close(struct session *s)
 		return;
 	session__stop_command(s);
 	engine__close(s->eng);
+	if (s->sym) {
+		struct symbolizer_stats st;
+
+		symbolizer__stats(s->sym, &st);
+		dlog("symbolizer: %llu addresses symbolized, %llu DWARF units indexed, "
+		     "%llu whole-unit walks\n",
+		     (unsigned long long)st.symbolized, (unsigned long long)st.units_indexed,
+		     (unsigned long long)st.unit_walks);
+	}
 	symbolizer__free(s->sym);
 	snapshot__free(s->prev);
 	for (int i = 0; i < s->nr; i++)

@@ -80,6 +80,22 @@ struct modfile {
 	int nsegs;
 	struct fsym *syms;
 	size_t nsyms;
+	struct htab cus; /* (CU DIE offset, 0) -> struct cu_index, built at a unit's first lookup */
+};
+
+/*
+ * The functions of one compile unit by address range. dwarf_getscopes walks a unit's DIEs from
+ * its root at every call: ~0.8 ms an address in a unit of 10k functions.
+ */
+struct fn_range {
+	Dwarf_Addr lo, hi; /* [lo, hi) in the unit's DWARF addresses */
+	Dwarf_Addr maxhi;  /* the highest hi of this range and all before it: ends a backward scan */
+	Dwarf_Die die;
+};
+
+struct cu_index {
+	struct fn_range *r; /* sorted by lo */
+	size_t n, cap;
 };
 
 struct mapping {
@@ -114,6 +130,7 @@ struct symbolizer {
 	struct htab files; /* (dev, ino) -> struct modfile */
 	struct htab cache; /* (struct modfile *, vaddr) -> struct cache_ent */
 	struct strtab strs;
+	struct symbolizer_stats stats;
 };
 
 static __u64 mix64(__u64 h)
@@ -286,6 +303,16 @@ struct symbolizer *symbolizer__new(void)
 
 static void modfile_free(struct modfile *mf)
 {
+	size_t i;
+
+	for (i = 0; i < mf->cus.cap; i++) {
+		struct cu_index *ix = mf->cus.ents[i].val;
+
+		if (ix)
+			free(ix->r);
+		free(ix);
+	}
+	free(mf->cus.ents);
 	if (mf->dwfl)
 		dwfl_end(mf->dwfl);
 	if (mf->fd >= 0)
@@ -1085,16 +1112,202 @@ static void call_site(struct symbolizer *s, Dwarf_Die *die, const char **file, i
 		*line = val;
 }
 
+/* Add die's address ranges to ix (a function without ranges is a declaration: nothing). */
+static int cu_index_add(struct cu_index *ix, Dwarf_Die *die)
+{
+	Dwarf_Addr base, lo, hi;
+	ptrdiff_t off = 0;
+
+	while ((off = dwarf_ranges(die, off, &base, &lo, &hi)) > 0) {
+		if (lo >= hi)
+			continue;
+		if (ix->n == ix->cap) {
+			size_t cap = ix->cap ? ix->cap * 2 : 64;
+			struct fn_range *r = realloc(ix->r, cap * sizeof(*r));
+
+			if (!r)
+				return -ENOMEM;
+			ix->r = r;
+			ix->cap = cap;
+		}
+		ix->r[ix->n++] = (struct fn_range){ .lo = lo, .hi = hi, .die = *die };
+	}
+	return 0;
+}
+
+/* The functions among parent's children, and inside the namespaces and classes there. */
+static int cu_index_scan(struct cu_index *ix, Dwarf_Die *parent, int depth)
+{
+	Dwarf_Die child;
+	int err = 0;
+
+	if (dwarf_child(parent, &child) != 0)
+		return 0;
+	do {
+		switch (dwarf_tag(&child)) {
+		case DW_TAG_subprogram:
+			err = cu_index_add(ix, &child);
+			break;
+		case DW_TAG_namespace:
+		case DW_TAG_module:
+		case DW_TAG_class_type:
+		case DW_TAG_structure_type:
+			if (depth < 16)
+				err = cu_index_scan(ix, &child, depth + 1);
+			break;
+		}
+	} while (!err && dwarf_siblingof(&child, &child) == 0);
+	return err;
+}
+
+static int cmp_fn_range(const void *a, const void *b)
+{
+	const struct fn_range *x = a, *y = b;
+
+	if (x->lo != y->lo)
+		return x->lo < y->lo ? -1 : 1;
+	return x->hi < y->hi ? -1 : x->hi > y->hi;
+}
+
+/* The unit's index, built on first use (empty when it cannot be: lookups then fall back). */
+static struct cu_index *cu_index_get(struct symbolizer *s, struct modfile *mf, Dwarf_Die *cudie)
+{
+	Dwarf_Off key = dwarf_dieoffset(cudie);
+	struct cu_index *ix = htab_find(&mf->cus, key, 0);
+	size_t i;
+
+	if (ix)
+		return ix;
+	ix = calloc(1, sizeof(*ix));
+	if (!ix)
+		return NULL;
+	if (cu_index_scan(ix, cudie, 0)) {
+		free(ix->r);
+		ix->r = NULL;
+		ix->n = 0;
+	}
+	if (ix->n)
+		qsort(ix->r, ix->n, sizeof(*ix->r), cmp_fn_range);
+	for (i = 0; i < ix->n; i++) {
+		Dwarf_Addr before = i ? ix->r[i - 1].maxhi : 0;
+
+		ix->r[i].maxhi = before > ix->r[i].hi ? before : ix->r[i].hi;
+	}
+	if (htab_insert(&mf->cus, key, 0, ix)) {
+		free(ix->r);
+		free(ix);
+		return NULL;
+	}
+	s->stats.units_indexed++;
+	return ix;
+}
+
+/* The function holding pc: of those that do, the one starting last. */
+static Dwarf_Die *cu_index_find(const struct cu_index *ix, Dwarf_Addr pc)
+{
+	size_t lo = 0, hi = ix->n;
+
+	while (lo < hi) { /* the first range with r.lo > pc */
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (ix->r[mid].lo <= pc)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	while (lo-- > 0 && ix->r[lo].maxhi > pc)
+		if (pc < ix->r[lo].hi)
+			return &ix->r[lo].die;
+	return NULL;
+}
+
+/* Scopes that hold code, as libdw's own scope walk descends them. */
+static bool is_code_scope(int tag)
+{
+	switch (tag) {
+	case DW_TAG_lexical_block:
+	case DW_TAG_inlined_subroutine:
+	case DW_TAG_try_block:
+	case DW_TAG_catch_block:
+	case DW_TAG_with_stmt:
+	case DW_TAG_entry_point:
+	case DW_TAG_subprogram:
+		return true;
+	}
+	return false;
+}
+
+/*
+ * The scopes holding pc from fn down, innermost first, in *out (malloc'd): at each level the
+ * first child holding pc, as dwarf_getscopes takes it.
+ */
+static int fn_scopes(Dwarf_Die *fn, Dwarf_Addr pc, Dwarf_Die **out)
+{
+	Dwarf_Die path[MAX_INLINE_FRAMES * 2], child;
+	int n = 0, i;
+
+	path[n++] = *fn;
+	while (n < (int)(sizeof(path) / sizeof(path[0])) && dwarf_child(&path[n - 1], &child) == 0) {
+		bool found = false;
+
+		do {
+			found = is_code_scope(dwarf_tag(&child)) && dwarf_haspc(&child, pc) > 0;
+		} while (!found && dwarf_siblingof(&child, &child) == 0);
+		if (!found)
+			break;
+		path[n++] = child;
+	}
+	*out = malloc(n * sizeof(**out));
+	if (!*out)
+		return 0;
+	for (i = 0; i < n; i++)
+		(*out)[i] = path[n - 1 - i];
+	return n;
+}
+
+/*
+ * The scopes holding pc in a unit, innermost first, each a DIE of the concrete tree (an inlined
+ * subroutine's, not its abstract origin's), in *out (malloc'd). From the unit's index of
+ * functions; where it has none for pc (code in an imported unit, say), from libdw's walk.
+ */
+static int scopes_at(struct symbolizer *s, struct modfile *mf, Dwarf_Die *cudie, Dwarf_Addr pc,
+		     Dwarf_Die **out)
+{
+	struct cu_index *ix = cu_index_get(s, mf, cudie);
+	Dwarf_Die *fn = ix ? cu_index_find(ix, pc) : NULL, *scopes = NULL;
+	int n, i;
+
+	*out = NULL;
+	if (fn)
+		return fn_scopes(fn, pc, out);
+	s->stats.unit_walks++;
+	n = dwarf_getscopes(cudie, pc, &scopes);
+	for (i = 0; i < n; i++)
+		if (dwarf_tag(&scopes[i]) == DW_TAG_inlined_subroutine)
+			break;
+	if (i == n) {
+		*out = scopes;
+		return n > 0 ? n : 0;
+	}
+	/*
+	 * dwarf_getscopes continues into the abstract origin of an inlined subroutine, so the
+	 * outer part of the chain only comes from walking the concrete DIE tree.
+	 */
+	n = dwarf_getscopes_die(&scopes[0], out);
+	free(scopes);
+	return n > 0 ? n : 0;
+}
+
 /* Symbolize one ELF vaddr of a loaded module: inlined frames first, then the real function. */
 static struct cache_ent *symbolize(struct symbolizer *s, struct modfile *mf, __u64 vaddr)
 {
 	struct cframe fr[MAX_INLINE_FRAMES];
 	struct cache_ent *ent = NULL;
-	Dwarf_Die *scopes = NULL, *chain = NULL, *cudie, outer;
+	Dwarf_Die *chain = NULL, *cudie, outer;
 	Dwarf_Addr a = vaddr + mf->bias, cubias = 0;
 	const char *file = NULL, *func;
 	bool have_outer = false;
-	int n = 0, line = 0, nscopes, nchain, i;
+	int n = 0, line = 0, nchain, i;
 	Dwfl_Line *dl;
 
 	dl = dwfl_module_getsrc(mf->mod, a);
@@ -1103,40 +1316,23 @@ static struct cache_ent *symbolize(struct symbolizer *s, struct modfile *mf, __u
 				  dwfl_line_comp_dir(dl));
 
 	cudie = dwfl_module_addrdie(mf->mod, a, &cubias);
-	nscopes = cudie ? dwarf_getscopes(cudie, a - cubias, &scopes) : 0;
-	for (i = 0; i < nscopes; i++)
-		if (dwarf_tag(&scopes[i]) == DW_TAG_inlined_subroutine)
-			break;
-	if (i < nscopes) {
-		/*
-		 * dwarf_getscopes continues into the abstract origin of an inlined subroutine, so
-		 * the outer part of the chain only comes from walking the concrete DIE tree.
-		 */
-		nchain = dwarf_getscopes_die(&scopes[0], &chain);
-		for (i = 0; i < nchain && n < MAX_INLINE_FRAMES - 1; i++) {
-			int tag = dwarf_tag(&chain[i]);
+	s->stats.symbolized++;
+	nchain = cudie ? scopes_at(s, mf, cudie, a - cubias, &chain) : 0;
+	for (i = 0; i < nchain && n < MAX_INLINE_FRAMES - 1; i++) {
+		int tag = dwarf_tag(&chain[i]);
 
-			if (tag == DW_TAG_inlined_subroutine) {
-				fr[n++] = (struct cframe){
-					.func = die_func_name(s, &chain[i]),
-					.file = file,
-					.line = line,
-					.inlined = true,
-				};
-				call_site(s, &chain[i], &file, &line);
-			} else if (tag == DW_TAG_subprogram) {
-				outer = chain[i];
-				have_outer = true;
-				break;
-			}
-		}
-	} else {
-		for (i = 0; i < nscopes; i++) {
-			if (dwarf_tag(&scopes[i]) == DW_TAG_subprogram) {
-				outer = scopes[i];
-				have_outer = true;
-				break;
-			}
+		if (tag == DW_TAG_inlined_subroutine) {
+			fr[n++] = (struct cframe){
+				.func = die_func_name(s, &chain[i]),
+				.file = file,
+				.line = line,
+				.inlined = true,
+			};
+			call_site(s, &chain[i], &file, &line);
+		} else if (tag == DW_TAG_subprogram) {
+			outer = chain[i];
+			have_outer = true;
+			break;
 		}
 	}
 
@@ -1151,9 +1347,13 @@ static struct cache_ent *symbolize(struct symbolizer *s, struct modfile *mf, __u
 	ent->n = n;
 	memcpy(ent->f, fr, n * sizeof(fr[0]));
 cleanup:
-	free(scopes);
 	free(chain);
 	return ent;
+}
+
+void symbolizer__stats(const struct symbolizer *s, struct symbolizer_stats *out)
+{
+	*out = s->stats;
 }
 
 /* Find the process and its mapping of addr, rereading a live process's maps on a miss. */

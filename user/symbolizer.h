@@ -23,6 +23,13 @@ struct sym_frame {
 	bool inlined;	       /* this frame was inlined into the next (outer) one */
 };
 
+/* What the symbolizer did so far (for -vv and tests). */
+struct symbolizer_stats {
+	__u64 symbolized;    /* addresses symbolized (cache misses) */
+	__u64 units_indexed; /* DWARF compile units whose functions were indexed by address */
+	__u64 unit_walks;    /* lookups no index answered: libdw walked a whole unit's DIEs */
+};
+
 struct symbolizer *symbolizer__new(void);
 void symbolizer__free(struct symbolizer *s);
 
@@ -46,6 +53,8 @@ int symbolizer__add_file(struct symbolizer *s, const char *path);
  */
 int symbolizer__add_mapping(struct symbolizer *s, __u32 pid, __u64 start, __u64 end, __u64 pgoff,
 			    __u32 dev_major, __u32 dev_minor, __u64 ino);
+
+void symbolizer__stats(const struct symbolizer *s, struct symbolizer_stats *out);
 
 /* Forget a process's mappings (it is gone and reported). Module files and results stay cached. */
 void symbolizer__remove_pid(struct symbolizer *s, __u32 pid);

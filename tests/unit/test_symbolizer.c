@@ -62,6 +62,32 @@ static SYMTEST_NOINLINE void *symtest_inl_outer(int *lines)
 	return ra;
 }
 
+/* A cold function: the block that calls it goes to symtest_split's cold part. */
+static __attribute__((cold, noinline, noclone)) void *symtest_get_ra_cold(void)
+{
+	return __builtin_return_address(0);
+}
+
+static inline __attribute__((always_inline)) void *symtest_cold_inl(int *lines)
+{
+	void *ra = symtest_get_ra_cold(); lines[0] = __LINE__;
+
+	SYMTEST_KEEP(ra);
+	return ra;
+}
+
+/* gcc -O2 splits this function in two address ranges: symtest_split and symtest_split.cold. */
+static SYMTEST_NOINLINE void *symtest_split(int rare, int *lines)
+{
+	void *ra = NULL;
+
+	if (rare) {
+		ra = symtest_cold_inl(lines); lines[1] = __LINE__;
+	}
+	SYMTEST_KEEP(ra);
+	return ra;
+}
+
 static const char *symtest_base(const char *path)
 {
 	const char *slash = path ? strrchr(path, '/') : NULL;
@@ -249,6 +275,40 @@ Test(symbolizer, inline_chain)
 	n = symbolizer__resolve(s, getpid(), (__u64)(uintptr_t)ra, f, 1);
 	cr_assert_eq(n, 1);
 	cr_assert_str_eq(f[0].func, "symtest_inl_inner");
+	symbolizer__free(s);
+}
+
+/*
+ * An inline chain in the cold part of a function split by gcc: a function of two address
+ * ranges, the second far from the first.
+ */
+Test(symbolizer, inline_chain_in_a_cold_part)
+{
+	struct symbolizer *s = symbolizer__new();
+	struct sym_frame f[SYMTEST_MAX];
+	struct symbolizer_stats st;
+	int lines[2] = {}, n;
+	void *ra = symtest_split(1, lines), *hot = (void *)symtest_split;
+
+	cr_assert_eq(symbolizer__add_pid(s, getpid()), 0);
+	n = symbolizer__resolve(s, getpid(), (__u64)(uintptr_t)ra, f, SYMTEST_MAX);
+	/* found from the unit's index of functions, whose ranges include the cold part */
+	symbolizer__stats(s, &st);
+	cr_assert_eq(st.symbolized, 1);
+	cr_assert_eq(st.units_indexed, 1);
+	cr_assert_eq(st.unit_walks, 0);
+	cr_assert_eq(n, 2);
+	cr_assert_str_eq(f[0].func, "symtest_cold_inl");
+	cr_assert_eq(f[0].line, lines[0]);
+	cr_assert(f[0].inlined);
+	cr_assert_str_eq(f[1].func, "symtest_split.cold", "the return address is in the cold part");
+	cr_assert_eq(f[1].line, lines[1]);
+	/* eu-addr2line names the outer frame by its DWARF name, we by its symbol */
+	symtest_check_oracle(f, n, "symtest_split.cold");
+
+	/* the hot part is symtest_split itself */
+	n = symbolizer__resolve(s, getpid(), (__u64)(uintptr_t)hot + 2, f, SYMTEST_MAX);
+	cr_assert_str_eq(f[n - 1].func, "symtest_split");
 	symbolizer__free(s);
 }
 
