@@ -177,10 +177,11 @@ static void print_procs(FILE *f, const struct snapshot *s, int top_n)
 static void print_frame(FILE *f, const struct sym_frame *fr)
 {
 	const char *mod = util__basename(fr->module);
+	char name[1024];
 
 	fputs(FRAME_INDENT, f);
 	if (fr->func)
-		fputs(fr->func, f);
+		fputs(util__short_func(fr->func, name, sizeof(name)), f);
 	else
 		fprintf(f, "0x%llx", (unsigned long long)fr->addr);
 	if (fr->file && fr->line > 0)

@@ -737,10 +737,10 @@ static void widen(struct top_col *cols, int n, char cells[][CELL_LEN])
 
 static void fmt_frame(char *out, size_t size, const struct sym_frame *f)
 {
-	char func[FRAME_LEN / 2], file[FRAME_LEN / 4], mod[FRAME_LEN / 4];
+	char func[FRAME_LEN / 2], file[FRAME_LEN / 4], mod[FRAME_LEN / 4], name[FRAME_LEN / 2];
 	int n;
 
-	sanitize(func, sizeof(func), f->func);
+	sanitize(func, sizeof(func), f->func ? util__short_func(f->func, name, sizeof(name)) : NULL);
 	sanitize(file, sizeof(file), util__basename(f->file));
 	sanitize(mod, sizeof(mod), util__basename(f->module));
 	if (f->func && f->file && f->line > 0)

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 /* Small helpers: human-readable sizes, strict number parsing for the CLI, clocks, maps lines. */
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -164,4 +165,65 @@ int util__for_each_maps_line(int pid, bool (*fn)(void *ctx, const struct util_ma
 	free(line);
 	fclose(f);
 	return 0;
+}
+
+/* Length of "operator" and the symbol after it when p starts an operator spelled with < or >. */
+static size_t operator_len(const char *name, const char *p)
+{
+	static const char *const ops[] = {"<=>", "<<=", ">>=", "->*", "<<", ">>", "<=", ">=", "->",
+					  "<",	 ">"};
+
+	if (strncmp(p, "operator", 8) || (p > name && (isalnum((unsigned char)p[-1]) || p[-1] == '_')))
+		return 0;
+	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
+		if (!strncmp(p + 8, ops[i], strlen(ops[i])))
+			return 8 + strlen(ops[i]);
+	return 0;
+}
+
+static void put(char *out, size_t size, size_t *o, const char *s, size_t n)
+{
+	for (size_t i = 0; i < n && *o + 1 < size; i++)
+		out[(*o)++] = s[i];
+}
+
+char *util__short_func(const char *name, char *out, size_t size)
+{
+	static const char str_long[] =
+		"std::__cxx11::basic_string<char, std::char_traits<char>, std::allocator<char> >";
+	const size_t long_len = sizeof(str_long) - 1;
+	size_t o = 0, n;
+	int depth = 0;
+
+	if (!size)
+		return out;
+	for (const char *p = name; *p;) {
+		if (!strncmp(p, str_long, long_len)) {
+			if (!depth)
+				put(out, size, &o, "std::string", 11);
+			p += long_len;
+		} else if ((n = operator_len(name, p))) {
+			if (!depth)
+				put(out, size, &o, p, n);
+			p += n;
+		} else if (depth && p[0] == '-' && p[1] == '>') {
+			p += 2; /* an arrow in a template argument (decltype): not its end */
+		} else if (*p == '<') {
+			if (!depth++)
+				put(out, size, &o, "<...", 4);
+			p++;
+		} else if (*p == '>' && depth) {
+			if (!--depth)
+				put(out, size, &o, ">", 1);
+			p++;
+		} else {
+			if (!depth)
+				put(out, size, &o, p, 1);
+			p++;
+		}
+	}
+	if (depth)
+		put(out, size, &o, ">", 1);
+	out[o] = '\0';
+	return out;
 }

@@ -43,6 +43,15 @@ double util__wall_s(void);
 /* The part of path after its last '/' (path itself if none; NULL stays NULL). */
 const char *util__basename(const char *path);
 
+/*
+ * A demangled C++ function name shortened for people (the text report, top): template
+ * arguments become "<...>" and std::string is named so; operators spelled with < or > stay.
+ * "std::vector<int, std::allocator<int> >::push_back(int const&)" gives
+ * "std::vector<...>::push_back(int const&)". Other names are copied. Writes at most size bytes
+ * (NUL included) into out and returns out.
+ */
+char *util__short_func(const char *name, char *out, size_t size);
+
 /* One line of /proc/PID/maps. */
 struct util_maps_line {
 	__u64 start, end, pgoff, ino;

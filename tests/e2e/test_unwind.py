@@ -252,6 +252,31 @@ def test_libstdcxx_chains_are_complete(cxx_run):
     assert check_against_addr2line([s for s in helpers.stacks_of(rep, pid) if s["kind"] == "heap"]) >= 10
 
 
+def test_text_report_shortens_cxx_names(workloads, guarded, cxx_run):
+    """The text report shows the JSON report's C++ frames with template arguments as <...> and
+    std::__cxx11::basic_string<char, ...> as std::string; names without templates as they are."""
+    rc, out, err = guarded.run(["-n", "0", "--", workloads["unwind_cxx"]])
+    assert rc == 0, err
+    rep, pid = cxx_run
+    names = {f["func"] for s in helpers.stacks_of(rep, pid) for f in s["frames"] if f["func"]}
+    string = "std::__cxx11::basic_string<char, std::char_traits<char>, std::allocator<char> >"
+    want = {
+        string + "::_M_construct(unsigned long, char)": "std::string::_M_construct(unsigned long, char)",
+        "std::vector<long, std::allocator<long> >::reserve(unsigned long)":
+            "std::vector<...>::reserve(unsigned long)",
+        "std::allocator_traits<std::allocator<long> >::allocate(std::allocator<long>&, unsigned long)":
+            "std::allocator_traits<...>::allocate(std::allocator<...>&, unsigned long)",
+    }
+    assert set(want) <= names, sorted(names)
+    lines = {ln.strip() for ln in out.splitlines()}
+    for full, short in want.items():
+        assert any(ln.startswith(short + " ") for ln in lines), (short, out)
+    assert "basic_string<char" not in out and "std::allocator<long>" not in out, out
+    for name in names:
+        if "<" not in name:
+            assert any(ln.startswith(name + " ") or ln == name for ln in lines), (name, out)
+
+
 # ---------------------------------------------------------------- dlopen
 
 

@@ -151,6 +151,61 @@ Test(util, basename)
 	cr_assert_null(util__basename(NULL));
 }
 
+static void short_is(const char *in, const char *want)
+{
+	char out[256];
+
+	cr_assert_str_eq(util__short_func(in, out, sizeof(out)), want, "from %s", in);
+}
+
+Test(util, short_func_elides_template_arguments)
+{
+	short_is("main", "main");
+	short_is("operator new(unsigned long)", "operator new(unsigned long)");
+	short_is("std::vector<int, std::allocator<int> >::push_back(int const&)",
+		 "std::vector<...>::push_back(int const&)");
+	short_is("std::__new_allocator<std::_Rb_tree_node<std::pair<int const, int> > >::allocate("
+		 "unsigned long, void const*)",
+		 "std::__new_allocator<...>::allocate(unsigned long, void const*)");
+	/* a function template: its return type and its own arguments too */
+	short_is("std::_Rb_tree_node<int>* std::_Rb_tree<int, int>::_M_create_node<int const&>(int "
+		 "const&)",
+		 "std::_Rb_tree_node<...>* std::_Rb_tree<...>::_M_create_node<...>(int const&)");
+	/* std::string by its name, also where it stands alone */
+	short_is("std::__cxx11::basic_string<char, std::char_traits<char>, std::allocator<char> "
+		 ">::_M_create(unsigned long&, unsigned long)",
+		 "std::string::_M_create(unsigned long&, unsigned long)");
+	short_is("std::map<std::__cxx11::basic_string<char, std::char_traits<char>, "
+		 "std::allocator<char> >, int>::operator[](std::__cxx11::basic_string<char, "
+		 "std::char_traits<char>, std::allocator<char> >&&)",
+		 "std::map<...>::operator[](std::string&&)");
+}
+
+Test(util, short_func_keeps_operators)
+{
+	short_is("operator<<(std::ostream&, Foo const&)", "operator<<(std::ostream&, Foo const&)");
+	short_is("bool operator< <int>(Box<int> const&, Box<int> const&)",
+		 "bool operator< <...>(Box<...> const&, Box<...> const&)");
+	short_is("Foo::operator->() const", "Foo::operator->() const");
+	short_is("Foo::operator>>=(int)", "Foo::operator>>=(int)");
+	short_is("std::less<void>::operator()<int&, int&>(int&, int&) const",
+		 "std::less<...>::operator()<...>(int&, int&) const");
+	short_is("X<decltype (((Y*)0)->z)>::f()", "X<...>::f()");
+	/* a name that merely contains "operator" is no operator */
+	short_is("my_operator<int>(int)", "my_operator<...>(int)");
+	/* unbalanced (never from the demangler): closed, not overrun */
+	short_is("f<int(int)", "f<...>");
+}
+
+Test(util, short_func_fits_its_buffer)
+{
+	char out[8];
+
+	cr_assert_str_eq(util__short_func("std::vector<int>::size() const", out, sizeof(out)),
+			 "std::ve");
+	cr_assert_str_eq(util__short_func("abc", out, 1), "");
+}
+
 Test(util, clocks)
 {
 	__u64 a = util__mono_ns(), b = util__mono_ns();
