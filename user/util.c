@@ -173,7 +173,9 @@ static size_t operator_len(const char *name, const char *p)
 	static const char *const ops[] = {"<=>", "<<=", ">>=", "->*", "<<", ">>", "<=", ">=", "->",
 					  "<",	 ">"};
 
-	if (strncmp(p, "operator", 8) || (p > name && (isalnum((unsigned char)p[-1]) || p[-1] == '_')))
+	bool word_start = p == name || !(isalnum((unsigned char)p[-1]) || p[-1] == '_');
+
+	if (!word_start || strncmp(p, "operator", 8))
 		return 0;
 	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
 		if (!strncmp(p + 8, ops[i], strlen(ops[i])))
