@@ -763,7 +763,8 @@ static void fmt_frame(char *out, size_t size, const struct sym_frame *f)
  * false to stop. Returns the number of lines visited.
  */
 static int for_each_frame(struct top_view *v, const struct top_model *m, const struct top_stack *st,
-			  bool (*fn)(const char *text, void *ctx), void *ctx)
+			  bool (*fn)(const char *text, const struct sym_frame *f, void *ctx),
+			  void *ctx)
 {
 	struct sym_frame fr[TOP_MAX_INLINE];
 	char text[FRAME_LEN];
@@ -781,22 +782,54 @@ static int for_each_frame(struct top_view *v, const struct top_model *m, const s
 		for (int j = 0; j < n; j++) {
 			fmt_frame(text, sizeof(text), &fr[j]);
 			count++;
-			if (!fn(text, ctx))
+			if (!fn(text, &fr[j], ctx))
 				return count;
 		}
 	}
 	return count;
 }
 
-static bool first_frame(const char *text, void *ctx)
+/*
+ * Code of the C and C++ runtime: the C library, libstdc++, libgcc, the dynamic linker, an
+ * allocator library, and what is inlined from the system's headers (std::string's
+ * constructor, say). A call site is the first frame that is none of these.
+ */
+static bool runtime_frame(const struct sym_frame *f)
 {
-	snprintf(ctx, FRAME_LEN, "%s", text);
+	static const char *const libs[] = {"libc.so",	    "libstdc++.so", "libgcc_s.so",
+					   "ld-linux",	    "libm.so",	    "libpthread.so",
+					   "libc++.so",	    "libc++abi.so", "libjemalloc.so",
+					   "libtcmalloc",   "libmimalloc.so"};
+	const char *mod = util__basename(f->module);
+
+	if (f->file && !strncmp(f->file, "/usr/include/", 13))
+		return true;
+	for (size_t i = 0; mod && i < sizeof(libs) / sizeof(libs[0]); i++)
+		if (!strncmp(mod, libs[i], strlen(libs[i])))
+			return true;
 	return false;
 }
 
-static bool count_frame(const char *text, void *ctx)
+struct site_pick {
+	char *out;
+	bool have; /* out holds frame 0, kept if no frame is the program's */
+};
+
+static bool pick_site(const char *text, const struct sym_frame *f, void *ctx)
+{
+	struct site_pick *pk = ctx;
+	bool program = !runtime_frame(f);
+
+	if (program || !pk->have)
+		snprintf(pk->out, FRAME_LEN, "%s", text);
+	pk->have = true;
+	return !program;
+}
+
+static bool count_frame(const char *text, const struct sym_frame *f, void *ctx)
 {
 	(void)text;
+	(void)f;
 	(void)ctx;
 	return true;
 }
@@ -808,7 +841,9 @@ static void call_site(struct top_view *v, const struct top_model *m, const struc
 		snprintf(out, FRAME_LEN, "(no call stack: see the drops)");
 		return;
 	}
-	for_each_frame(v, m, st, first_frame, out);
+	struct site_pick pk = {out, false};
+
+	for_each_frame(v, m, st, pick_site, &pk);
 }
 
 /* ------------------------------------------------------------------ screens */
@@ -1141,11 +1176,12 @@ struct frame_emit {
 	int shown;
 };
 
-static bool emit_frame(const char *text, void *ctx)
+static bool emit_frame(const char *text, const struct sym_frame *f, void *ctx)
 {
 	struct frame_emit *e = ctx;
 	struct lb l;
 
+	(void)f;
 	if (e->skip > 0) {
 		e->skip--;
 		return true;

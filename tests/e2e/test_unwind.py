@@ -277,6 +277,31 @@ def test_text_report_shortens_cxx_names(workloads, guarded, cxx_run):
             assert any(ln.startswith(name + " ") or ln == name for ln in lines), (name, out)
 
 
+def test_top_call_site_is_the_programs_frame(workloads, guarded, cxx_run):
+    """top's CALL SITE column names the first frame outside the C and C++ runtime (operator
+    new, std::string's code in libstdc++ and inlined from its headers, printf are skipped);
+    a stack wholly in the runtime shows its frame 0."""
+    rc, out, err = guarded.run(["top", "--bytes", "-s", "live", "-i", "0.3", "--", workloads["unwind_cxx"]])
+    assert rc == 0, err
+    final = out[out.rindex("asizeof-bpf top - "):]
+    # # ALLOCATOR LIVE BLOCKS GROWTH ALLOCS ALLOCATED CALL SITE
+    sites = {}
+    for ln in final.splitlines():
+        f = ln.split()
+        if len(f) > 7 and f[0].isdigit() and f[1] == "malloc":
+            sites[int(f[2])] = " ".join(f[7:])
+    assert sites[102].startswith("cxx_string(unsigned long) (unwind_cxx.cc:"), sites
+    assert sites[32].startswith("cxx_string(unsigned long) (unwind_cxx.cc:"), sites
+    assert sites[8000].startswith("cxx_vector(unsigned long) (unwind_cxx.cc:"), sites
+    assert sites[4096].startswith("main (unwind_cxx.cc:"), sites  # stdout's buffer, in printf
+    # libstdc++'s emergency pool, allocated while ld.so runs its initializers
+    rep, pid = cxx_run
+    pool = [s for s in helpers.stacks_of(rep, pid) if "libstdc++" in (s["frames"][0]["module"] or "")
+            and s["frames"][0]["func"] is None]
+    assert len(pool) == 1 and pool[0]["live_bytes"] in sites, (pool, sites)
+    assert "[libstdc++.so" in sites[pool[0]["live_bytes"]], sites
+
+
 # ---------------------------------------------------------------- dlopen
 
 
