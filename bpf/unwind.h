@@ -206,7 +206,18 @@ struct uw_regs {
 	__u32 n_end;	/* the first frame not checked against the memo */
 	__u32 mismatch; /* the memo's frames differ past n_end */
 	__u32 checked;	/* return addresses found by checking the memo's frames */
+	__u32 follows;	 /* the memo followed so far; the first sets k, p_match and n_end */
+	__u32 no_p;	 /* the memo frame a follow stopped at: not matched again */
+	__u32 refollows; /* follows after one that stopped at a difference */
 };
+
+/*
+ * Stacks differ in the middle as often as at the end (A calls B or C, which call D), and a
+ * frame can match a memo frame by its registers and still have another caller (frame 0 at the
+ * allocator's entry, whoever called). After a follow stops at a difference, the memo is
+ * matched again further out, this many times a stack.
+ */
+#define UW_REFOLLOWS 3
 
 /*
  * Refill the window from addr (a global function: verified once, not at every read): first as
@@ -474,7 +485,7 @@ __noinline int uw_step(struct uw_regs *s, struct uw_cache *c, struct uw_win *w,
 			p = p ? p - 1 : UW_MEMO;
 		}
 		uw_opaque(p);
-		if (p < UW_MEMO) {
+		if (p < UW_MEMO && p != s->no_p) {
 			mf = uw_memo_at(m->last, p);
 			if (mf->sp == sp && mf->pc == pc && mf->rbp == rbp &&
 			    (mf->flags & ~UW_F_RBP) == (flags | UW_F_RA)) {
@@ -591,8 +602,9 @@ out:
 __noinline int uw_follow(struct uw_regs *s, struct uw_win *w, struct asz_stack *st,
 			 struct uw_memo *m)
 {
-	__u32 n, stop = UW_GOING;
+	__u32 n, k0, stop = UW_GOING;
 	struct uw_frame *f, *nf;
+	bool copy;
 	__u64 ra, v;
 	__u32 p;
 
@@ -600,9 +612,14 @@ __noinline int uw_follow(struct uw_regs *s, struct uw_win *w, struct asz_stack *
 		return 1;
 	n = s->n;
 	p = s->p;
+	k0 = n;
 	s->memo = 0;
-	s->k = n;
-	s->p_match = p;
+	if (!s->follows) {
+		s->k = n;
+		s->p_match = p;
+	}
+	/* the first follow's frames are copied at the end (uw_memo_save), later ones as checked */
+	copy = s->follows++ > 0;
 	for (int i = 0; i < UW_MEMO; i++) {
 		uw_opaque(p);
 		if (p == 0 || p >= UW_MEMO)
@@ -629,10 +646,24 @@ __noinline int uw_follow(struct uw_regs *s, struct uw_win *w, struct asz_stack *
 			break;
 		}
 		st->ips[n] = ra;
+		if (copy)
+			*uw_memo_at(m->cur, n) = *f;
 		n++;
 		p--;
 	}
-	s->checked += n - s->k;
+	s->checked += n - k0;
+	if (s->mismatch && s->refollows < UW_REFOLLOWS) {
+		s->refollows++;
+		s->no_p = p;
+		s->memo = 1;
+		if (n == k0) {
+			/* nothing checked: as if not followed */
+			if (!--s->follows) {
+				s->k = ~0u;
+				s->mismatch = 0;
+			}
+		}
+	}
 	if (p >= UW_MEMO) {
 		s->stop = UW_INCOMPLETE;
 		return 1;
@@ -644,7 +675,8 @@ __noinline int uw_follow(struct uw_regs *s, struct uw_win *w, struct asz_stack *
 	s->rbp = f->rbp;
 	s->rbp_known = !!(f->flags & UW_F_KNOWN);
 	s->n = n;
-	s->n_end = n;
+	if (s->follows == 1)
+		s->n_end = n;
 	s->p = p;
 	s->stop = stop;
 	return stop != UW_GOING;
@@ -766,11 +798,12 @@ static __always_inline void unwind_dwarf_stack(struct pt_regs *ctx, struct asz_s
 	s.memo = m->epoch == epoch && m->nr;
 	s.p = m->nr && m->nr <= UW_MEMO ? m->nr - 1 : UW_MEMO;
 	s.k = ~0u;
+	s.no_p = UW_MEMO;
 	/*
 	 * One more step than frames kept: it tells a stack at the limit from a deeper one. The memo
-	 * is followed once at most: one more round.
+	 * is followed once, and tried UW_REFOLLOWS times more where it failed at once: more rounds.
 	 */
-	for (int i = 0; i < ASZ_MAX_FRAMES + 2; i++) {
+	for (int i = 0; i < ASZ_MAX_FRAMES + 2 + UW_REFOLLOWS; i++) {
 		if (!uw_step(&s, c, win, st, m))
 			continue;
 		if (s.stop != UW_FOLLOW || uw_follow(&s, win, st, m))

@@ -44,6 +44,7 @@ WORKLOAD_SOURCES = {
     "unwind_cxx": "unwind_cxx.cc",
     "unwind_dlopen": "unwind_dlopen.c",
     "unwind_memo": "unwind_memo.c",
+    "unwind_alternate": "unwind_alternate.c",
     "unwind_span": "unwind_span.c",
     "cfi_recurse": "cfi_recurse.c",
 }

@@ -377,6 +377,33 @@ def test_stacks_like_the_last_one_stay_apart(memo_run):
     assert uw["frames_checked"] > 0 and uw["frames_unwound"] > 0, uw
 
 
+ALT_ROUNDS, ALT_CHAIN, ALT_SIZES = 2000, 16, {"site_a": 40, "site_b": 56}
+
+
+def test_stacks_that_differ_in_the_middle_reuse_the_rest(bpf_ok, workloads, guarded, tmp_path):
+    """Two call sites in turn under one deep chain: each stack differs from the last in its
+    inner frames while frame 0 has the same registers. The unwinder checks the chain's frames
+    against the last stack instead of unwinding them (it used to give up at frame 0's
+    mismatch), and both stacks stay exact and complete."""
+    rep, pid = launch(guarded, workloads["unwind_alternate"], tmp_path / "report.json")
+    prog = "unwind_alternate"
+    for site, size in ALT_SIZES.items():
+        st = stack_with(rep, pid, lambda s: site in [base(f) for f in real_frames(s)])
+        assert (st["live_bytes"], st["live_allocs"]) == (ALT_ROUNDS * size, ALT_ROUNDS), site
+        names = [base(f) for f in real_frames(st)]
+        assert names[:ALT_CHAIN + 4] == ["leaf", site] + ["chain"] * (ALT_CHAIN + 1) + ["main"], names
+        check_tail(st, prog)
+    assert rep["dropped"]["stack_incomplete"] == 0 and rep["dropped"]["stack_collisions"] == 0
+    uw, every = rep["unwind"], rep["stacks"]
+    frames = sum(s["allocs"] * len(real_frames(s)) for s in every)
+    assert uw["stacks"] == sum(s["allocs"] for s in every), uw
+    assert uw["frames_unwound"] + uw["frames_checked"] == frames, uw
+    # per stack, the return addresses into the site and into chain(0) differ from the last
+    # stack's; those into the rest of the chain, main and the start-up code (20 of 23) do not
+    shared = 2 * ALT_ROUNDS * (ALT_CHAIN + 4)
+    assert uw["frames_checked"] >= shared // 2, (uw, shared)
+
+
 def test_taken_stack_scratch_is_counted_not_shared(memo_run, guarded, workloads, tmp_path):
     """A program that finds this CPU's stack scratch taken (on a preempt=full kernel: another
     one preempted while building a stack) records its block under no stack and counts it; the
