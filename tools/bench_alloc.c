@@ -4,6 +4,9 @@
  * (so attach/detach is not counted) and prints "ns_per_pair <value>".
  * Usage: bench_alloc [PAIRS] [--wait]   (--wait: print "ready", wait for a line on stdin)
  * Built with -DDEPTH=N the loop runs N calls deeper (noipa frames): the unwinder's cost per frame.
+ * Built with -DPATHS=B each pair is made B calls deeper, through walk_a or walk_b by bit of the
+ * pair's number (outermost by the highest bit, so consecutive stacks share their outer frames):
+ * 2^B distinct stacks, the way a large program's call sites are many and share their callers.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +27,10 @@ static double now_ns(void)
 
 #ifndef DEPTH
 #define DEPTH 0
+#endif
+
+#ifndef PATHS
+#define PATHS 0
 #endif
 
 static void run(long pairs);
@@ -61,22 +68,56 @@ int main(int argc, char **argv)
 	return descend(DEPTH, pairs) == DEPTH ? 0 : 1;
 }
 
+static long nk;
+
+/* One malloc+free pair; one block in 16 kept. */
+static inline __attribute__((always_inline)) void pair(long i)
+{
+	size_t size = 16 + (i * 7919) % 4096;
+	void *p = malloc(size);
+
+	sink = p;
+	if ((i & 15) == 0 && nk < (long)(sizeof(kept) / sizeof(kept[0])))
+		kept[nk++] = p;
+	else
+		free(p);
+}
+
+__attribute__((noipa)) static void walk_a(int n, long i);
+__attribute__((noipa)) static void walk_b(int n, long i);
+
+/* n more frames, chosen by bits n-1 .. 0 of i, then the pair */
+static inline __attribute__((always_inline)) void walk(int n, long i)
+{
+	if (n == 0)
+		pair(i);
+	else if ((i >> (n - 1)) & 1)
+		walk_a(n - 1, i);
+	else
+		walk_b(n - 1, i);
+}
+
+/* the stores after the calls keep each frame (no tail calls) and the two bodies apart */
+__attribute__((noipa)) static void walk_a(int n, long i)
+{
+	walk(n, i);
+	depth_sink = 1;
+}
+
+__attribute__((noipa)) static void walk_b(int n, long i)
+{
+	walk(n, i);
+	depth_sink = 2;
+}
+
 __attribute__((noipa)) static void run(long pairs)
 {
-	long i, nk = 0;
 	double t0, t1;
+	long i;
 
 	t0 = now_ns();
-	for (i = 0; i < pairs; i++) {
-		size_t size = 16 + (i * 7919) % 4096;
-		void *p = malloc(size);
-
-		sink = p;
-		if ((i & 15) == 0 && nk < (long)(sizeof(kept) / sizeof(kept[0])))
-			kept[nk++] = p;
-		else
-			free(p);
-	}
+	for (i = 0; i < pairs; i++)
+		walk(PATHS, i);
 	t1 = now_ns();
 	printf("ns_per_pair %.1f\n", (t1 - t0) / pairs);
 }

@@ -9,10 +9,14 @@ measures the profiler's own cost with build/bench/bench_stacks holding blocks on
 stacks. Prints medians and min-max; asserts nothing about timings.
 
 Also runs bench_alloc built -DDEPTH=DEEP (the unwinder's cost per frame) and reports what DWARF
-unwinding adds per allocation against one uprobe trap, and the unwind tables' build cost.
+unwinding adds per allocation against one uprobe trap, and the unwind tables' build cost; and
+bench_alloc built -DPATHS=PATHS with frame pointers (2^PATHS distinct stacks that share their
+outer frames, as a large program's do), where --unwind fp gets the same complete stacks: what
+DWARF unwinding itself costs, apart from having complete stacks at all.
 
 Environment (defaults in brackets): ROUNDS [9], PAIRS [200000], CC1_FUNCS [40], STACKS [10000],
-HOLD [10] seconds of the CPU/RSS run, DEEP [24] extra frames of bench_alloc_deep, SAMPLE_BYTES
+HOLD [10] seconds of the CPU/RSS run, DEEP [24] extra frames of bench_alloc_deep, PATHS [13]
+levels of bench_alloc_paths, SAMPLE_BYTES
 [524288], QUIET_WAIT [120] seconds to wait for another profiler's uprobes to go away mid-run,
 BENCH_DIR [build/bench].
 """
@@ -59,6 +63,7 @@ def warn(msg):
 
 ROUNDS = env_int("ROUNDS", 9)
 DEEP = env_int("DEEP", 24)  # extra frames of bench_alloc_deep
+PATHS = env_int("PATHS", 13)  # bench_alloc_paths: 2^PATHS distinct stacks
 DEEP_CONFIGS = ("untraced", "full", "fp", "floor")
 PAIRS = env_int("PAIRS", 200000, 100)
 CC1_FUNCS = env_int("CC1_FUNCS", 40)
@@ -441,6 +446,7 @@ class Bench:
     def __init__(self):
         self.alloc = OUT / "bench_alloc"
         self.deep = OUT / "bench_alloc_deep"
+        self.paths = OUT / "bench_alloc_paths"
         self.stacks = OUT / "bench_stacks"
         self.stacks_nog = OUT / "bench_stacks_nog"
         self.cc1 = None
@@ -819,7 +825,8 @@ def bpf_times(b, trap, lines, rounds=min(3, ROUNDS)):
                  " interleaved runs):" % rounds)
     for name, cmd in (("bench_alloc, 6 frames", [b.alloc, PAIRS]),
                       ("bench_alloc -DDEPTH=%d, %d frames" % (DEEP, 6 + DEEP), [b.deep, PAIRS]),
-                      ("cc1", [b.cc1, *b.cc1_args])):
+                      ("cc1", [b.cc1, *b.cc1_args]),
+                      ("bench_alloc -DPATHS=%d (*)" % PATHS, [b.paths, PAIRS])):
         got = {"dwarf": [], "fp": []}
         for _ in range(rounds):
             for u in ("dwarf", "fp"):
@@ -832,6 +839,12 @@ def bpf_times(b, trap, lines, rounds=min(3, ROUNDS)):
             continue
         lines.append("     %-36s dwarf %5.0f ns, fp %5.0f ns: %+.0f ns = %.2f traps"
                      % (name, d[0], f[0], d[0] - f[0], (d[0] - f[0]) / trap if trap > 0 else float("nan")))
+    lines.append("     (*) %d distinct stacks of %d frames that share their outer frames, built with frame"
+                 % (2 ** PATHS, PATHS + 6))
+    lines.append("         pointers: --unwind fp gets the same complete stacks (to main: 2 frames fewer),"
+                 " so this is")
+    lines.append("         what DWARF unwinding costs over walking frame pointers, apart from having"
+                 " complete stacks")
 
 
 def deep_depth(b):
@@ -1034,6 +1047,7 @@ def main():
     b = Bench()
     ok = build(b.alloc, "tools/bench_alloc.c", ["-O2"])
     ok &= build(b.deep, "tools/bench_alloc.c", ["-O2", "-DDEPTH=%d" % DEEP])
+    ok &= build(b.paths, "tools/bench_alloc.c", ["-O2", "-DPATHS=%d" % PATHS, "-fno-omit-frame-pointer"])
     ok &= build(b.stacks, "tools/bench_stacks.c", ["-O0", "-g", "-fno-omit-frame-pointer"])
     ok &= build(b.stacks_nog, "tools/bench_stacks.c", ["-O0", "-fno-omit-frame-pointer"])
     if not ok:
