@@ -449,22 +449,26 @@ static __always_inline __u64 stack_intern_scratch(struct pt_regs *ctx)
 {
 	__u32 zero = 0;
 	struct asz_stack *st = bpf_map_lookup_elem(&stack_scratch, &zero);
-	__u64 h;
+	__u64 h, key;
 
 	if (!st)
 		return ASZ_STACK_NONE;
-	if (unwind_dwarf)
-		unwind_dwarf_stack(ctx, st);
-	else
+	if (!unwind_dwarf)
 		walk_stack(ctx, st);
+	else if (unwind_dwarf_stack(ctx, st))
+		return uw_memo_id(); /* the last stack again (complete: nothing to count) */
 	if (st->flags & ASZ_STACK_TRUNCATED)
 		count_drop(ASZ_DROP_STACK_TRUNCATED);
 	if (st->flags & ASZ_STACK_INCOMPLETE)
 		count_drop(ASZ_DROP_STACK_INCOMPLETE);
 	h = stack_hash(st);
 	if (st->nr <= ASZ_SHORT_FRAMES)
-		return stack_put(&stacks, st, h & ~ASZ_STACK_LONG, ASZ_SHORT_FRAMES);
-	return stack_put(&long_stacks, st, h | ASZ_STACK_LONG, ASZ_MAX_FRAMES);
+		key = stack_put(&stacks, st, h & ~ASZ_STACK_LONG, ASZ_SHORT_FRAMES);
+	else
+		key = stack_put(&long_stacks, st, h | ASZ_STACK_LONG, ASZ_MAX_FRAMES);
+	if (unwind_dwarf)
+		uw_memo_set_id(key);
+	return key;
 }
 
 /*

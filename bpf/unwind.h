@@ -154,6 +154,7 @@ struct uw_frame {
 };
 
 struct uw_memo {
+	__u64 id;    /* the last stack's id in the stacks maps, 0 (ASZ_STACK_NONE): unknown */
 	__u32 epoch; /* the uw_cache epoch its frames were unwound in */
 	__u32 nr;
 	struct uw_frame last[UW_MEMO]; /* the last stack, outermost frame first */
@@ -760,12 +761,13 @@ static __always_inline __u64 uw_space(struct task_struct *task, struct mm_struct
  * Unwind from the allocator's probe site (regs->ip is the probed instruction, exact) into st.
  * Innermost first: st->ips[0] is the allocator's caller.
  */
-static __always_inline void unwind_dwarf_stack(struct pt_regs *ctx, struct asz_stack *st)
+static __always_inline bool unwind_dwarf_stack(struct pt_regs *ctx, struct asz_stack *st)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct mm_struct *cur_mm = task->mm;
 	__u32 zero = 0, seq, epoch;
 	__u64 mm, span;
+	bool same;
 	struct uw_regs s = {
 		.pc = PT_REGS_IP(ctx),
 		.sp = PT_REGS_SP(ctx),
@@ -778,7 +780,7 @@ static __always_inline void unwind_dwarf_stack(struct pt_regs *ctx, struct asz_s
 	struct asz_unwind_stats *us;
 
 	if (!c || !win || !m || !cur_mm)
-		return;
+		return false;
 	mm = uw_space(task, cur_mm);
 	seq = uw_mm_seq(cur_mm);
 	win->len = 0;
@@ -809,11 +811,19 @@ static __always_inline void unwind_dwarf_stack(struct pt_regs *ctx, struct asz_s
 		if (s.stop != UW_FOLLOW || uw_follow(&s, win, st, m))
 			break;
 	}
+	/*
+	 * The last stack again, every frame checked: followed from frame 0 (the memo's innermost)
+	 * to its end without a difference. Its id stands (a loop allocating from one place).
+	 */
+	same = s.follows == 1 && s.k == 0 && s.p_match + 1 == m->nr && !s.mismatch &&
+	       s.stop == UW_END && s.n + 1 == m->nr;
 	/* rules found while a table was missing, or a mapping forgotten: no memo */
 	if (c->has_missing || c->epoch != epoch)
 		m->nr = 0;
 	else
 		uw_memo_save(&s, m, epoch);
+	if (!same || !m->nr)
+		m->id = ASZ_STACK_NONE;
 	st->nr = s.n > ASZ_MAX_FRAMES ? ASZ_MAX_FRAMES : s.n;
 	/*
 	 * The next stack's first read: this one's span and a frame's slack, or if that is less,
@@ -832,12 +842,31 @@ static __always_inline void unwind_dwarf_stack(struct pt_regs *ctx, struct asz_s
 		us->frames_checked += s.checked;
 		us->frames_unwound += st->nr - s.checked;
 		us->stack_reads += win->fills;
+		us->stacks_repeated += same && m->id != ASZ_STACK_NONE;
 	}
 	st->flags = 0;
 	if (s.stop == UW_DEPTH)
 		st->flags = ASZ_STACK_TRUNCATED;
 	else if (s.stop != UW_END)
 		st->flags = ASZ_STACK_INCOMPLETE;
+	return same && m->id != ASZ_STACK_NONE;
+}
+
+/* The id of the stack just unwound, the memo's now: the next walk may find it the same. */
+static __always_inline void uw_memo_set_id(__u64 id)
+{
+	struct uw_memo *m = bpf_map_lookup_elem(&uw_memos, &(__u32){0});
+
+	if (m && m->nr)
+		m->id = id;
+}
+
+/* The memo's stack id, after unwind_dwarf_stack() said this stack is the memo's. */
+static __always_inline __u64 uw_memo_id(void)
+{
+	struct uw_memo *m = bpf_map_lookup_elem(&uw_memos, &(__u32){0});
+
+	return m ? m->id : ASZ_STACK_NONE;
 }
 
 #endif

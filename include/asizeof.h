@@ -212,6 +212,7 @@ struct asz_unwind_stats {
 	__u64 frames_checked; /* ... by checking the slots of the last stack's frames */
 	__u64 rule_searches;  /* pc rules not cached: a binary search in a module's rows */
 	__u64 stack_reads;    /* reads of the user stack (a window of up to 4 KiB each) */
+	__u64 stacks_repeated; /* stacks found the same as the last one: its id, no lookup */
 };
 
 /* A module the BPF unwinder met without a table: user space builds one. */
@@ -265,6 +266,6 @@ _Static_assert(sizeof(struct asz_vma) == 32, "asz_vma");
 _Static_assert(sizeof(struct asz_mod_key) == 16, "asz_mod_key");
 _Static_assert(sizeof(struct asz_mod) == 24, "asz_mod");
 _Static_assert(sizeof(struct asz_mod_want) == 24, "asz_mod_want");
-_Static_assert(sizeof(struct asz_unwind_stats) == 40, "asz_unwind_stats");
+_Static_assert(sizeof(struct asz_unwind_stats) == 48, "asz_unwind_stats");
 
 #endif /* ASIZEOF_H */

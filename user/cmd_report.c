@@ -306,14 +306,16 @@ static int emit_report(struct session *s, const struct report_args *a, FILE *out
 
 			vlog("unwinder: %llu stacks, %llu frames: %llu unwound, %llu checked against "
 			     "the last stack (%.0f%%); %llu pc rules searched in tables; "
-			     "%llu reads of the user stack (%.2f a stack)\n",
+			     "%llu reads of the user stack (%.2f a stack); %llu stacks the same as "
+			     "the last one\n",
 			     (unsigned long long)w->stacks, (unsigned long long)frames,
 			     (unsigned long long)w->frames_unwound,
 			     (unsigned long long)w->frames_checked,
 			     frames ? 100.0 * w->frames_checked / frames : 0.0,
 			     (unsigned long long)w->rule_searches,
 			     (unsigned long long)w->stack_reads,
-			     (double)w->stack_reads / w->stacks);
+			     (double)w->stack_reads / w->stacks,
+			     (unsigned long long)w->stacks_repeated);
 		}
 	}
 	err = report__write(out, a->fmt, cur, session__symbolizer(s), &a->ro);

@@ -886,6 +886,7 @@ static void collect_drops(struct engine *e, struct snapshot *s)
 				s->unwind.work.frames_checked += w[c].frames_checked;
 				s->unwind.work.rule_searches += w[c].rule_searches;
 				s->unwind.work.stack_reads += w[c].stack_reads;
+				s->unwind.work.stacks_repeated += w[c].stacks_repeated;
 			}
 		}
 		free(w);

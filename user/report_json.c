@@ -156,6 +156,7 @@ int report_json__write(FILE *f, const struct snapshot *s, struct symbolizer *sym
 	json_writer__field_u64(&w, "frames_checked", s->unwind.work.frames_checked);
 	json_writer__field_u64(&w, "rule_searches", s->unwind.work.rule_searches);
 	json_writer__field_u64(&w, "stack_reads", s->unwind.work.stack_reads);
+	json_writer__field_u64(&w, "stacks_repeated", s->unwind.work.stacks_repeated);
 	json_writer__end_object(&w);
 
 	json_writer__key(&w, "processes");

@@ -458,7 +458,7 @@ def check_growth_consistent(reps, pids):
 
 REPORT_KEYS = {"type", "time", "elapsed_s", "final", "unwind", "processes", "stacks", "dropped"}
 UNWIND_KEYS = {"mode", "modules", "tables", "rows", "bytes", "build_ms", "stacks", "frames_unwound",
-               "frames_checked", "rule_searches", "stack_reads"}
+               "frames_checked", "rule_searches", "stack_reads", "stacks_repeated"}
 PROC_KEYS = {
     "pid",
     "comm",

@@ -377,14 +377,15 @@ def test_stacks_like_the_last_one_stay_apart(memo_run):
     assert uw["frames_checked"] > 0 and uw["frames_unwound"] > 0, uw
 
 
-ALT_ROUNDS, ALT_CHAIN, ALT_SIZES = 2000, 16, {"site_a": 40, "site_b": 56}
+ALT_ROUNDS, ALT_CHAIN, ALT_SIZES = 2000, 16, {"site_a": 40, "site_b": 56, "site_c": 72}
 
 
 def test_stacks_that_differ_in_the_middle_reuse_the_rest(bpf_ok, workloads, guarded, tmp_path):
     """Two call sites in turn under one deep chain: each stack differs from the last in its
     inner frames while frame 0 has the same registers. The unwinder checks the chain's frames
     against the last stack instead of unwinding them (it used to give up at frame 0's
-    mismatch), and both stacks stay exact and complete."""
+    mismatch), and both stacks stay exact and complete. Then one stack many times in a row:
+    found the same as the last one, its id reused, exact too."""
     rep, pid = launch(guarded, workloads["unwind_alternate"], tmp_path / "report.json")
     prog = "unwind_alternate"
     for site, size in ALT_SIZES.items():
@@ -402,6 +403,9 @@ def test_stacks_that_differ_in_the_middle_reuse_the_rest(bpf_ok, workloads, guar
     # stack's; those into the rest of the chain, main and the start-up code (20 of 23) do not
     shared = 2 * ALT_ROUNDS * (ALT_CHAIN + 4)
     assert uw["frames_checked"] >= shared // 2, (uw, shared)
+    # site_c's ALT_ROUNDS stacks in a row: all but its first (and any after a move to the
+    # other CPU) are the last stack again; the alternating ones never are
+    assert ALT_ROUNDS - 20 <= uw["stacks_repeated"] < ALT_ROUNDS, uw
 
 
 def test_taken_stack_scratch_is_counted_not_shared(memo_run, guarded, workloads, tmp_path):

@@ -9,8 +9,10 @@
  *
  * site_a and site_b have the same code, so at malloc's entry the registers are the same under
  * both (pc, sp, and rbp, which nothing here uses): the last stack's frame 0 matches and its
- * caller does not, while the CHAIN + 3 frames above are the last stack's. Every block is kept:
- * each site holds exactly ROUNDS blocks of its size. Prints "done" and exits 0.
+ * caller does not, while the CHAIN + 3 frames above are the last stack's. Then ROUNDS times
+ * in a row the same stack, through site_c (SIZE_C): the last stack again.
+ * Every block is kept: each site holds exactly ROUNDS blocks of its size. Prints "done" and
+ * exits 0.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,9 +21,10 @@
 #define CHAIN 16
 #define SIZE_A 40
 #define SIZE_B 56
+#define SIZE_C 72
 #define NOIPA __attribute__((noipa))
 
-void *volatile kept[2][ROUNDS];
+void *volatile kept[3][ROUNDS];
 volatile int sink;
 
 NOIPA void *leaf(int n)
@@ -44,11 +47,19 @@ NOIPA void site_b(int i)
 	sink++;
 }
 
+NOIPA void site_c(int i)
+{
+	kept[2][i] = leaf(SIZE_C);
+	sink++;
+}
+
 /* the store after the call keeps every frame (no tail call, no loop) */
 NOIPA void chain(int d, int i, int which)
 {
 	if (d == 0) {
-		if (which)
+		if (which == 2)
+			site_c(i);
+		else if (which)
 			site_b(i);
 		else
 			site_a(i);
@@ -64,6 +75,8 @@ int main(void)
 		chain(CHAIN, i, 0);
 		chain(CHAIN, i, 1);
 	}
+	for (int i = 0; i < ROUNDS; i++)
+		chain(CHAIN, i, 2);
 	printf("done\n");
 	return 0;
 }
