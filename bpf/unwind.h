@@ -779,8 +779,11 @@ static __always_inline bool unwind_dwarf_stack(struct pt_regs *ctx, struct asz_s
 	struct uw_memo *m = bpf_map_lookup_elem(&uw_memos, &zero);
 	struct asz_unwind_stats *us;
 
-	if (!c || !win || !m || !cur_mm)
+	if (!c || !win || !m || !cur_mm) {
+		if (m)
+			m->id = ASZ_STACK_NONE; /* the memo is not this stack */
 		return false;
+	}
 	mm = uw_space(task, cur_mm);
 	seq = uw_mm_seq(cur_mm);
 	win->len = 0;
@@ -803,7 +806,8 @@ static __always_inline bool unwind_dwarf_stack(struct pt_regs *ctx, struct asz_s
 	s.no_p = UW_MEMO;
 	/*
 	 * One more step than frames kept: it tells a stack at the limit from a deeper one. The memo
-	 * is followed once, and tried UW_REFOLLOWS times more where it failed at once: more rounds.
+	 * is followed once, and UW_REFOLLOWS times more after follows that stopped at a difference:
+	 * a round each.
 	 */
 	for (int i = 0; i < ASZ_MAX_FRAMES + 2 + UW_REFOLLOWS; i++) {
 		if (!uw_step(&s, c, win, st, m))
