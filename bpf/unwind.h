@@ -210,6 +210,7 @@ struct uw_regs {
 	__u32 follows;	 /* the memo followed so far; the first sets k, p_match and n_end */
 	__u32 no_p;	 /* the memo frame a follow stopped at: not matched again */
 	__u32 refollows; /* follows after one that stopped at a difference */
+	__u32 lost;	 /* this stack's frames could not all be kept: no memo */
 };
 
 /*
@@ -595,6 +596,31 @@ out:
 	return stop != UW_GOING;
 }
 
+/* dst[d0], dst[d0 - 1], ... = src[s0], src[s0 + 1], ...: cnt frames; -1 if out of range. */
+static __always_inline int uw_memo_copy_reversed(struct uw_frame *dst, __u32 d0,
+						 struct uw_frame *src, __u32 s0, __u32 cnt)
+{
+	for (int i = 0; i < UW_MEMO; i++) {
+		__u32 d = d0 - i, from = s0 + i;
+
+		if (i >= cnt)
+			break;
+		if (d >= UW_MEMO || from >= UW_MEMO)
+			return -1;
+		*uw_memo_at(dst, d) = *uw_memo_at(src, from);
+	}
+	return 0;
+}
+
+/*
+ * cur[d0 - i] = last[s0 + i], i < cnt: the frames a later follow checked, into this stack's
+ * list (a global function: one copy loop verified once, not one per way out of uw_follow).
+ */
+__noinline int uw_memo_take(struct uw_memo *m, __u32 d0, __u32 s0, __u32 cnt)
+{
+	return m ? uw_memo_copy_reversed(m->cur, d0, m->last, s0, cnt) : 0;
+}
+
 /*
  * From memo frame s->p, which this frame matches: the callers' frames are the memo's while the
  * stack slots they were read from still hold them. Stops at the first difference (unwinding
@@ -603,7 +629,7 @@ out:
 __noinline int uw_follow(struct uw_regs *s, struct uw_win *w, struct asz_stack *st,
 			 struct uw_memo *m)
 {
-	__u32 n, k0, stop = UW_GOING;
+	__u32 n, k0, p0, stop = UW_GOING;
 	struct uw_frame *f, *nf;
 	bool copy;
 	__u64 ra, v;
@@ -619,8 +645,9 @@ __noinline int uw_follow(struct uw_regs *s, struct uw_win *w, struct asz_stack *
 		s->k = n;
 		s->p_match = p;
 	}
-	/* the first follow's frames are copied at the end (uw_memo_save), later ones as checked */
+	/* the first follow's frames are copied at the end (uw_memo_save), later ones here */
 	copy = s->follows++ > 0;
+	p0 = p;
 	for (int i = 0; i < UW_MEMO; i++) {
 		uw_opaque(p);
 		if (p == 0 || p >= UW_MEMO)
@@ -647,12 +674,12 @@ __noinline int uw_follow(struct uw_regs *s, struct uw_win *w, struct asz_stack *
 			break;
 		}
 		st->ips[n] = ra;
-		if (copy)
-			*uw_memo_at(m->cur, n) = *f;
 		n++;
 		p--;
 	}
 	s->checked += n - k0;
+	if (copy && n > k0 && uw_memo_take(m, n - 1, p0 - (n - k0) + 1, n - k0))
+		s->lost = 1;
 	if (s->mismatch && s->refollows < UW_REFOLLOWS) {
 		s->refollows++;
 		s->no_p = p;
@@ -681,22 +708,6 @@ __noinline int uw_follow(struct uw_regs *s, struct uw_win *w, struct asz_stack *
 	s->p = p;
 	s->stop = stop;
 	return stop != UW_GOING;
-}
-
-/* dst[d0], dst[d0 - 1], ... = src[s0], src[s0 + 1], ...: cnt frames; -1 if out of range. */
-static __always_inline int uw_memo_copy_reversed(struct uw_frame *dst, __u32 d0,
-						 struct uw_frame *src, __u32 s0, __u32 cnt)
-{
-	for (int i = 0; i < UW_MEMO; i++) {
-		__u32 d = d0 - i, from = s0 + i;
-
-		if (i >= cnt)
-			break;
-		if (d >= UW_MEMO || from >= UW_MEMO)
-			return -1;
-		*uw_memo_at(dst, d) = *uw_memo_at(src, from);
-	}
-	return 0;
 }
 
 /*
@@ -821,8 +832,11 @@ static __always_inline bool unwind_dwarf_stack(struct pt_regs *ctx, struct asz_s
 	 */
 	same = s.follows == 1 && s.k == 0 && s.p_match + 1 == m->nr && !s.mismatch &&
 	       s.stop == UW_END && s.n + 1 == m->nr;
-	/* rules found while a table was missing, or a mapping forgotten: no memo */
-	if (c->has_missing || c->epoch != epoch)
+	/*
+	 * Rules found while a table was missing, or a mapping forgotten: no memo. (The memo must
+	 * be the stack interned last, frame for frame: its id is reused when it comes again.)
+	 */
+	if (c->has_missing || c->epoch != epoch || s.lost)
 		m->nr = 0;
 	else
 		uw_memo_save(&s, m, epoch);
