@@ -486,6 +486,34 @@ def test_frame_pointer_mode(env):
     assert rep["dropped"]["stack_incomplete"] == 0
 
 
+def test_frame_pointer_mode_on_a_frame_pointer_build(bpf_ok, guarded, tmp_path):
+    """--unwind fp on a program built with frame pointers: every frame from the allocator's
+    caller to main and the return into libc above it (libc keeps no frame pointers), the same
+    places DWARF unwinding finds, and the bytes of each site exact."""
+    exe = tmp_path / "unwind_alternate_fp"
+    src = helpers.REPO / "tests" / "workloads" / "unwind_alternate.c"
+    p = subprocess.run(["gcc", "-O2", "-g", "-fno-omit-frame-pointer", "-o", str(exe), str(src)],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    reps = {}
+    for mode in ("fp", "dwarf"):
+        out = tmp_path / ("%s.json" % mode)
+        rc, _, err = guarded.run(["--unwind", mode, "-f", "json", "-n", "0", "-o", str(out), "--", str(exe)])
+        assert rc == 0, err
+        reps[mode] = helpers.final_report(helpers.parse_reports(out.read_text()))
+    for site, size in ALT_SIZES.items():
+        by = {m: stack_with(r, r["processes"][0]["pid"], lambda s: s["live_bytes"] == ALT_ROUNDS * size)
+              for m, r in reps.items()}
+        fp, dw = real_frames(by["fp"]), real_frames(by["dwarf"])
+        names = [base(f) for f in fp]
+        assert names == ["leaf", site] + ["chain"] * (ALT_CHAIN + 1) + ["main", "__libc_start_call_main"], names
+        # two runs, two address layouts: the same places in the same files
+        where = lambda frames: [(module_name(f), f["module_offset"]) for f in frames]
+        assert where(fp) == where(dw[:len(fp)]), (funcs(by["fp"]), funcs(by["dwarf"]))
+        assert by["fp"]["live_allocs"] == ALT_ROUNDS and by["fp"]["truncated"] is False
+    assert reps["fp"]["unwind"]["mode"] == "fp" and reps["fp"]["dropped"]["stack_incomplete"] == 0
+
+
 def test_unwind_option_errors(profiler_bin):
     p = subprocess.run([profiler_bin, "--unwind", "bogus", "-p", "1"], capture_output=True, text=True)
     assert p.returncode == 2 and "--unwind" in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
