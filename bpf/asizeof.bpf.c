@@ -252,14 +252,34 @@ static __always_inline bool stack_equal(const void *kept, const struct asz_stack
  * Frame pointers (--unwind fp): walk the user stack at an allocator's entry. The allocator has not built a frame yet, so its
  * caller's return address is at the stack pointer and rbp still belongs to the caller: frame 0
  * comes from *sp, the rest from the frame-pointer chain, checked to stay above sp and to grow.
+ * The first frame is read alone: in code without frame pointers rbp is a plain register and
+ * the walk ends there, at the cost of one small read. Once a frame has led to a plausible
+ * next one, the chain is read through the unwinder's window: one read for most stacks, not
+ * one a frame.
  */
+static __always_inline long fp_frame(struct uw_win *w, __u64 fp, __u64 frame[2], bool chained)
+{
+	if (!chained)
+		return bpf_probe_read_user(frame, 2 * sizeof(frame[0]), (void *)fp);
+	if (uw_read(w, fp, &frame[0]) || uw_read(w, fp + 8, &frame[1]))
+		return -14;
+	return 0;
+}
+
 static __always_inline void walk_stack(struct pt_regs *ctx, struct asz_stack *st)
 {
 	__u64 sp = PT_REGS_SP(ctx), fp = PT_REGS_FP(ctx), ret = 0;
-	__u64 frame[2];
+	struct uw_win *w = bpf_map_lookup_elem(&uw_wins, &(__u32){0});
+	struct mm_struct *mm = bpf_get_current_task_btf()->mm;
+	__u64 frame[2], top = sp;
+	bool chained = false;
 	__u32 nr = 0;
 
 	st->flags = 0;
+	st->nr = 0;
+	if (!w || !mm)
+		return;
+	uw_win_start(w, mm);
 	if (bpf_probe_read_user(&ret, sizeof(ret), (void *)sp) == 0 && ret)
 		st->ips[nr++] = ret;
 	for (int i = 1; i < ASZ_MAX_FRAMES; i++) {
@@ -267,8 +287,10 @@ static __always_inline void walk_stack(struct pt_regs *ctx, struct asz_stack *st
 			break;
 		if (fp < sp || fp - sp > MAX_STACK_SPAN || (fp & 7))
 			break;
-		if (bpf_probe_read_user(frame, sizeof(frame), (void *)fp))
+		if (fp_frame(w, fp, frame, chained))
 			break;
+		if (chained)
+			top = fp + 16; /* the span the window had to cover, for the next stack */
 		if (frame[1] < 4096)
 			break;
 		st->ips[i] = frame[1];
@@ -276,10 +298,12 @@ static __always_inline void walk_stack(struct pt_regs *ctx, struct asz_stack *st
 		if (frame[0] <= fp)
 			break;
 		fp = frame[0];
+		chained = true;
 		if (i == max_depth - 1 || i == ASZ_MAX_FRAMES - 1)
 			st->flags |= ASZ_STACK_TRUNCATED;
 	}
 	st->nr = nr;
+	uw_win_learn(w, top - sp);
 }
 
 static __always_inline __u64 stack_hash(const struct asz_stack *st)

@@ -250,6 +250,29 @@ __noinline int uw_refill(struct uw_win *w, __u64 addr)
 	return 0;
 }
 
+/*
+ * The next stack's first read: this one's span (bytes from sp to the last frame) and a frame's
+ * slack, or if that is less, a quarter of the way down to it (a short stack among long ones
+ * does not cost the next long one two reads).
+ */
+static __always_inline void uw_win_learn(struct uw_win *w, __u64 span)
+{
+	span += 128;
+	if (span < w->first)
+		span = w->first - (w->first - span) / 4;
+	if (span < UW_WIN_MIN)
+		span = UW_WIN_MIN;
+	w->first = span > UW_WIN_BYTES ? UW_WIN_BYTES : span & ~63;
+}
+
+/* A new stack: nothing read yet, not past the main thread's argument strings. */
+static __always_inline void uw_win_start(struct uw_win *w, struct mm_struct *mm)
+{
+	w->len = 0;
+	w->fills = 0;
+	w->top = mm->arg_start;
+}
+
 /* 8 bytes of the user stack at addr, through the window; 0 or a negative errno. */
 static __always_inline long uw_read(struct uw_win *w, __u64 addr, __u64 *out)
 {
@@ -777,7 +800,7 @@ static __always_inline bool unwind_dwarf_stack(struct pt_regs *ctx, struct asz_s
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct mm_struct *cur_mm = task->mm;
 	__u32 zero = 0, seq, epoch;
-	__u64 mm, span;
+	__u64 mm;
 	bool same;
 	struct uw_regs s = {
 		.pc = PT_REGS_IP(ctx),
@@ -797,9 +820,7 @@ static __always_inline bool unwind_dwarf_stack(struct pt_regs *ctx, struct asz_s
 	}
 	mm = uw_space(task, cur_mm);
 	seq = uw_mm_seq(cur_mm);
-	win->len = 0;
-	win->fills = 0;
-	win->top = cur_mm->arg_start;
+	uw_win_start(win, cur_mm);
 	if (c->mm != mm || c->has_missing) {
 		/* another process, or a module whose table may have come since: look again */
 		c->mm = mm;
@@ -843,17 +864,7 @@ static __always_inline bool unwind_dwarf_stack(struct pt_regs *ctx, struct asz_s
 	if (!same || !m->nr)
 		m->id = ASZ_STACK_NONE;
 	st->nr = s.n > ASZ_MAX_FRAMES ? ASZ_MAX_FRAMES : s.n;
-	/*
-	 * The next stack's first read: this one's span and a frame's slack, or if that is less,
-	 * a quarter of the way down to it (a short stack among long ones does not cost the next
-	 * long one two reads).
-	 */
-	span = s.sp - PT_REGS_SP(ctx) + 128;
-	if (span < win->first)
-		span = win->first - (win->first - span) / 4;
-	if (span < UW_WIN_MIN)
-		span = UW_WIN_MIN;
-	win->first = span > UW_WIN_BYTES ? UW_WIN_BYTES : span & ~63;
+	uw_win_learn(win, s.sp - PT_REGS_SP(ctx));
 	us = bpf_map_lookup_elem(&uw_stats, &zero);
 	if (us) {
 		us->stacks++;
