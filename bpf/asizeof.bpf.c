@@ -259,7 +259,7 @@ static __always_inline bool stack_equal(const void *kept, const struct asz_stack
  */
 static __always_inline long fp_frame(struct uw_win *w, __u64 fp, __u64 frame[2], bool chained)
 {
-	if (!chained)
+	if (!chained || !w)
 		return bpf_probe_read_user(frame, 2 * sizeof(frame[0]), (void *)fp);
 	if (uw_read(w, fp, &frame[0]) || uw_read(w, fp + 8, &frame[1]))
 		return -14;
@@ -276,10 +276,10 @@ static __always_inline void walk_stack(struct pt_regs *ctx, struct asz_stack *st
 	__u32 nr = 0;
 
 	st->flags = 0;
-	st->nr = 0;
-	if (!w || !mm)
-		return;
-	uw_win_start(w, mm);
+	if (w && mm)
+		uw_win_start(w, mm);
+	else
+		w = NULL; /* never so for a user task; then every frame is read alone */
 	if (bpf_probe_read_user(&ret, sizeof(ret), (void *)sp) == 0 && ret)
 		st->ips[nr++] = ret;
 	for (int i = 1; i < ASZ_MAX_FRAMES; i++) {
@@ -303,7 +303,8 @@ static __always_inline void walk_stack(struct pt_regs *ctx, struct asz_stack *st
 			st->flags |= ASZ_STACK_TRUNCATED;
 	}
 	st->nr = nr;
-	uw_win_learn(w, top - sp);
+	if (w)
+		uw_win_learn(w, top - sp);
 }
 
 static __always_inline __u64 stack_hash(const struct asz_stack *st)
