@@ -478,10 +478,13 @@ static __always_inline __u64 stack_intern_scratch(struct pt_regs *ctx)
 
 	if (!st)
 		return ASZ_STACK_NONE;
-	if (!unwind_dwarf)
+	if (!unwind_dwarf) {
 		walk_stack(ctx, st);
-	else if (unwind_dwarf_stack(ctx, st))
-		return uw_memo_id(); /* the last stack again (complete: nothing to count) */
+	} else {
+		key = unwind_dwarf_stack(ctx, st);
+		if (key != ASZ_STACK_NONE)
+			return key; /* the last stack again (complete: nothing to count) */
+	}
 	if (st->flags & ASZ_STACK_TRUNCATED)
 		count_drop(ASZ_DROP_STACK_TRUNCATED);
 	if (st->flags & ASZ_STACK_INCOMPLETE)

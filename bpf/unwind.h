@@ -793,9 +793,10 @@ static __always_inline __u64 uw_space(struct task_struct *task, struct mm_struct
 
 /*
  * Unwind from the allocator's probe site (regs->ip is the probed instruction, exact) into st.
- * Innermost first: st->ips[0] is the allocator's caller.
+ * Innermost first: st->ips[0] is the allocator's caller. Returns the last stack's id when this
+ * one is the same (see uw_memo_set_id), else ASZ_STACK_NONE.
  */
-static __always_inline bool unwind_dwarf_stack(struct pt_regs *ctx, struct asz_stack *st)
+static __always_inline __u64 unwind_dwarf_stack(struct pt_regs *ctx, struct asz_stack *st)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct mm_struct *cur_mm = task->mm;
@@ -816,7 +817,7 @@ static __always_inline bool unwind_dwarf_stack(struct pt_regs *ctx, struct asz_s
 	if (!c || !win || !m || !cur_mm) {
 		if (m)
 			m->id = ASZ_STACK_NONE; /* the memo is not this stack */
-		return false;
+		return ASZ_STACK_NONE;
 	}
 	mm = uw_space(task, cur_mm);
 	seq = uw_mm_seq(cur_mm);
@@ -861,6 +862,7 @@ static __always_inline bool unwind_dwarf_stack(struct pt_regs *ctx, struct asz_s
 		m->nr = 0;
 	else
 		uw_memo_save(&s, m, epoch);
+	/* from here m->id is this stack's id if it is the last one again, else unknown */
 	if (!same || !m->nr)
 		m->id = ASZ_STACK_NONE;
 	st->nr = s.n > ASZ_MAX_FRAMES ? ASZ_MAX_FRAMES : s.n;
@@ -871,14 +873,14 @@ static __always_inline bool unwind_dwarf_stack(struct pt_regs *ctx, struct asz_s
 		us->frames_checked += s.checked;
 		us->frames_unwound += st->nr - s.checked;
 		us->stack_reads += win->fills;
-		us->stacks_repeated += same && m->id != ASZ_STACK_NONE;
+		us->stacks_repeated += m->id != ASZ_STACK_NONE;
 	}
 	st->flags = 0;
 	if (s.stop == UW_DEPTH)
 		st->flags = ASZ_STACK_TRUNCATED;
 	else if (s.stop != UW_END)
 		st->flags = ASZ_STACK_INCOMPLETE;
-	return same && m->id != ASZ_STACK_NONE;
+	return m->id;
 }
 
 /* The id of the stack just unwound, the memo's now: the next walk may find it the same. */
@@ -888,14 +890,6 @@ static __always_inline void uw_memo_set_id(__u64 id)
 
 	if (m && m->nr)
 		m->id = id;
-}
-
-/* The memo's stack id, after unwind_dwarf_stack() said this stack is the memo's. */
-static __always_inline __u64 uw_memo_id(void)
-{
-	struct uw_memo *m = bpf_map_lookup_elem(&uw_memos, &(__u32){0});
-
-	return m ? m->id : ASZ_STACK_NONE;
 }
 
 #endif
