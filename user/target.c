@@ -154,14 +154,6 @@ int target__cgroup_path(__u64 id, char *buf, size_t len)
 	return 0;
 }
 
-static bool is_libc_name(const char *path)
-{
-	const char *base = strrchr(path, '/');
-
-	base = base ? base + 1 : path;
-	return strncmp(base, "libc.so", 7) == 0 || strncmp(base, "libc-2.", 7) == 0;
-}
-
 /* Kernel threads have no address space: empty maps and cmdline, flag PF_KTHREAD in stat. */
 static bool is_kthread(pid_t pid)
 {
@@ -234,7 +226,7 @@ static bool inspect_line(void *ctx, const struct util_maps_line *m)
 	if (strcmp(m->perms, "r-xp") || m->path[0] != '/' || strstr(m->path, " (deleted)"))
 		return true;
 	snprintf(path, sizeof(path), "/proc/%d/root%s", c->pid, m->path);
-	if (is_libc_name(m->path)) {
+	if (util__is_libc_name(m->path)) {
 		snprintf(c->libc, sizeof(c->libc), "%s", path);
 		return true;
 	}
@@ -368,7 +360,7 @@ int target__exec_allocator(const char *path, char *lib, size_t lib_len, char *li
 			continue;
 		if (each)
 			each(obj, ctx);
-		if (is_libc_name(obj)) {
+		if (util__is_libc_name(obj)) {
 			if (!libc[0])
 				snprintf(libc, sizeof(libc), "%s", obj);
 		} else if (err && defines_malloc(obj)) {

@@ -796,13 +796,15 @@ static int for_each_frame(struct top_view *v, const struct top_model *m, const s
  */
 static bool runtime_frame(const struct sym_frame *f)
 {
-	static const char *const libs[] = {"libc.so",	    "libstdc++.so", "libgcc_s.so",
-					   "ld-linux",	    "libm.so",	    "libpthread.so",
-					   "libc++.so",	    "libc++abi.so", "libjemalloc.so",
-					   "libtcmalloc",   "libmimalloc.so"};
+	static const char *const libs[] = {"libstdc++.so",   "libgcc_s.so",  "ld-linux",
+					   "libm.so",	     "libpthread.so", "libc++.so",
+					   "libc++abi.so",   "libjemalloc.so", "libtcmalloc",
+					   "libmimalloc.so"};
 	const char *mod = util__basename(f->module);
 
 	if (f->file && !strncmp(f->file, "/usr/include/", 13))
+		return true;
+	if (mod && util__is_libc_name(mod))
 		return true;
 	for (size_t i = 0; mod && i < sizeof(libs) / sizeof(libs[0]); i++)
 		if (!strncmp(mod, libs[i], strlen(libs[i])))

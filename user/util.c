@@ -113,6 +113,13 @@ const char *util__basename(const char *path)
 	return slash ? slash + 1 : path;
 }
 
+bool util__is_libc_name(const char *path)
+{
+	const char *base = util__basename(path);
+
+	return base && (strncmp(base, "libc.so", 7) == 0 || strncmp(base, "libc-2.", 7) == 0);
+}
+
 int util__parse_range(const char *s, __u64 min, __u64 max, __u64 *out)
 {
 	__u64 v;

@@ -43,6 +43,9 @@ double util__wall_s(void);
 /* The part of path after its last '/' (path itself if none; NULL stays NULL). */
 const char *util__basename(const char *path);
 
+/* Is path glibc's C library by its file name (libc.so.6, or libc-2.NN.so before glibc 2.34)? */
+bool util__is_libc_name(const char *path);
+
 /*
  * A demangled C++ function name shortened for people (the text report, top): template
  * arguments become "<...>" and std::string is named so; operators spelled with < or > stay.

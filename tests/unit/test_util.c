@@ -151,6 +151,17 @@ Test(util, basename)
 	cr_assert_null(util__basename(NULL));
 }
 
+Test(util, is_libc_name)
+{
+	cr_assert(util__is_libc_name("/usr/lib/x86_64-linux-gnu/libc.so.6"));
+	cr_assert(util__is_libc_name("libc.so.6"));
+	cr_assert(util__is_libc_name("/lib/x86_64-linux-gnu/libc-2.31.so"));
+	cr_assert_not(util__is_libc_name("/usr/lib/x86_64-linux-gnu/libc++.so.1"));
+	cr_assert_not(util__is_libc_name("/usr/lib/libcrypt.so.1"));
+	cr_assert_not(util__is_libc_name("/opt/libc.so.6/libz.so.1"));
+	cr_assert_not(util__is_libc_name(NULL));
+}
+
 static void short_is(const char *in, const char *want)
 {
 	char out[256];
