@@ -428,6 +428,8 @@ int cmd_serve(int argc, char **argv)
 		goto cleanup;
 	}
 	sp.builder = pprof_builder__new();
+	if (sp.builder)
+		pprof_builder__set_exited_held(sp.builder, false);
 	sp.metrics = serve_metrics__new();
 	sp.hist = serve_history__new();
 	if (!sp.builder || !sp.metrics || !sp.hist) {

@@ -510,11 +510,14 @@ void engine__set_exited(struct engine *e, pid_t pid)
 			e->targets[i].exited = true;
 }
 
-void engine__set_comm(struct engine *e, pid_t pid, const char *comm)
+void engine__set_image(struct engine *e, pid_t pid, const char *comm, const char *exe)
 {
-	for (int i = 0; i < e->nr_targets; i++)
-		if (e->targets[i].pid == pid)
-			snprintf(e->targets[i].comm, sizeof(e->targets[i].comm), "%s", comm);
+	for (int i = 0; i < e->nr_targets; i++) {
+		if (e->targets[i].pid != pid)
+			continue;
+		snprintf(e->targets[i].comm, sizeof(e->targets[i].comm), "%s", comm);
+		snprintf(e->targets[i].exe, sizeof(e->targets[i].exe), "%s", exe);
+	}
 }
 
 void engine__refresh(struct engine *e)

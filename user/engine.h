@@ -76,7 +76,8 @@ int engine__consume_events(struct engine *e, void (*fn)(const struct asz_event *
 void engine__forget(struct engine *e, const pid_t *pids, int n);
 /* Mark a target as gone: its final state stays in the reports. */
 void engine__set_exited(struct engine *e, pid_t pid);
-void engine__set_comm(struct engine *e, pid_t pid, const char *comm);
+/* What exec made of pid (its name, its file), until a refresh reads /proc (if it still can). */
+void engine__set_image(struct engine *e, pid_t pid, const char *comm, const char *exe);
 /* Re-read what changes in a live target (comm, at exec). */
 void engine__refresh(struct engine *e);
 bool engine__all_exited(const struct engine *e);

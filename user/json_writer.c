@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "json_writer.h"
+#include "util.h"
 
 void json_writer__init(struct json_writer *w, FILE *f)
 {
@@ -38,44 +39,6 @@ static void before_value(struct json_writer *w)
 	if (w->need_comma)
 		/* Several top-level values become JSON lines. */
 		fputc(w->depth ? ',' : '\n', w->f);
-}
-
-/*
- * Length of the valid UTF-8 sequence at p (at most left bytes), or 0 if the bytes there are not
- * well-formed UTF-8 (overlong forms, surrogates and code points above U+10FFFF included).
- */
-static size_t utf8_len(const unsigned char *p, size_t left)
-{
-	unsigned char c = p[0], lo = 0x80, hi = 0xbf;
-	size_t n, i;
-
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf) {
-		n = 2;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		n = 3;
-		if (c == 0xe0)
-			lo = 0xa0; /* overlong */
-		else if (c == 0xed)
-			hi = 0x9f; /* surrogates */
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		n = 4;
-		if (c == 0xf0)
-			lo = 0x90; /* overlong */
-		else if (c == 0xf4)
-			hi = 0x8f; /* above U+10FFFF */
-	} else {
-		return 0;
-	}
-	if (left < n)
-		return 0;
-	if (p[1] < lo || p[1] > hi)
-		return 0;
-	for (i = 2; i < n; i++)
-		if (p[i] < 0x80 || p[i] > 0xbf)
-			return 0;
-	return n;
 }
 
 /* Quoted, escaped string. Bytes that are not valid UTF-8 become U+FFFD so output stays valid. */
@@ -116,7 +79,7 @@ static void put_string(struct json_writer *w, const char *s, size_t len)
 			} else if (c < 0x80) {
 				fputc(c, w->f);
 			} else {
-				n = utf8_len(p + i, len - i);
+				n = util__utf8_len((const char *)p + i, len - i);
 				if (!n) {
 					fputs("\\ufffd", w->f);
 					break;

@@ -49,12 +49,29 @@ static void sb_putc(struct sbuf *b, char c)
 	b->p[b->len] = '\0';
 }
 
-/* A name inside a frame: ';' separates frames and a newline ends the line, so neither may stay. */
+/*
+ * A name inside a frame: ';' separates frames and a newline ends the line, so neither may stay;
+ * bytes that are not UTF-8 become U+FFFD (flame graph tools read UTF-8).
+ */
 static void sb_name(struct sbuf *b, const char *s, size_t max)
 {
-	for (size_t i = 0; i < max && s[i]; i++) {
+	size_t len = strnlen(s, max), n;
+
+	for (size_t i = 0; i < len; i += n) {
 		unsigned char c = s[i];
 
+		n = util__utf8_len(s + i, len - i);
+		if (!n) {
+			for (int k = 0; k < 3; k++)
+				sb_putc(b, UTIL_UTF8_REPLACEMENT[k]);
+			n = 1;
+			continue;
+		}
+		if (n > 1) {
+			for (size_t k = 0; k < n; k++)
+				sb_putc(b, s[i + k]);
+			continue;
+		}
 		if (c == ';')
 			c = ':';
 		else if (c < 0x20 || c == 0x7f)

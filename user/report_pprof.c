@@ -25,6 +25,7 @@
 #include "profile.pb-c.h"
 #include "report.h"
 #include "serve_profile.h"
+#include "util.h"
 
 /* Frames one return address can expand to (its inline chain); deeper chains are cut. */
 #define PPROF_MAX_INLINE 32
@@ -229,6 +230,7 @@ struct pprof_builder {
 	struct elf_info *elfs;
 	size_t nr_elfs, cap_elfs;
 	struct hidx idx;
+	bool exited_released; /* see pprof_builder__set_exited_held() */
 };
 
 static void read_elf(struct elf_info *ei, __u32 pid)
@@ -305,6 +307,11 @@ struct pprof_builder *pprof_builder__new(void)
 	return calloc(1, sizeof(struct pprof_builder));
 }
 
+void pprof_builder__set_exited_held(struct pprof_builder *b, bool held)
+{
+	b->exited_released = !held;
+}
+
 void pprof_builder__free(struct pprof_builder *b)
 {
 	if (!b)
@@ -334,14 +341,25 @@ static bool str_eq(const void *ctx, __u32 idx, const void *key)
 	return strcmp(((const struct pprof_model *)ctx)->strs[idx], key) == 0;
 }
 
-/* Index of s in the string table (added if new), or -1 when out of memory. */
+/*
+ * Index of s in the string table (added if new), or -1 when out of memory. profile.proto's
+ * strings must be UTF-8 (readers refuse the profile otherwise): other bytes become U+FFFD.
+ */
 static long intern(struct build *bd, const char *s)
 {
 	struct pprof_model *m = bd->m;
-	__u64 h = hash_str(s);
-	long i = hidx_find(&bd->strs, h, str_eq, m, s);
+	__u64 h;
+	long i;
 	char *copy;
 
+	if (!util__utf8_valid(s)) {
+		copy = util__utf8_dup(s);
+		i = copy ? intern(bd, copy) : -1;
+		free(copy);
+		return i;
+	}
+	h = hash_str(s);
+	i = hidx_find(&bd->strs, h, str_eq, m, s);
 	if (i >= 0)
 		return i;
 	if (arr_grow(&m->strs, &m->cap_strs, m->nr_strs, sizeof(*m->strs)))
@@ -508,12 +526,12 @@ static long location_of(struct build *bd, __u32 pid, __u64 ip)
 	return m->nr_locs++;
 }
 
-void pprof__stack_values(const struct snap_stack *st, __s64 v[PPROF_NR_VALUES])
+void pprof__stack_values(const struct snap_stack *st, bool held, __s64 v[PPROF_NR_VALUES])
 {
 	v[PPROF_ALLOC_OBJECTS] = st->allocs;
 	v[PPROF_ALLOC_SPACE] = st->alloc_bytes;
-	v[PPROF_INUSE_OBJECTS] = st->live_allocs;
-	v[PPROF_INUSE_SPACE] = st->live_bytes;
+	v[PPROF_INUSE_OBJECTS] = held ? st->live_allocs : 0;
+	v[PPROF_INUSE_SPACE] = held ? st->live_bytes : 0;
 }
 
 int pprof_key__cmp(const struct pprof_key *a, const struct pprof_key *b)
@@ -542,7 +560,7 @@ static int add_sample(struct build *bd, const struct snapshot *s, const struct s
 	char comm[ASZ_COMM_LEN + 1] = "";
 	long c, a;
 
-	pprof__stack_values(st, v);
+	pprof__stack_values(st, !(bd->b->exited_released && p && p->exited), v);
 	if (!v[0] && !v[1] && !v[2] && !v[3])
 		return 0;
 	if (p)

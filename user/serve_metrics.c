@@ -19,8 +19,8 @@
 #define GROUP_IDLE_NS (15 * 60 * 1000000000ull)
 
 struct mgroup {
-	char comm[ASZ_COMM_LEN + 1];
-	char *exe; /* "" when unknown */
+	char comm[UTIL_UTF8_COMM_LEN]; /* labels: valid UTF-8, as the exe */
+	char *exe;		       /* "" when unknown */
 	__u64 retired_alloc_bytes, retired_allocs, retired_frees;
 	__u64 idle_since_ns; /* 0 while it has processes */
 	/* this round's figures */
@@ -32,7 +32,7 @@ struct mgroup {
 struct mproc {
 	__u32 pid;
 	int group;
-	char comm[ASZ_COMM_LEN + 1];
+	char comm[UTIL_UTF8_COMM_LEN];
 	char *exe;
 	__u64 base_alloc_bytes, base_allocs, base_frees; /* counts when it joined its group */
 	__u64 alloc_bytes, allocs, frees;		 /* as of the last snapshot */
@@ -96,7 +96,7 @@ static char *read_exe(__u32 pid)
 	/* a replaced binary is still the same program for grouping */
 	if ((size_t)n > dl && strcmp(buf + n - dl, " (deleted)") == 0)
 		buf[n - dl] = '\0';
-	return strdup(buf);
+	return util__utf8_dup(buf);
 }
 
 static int group_of(struct serve_metrics *m, const char *comm, const char *exe)
@@ -154,7 +154,11 @@ static int cmp_proc(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* Move p into the group of (comm, its exe), re-reading the exe if it lives. */
+/*
+ * Move p into the group of (comm, its exe), re-reading the exe if it lives. Both are kept as
+ * valid UTF-8, as labels must be: names that differ only in bytes that are not UTF-8 are one
+ * group, not two series with the same labels.
+ */
 static int regroup(struct serve_metrics *m, struct mproc *p, const char *comm)
 {
 	int g;
@@ -177,11 +181,12 @@ static int regroup(struct serve_metrics *m, struct mproc *p, const char *comm)
 
 static int account_proc(struct serve_metrics *m, const struct snap_proc *sp, size_t *nr_new)
 {
-	char comm[ASZ_COMM_LEN + 1] = "";
+	char raw[ASZ_COMM_LEN + 1] = "", comm[UTIL_UTF8_COMM_LEN];
 	struct mproc *p = find_proc(m, sp->pid);
 	int err;
 
-	memcpy(comm, sp->comm, ASZ_COMM_LEN);
+	memcpy(raw, sp->comm, ASZ_COMM_LEN);
+	util__utf8_copy(comm, sizeof(comm), raw);
 	/* counters that went down: the pid now names another process */
 	if (p && (sp->alloc_bytes < p->alloc_bytes || sp->allocs < p->allocs ||
 		  sp->frees < p->frees)) {
@@ -281,40 +286,19 @@ static void prune(struct serve_metrics *m, __u64 now)
 
 /* ---------------------------------------------------------------- rendering */
 
-/* A label value: valid UTF-8 (other bytes become '?'), with \ " and newline escaped. */
+/* A label value (valid UTF-8: see regroup()), with \\ " and newline escaped. */
 static void put_label(FILE *f, const char *name, const char *v, bool first)
 {
-	const unsigned char *s = (const unsigned char *)v;
-
 	fprintf(f, "%s%s=\"", first ? "" : ",", name);
-	while (*s) {
-		int n = 0;
-
-		if (*s < 0x80)
-			n = 1;
-		else if ((*s & 0xe0) == 0xc0 && *s >= 0xc2)
-			n = 2;
-		else if ((*s & 0xf0) == 0xe0)
-			n = 3;
-		else if ((*s & 0xf8) == 0xf0 && *s <= 0xf4)
-			n = 4;
-		for (int i = 1; i < n; i++)
-			if ((s[i] & 0xc0) != 0x80)
-				n = 0;
-		if (n == 0) {
-			fputc('?', f);
-			s++;
-			continue;
-		}
-		if (*s == '\\')
+	for (; *v; v++) {
+		if (*v == '\\')
 			fputs("\\\\", f);
-		else if (*s == '"')
+		else if (*v == '"')
 			fputs("\\\"", f);
-		else if (*s == '\n')
+		else if (*v == '\n')
 			fputs("\\n", f);
 		else
-			fwrite(s, 1, n, f);
-		s += n;
+			fputc(*v, f);
 	}
 	fputc('"', f);
 }

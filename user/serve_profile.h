@@ -35,8 +35,11 @@ struct pprof_key {
 	__u64 stack_id;
 };
 
-/* The four values of a stack, in enum pprof_value order. */
-void pprof__stack_values(const struct snap_stack *st, __s64 v[PPROF_NR_VALUES]);
+/*
+ * The four values of a stack, in enum pprof_value order; held false (its process exited and
+ * the view is of what processes hold now): nothing in use.
+ */
+void pprof__stack_values(const struct snap_stack *st, bool held, __s64 v[PPROF_NR_VALUES]);
 int pprof_key__cmp(const struct pprof_key *a, const struct pprof_key *b);
 
 struct pprof_model;
@@ -45,6 +48,11 @@ struct pprof_builder;
 
 struct pprof_builder *pprof_builder__new(void);
 void pprof_builder__free(struct pprof_builder *b);
+/*
+ * Do an exited process's blocks stay in use? Yes by default: a report at the end shows what a
+ * program leaked. No for serve, whose profiles are of what processes hold now (as its metrics).
+ */
+void pprof_builder__set_exited_held(struct pprof_builder *b, bool held);
 /*
  * Model every stack of s that has a nonzero value (sym may be NULL: addresses only).
  * Returns 0 or a negative errno.

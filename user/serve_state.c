@@ -101,9 +101,12 @@ static int history_advance(struct serve_history *h, const struct snapshot *s)
 	for (size_t k = 0; k < s->nr_stacks; k++) {
 		const struct snap_stack *st = &s->stacks[k];
 
+		const struct snap_proc *p = snapshot__find_proc(s, st->pid);
+
 		cur[k].key = (struct pprof_key){.pid = st->pid, .allocator = st->allocator,
 						.stack_id = st->stack_id};
-		pprof__stack_values(st, cur[k].d);
+		/* as the profiles: an exited process holds nothing */
+		pprof__stack_values(st, !(p && p->exited), cur[k].d);
 	}
 	qsort(cur, s->nr_stacks, sizeof(*cur), cmp_change);
 	/* merge: new and changed stacks, and stacks that vanished (their values go to zero) */

@@ -399,6 +399,7 @@ cleanup:
 
 int session__start(struct session *s)
 {
+	char exe[PATH_MAX];
 	int err;
 
 	if (!s->launched || s->child.go_fd < 0)
@@ -408,8 +409,13 @@ int session__start(struct session *s)
 		elog("cannot start the command: %s\n", strerror(-err));
 		return err;
 	}
-	/* exec has happened; the kernel named the process after the file (it may be gone) */
-	engine__set_comm(s->eng, s->child.pid, util__basename(s->child_path));
+	/*
+	 * exec has happened: the kernel named the process after the file. It may be gone already,
+	 * /proc with it: what it ran is known (before, its exe was this program's, as forked).
+	 */
+	if (!realpath(s->child_path, exe))
+		snprintf(exe, sizeof(exe), "%s", s->child_path);
+	engine__set_image(s->eng, s->child.pid, util__basename(s->child_path), exe);
 	engine__refresh(s->eng);
 	s->started_ns = util__mono_ns();
 	s->next_maps_ns = s->started_ns;

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <gelf.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -701,11 +702,18 @@ cleanup:
 
 int symbolizer__add_file(struct symbolizer *s, const char *path)
 {
+	char real[PATH_MAX];
 	struct modfile *mf;
 	struct stat st;
 	__u64 dev;
 	int fd;
 
+	/*
+	 * Named as /proc/PID/maps names it (symbolic links resolved, absolute), whichever of the
+	 * two comes first: "./prog" or /lib/... would make identical runs name modules differently.
+	 */
+	if (realpath(path, real))
+		path = real;
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;

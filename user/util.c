@@ -103,6 +103,85 @@ double util__wall_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+size_t util__utf8_len(const char *s, size_t left)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	unsigned char c = p[0], lo = 0x80, hi = 0xbf;
+	size_t n, i;
+
+	if (!left)
+		return 0;
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf) {
+		n = 2;
+	} else if (c >= 0xe0 && c <= 0xef) {
+		n = 3;
+		if (c == 0xe0)
+			lo = 0xa0; /* overlong */
+		else if (c == 0xed)
+			hi = 0x9f; /* surrogates */
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		n = 4;
+		if (c == 0xf0)
+			lo = 0x90; /* overlong */
+		else if (c == 0xf4)
+			hi = 0x8f; /* above U+10FFFF */
+	} else {
+		return 0;
+	}
+	if (left < n || p[1] < lo || p[1] > hi)
+		return 0;
+	for (i = 2; i < n; i++)
+		if (p[i] < 0x80 || p[i] > 0xbf)
+			return 0;
+	return n;
+}
+
+bool util__utf8_valid(const char *s)
+{
+	size_t left = strlen(s), n;
+
+	for (; left; s += n, left -= n) {
+		n = util__utf8_len(s, left);
+		if (!n)
+			return false;
+	}
+	return true;
+}
+
+char *util__utf8_copy(char *dst, size_t size, const char *src)
+{
+	size_t len = strlen(src), i = 0, o = 0, n;
+
+	if (!size)
+		return dst;
+	while (i < len) {
+		n = util__utf8_len(src + i, len - i);
+		if (o + (n ? n : 3) >= size)
+			break; /* whole characters only */
+		if (n) {
+			memcpy(dst + o, src + i, n);
+			i += n;
+		} else {
+			memcpy(dst + o, UTIL_UTF8_REPLACEMENT, 3);
+			n = 3;
+			i++;
+		}
+		o += n;
+	}
+	dst[o] = '\0';
+	return dst;
+}
+
+char *util__utf8_dup(const char *s)
+{
+	size_t size = strlen(s) * 3 + 1; /* each bad byte grows to 3 */
+	char *out = malloc(size);
+
+	return out ? util__utf8_copy(out, size, s) : NULL;
+}
+
 const char *util__basename(const char *path)
 {
 	const char *slash;
@@ -134,6 +213,7 @@ int util__parse_maps_line(char *line, struct util_maps_line *m)
 {
 	unsigned long long start, end, pgoff, ino;
 	unsigned int maj, min;
+	char *r, *w;
 	int off = 0;
 
 	if (sscanf(line, "%llx-%llx %7s %llx %x:%x %llu %n", &start, &end, m->perms, &pgoff, &maj,
@@ -147,6 +227,19 @@ int util__parse_maps_line(char *line, struct util_maps_line *m)
 	m->maj = maj;
 	m->min = min;
 	m->path = line + off;
+	/*
+	 * The kernel writes a newline in a file name as \012 (and escapes nothing else: a file
+	 * named with that literal text reads the same, and is taken for the newline).
+	 */
+	for (r = w = line + off; *r;) {
+		if (strncmp(r, "\\012", 4) == 0) {
+			*w++ = '\n';
+			r += 4;
+		} else {
+			*w++ = *r++;
+		}
+	}
+	*w = '\0';
 	return 0;
 }
 

@@ -55,6 +55,31 @@ bool util__is_libc_name(const char *path);
  */
 char *util__short_func(const char *name, char *out, size_t size);
 
+/*
+ * Bytes of the well-formed UTF-8 sequence at s (at most left bytes): 1 for ASCII, 0 when the
+ * bytes there are not UTF-8 (a stray continuation byte, a cut sequence, an overlong form, a
+ * surrogate, a code point above U+10FFFF).
+ */
+size_t util__utf8_len(const char *s, size_t left);
+
+/* U+FFFD, what every writer puts in place of a byte that is not UTF-8 */
+#define UTIL_UTF8_REPLACEMENT "\xef\xbf\xbd"
+
+/* Is all of s well-formed UTF-8? */
+bool util__utf8_valid(const char *s);
+
+/*
+ * src as valid UTF-8, every byte that is not becoming U+FFFD, into dst (at most size bytes, NUL
+ * included, whole characters only); returns dst. Names from the kernel and the file system are
+ * bytes: a comm cut at 15 bytes can end inside a character.
+ */
+char *util__utf8_copy(char *dst, size_t size, const char *src);
+/* The same in a new string (NULL when out of memory). */
+char *util__utf8_dup(const char *s);
+
+/* Room for a comm made valid UTF-8 (each byte may become 3). */
+#define UTIL_UTF8_COMM_LEN (3 * 16 + 1)
+
 /* One line of /proc/PID/maps. */
 struct util_maps_line {
 	__u64 start, end, pgoff, ino;

@@ -269,6 +269,32 @@ def test_cxx_frames0_operator_new(bpf_ok, workloads, guarded, tmp_path):
     assert p["frees"] == exp["proc"]["frees"]
 
 
+def test_a_command_by_a_relative_path_is_named_as_it_ran(bpf_ok, workloads, guarded, tmp_path):
+    """`-- ./prog` of a program that is gone before its /proc is read: the process's exe is
+    the file it ran (not the profiler, as forked) and modules have the names /proc/PID/maps
+    gives them (absolute, links resolved), the same in every run."""
+    import shutil
+
+    shutil.copy(workloads["alloc_cxx"], tmp_path / "cxx_prog")
+    names = []
+    for i in range(3):
+        report = tmp_path / ("report%d.json" % i)
+        rc, out, err = guarded.run(
+            ["-f", "json", "-n", "0", "-i", "60", "-o", str(report), "--", "./cxx_prog", str(tmp_path / "exp.json")],
+            prefix=("env", "-C", str(tmp_path)),
+        )
+        assert rc == 0, err
+        rep = helpers.final_report(helpers.parse_reports(report.read_text()))
+        (p,) = rep["processes"]
+        assert p["exe"] == os.path.realpath(tmp_path / "cxx_prog"), p
+        mods = sorted({f["module"] for s in rep["stacks"] for f in s["frames"] if f["module"]})
+        assert any("libstdc++" in m for m in mods), mods
+        for m in mods:
+            assert m == os.path.realpath(m), "a module named otherwise than in /proc/PID/maps: %s" % m
+        names.append(mods)
+    assert names[0] == names[1] == names[2], names
+
+
 # ---------------------------------------------------------------- exit status and arguments
 
 

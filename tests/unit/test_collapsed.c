@@ -157,15 +157,15 @@ Test(collapsed, names_are_sanitized_and_gaps_marked)
 	char *out;
 	int ret;
 
-	add_proc(s, 30, "a;b\nc");
+	add_proc(s, 30, "a;b\nc\xff");
 	cr_assert_eq(snapshot__add_stack(s, &st), 0);
 	add_stack(s, 30, 10, NULL, 0, 4, 4, 1);     /* no stack at all */
 	add_stack(s, 31, 11, ips_c, 1, 2, 2, 1);    /* a process the snapshot does not list */
 	out = render(s, NULL, WEIGHT_LIVE_BYTES, 0, &ret);
 	cr_assert_eq(ret, 0);
 	cr_assert_str_eq(out, "[pid 31];0x5000 2\n"
-			      "a:b?c;[truncated];0x5000 8\n"
-			      "a:b?c;[unknown] 4\n");
+			      "a:b?c\xef\xbf\xbd;[truncated];0x5000 8\n"
+			      "a:b?c\xef\xbf\xbd;[unknown] 4\n");
 	free(out);
 	snapshot__free(s);
 }

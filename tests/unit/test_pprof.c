@@ -17,6 +17,7 @@
 #include "profile.pb-c.h"
 #include "report.h"
 #include "serve_metrics.h"
+#include "util.h"
 #include "serve_profile.h"
 #include "serve_state.h"
 
@@ -641,6 +642,70 @@ Test(pprof, delta_over_window)
 	pprof_builder__free(b);
 }
 
+/* serve's profiles are of what processes hold now: an exited one holds nothing */
+Test(pprof, serve_exited_process_holds_nothing)
+{
+	struct serve_history *h = serve_history__new();
+	struct pprof_builder *b = pprof_builder__new();
+	struct serve_state *s1, *s2;
+	struct snapshot *s;
+	Profile *p;
+
+	pprof_builder__set_exited_held(b, false);
+	s1 = publish(h, b, at(1, 100, 10, true));
+	s = at(2, 100, 10, false);
+	add_proc(s, 8, "other", true);
+	add_stack(s, 8, ASZ_MALLOC, 1, ips_a, 2, 5, 1, 5, 1);
+	s2 = publish(h, b, s);
+	p = heap(s2, 0, 0);
+	check_values(sample_of(p, 7, "malloc"), 10, 100, 10, 100);
+	/* its allocations stay, its blocks are gone */
+	check_values(sample_of(p, 8, "malloc"), 1, 5, 0, 0);
+	perftools__profiles__profile__free_unpacked(p, NULL);
+	/* the window sees them go */
+	p = heap(s2, 1, 8);
+	check_values(sample_of(p, 8, "malloc"), 0, 0, -1, -5);
+	perftools__profiles__profile__free_unpacked(p, NULL);
+	serve_state__put(s1);
+	serve_state__put(s2);
+	serve_history__free(h);
+	pprof_builder__free(b);
+
+	/* a report at the end keeps what an exited program leaked */
+	s = fixture();
+	add_stack(s, 200, ASZ_CALLOC, 4, ips_b, 3, 96, 3, 96, 3);
+	p = write_profile(s, NULL);
+	check_values(sample_of(p, 200, "calloc"), 3, 96, 3, 96);
+	perftools__profiles__profile__free_unpacked(p, NULL);
+	snapshot__free(s);
+}
+
+/* profile.proto strings are UTF-8: readers refuse a profile with other bytes */
+Test(pprof, strings_are_valid_utf8)
+{
+	struct snapshot *s = snapshot__new();
+	Profile *p;
+
+	add_proc(s, 10, "abcdefghijklmn\xe2", false); /* a comm cut inside a character */
+	add_proc(s, 11, "x\xfe\xff", false);
+	add_proc(s, 12, "sur\xed\xa0\x80", false);
+	add_stack(s, 10, ASZ_MALLOC, 1, ips_a, 2, 8, 1, 8, 1);
+	add_stack(s, 11, ASZ_MALLOC, 1, ips_a, 2, 8, 1, 8, 1);
+	add_stack(s, 12, ASZ_MALLOC, 1, ips_a, 2, 8, 1, 8, 1);
+	p = write_profile(s, NULL);
+	for (size_t i = 0; i < p->n_string_table; i++)
+		cr_assert(util__utf8_valid(p->string_table[i]), "string %zu: %s", i,
+			  p->string_table[i]);
+	cr_assert_str_eq(str(p, label(sample_of(p, 10, "malloc"), p, "comm")->str),
+			 "abcdefghijklmn\xef\xbf\xbd");
+	cr_assert_str_eq(str(p, label(sample_of(p, 11, "malloc"), p, "comm")->str),
+			 "x\xef\xbf\xbd\xef\xbf\xbd");
+	cr_assert_str_eq(str(p, label(sample_of(p, 12, "malloc"), p, "comm")->str),
+			 "sur\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");
+	perftools__profiles__profile__free_unpacked(p, NULL);
+	snapshot__free(s);
+}
+
 Test(pprof, history_is_bounded)
 {
 	struct pprof_builder *b = pprof_builder__new();
@@ -734,6 +799,7 @@ static char *update(struct serve_metrics *m, struct snapshot *s, int pid_labels)
 }
 
 #define APP "{comm=\"app\",exe=\"\"}"
+#define U_FFFD "\xef\xbf\xbd"
 #define NEW "{comm=\"new\",exe=\"\"}"
 
 Test(serve_metrics, groups_stay_monotonic_across_exit_and_exec)
@@ -815,7 +881,7 @@ Test(serve_metrics, pid_labels_for_top_growers_and_escaping)
 	proc(s, getpid(), "unit", false, 1000, 1000, 1, 0, 1000);
 	t = update(m, s, 2);
 	/* label values escaped, invalid UTF-8 replaced */
-	cr_assert_eq(metric(t, "asizeof_live_bytes{comm=\"a\\\"b\\\\c?\",exe=\"\"}"), 10);
+	cr_assert_eq(metric(t, "asizeof_live_bytes{comm=\"a\\\"b\\\\c" U_FFFD "\",exe=\"\"}"), 10);
 	/* a live process's executable */
 	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 	cr_assert_gt(n, 0);
@@ -826,11 +892,30 @@ Test(serve_metrics, pid_labels_for_top_growers_and_escaping)
 	snprintf(series, sizeof(series),
 		 "asizeof_process_live_bytes{pid=\"%d\",comm=\"unit\",exe=\"%s\"}", getpid(), exe);
 	cr_assert_eq(metric(t, series), 1000);
-	snprintf(series, sizeof(series), "asizeof_process_growth_bytes{pid=\"%u\",comm=\"a\\\"b\\\\c?\","
+	snprintf(series, sizeof(series), "asizeof_process_growth_bytes{pid=\"%u\",comm=\"a\\\"b\\\\c" U_FFFD "\","
 		 "exe=\"\"}", NO_PID1);
 	cr_assert_eq(metric(t, series), 10);
 	snprintf(series, sizeof(series), "pid=\"%u\"", NO_PID2);
 	cr_assert_null(strstr(t, series));
+	free(t);
+	serve_metrics__free(m);
+}
+
+/* names that differ only in bytes that are not UTF-8 are one group, not two equal series */
+Test(serve_metrics, invalid_utf8_names_are_one_group)
+{
+	struct serve_metrics *m = serve_metrics__new();
+	struct snapshot *s = procs_at(1);
+	const char *line, *series = "asizeof_live_bytes{comm=\"x" U_FFFD "\",exe=\"\"}";
+	char *t;
+
+	proc(s, NO_PID1, "x\xfe", false, 10, 10, 1, 0, 10);
+	proc(s, NO_PID2, "x\xff", false, 20, 20, 1, 0, 20);
+	t = update(m, s, 0);
+	cr_assert(util__utf8_valid(t));
+	cr_assert_eq(metric(t, series), 30);
+	line = strstr(t, series);
+	cr_assert_null(strstr(line + 1, series), "one series");
 	free(t);
 	serve_metrics__free(m);
 }

@@ -560,6 +560,47 @@ Test(util, maps_lines_parse)
 	cr_assert_str_eq(m.path, "[vdso]");
 
 	cr_assert_eq(util__parse_maps_line(junk, &m), -EINVAL);
+
+	/* the kernel's escape of a newline in a file name is undone */
+	char nl[] = "55d0c0a00000-55d0c0a01000 r-xp 00001000 08:10 43 /tmp/nl\\012x\\012";
+	cr_assert_eq(util__parse_maps_line(nl, &m), 0);
+	cr_assert_str_eq(m.path, "/tmp/nl\nx\n");
+}
+
+Test(util, utf8_len_accepts_only_well_formed)
+{
+	cr_assert_eq(util__utf8_len("a", 1), 1);
+	cr_assert_eq(util__utf8_len("\xc3\xa9", 2), 2);
+	cr_assert_eq(util__utf8_len("\xe2\x82\xac", 3), 3);
+	cr_assert_eq(util__utf8_len("\xf0\x9f\x98\x80", 4), 4);
+	cr_assert_eq(util__utf8_len("\xf4\x8f\xbf\xbf", 4), 4); /* U+10FFFF */
+	cr_assert_eq(util__utf8_len("\xe2\x82\xac", 2), 0);	/* cut */
+	cr_assert_eq(util__utf8_len("\x80", 1), 0);		/* a stray continuation */
+	cr_assert_eq(util__utf8_len("\xc0\xaf", 2), 0);	/* overlong */
+	cr_assert_eq(util__utf8_len("\xe0\x80\xaf", 3), 0);
+	cr_assert_eq(util__utf8_len("\xf0\x80\x80\xaf", 4), 0);
+	cr_assert_eq(util__utf8_len("\xed\xa0\x80", 3), 0);	/* a surrogate */
+	cr_assert_eq(util__utf8_len("\xf4\x90\x80\x80", 4), 0); /* above U+10FFFF */
+	cr_assert_eq(util__utf8_len("\xfe", 1), 0);
+	cr_assert_eq(util__utf8_len("a", 0), 0);
+}
+
+Test(util, utf8_copy_replaces_and_cuts_at_characters)
+{
+	char out[8], *d;
+
+	cr_assert(util__utf8_valid("plain \xc3\xa9t\xc3\xa9"));
+	cr_assert_not(util__utf8_valid("abcdefghijklmn\xe2"));
+	cr_assert_str_eq(util__utf8_copy(out, sizeof(out), "x\xfe"), "x\xef\xbf\xbd");
+	/* whole characters only: the second U+FFFD does not fit in 8 bytes */
+	cr_assert_str_eq(util__utf8_copy(out, sizeof(out), "ab\xff\xff"), "ab\xef\xbf\xbd");
+	cr_assert_str_eq(util__utf8_copy(out, sizeof(out), "\xe2\x82\xac\xe2\x82\xac"),
+			 "\xe2\x82\xac\xe2\x82\xac");
+	cr_assert_str_eq(util__utf8_copy(out, 4, "\xe2\x82\xac\xe2\x82\xac"), "\xe2\x82\xac");
+	d = util__utf8_dup("a\xff\xfe\xed\xa0\x80" "b");
+	cr_assert_str_eq(d, "a\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd" "b");
+	cr_assert(util__utf8_valid(d));
+	free(d);
 }
 
 struct maps_seen {
