@@ -789,6 +789,7 @@ static __always_inline int on_entry(struct pt_regs *ctx, __u64 a1, __u64 a2, __u
 	ts->size = size;
 	ts->arg = arg;
 	ts->old_valid = 0;
+	ts->old_unknown = 0;
 	ts->weight = size;
 	ts->count = 1;
 	if (allocator == ASZ_MMAP && !(a4 & 0x20 /* MAP_ANONYMOUS */)) {
@@ -826,7 +827,7 @@ static __always_inline int on_entry(struct pt_regs *ctx, __u64 a1, __u64 a2, __u
 		} else if (allocator == ASZ_MREMAP) {
 			ts->count = 0; /* a mapping we do not track (a file, or made by malloc) */
 		} else {
-			unknown_free(tgid);
+			ts->old_unknown = 1; /* counted at the return, if realloc did let it go */
 		}
 	}
 	/* the stack walk is the expensive part: only for blocks that will be recorded */
@@ -866,6 +867,8 @@ static __always_inline int on_return(__u64 rc)
 				block_restore(tgid, ts->arg, ts);
 			return 0;
 		}
+		if (ts->old_unknown)
+			unknown_free(tgid);
 		break;
 	case ASZ_MREMAP:
 	case ASZ_MMAP:
@@ -957,7 +960,7 @@ int BPF_KPROBE(free_entry)
 	return 0;
 }
 
-static __always_inline void emit(__u32 type, __u32 tgid, __u32 gen)
+static __always_inline void emit(__u32 type, __u32 tgid, __u32 gen, __u32 flags)
 {
 	struct asz_event *ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
 
@@ -966,7 +969,7 @@ static __always_inline void emit(__u32 type, __u32 tgid, __u32 gen)
 	ev->type = type;
 	ev->tgid = tgid;
 	ev->gen = gen;
-	ev->pad = 0;
+	ev->flags = flags;
 	bpf_ringbuf_submit(ev, 0);
 }
 
@@ -976,22 +979,27 @@ static __always_inline void emit(__u32 type, __u32 tgid, __u32 gen)
  */
 /* BTF tracepoints: no tracefs needed */
 SEC("tp_btf/sched_process_exec")
-int BPF_PROG(on_exec, struct task_struct *p_task)
+int BPF_PROG(on_exec, struct task_struct *p_task, pid_t old_pid)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct asz_proc_val *p = bpf_map_lookup_elem(&procs, &tgid);
 	__u32 gen = 0;
 
 	if (p) {
+		/* figures are of the image its stacks are in: the new one starts from nothing */
 		gen = ++p->gen;
 		p->live_bytes = 0;
 		p->live_allocs = 0;
+		p->alloc_bytes = 0;
+		p->allocs = 0;
+		p->frees = 0;
+		p->unknown_frees = 0;
 		p->mmap_bytes = 0;
 		p->mmap_regions = 0;
 		read_comm(p_task, p->comm);
 	}
 	if (p || (system_wide && traced(tgid)))
-		emit(ASZ_EV_EXEC, tgid, gen);
+		emit(ASZ_EV_EXEC, tgid, gen, old_pid != (pid_t)tgid ? ASZ_EV_NEW_LEADER : 0);
 	return 0;
 }
 
@@ -1004,6 +1012,6 @@ int BPF_PROG(on_exit, struct task_struct *task)
 	if (BPF_CORE_READ(task, signal, live.counter) != 0)
 		return 0;
 	if (system_wide || bpf_map_lookup_elem(&procs, &tgid))
-		emit(ASZ_EV_EXIT, tgid, 0);
+		emit(ASZ_EV_EXIT, tgid, 0, 0);
 	return 0;
 }

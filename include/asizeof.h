@@ -67,9 +67,10 @@ struct asz_alloc_val {
 /* Aggregate per (process image, allocator entry point, stack). */
 struct asz_agg_key {
 	__u32 tgid;
-	__u16 allocator;
-	__u16 gen; /* exec count of the process: an older image's aggregates are stale */
+	__u32 gen; /* exec count of the process (all 32 bits): an older image's aggregates are stale */
 	__u64 stack_id;
+	__u32 allocator;
+	__u32 pad;
 };
 
 struct asz_agg_val {
@@ -104,11 +105,14 @@ enum asz_event_type {
 	ASZ_EV_EXIT = 2,
 };
 
+/* exec by another thread than the main one: the kernel gave it the pid, the old main is gone */
+#define ASZ_EV_NEW_LEADER 1
+
 struct asz_event {
 	__u32 type;
 	__u32 tgid;
 	__u32 gen;
-	__u32 pad;
+	__u32 flags; /* ASZ_EV_NEW_LEADER */
 };
 
 #define ASZ_STACK_TRUNCATED 1u  /* deeper than --max-depth */
@@ -243,7 +247,7 @@ struct asz_tstate {
 	__u32 old_count;
 	__s64 sample_left; /* sampling: bytes until the next sample point; 0 = not drawn yet */
 	__u32 old_gen;
-	__u32 pad;
+	__u32 old_unknown; /* realloc: the old block was not tracked (an unknown free if it goes) */
 };
 
 /* Sampling tables, filled by user space: -ln(u) and x/(1-e^-x), both scaled by 2^16. */
@@ -254,7 +258,7 @@ struct asz_tstate {
 _Static_assert(sizeof(struct asz_alloc_key) == 16, "asz_alloc_key");
 _Static_assert(sizeof(struct asz_alloc_val) == 40, "asz_alloc_val");
 _Static_assert(sizeof(struct asz_event) == 16, "asz_event");
-_Static_assert(sizeof(struct asz_agg_key) == 16, "asz_agg_key");
+_Static_assert(sizeof(struct asz_agg_key) == 24, "asz_agg_key");
 _Static_assert(sizeof(struct asz_agg_val) == 48, "asz_agg_val");
 _Static_assert(sizeof(struct asz_proc_val) == 112, "asz_proc_val");
 _Static_assert(sizeof(struct asz_stack) == 1024, "asz_stack");

@@ -169,8 +169,11 @@ static int parse_args(int argc, char **argv, struct report_args *a)
 						   optarg);
 			break;
 		case 'd':
-			if (util__parse_double(optarg, &a->duration) || a->duration <= 0)
-				return usage_error("-d: '%s' is not a duration in seconds", optarg);
+			if (util__parse_double(optarg, &a->duration) || a->duration <= 0 ||
+			    a->duration > CMD_MAX_DURATION_S)
+				return usage_error("-d: '%s' is not a duration in seconds (at most "
+						   "31536000, a year)",
+						   optarg);
 			break;
 		case 'n':
 			if (util__parse_range(optarg, 0, INT_MAX, &v))
@@ -354,7 +357,8 @@ static int run_loop(struct session *s, const struct report_args *a, FILE *out, i
 			struct signalfd_siginfo si;
 
 			while (read(sfd, &si, sizeof(si)) == sizeof(si))
-				if (si.ssi_signo == SIGINT || si.ssi_signo == SIGTERM)
+				if (si.ssi_signo == SIGINT || si.ssi_signo == SIGTERM ||
+				    si.ssi_signo == SIGHUP)
 					signaled = stop = true;
 		}
 		session__service(s);
@@ -398,15 +402,14 @@ int cmd_report(int argc, char **argv)
 	ret = parse_args(argc, argv, &a);
 	if (ret >= 0)
 		return ret;
-	if (geteuid() != 0) {
-		elog("must run as root (loading BPF programs and uprobes needs it)\n");
+	if (cmd__check_privileges())
 		return 1;
-	}
 	ret = 1;
 	signal(SIGPIPE, SIG_IGN);
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGHUP); /* a closed terminal: the final report still goes to -o FILE */
 	sigaddset(&mask, SIGCHLD);
 	sigprocmask(SIG_BLOCK, &mask, &old);
 	sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
@@ -416,11 +419,9 @@ int cmd_report(int argc, char **argv)
 	}
 	/* before anything is attached: a bad output path leaves nothing behind */
 	if (a.output) {
-		out = fopen(a.output, "we");
-		if (!out) {
-			elog("%s: %s\n", a.output, strerror(errno));
+		out = cmd__open_output(a.output, a.fmt == REPORT_PPROF);
+		if (!out)
 			goto cleanup;
-		}
 	}
 	so = (struct session_opts){.pids = a.pids, .nr_pids = a.nr_pids, .cmd = a.cmd, .eo = a.eo};
 	err = session__open(&s, &so);

@@ -14,11 +14,9 @@
 #include <string.h>
 #include <unistd.h>
 #include <arpa/inet.h>
-#include <linux/capability.h>
 #include <netinet/in.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include "cmd.h"
 #include "engine.h"
 #include "engine_opts.h"
@@ -281,27 +279,6 @@ static int open_listener(const struct serve_args *a, char *where, size_t size)
 	return fd;
 }
 
-/*
- * Root, or the capabilities the systemd unit grants instead (tools/asizeof-bpf.service):
- * CAP_BPF and CAP_PERFMON load the programs and attach the uprobes; CAP_SYS_PTRACE and
- * CAP_DAC_READ_SEARCH read other users' /proc/PID/{maps,exe,root} and mapped files.
- */
-static bool privileged(void)
-{
-	struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3};
-	struct __user_cap_data_struct data[2] = {};
-	static const int need[] = {CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH};
-
-	if (geteuid() == 0)
-		return true;
-	if (syscall(SYS_capget, &hdr, data))
-		return false;
-	for (size_t i = 0; i < sizeof(need) / sizeof(need[0]); i++)
-		if (!(data[need[i] / 32].effective & (1u << (need[i] % 32))))
-			return false;
-	return true;
-}
-
 /* ---------------------------------------------------------------- sampling */
 
 /* Take a snapshot and make it what requests see (st_out: the first state, before serving). */
@@ -364,7 +341,8 @@ static int run_loop(struct sampler *sp, int sfd)
 			struct signalfd_siginfo si;
 
 			while (read(sfd, &si, sizeof(si)) == sizeof(si))
-				if (si.ssi_signo == SIGINT || si.ssi_signo == SIGTERM)
+				if (si.ssi_signo == SIGINT || si.ssi_signo == SIGTERM ||
+				    si.ssi_signo == SIGHUP)
 					signaled = true;
 		}
 		if (signaled)
@@ -404,11 +382,9 @@ int cmd_serve(int argc, char **argv)
 	ret = parse_args(argc, argv, &a);
 	if (ret >= 0)
 		return ret;
-	if (!privileged()) {
-		elog("must run as root, or with CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE and "
-		     "CAP_DAC_READ_SEARCH\n");
+	/* root, or the capabilities the systemd unit grants instead (tools/asizeof-bpf.service) */
+	if (cmd__check_privileges())
 		return 1;
-	}
 	lfd = open_listener(&a, where, sizeof(where));
 	if (lfd < 0) {
 		elog("cannot listen on %s: %s\n", a.listen, strerror(-lfd));
@@ -420,6 +396,7 @@ int cmd_serve(int argc, char **argv)
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGHUP);
 	sigaddset(&mask, SIGCHLD);
 	sigprocmask(SIG_BLOCK, &mask, &old);
 	sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);

@@ -147,8 +147,11 @@ static int parse_args(int argc, char **argv, struct top_args *a)
 						   optarg);
 			break;
 		case 'd':
-			if (util__parse_double(optarg, &a->duration) || a->duration <= 0)
-				return usage_error("-d: '%s' is not a duration in seconds", optarg);
+			if (util__parse_double(optarg, &a->duration) || a->duration <= 0 ||
+			    a->duration > CMD_MAX_DURATION_S)
+				return usage_error("-d: '%s' is not a duration in seconds (at most "
+						   "31536000, a year)",
+						   optarg);
 			break;
 		case 'n':
 			if (util__parse_range(optarg, 0, 100000, &v))
@@ -502,10 +505,8 @@ int cmd_top(int argc, char **argv)
 	ret = parse_args(argc, argv, &a);
 	if (ret >= 0)
 		return ret;
-	if (geteuid() != 0) {
-		elog("must run as root (loading BPF programs and uprobes needs it)\n");
+	if (cmd__check_privileges())
 		return 1;
-	}
 	ret = 1;
 	a.batch = a.batch || !isatty(1);
 	/* only the character type: numbers keep their '.' whatever the locale */

@@ -9,6 +9,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <linux/magic.h>
+#include <sys/vfs.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include "asizeof.skel.h"
@@ -44,6 +46,7 @@ struct engine {
 	bool multi;
 	bool session; /* entry and return in one uprobe session program (sampling mode) */
 	struct bpf_link **links; /* perf-event links */
+	pid_t *link_pids;	 /* the pid each link is for (-1: every process) */
 	int nr_links, cap_links;
 	struct bpf_link *tp_exec, *tp_exit;
 	int stats_fd; /* BPF_ENABLE_STATS: run-time accounting while we hold it (-v) */
@@ -51,11 +54,13 @@ struct engine {
 	void (*ev_fn)(const struct asz_event *ev, void *ctx);
 	void *ev_ctx;
 	int *link_fds; /* uprobe_multi links */
+	pid_t *fd_pids;
 	int nr_fds, cap_fds;
 	struct etarget *targets;
 	int nr_targets;
 	struct stack_cache stacks;
 	struct idset unreferenced; /* stacks no aggregate used at the last sweep */
+	int sweeps_due;		   /* sweeps still to run for stacks of images exec'd away */
 	__u64 start_ns;
 	__u64 sample_bytes;
 	bool system_wide;
@@ -209,6 +214,18 @@ int engine__open(struct engine **out, const struct engine_opts *o)
 		bpf_program__set_expected_attach_type(e->skel->progs.munmap_entry,
 						      BPF_TRACE_UPROBE_MULTI_TYPE);
 	}
+	if (o->cgroup) {
+		struct statfs sf;
+
+		/* the kernel's own error for another directory would be EBADF */
+		if (statfs(o->cgroup, &sf) == 0 && sf.f_type != CGROUP2_SUPER_MAGIC) {
+			elog("--cgroup %s: not a cgroup v2 directory (e.g. "
+			     "/sys/fs/cgroup/system.slice/nginx.service)\n",
+			     o->cgroup);
+			err = -ENOTDIR;
+			goto cleanup;
+		}
+	}
 	err = asizeof_bpf__load(e->skel);
 	if (err) {
 		elog("cannot load BPF programs: %s (run as root; -vv shows the verifier log)\n",
@@ -282,34 +299,67 @@ cleanup:
 	return err;
 }
 
-static int push_link(struct engine *e, struct bpf_link *l)
+/* Room for one more in an array of links and its array of pids. */
+static int grow_links(void *arrp, pid_t **pids, int *cap, int nr, size_t elem)
 {
-	if (e->nr_links == e->cap_links) {
-		int cap = e->cap_links ? e->cap_links * 2 : 32;
-		void *p = realloc(e->links, cap * sizeof(*e->links));
+	void **arr = arrp, *p;
+	int ncap = *cap ? *cap * 2 : 32;
 
-		if (!p)
-			return -ENOMEM;
-		e->links = p;
-		e->cap_links = cap;
-	}
+	if (nr < *cap)
+		return 0;
+	p = realloc(*arr, ncap * elem);
+	if (!p)
+		return -ENOMEM;
+	*arr = p;
+	p = realloc(*pids, ncap * sizeof(**pids));
+	if (!p)
+		return -ENOMEM;
+	*pids = p;
+	*cap = ncap;
+	return 0;
+}
+
+static int push_link(struct engine *e, struct bpf_link *l, pid_t pid)
+{
+	if (grow_links(&e->links, &e->link_pids, &e->cap_links, e->nr_links, sizeof(*e->links)))
+		return -ENOMEM;
+	e->link_pids[e->nr_links] = pid;
 	e->links[e->nr_links++] = l;
 	return 0;
 }
 
-static int push_fd(struct engine *e, int fd)
+static int push_fd(struct engine *e, int fd, pid_t pid)
 {
-	if (e->nr_fds == e->cap_fds) {
-		int cap = e->cap_fds ? e->cap_fds * 2 : 16;
-		void *p = realloc(e->link_fds, cap * sizeof(*e->link_fds));
-
-		if (!p)
-			return -ENOMEM;
-		e->link_fds = p;
-		e->cap_fds = cap;
-	}
+	if (grow_links(&e->link_fds, &e->fd_pids, &e->cap_fds, e->nr_fds, sizeof(*e->link_fds)))
+		return -ENOMEM;
+	e->fd_pids[e->nr_fds] = pid;
 	e->link_fds[e->nr_fds++] = fd;
 	return 0;
+}
+
+/* Close the links made for pid (those made for every process stay). */
+static void detach_pid(struct engine *e, pid_t pid)
+{
+	int i, j;
+
+	for (i = j = 0; i < e->nr_links; i++) {
+		if (e->link_pids[i] == pid) {
+			bpf_link__destroy(e->links[i]);
+			continue;
+		}
+		e->link_pids[j] = e->link_pids[i];
+		e->links[j++] = e->links[i];
+	}
+	e->nr_links = j;
+	for (i = j = 0; i < e->nr_fds; i++) {
+		if (e->fd_pids[i] == pid) {
+			close(e->link_fds[i]);
+			continue;
+		}
+		e->fd_pids[j] = e->fd_pids[i];
+		e->link_fds[j++] = e->link_fds[i];
+	}
+	e->nr_fds = j;
 }
 
 /* free and munmap have an entry program of their own and no return probe */
@@ -348,7 +398,7 @@ static int attach_perf(struct engine *e, pid_t pid, const char *lib, const struc
 				     strerror(-err));
 				return err;
 			}
-			err = push_link(e, l);
+			err = push_link(e, l, pid);
 			if (err) {
 				bpf_link__destroy(l);
 				return err;
@@ -406,7 +456,7 @@ static int attach_multi(struct engine *e, pid_t pid, const char *lib, const stru
 			elog("cannot attach to %s (pid %d): %s\n", lib, pid, strerror(-fd));
 			return fd;
 		}
-		err = push_fd(e, fd);
+		err = push_fd(e, fd, pid);
 		if (err) {
 			close(fd);
 			return err;
@@ -495,6 +545,12 @@ int engine__attach(struct engine *e, pid_t pid, const char *lib, const char *lib
 		elog("cannot add pid %d to the target map: %s\n", pid, strerror(-err));
 		return err;
 	}
+	return attach_syms(e, pid, lib, libc);
+}
+
+int engine__reattach(struct engine *e, pid_t pid, const char *lib, const char *libc)
+{
+	detach_pid(e, pid);
 	return attach_syms(e, pid, lib, libc);
 }
 
@@ -730,6 +786,7 @@ static int collect_procs(struct engine *e, struct snapshot *s, struct gens *g)
 			continue;
 		gens_add(g, key, v.gen);
 		fill_proc(e, &p, key, &v);
+		p.gen = v.gen;
 		p.live_bytes = v.live_bytes;
 		p.live_allocs = v.live_allocs;
 		p.alloc_bytes = v.alloc_bytes;
@@ -771,17 +828,37 @@ static bool agg_current(const struct gens *g, const struct asz_agg_key *k)
 	if (g->failed || !g->nr)
 		return true;
 	hit = bsearch(&k->tgid, g->tgid, g->nr, 2 * sizeof(__u32), gen_cmp);
-	return !hit || (__u16)hit[1] == k->gen;
+	return !hit || hit[1] == k->gen;
 }
 
+static void sweep_stacks(struct engine *e);
+
+/* Aggregates of images exec'd away, to delete once the map has been read. */
+struct stale_aggs {
+	struct asz_agg_key *keys;
+	size_t nr, cap;
+};
+
 static int add_agg(struct engine *e, struct snapshot *s, const struct gens *g,
-		   const struct asz_agg_key *key, const struct asz_agg_val *v)
+		   struct stale_aggs *stale, const struct asz_agg_key *key,
+		   const struct asz_agg_val *v)
 {
 	const struct asz_stack *st;
 	struct snap_stack ss = {};
 
-	if (!agg_current(g, key))
+	if (!agg_current(g, key)) {
+		if (stale->nr == stale->cap) {
+			size_t cap = stale->cap ? stale->cap * 2 : 64;
+			void *p = realloc(stale->keys, cap * sizeof(*stale->keys));
+
+			if (!p)
+				return 0; /* deleted another time */
+			stale->keys = p;
+			stale->cap = cap;
+		}
+		stale->keys[stale->nr++] = *key;
 		return 0;
+	}
 	ss.pid = key->tgid;
 	ss.allocator = key->allocator;
 	ss.stack_id = key->stack_id;
@@ -810,8 +887,10 @@ static int collect_stacks(struct engine *e, struct snapshot *s, const struct gen
 	int fd = bpf_map__fd(e->skel->maps.aggs), err = 0;
 	struct asz_agg_key key, next, *prev = NULL, *keys = NULL;
 	struct asz_agg_val v, *vals = NULL;
+	struct stale_aggs stale = {};
 	__u64 in = 0, out = 0;
 	bool first = true;
+	size_t deleted = 0;
 
 	keys = malloc(AGG_BATCH * sizeof(*keys));
 	vals = malloc(AGG_BATCH * sizeof(*vals));
@@ -828,7 +907,7 @@ static int collect_stacks(struct engine *e, struct snapshot *s, const struct gen
 			break; /* no batch lookup here: one by one below */
 		}
 		for (__u32 i = 0; i < n && !err; i++)
-			err = add_agg(e, s, g, &keys[i], &vals[i]);
+			err = add_agg(e, s, g, &stale, &keys[i], &vals[i]);
 		if (err || rc)
 			goto cleanup; /* ENOENT: that was the last batch */
 		in = out;
@@ -839,11 +918,27 @@ static int collect_stacks(struct engine *e, struct snapshot *s, const struct gen
 		prev = &key;
 		if (bpf_map_lookup_elem(fd, &key, &v))
 			continue;
-		err = add_agg(e, s, g, &key, &v);
+		err = add_agg(e, s, g, &stale, &key, &v);
 		if (err)
 			break;
 	}
 cleanup:
+	/*
+	 * Nothing in the kernel touches an older image's aggregates again (its blocks are stale
+	 * too): deleted here, so processes that exec again and again do not fill the maps.
+	 */
+	for (size_t i = 0; i < stale.nr; i++)
+		deleted += bpf_map_delete_elem(fd, &stale.keys[i]) == 0;
+	if (deleted)
+		dlog("%zu aggregates of images exec'd away deleted\n", deleted);
+	/* their stacks: unreferenced now, deleted by the sweep after (system-wide: at each report) */
+	if (deleted)
+		e->sweeps_due = 2;
+	if (e->sweeps_due && !e->system_wide) {
+		e->sweeps_due--;
+		sweep_stacks(e);
+	}
+	free(stale.keys);
 	free(keys);
 	free(vals);
 	return err;
@@ -1199,7 +1294,9 @@ void engine__close(struct engine *e)
 	free(e->stacks.vals);
 	free(e->unreferenced.ids);
 	free(e->links);
+	free(e->link_pids);
 	free(e->link_fds);
+	free(e->fd_pids);
 	free(e->targets);
 	free(e);
 }

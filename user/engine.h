@@ -34,6 +34,11 @@ struct engine_opts {
 
 #define ENGINE_MAX_COMMS 8
 /*
+ * Aggregates a stack may have: --max-stacks allows as many short as deep stacks, processes of
+ * one program share stacks, and a block whose stack did not fit is aggregated under no stack.
+ */
+#define ENGINE_AGGS_PER_STACK 4u
+/*
  * Unwind rows by default: 2M (32 MiB) for given targets, 4M (64 MiB) system-wide. libc is ~28k
  * rows, libstdc++ ~34k, gcc's cc1 ~480k, libLLVM ~950k (clang maps ~1.5M in all).
  */
@@ -42,8 +47,9 @@ struct engine_opts {
 
 #define ENGINE_DEFAULT_OPTS                                                                        \
 	{                                                                                          \
-		.max_allocs = 1u << 20, .max_stacks = 1u << 16, .max_aggs = 1u << 16,              \
-		.max_procs = 4096, .max_depth = ASZ_MAX_FRAMES, .attach = ATTACH_AUTO,             \
+		.max_allocs = 1u << 20, .max_stacks = 1u << 16,                                    \
+		.max_aggs = ENGINE_AGGS_PER_STACK << 16, .max_procs = 4096,                        \
+		.max_depth = ASZ_MAX_FRAMES, .attach = ATTACH_AUTO,                                \
 	}
 
 struct engine;
@@ -55,6 +61,11 @@ int engine__open(struct engine **out, const struct engine_opts *o);
  * libc) supplies the entry points lib lacks.
  */
 int engine__attach(struct engine *e, pid_t pid, const char *lib, const char *libc);
+/*
+ * Probes for pid again, in the image it runs now: links made for a pid follow its main
+ * thread, and after an exec by another thread that one is gone (the old links are closed).
+ */
+int engine__reattach(struct engine *e, pid_t pid, const char *lib, const char *libc);
 /* Trace every process mapping library lib (system-wide: no pid filter). */
 int engine__attach_lib(struct engine *e, const char *lib, const char *libc);
 /*

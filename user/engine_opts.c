@@ -80,7 +80,7 @@ int engine_opts__parse(struct engine_opts *eo, int opt, const char *arg, char *e
 		return 0;
 	case EOPT_MAX_STACKS:
 		eo->max_stacks = v;
-		eo->max_aggs = v;
+		eo->max_aggs = ENGINE_AGGS_PER_STACK * v;
 		return 0;
 	case EOPT_MAX_UNWIND_ROWS:
 		eo->max_unwind_rows = v;

@@ -8,6 +8,7 @@
 #include "json_writer.h"
 #include "report.h"
 #include "target.h"
+#include "util.h"
 
 /* Frames one return address can expand to (its inline chain); deeper chains are cut. */
 #define REPORT_MAX_INLINE 32
@@ -183,6 +184,6 @@ int report_json__write(FILE *f, const struct snapshot *s, struct symbolizer *sym
 	err = json_writer__status(&w);
 	/* Each report is a complete line: push it out so a reader of a pipe sees it now. */
 	if (fflush(f) && !err)
-		err = -EIO;
+		err = util__write_error();
 	return err;
 }

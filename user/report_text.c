@@ -300,6 +300,6 @@ int report_text__write(FILE *f, const struct snapshot *s, struct symbolizer *sym
 	print_drops(f, s);
 	fputc('\n', f);
 	if (fflush(f) || ferror(f))
-		return -EIO;
+		return util__write_error();
 	return 0;
 }

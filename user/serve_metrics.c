@@ -31,6 +31,7 @@ struct mgroup {
 
 struct mproc {
 	__u32 pid;
+	__u32 gen; /* the image (execs): counts of each start from zero */
 	int group;
 	char comm[UTIL_UTF8_COMM_LEN];
 	char *exe;
@@ -187,9 +188,9 @@ static int account_proc(struct serve_metrics *m, const struct snap_proc *sp, siz
 
 	memcpy(raw, sp->comm, ASZ_COMM_LEN);
 	util__utf8_copy(comm, sizeof(comm), raw);
-	/* counters that went down: the pid now names another process */
-	if (p && (sp->alloc_bytes < p->alloc_bytes || sp->allocs < p->allocs ||
-		  sp->frees < p->frees)) {
+	/* another image (counts restart at exec), or counters that went down: another process */
+	if (p && (sp->gen != p->gen || sp->alloc_bytes < p->alloc_bytes ||
+		  sp->allocs < p->allocs || sp->frees < p->frees)) {
 		retire(m, p);
 		p->base_alloc_bytes = p->base_allocs = p->base_frees = 0;
 		p->alloc_bytes = p->allocs = p->frees = 0;
@@ -228,6 +229,7 @@ static int account_proc(struct serve_metrics *m, const struct snap_proc *sp, siz
 			p->group = g;
 		}
 	}
+	p->gen = sp->gen;
 	p->alloc_bytes = sp->alloc_bytes;
 	p->allocs = sp->allocs;
 	p->frees = sp->frees;

@@ -26,7 +26,14 @@ struct tracked {
 	bool exited;
 	int looks_left;	   /* system-wide: new processes are looked at again after exec... */
 	__u64 next_look_ns; /* ...when ld.so has mapped their libraries */
+	char *lib, *libc;   /* -p and -- CMD: what its probes are on (libc NULL: lib is libc) */
+	bool follow_exec;   /* exec'd from a thread: probes to be made again (follow_exec()) */
+	__u64 exec_ns;
 };
+
+/* How long probes are tried again after an exec from a thread, and how often. */
+#define FOLLOW_EXEC_NS 2000000000ull
+#define FOLLOW_EXEC_POLL_NS 2000000ull
 
 /* A process seen at exec is inspected again this often, this many times. */
 #define NEW_LOOK_NS 20000000ull
@@ -68,7 +75,8 @@ static struct tracked *find_tracked(struct session *s, pid_t pid)
 }
 
 /* pidfd: -1 none (the launched command is reaped; system-wide exits come as events) */
-static int track(struct session *s, pid_t pid, bool want_pidfd)
+static int track(struct session *s, pid_t pid, bool want_pidfd, const char *lib,
+		 const char *libc)
 {
 	struct tracked *t;
 
@@ -85,6 +93,10 @@ static int track(struct session *s, pid_t pid, bool want_pidfd)
 	memset(t, 0, sizeof(*t));
 	t->pid = pid;
 	t->pidfd = want_pidfd ? (int)syscall(SYS_pidfd_open, pid, 0) : -1;
+	t->lib = lib ? strdup(lib) : NULL;
+	t->libc = libc ? strdup(libc) : NULL;
+	if ((lib && !t->lib) || (libc && !t->libc))
+		return -ENOMEM;
 	return 0;
 }
 
@@ -131,10 +143,16 @@ static void check_exits(struct session *s)
 static void refresh_maps(struct session *s)
 {
 	engine__refresh(s->eng);
-	/* a library dlopen'ed since gets its unwind table when the kernel first meets it */
-	for (int i = 0; i < s->nr; i++)
-		if (!s->t[i].exited)
-			symbolizer__add_pid(s->sym, s->t[i].pid);
+	/*
+	 * A library dlopen'ed since gets its unwind table now, not when the unwinder first meets
+	 * it: by then a burst of allocations through it would be walked without one.
+	 */
+	for (int i = 0; i < s->nr; i++) {
+		if (s->t[i].exited)
+			continue;
+		symbolizer__add_pid(s->sym, s->t[i].pid);
+		engine__unwind_pid(s->eng, s->t[i].pid);
+	}
 }
 
 static void add_file(const char *path, void *ctx)
@@ -153,9 +171,24 @@ static void add_vma(const struct asz_vma_key *k, const struct asz_vma *v, void *
 
 static int attach_pid(struct session *s, pid_t pid)
 {
-	char comm[ASZ_COMM_LEN] = "", lib[PATH_MAX], libc[PATH_MAX];
+	char comm[ASZ_COMM_LEN] = "", lib[PATH_MAX], libc[PATH_MAX], state = 0;
+	pid_t tgid = pid;
 	int err;
 
+	if (pid > 0 && target__status(pid, &tgid, &state) == 0) {
+		if (tgid != pid) {
+			elog("pid %d is a thread of process %d: give -p %d (its threads are traced "
+			     "together)\n",
+			     pid, tgid, tgid);
+			return -EINVAL;
+		}
+		if (state == 'Z' || state == 'X') {
+			elog("pid %d has exited (a zombie its parent has not reaped): nothing to "
+			     "trace\n",
+			     pid);
+			return -ESRCH;
+		}
+	}
 	err = target__inspect(pid, comm, sizeof(comm), lib, sizeof(lib), libc, sizeof(libc));
 	if (err == -ESRCH)
 		elog("pid %d: no such process\n", pid);
@@ -174,7 +207,7 @@ static int attach_pid(struct session *s, pid_t pid)
 	err = engine__attach(s->eng, pid, lib, libc[0] ? libc : NULL);
 	if (err)
 		return err;
-	err = track(s, pid, true);
+	err = track(s, pid, true, lib, libc[0] ? libc : NULL);
 	if (err)
 		return err;
 	symbolizer__add_pid(s->sym, pid);
@@ -226,7 +259,7 @@ static void adopt(struct session *s, pid_t pid, bool young)
 	if (!comm_wanted(s, comm))
 		return;
 	if (!t) {
-		if (track(s, pid, false))
+		if (track(s, pid, false, NULL, NULL))
 			return;
 		t = &s->t[s->nr - 1];
 	}
@@ -277,6 +310,30 @@ static int scan_all(struct session *s)
 	return 0;
 }
 
+/*
+ * A target exec'd from another thread than its main one: the links made for its pid followed
+ * the old main thread, now gone. Probes again, on the same allocator library (the new image
+ * has not mapped its libraries yet: the dynamic linker runs after the exec event), once the
+ * kernel has given the pid to the new main thread (perf-event links need that: until then the
+ * pid still names the old one, a zombie). Allocations made before are not seen; their frees
+ * count as unknown frees. Returns true while still to be done.
+ */
+static bool follow_exec(struct session *s, struct tracked *t, __u64 now)
+{
+	int err = t->lib ? engine__reattach(s->eng, t->pid, t->lib, t->libc) : -ENOENT;
+
+	if (err == -ESRCH && !t->exited && now - t->exec_ns < FOLLOW_EXEC_NS)
+		return true;
+	if (err)
+		elog("pid %d exec'd from a thread: cannot trace its new image: %s\n", t->pid,
+		     strerror(-err));
+	else
+		elog("pid %d exec'd from a thread: traced again from now on (the new image's first "
+		     "allocations were not seen)\n",
+		     t->pid);
+	return false;
+}
+
 static void on_event(const struct asz_event *ev, void *ctx)
 {
 	struct session *s = ctx;
@@ -285,10 +342,15 @@ static void on_event(const struct asz_event *ev, void *ctx)
 	switch (ev->type) {
 	case ASZ_EV_EXEC:
 		/* a new image: new name, maybe a new allocator library, new mappings */
-		if (s->system_wide)
+		if (s->system_wide) {
 			adopt(s, ev->tgid, true);
-		else if (t)
+		} else if (t) {
+			if (ev->flags & ASZ_EV_NEW_LEADER) {
+				t->exec_ns = util__mono_ns();
+				t->follow_exec = follow_exec(s, t, t->exec_ns);
+			}
 			symbolizer__add_pid(s->sym, ev->tgid);
+		}
 		engine__refresh(s->eng);
 		break;
 	case ASZ_EV_EXIT:
@@ -317,8 +379,10 @@ static int launch(struct session *s, char **cmd)
 				     s);
 	if (err) {
 		elog("%s: %s\n", s->child_path,
-		     err == -ENOEXEC ? "statically linked without malloc symbols: nothing to probe"
-				     : "cannot find the allocator it uses");
+		     err == -ENODATA   ? "statically linked without malloc symbols: nothing to probe"
+		     : err == -ENOEXEC ? "not a program (neither an ELF file nor a #! script)"
+		     : err == -EISDIR  ? "is a directory"
+				       : "cannot find the allocator it uses");
 		return err;
 	}
 	err = target__launch(s->child_path, cmd, &s->child);
@@ -329,7 +393,7 @@ static int launch(struct session *s, char **cmd)
 	s->launched = true;
 	err = engine__attach(s->eng, s->child.pid, lib, libc[0] ? libc : NULL);
 	if (!err)
-		err = track(s, s->child.pid, false);
+		err = track(s, s->child.pid, false, lib, libc[0] ? libc : NULL);
 	if (err) {
 		target__abort(&s->child);
 		s->child_done = true;
@@ -442,6 +506,7 @@ int session__pollfds(const struct session *s, struct pollfd *fds, int max)
 __u64 session__service(struct session *s)
 {
 	__u64 now = util__mono_ns();
+	bool soon = false;
 
 	engine__consume_events(s->eng, on_event, s);
 	engine__unwind_service(s->eng);
@@ -451,12 +516,20 @@ __u64 session__service(struct session *s)
 		look_again(s, now);
 		return now + NEW_LOOK_NS;
 	}
+	for (int i = 0; i < s->nr; i++) {
+		if (s->t[i].follow_exec)
+			s->t[i].follow_exec = follow_exec(s, &s->t[i], now);
+		if (s->t[i].follow_exec)
+			soon = true;
+	}
 	if (now >= s->next_maps_ns) {
 		bool startup = s->launched && now - s->started_ns < STARTUP_POLL_NS;
 
 		refresh_maps(s);
 		s->next_maps_ns = now + (startup ? STARTUP_POLL_MS : MAPS_POLL_MS) * 1000000ull;
 	}
+	if (soon && s->next_maps_ns > now + FOLLOW_EXEC_POLL_NS)
+		return now + FOLLOW_EXEC_POLL_NS;
 	/* the launched command is reaped by polling: SIGCHLD may be blocked by the caller */
 	if (s->launched && !s->child_done && s->next_maps_ns > now + 50000000ull)
 		return now + 50000000ull;
@@ -491,10 +564,13 @@ static void note_exited(struct session *s, const struct snapshot *cur)
 		if (cur->procs[k].exited && !find_tracked(s, cur->procs[k].pid))
 			dead[n++] = cur->procs[k].pid;
 	for (i = j = 0; i < s->nr; i++) {
-		if (s->t[i].exited)
+		if (s->t[i].exited) {
 			dead[n++] = s->t[i].pid;
-		else
+			free(s->t[i].lib);
+			free(s->t[i].libc);
+		} else {
 			s->t[j++] = s->t[i];
+		}
 	}
 	s->nr = j;
 	free(s->reported_dead);
@@ -604,9 +680,12 @@ void session__close(struct session *s)
 	}
 	symbolizer__free(s->sym);
 	snapshot__free(s->prev);
-	for (int i = 0; i < s->nr; i++)
+	for (int i = 0; i < s->nr; i++) {
 		if (s->t[i].pidfd >= 0)
 			close(s->t[i].pidfd);
+		free(s->t[i].lib);
+		free(s->t[i].libc);
+	}
 	free(s->t);
 	free(s->libs);
 	free(s->reported_dead);

@@ -13,6 +13,7 @@
 
 struct snap_proc {
 	__u32 pid;
+	__u32 gen; /* execs since first seen: each image's figures start from zero */
 	char comm[ASZ_COMM_LEN];
 	bool exited;
 	__s64 live_bytes;

@@ -39,6 +39,30 @@ int target__comm(pid_t pid, char *comm, size_t len)
 	return 0;
 }
 
+int target__status(pid_t pid, pid_t *tgid, char *state)
+{
+	char path[64], line[256];
+	int found = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", pid);
+	f = fopen(path, "re");
+	if (!f)
+		return -errno;
+	while (found < 2 && fgets(line, sizeof(line), f)) {
+		int v;
+
+		if (sscanf(line, "State: %c", state) == 1) {
+			found++;
+		} else if (sscanf(line, "Tgid: %d", &v) == 1) {
+			*tgid = v;
+			found++;
+		}
+	}
+	fclose(f);
+	return found == 2 ? 0 : -EINVAL;
+}
+
 int target__exe(pid_t pid, char *buf, size_t len)
 {
 	char path[64];
@@ -273,6 +297,28 @@ int target__inspect(pid_t pid, char *comm, size_t comm_len, char *lib, size_t li
 	return c.found ? 0 : -ENOENT;
 }
 
+/* 0 for an ELF file or a #! script, -EISDIR, -ENOEXEC (anything else), -errno. */
+static int program_kind(const char *path)
+{
+	unsigned char magic[4] = {0};
+	struct stat st;
+	int fd;
+
+	if (stat(path, &st))
+		return -errno;
+	if (S_ISDIR(st.st_mode))
+		return -EISDIR;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (pread(fd, magic, 4, 0) < 2)
+		magic[0] = 0;
+	close(fd);
+	if ((magic[0] == '#' && magic[1] == '!') || !memcmp(magic, "\x7f" "ELF", 4))
+		return 0;
+	return -ENOEXEC;
+}
+
 /* Does the program need a dynamic linker? Scripts (#!) run an interpreter, dynamic on Debian. */
 static bool has_interp(const char *path)
 {
@@ -311,12 +357,16 @@ int target__exec_allocator(const char *path, char *lib, size_t lib_len, char *li
 	pid_t pid;
 
 	libc_out[0] = 0;
+	err = program_kind(path);
+	if (err)
+		return err;
 	if (defines_malloc(path) && !has_interp(path)) {
 		snprintf(lib, lib_len, "%s", path);
 		return 0;
 	}
 	if (!has_interp(path))
-		return -ENOEXEC;
+		return -ENODATA;
+	err = -ENOENT;
 	if (pipe2(pfd, O_CLOEXEC))
 		return -errno;
 	pid = fork();

@@ -31,6 +31,9 @@ int target__container_id(const char *cgroup, char *out);
 /* The cgroup v2 path of cgroup id (its directory's inode under /sys/fs/cgroup); cached. */
 int target__cgroup_path(__u64 id, char *buf, size_t len);
 
+/* From /proc/PID/status: the process pid belongs to (pid itself unless a thread), its state. */
+int target__status(pid_t pid, pid_t *tgid, char *state);
+
 /* Read /proc/PID/comm; returns 0 or -errno. */
 int target__comm(pid_t pid, char *comm, size_t len);
 
@@ -38,8 +41,9 @@ int target__comm(pid_t pid, char *comm, size_t len);
  * Find the allocator module a command will use: the program itself if it defines malloc (static
  * programs), else the first allocator among the objects its dynamic linker resolves (asked with
  * LD_TRACE_LOADED_OBJECTS, as ldd does; the program does not run), else its libc. each (may be
- * NULL) is called with every object resolved. Returns 0, -ENOEXEC for a static program without
- * malloc symbols, -ENOENT when nothing is found.
+ * NULL) is called with every object resolved. Returns 0, -EISDIR, -ENOEXEC (neither an ELF file
+ * nor a #! script), -ENODATA for a static program without malloc symbols, -ENOENT when nothing
+ * is found.
  */
 int target__exec_allocator(const char *path, char *lib, size_t lib_len, char *libc,
 			   size_t libc_len, void (*each)(const char *object, void *ctx), void *ctx);

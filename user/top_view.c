@@ -1553,7 +1553,7 @@ int top_view__print(struct top_view *v, FILE *f)
 	}
 	fputc('\n', f);
 	if (fflush(f) || ferror(f))
-		return errno ? -errno : -EIO;
+		return util__write_error();
 	return 0;
 }
 

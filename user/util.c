@@ -182,6 +182,11 @@ char *util__utf8_dup(const char *s)
 	return out ? util__utf8_copy(out, size, s) : NULL;
 }
 
+int util__write_error(void)
+{
+	return errno ? -errno : -EIO;
+}
+
 const char *util__basename(const char *path)
 {
 	const char *slash;

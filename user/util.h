@@ -34,6 +34,12 @@ int util__parse_range(const char *s, __u64 min, __u64 max, __u64 *out);
  */
 int util__parse_double(const char *s, double *out);
 
+/*
+ * After a stdio write failed: what the failed write(2) said (-ENOSPC, -EPIPE...), -EIO if
+ * nothing did.
+ */
+int util__write_error(void);
+
 /* CLOCK_MONOTONIC in nanoseconds: the clock bpf_ktime_get_ns() uses. */
 __u64 util__mono_ns(void);
 

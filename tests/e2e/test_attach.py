@@ -268,3 +268,21 @@ def test_many_live_blocks(env):
     helpers.check_drops(rep, unknown_frees=0)
     wl.send("exit")
     assert wl.wait() == 0
+
+
+def test_a_failed_realloc_of_an_untracked_block_frees_nothing(env):
+    """Blocks from before the attach: a realloc that fails keeps its block (no free yet: it is
+    counted once, at its real free), one that succeeds frees it (an unknown free)."""
+    wl = Workload(env["reaper"], [env["workloads"]["lifecycle"], "attach-realloc"])
+    prof = Profiler(env["reaper"], JSON_ARGS + ["-p", str(wl.pid)])
+    prof.wait_attached()
+    exp = wl.expect_json("go")
+    rep = prof.reports_after(prof.sync(), 2)
+    p = helpers.proc_of(rep, wl.pid)
+    assert p["unknown_frees"] == exp["unknown_frees"], p
+    assert p["live_bytes"] == exp["live_bytes"], p
+    helpers.check_proc_is_sum_of_stacks(rep, wl.pid)
+    helpers.check_drops(rep, unknown_frees=exp["unknown_frees"])
+    assert prof.stop() == 0, prof.err.lines
+    wl.send("exit")
+    assert wl.wait() == 0

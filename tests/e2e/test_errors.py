@@ -3,8 +3,10 @@
 errors), exactly one line on stderr starting with "asizeof-bpf: ", and leaves no probe."""
 
 import os
+import signal
 import subprocess
 import tempfile
+import time
 
 import pytest
 
@@ -35,6 +37,8 @@ USAGE_ERRORS = {
     "pid-missing-value": (["-p"], "-p"),
     "long-pid-missing-value": (["--pid"], "pid"),
     "duration-not-a-number": (["-d", "abc", "--", "true"], "abc"),
+    "duration-beyond-the-clock": (["-d", "1e20", "--", "true"], "1e20"),
+    "top-duration-beyond-the-clock": (["top", "-b", "-d", "99999999999999999999", "--", "true"], "-d"),
     "sort-unknown": (["-s", "bogus", "--", "true"], "bogus"),
     "format-unknown": (["-f", "xml", "--", "true"], "xml"),
     "unknown-long-option": (["--bogus", "--", "true"], "--bogus"),
@@ -110,3 +114,85 @@ def test_not_root_launch_mode(profiler_bin, probe_guard, tmp_path):
     rc, out, err = helpers.run_profiler(["--", "touch", str(marker)], timeout=60, prefix=NOBODY)
     helpers.check_one_error_line(rc, out, err, want_rc=1)
     assert not marker.exists()
+
+
+def test_root_without_its_capabilities(profiler_bin, probe_guard, sleeper):
+    """uid 0 in a process whose capabilities were dropped (a container, setpriv): one line,
+    not libbpf's page of failures."""
+    for cmd in ([], ["top", "-b"], ["serve", "--listen", "127.0.0.1:0"]):
+        rc, out, err = helpers.run_profiler(
+            cmd + ["-p", str(sleeper)], timeout=60, prefix=("setpriv", "--inh-caps=-all", "--bounding-set=-all")
+        )
+        helpers.check_one_error_line(rc, out, err, want_rc=1, mentions="CAP_")
+
+
+def test_zombie_pid(bpf_ok, probe_guard):
+    z = subprocess.Popen(["true"])  # never waited for until the end: a zombie
+    try:
+        deadline = time.monotonic() + 10
+        while open("/proc/%d/stat" % z.pid).read().rsplit(")", 1)[1].split()[0] != "Z":
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        rc, out, err = helpers.run_profiler(["-p", str(z.pid)], timeout=60)
+        helpers.check_one_error_line(rc, out, err, want_rc=1, mentions="zombie")
+    finally:
+        z.wait()
+
+
+def test_thread_id_as_pid(bpf_ok, probe_guard, reaper):
+    p = reaper.add(
+        subprocess.Popen(
+            ["/usr/bin/python3", "-c", "import threading, time\n"
+             "t = threading.Thread(target=time.sleep, args=(60,)); t.start()\n"
+             "print(t.native_id, flush=True); t.join()"],
+            stdout=subprocess.PIPE, start_new_session=True,
+        )
+    )
+    tid = int(p.stdout.readline())
+    assert tid != p.pid
+    rc, out, err = helpers.run_profiler(["-p", str(tid)], timeout=60)
+    helpers.check_one_error_line(rc, out, err, want_rc=1, mentions="thread of process %d" % p.pid)
+
+
+def test_cgroup_that_is_not_cgroup_v2(bpf_ok, probe_guard):
+    rc, out, err = helpers.run_profiler(["-d", "1", "--cgroup", "/etc"], timeout=60)
+    helpers.check_one_error_line(rc, out, err, want_rc=1, mentions="not a cgroup v2 directory")
+
+
+@pytest.mark.parametrize("what", ["directory", "no-shebang"])
+def test_command_that_is_not_a_program(bpf_ok, probe_guard, tmp_path, what):
+    if what == "directory":
+        cmd, mentions = str(tmp_path), "is a directory"
+    else:
+        cmd, mentions = str(tmp_path / "script"), "not a program"
+        (tmp_path / "script").write_text("echo hi\n")
+        os.chmod(tmp_path / "script", 0o755)
+    rc, out, err = helpers.run_profiler(["--", cmd], timeout=60)
+    helpers.check_one_error_line(rc, out, err, want_rc=1, mentions=mentions)
+
+
+def test_output_fifo_without_reader(bpf_ok, probe_guard, tmp_path):
+    """Would block in open() forever (with the signals that end a run blocked)."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    rc, out, err = helpers.run_profiler(["-d", "1", "-o", str(fifo), "--", "true"], timeout=30)
+    helpers.check_one_error_line(rc, out, err, want_rc=1, mentions="no reader")
+
+
+def test_write_error_says_what_failed(bpf_ok, probe_guard):
+    """After the run: the attach line, then the write's own error (not "Input/output error")."""
+    for fmt in ("text", "json", "collapsed", "pprof"):
+        rc, out, err = helpers.run_profiler(["-f", fmt, "-o", "/dev/full", "--", "ls", "/"], timeout=60)
+        lines = err.splitlines()
+        assert rc == 1 and len(lines) == 2, (fmt, rc, err)
+        assert lines[1] == "asizeof-bpf: cannot write the report: No space left on device", (fmt, err)
+
+
+def test_sighup_ends_a_run_with_its_final_report(env, sleeper, tmp_path):
+    """A closed terminal: the run ends as with SIGTERM, its final report written."""
+    out = tmp_path / "r.json"
+    prof = helpers.Profiler(env["reaper"], ["-f", "json", "-i", "60", "-o", str(out), "-p", str(sleeper)])
+    prof.wait_attached()
+    assert prof.stop(signal.SIGHUP) == 0, prof.err.lines
+    rep = helpers.final_report(helpers.parse_reports(out.read_text()))
+    assert [p["pid"] for p in rep["processes"]] == [sleeper]

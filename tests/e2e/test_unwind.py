@@ -323,6 +323,24 @@ def test_dlopen_library_gets_a_table(bpf_ok, workloads, guarded, tmp_path):
     helpers.check_drops(rep, unknown_frees=0)
 
 
+def test_dlopen_library_used_late_is_complete_at_once(bpf_ok, workloads, guarded, tmp_path):
+    """zlib dlopen'ed, first used 500 ms later: its table was built when the library was
+    mapped (the maps are re-read every 100 ms), not when the first stack met it, so even the
+    first stacks through it are complete."""
+    out = tmp_path / "report.json"
+    rc, _, err = guarded.run(["-f", "json", "-n", "0", "-o", str(out), "--", workloads["unwind_dlopen"], "late"])
+    assert rc == 0, err
+    rep = helpers.final_report(helpers.parse_reports(out.read_text()))
+    pid = rep["processes"][0]["pid"]
+    late = [s for s in helpers.stacks_of(rep, pid) if "site_late" in funcs(s)]
+    assert late, [funcs(s) for s in helpers.stacks_of(rep, pid)]
+    for st in late:
+        check_through(st, "libz.so.1", lambda name: name == "deflateInit_", "site_late", "main",
+                      "unwind_dlopen")
+    assert rep["dropped"]["stack_incomplete"] == 0, rep["dropped"]
+    helpers.check_drops(rep, unknown_frees=0)
+
+
 # ---------------------------------------------------------------- stacks like the last one
 
 MEMO_ROUNDS, TWIN_SIZE, DEPTHS, DEPTH_BASE, CALL_SIZE = 3000, 48, 12, 1000, 77

@@ -7,13 +7,29 @@
  *                        then keeps 2 x 700 B more from site_parent_after. Each writes
  *                        DIR/<pid>.json with its expectation, then the parent waits for a line
  *                        on stdin before exiting.
- *   lifecycle exec DIR   site_before_exec keeps 8 x 3000 B, then the process execs itself as
- *                        "lifecycle image2 DIR": the new image keeps 6 x 1234 B from
- *                        site_image2 and writes DIR/<pid>.json; the old image's blocks are gone.
- *                        Then it waits for a line on stdin.
+ *   lifecycle exec DIR   site_before_exec allocates 8 x 3000 B and frees one, then the process
+ *                        execs itself as "lifecycle image2 DIR": the new image allocates 6 x
+ *                        1234 B from site_image2, frees one and writes DIR/<pid>.json; the old
+ *                        image's blocks and counts are gone. Then it waits for a line on stdin.
+ *   lifecycle thread-exec DIR
+ *                        as exec, but another thread than the main one calls exec (the kernel
+ *                        then gives it the process's pid, and the old main thread is gone).
+ *   lifecycle exec-chain DIR N
+ *                        N images, each making DEPTHS distinct stacks (one block each, freed at
+ *                        once) and living ~300 ms, exec themselves; the last one keeps 30 x 100 B
+ *                        from 30 distinct stacks (site_chain_keep) and writes DIR/<pid>.json.
+ *   lifecycle many-stacks DIR N
+ *                        keeps one 10 B block from each of N distinct stacks (N <= 120: deeper
+ *                        ones would share their innermost 127 frames), writes DIR/<pid>.json.
+ *   lifecycle attach-realloc
+ *                        prints "ready <pid>", keeps 20 x 100 B, waits for "go": reallocs 5 of
+ *                        them to a size that fails (they stay), 5 others to 200 B (site_regrow:
+ *                        each an unknown free), frees the first 5 and the last 10; prints the
+ *                        expectation line, waits for "exit".
  * No stdio: every allocation of the process is one of the sites'.
  */
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +37,7 @@
 #include <sys/wait.h>
 
 void *volatile blocks[64];
+void *volatile many[120];
 
 __attribute__((noinline, noclone)) static void site_parent(void)
 {
@@ -52,6 +69,52 @@ __attribute__((noinline, noclone)) static void site_image2(void)
 		blocks[50 + i] = malloc(1234);
 }
 
+#define DEPTHS 40
+
+/* a block from a stack depth frames deeper than its caller's: one distinct stack per depth */
+__attribute__((noinline, noclone)) static void *site_chain(int depth, size_t size)
+{
+	void *p;
+
+	if (depth > 0) {
+		p = site_chain(depth - 1, size);
+		asm volatile("" : "+r"(p)); /* not a tail call */
+		return p;
+	}
+	return malloc(size);
+}
+
+__attribute__((noinline, noclone)) static void site_chain_keep(void)
+{
+	for (int i = 0; i < 30; i++)
+		blocks[i] = site_chain(i, 100);
+}
+
+__attribute__((noinline, noclone)) static void site_regrow(void)
+{
+	for (int i = 5; i < 10; i++)
+		blocks[i] = realloc(blocks[i], 200);
+}
+
+static void exec_self(char **argv, const char *mode, const char *arg)
+{
+	char self[512];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+
+	if (n <= 0)
+		_exit(4);
+	self[n] = 0;
+	/* by its path, so that the process keeps its name */
+	execl(self, "lifecycle", mode, argv[2], arg, (char *)NULL);
+	_exit(4);
+}
+
+static void *exec_thread(void *argv)
+{
+	exec_self(argv, "image2", "late");
+	return NULL;
+}
+
 static void expect(const char *dir, const char *body)
 {
 	char path[512], buf[1024];
@@ -78,6 +141,72 @@ int main(int argc, char **argv)
 	pid_t child;
 	int status;
 
+	if (argc == 2 && !strcmp(argv[1], "attach-realloc")) {
+		static volatile size_t huge = (size_t)1 << 62;
+		char buf[64];
+		int n;
+
+		for (int i = 0; i < 20; i++)
+			blocks[i] = malloc(100);
+		n = snprintf(buf, sizeof(buf), "ready %d\n", getpid());
+		if (write(1, buf, n) != n)
+			return 3;
+		wait_line();
+		for (int i = 0; i < 5; i++)
+			if (realloc(blocks[i], huge))
+				return 5; /* cannot succeed */
+		site_regrow();
+		for (int i = 0; i < 5; i++)
+			free(blocks[i]);
+		for (int i = 10; i < 20; i++)
+			free(blocks[i]);
+		/* 5 + 5 + 10 frees of blocks from before the attach (not the 5 failed reallocs) */
+		n = snprintf(buf, sizeof(buf), "{\"live_bytes\":1000,\"unknown_frees\":20}\n");
+		if (write(1, buf, n) != n)
+			return 3;
+		wait_line();
+		return 0;
+	}
+	if (argc == 4 && !strcmp(argv[1], "many-stacks")) {
+		int n = atoi(argv[3]);
+		char body[256];
+
+		if (n < 1 || n > 120)
+			return 2;
+		for (int d = 0; d < n; d++)
+			if (!(many[d] = site_chain(d, 10)))
+				return 3;
+		snprintf(body, sizeof(body), "\"sites\":{},\"live_bytes\":%d,\"live_allocs\":%d,"
+			 "\"unknown_frees\":0,\"alloc_bytes\":%d,\"allocs\":%d,\"frees\":0",
+			 10 * n, n, 10 * n, n);
+		expect(argv[2], body);
+		wait_line();
+		return 0;
+	}
+	if (argc == 4 && !strcmp(argv[1], "exec-chain")) {
+		int left = atoi(argv[3]);
+
+		if (left > 0) {
+			char next[16];
+
+			for (int d = 0; d < DEPTHS; d++)
+				free(site_chain(d, 16));
+			usleep(300000);
+			snprintf(next, sizeof(next), "%d", left - 1);
+			exec_self(argv, "exec-chain", next);
+		}
+		site_chain_keep();
+		/* per stack, not per frames[0]: gcc may fold depth 0 into site_chain_keep */
+		expect(argv[2], "\"sites\":{},\"stacks\":30,\"live_bytes\":3000,\"live_allocs\":30,"
+				"\"unknown_frees\":0,\"alloc_bytes\":3000,\"allocs\":30,\"frees\":0");
+		wait_line();
+		return 0;
+	}
+	if (argc == 4 && !strcmp(argv[1], "image2") && !strcmp(argv[3], "late")) {
+		/* the profiler learns of an exec by a thread after the fact: give it time */
+		usleep(300000);
+		argc = 3;
+	}
 	if (argc != 3)
 		return 2;
 	if (!strcmp(argv[1], "fork")) {
@@ -100,21 +229,25 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	if (!strcmp(argv[1], "exec")) {
-		char self[512];
-		ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-
-		if (n <= 0)
-			return 4;
-		self[n] = 0;
 		site_before_exec();
-		/* by its path, so that the process keeps its name */
-		execl(self, "lifecycle", "image2", argv[2], (char *)NULL);
+		free(blocks[40]);
+		exec_self(argv, "image2", NULL);
+	}
+	if (!strcmp(argv[1], "thread-exec")) {
+		pthread_t t;
+
+		site_before_exec();
+		free(blocks[40]);
+		if (pthread_create(&t, NULL, exec_thread, argv))
+			return 4;
+		pthread_join(t, NULL); /* never returns: exec ends this thread */
 		return 4;
 	}
 	if (!strcmp(argv[1], "image2")) {
 		site_image2();
-		expect(argv[2], "\"sites\":{\"site_image2\":{\"live_bytes\":7404,\"live_allocs\":6}},"
-				"\"unknown_frees\":0");
+		free(blocks[50]);
+		expect(argv[2], "\"sites\":{\"site_image2\":{\"live_bytes\":6170,\"live_allocs\":5}},"
+				"\"unknown_frees\":0,\"alloc_bytes\":7404,\"allocs\":6,\"frees\":1");
 		wait_line();
 		return 0;
 	}
