@@ -198,6 +198,15 @@ static __always_inline bool traced(__u32 tgid)
 	return !filter_tgid || bpf_map_lookup_elem(&targets, &tgid);
 }
 
+/*
+ * A process we account for that --comm or --cgroup no longer selects (renamed, moved): what it
+ * frees still leaves its accounts, or its blocks would stay live forever.
+ */
+static __always_inline bool left_filter(__u32 tgid)
+{
+	return system_wide && (nr_comms || filter_cgroup) && bpf_map_lookup_elem(&procs, &tgid);
+}
+
 /* The process's name (its group leader's): short-lived processes are gone before we look. */
 static __always_inline void read_comm(struct task_struct *task, __u64 comm[2])
 {
@@ -688,6 +697,25 @@ static __always_inline __s64 sample_draw(void)
 }
 
 /*
+ * The blocks a sampled block of size bytes stands for, w / size (>= 1), in whole blocks: rounded
+ * up with the probability of its fraction, so that its expectation is w / size (rounding to the
+ * nearest biased the estimates of blocks near the period by up to a third).
+ */
+static __always_inline __u32 sample_count(__u64 w, __u64 size)
+{
+	__u64 q = w / size, r = w - q * size;
+
+	/* r / size against a 32-bit draw: both scaled down while size needs more than 32 bits */
+	for (int k = 0; k < 32 && (size >> 32); k++) {
+		size >>= 1;
+		r >>= 1;
+	}
+	if (r && (__u64)bpf_get_prandom_u32() * size < (r << 32))
+		q++;
+	return q;
+}
+
+/*
  * Poisson sampling of bytes: a block of size s is sampled with probability p = 1 - e^(-s/N)
  * and then stands for s/p bytes and 1/p blocks, so sums stay unbiased. s/p = N * x/(1-e^-x)
  * with x = s/N, interpolated from a table. Returns false when the block is not sampled.
@@ -724,7 +752,7 @@ static __always_inline bool sample(struct asz_tstate *ts, __u64 size)
 			w = size;
 	}
 	ts->weight = w;
-	ts->count = (w + size / 2) / size;
+	ts->count = sample_count(w, size);
 	return true;
 }
 
@@ -736,18 +764,34 @@ static __always_inline int on_entry(struct pt_regs *ctx, __u64 a1, __u64 a2, __u
 				    __u32 allocator, bool session)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	bool frees_itself = allocator == (ASZ_REALLOC | ASZ_REALLOC_FREES_ITSELF);
 	struct asz_tstate *ts;
 	__u64 size = 0, arg = 0;
 
 	if (empty_probes)
 		return session;
-	if (!traced(tgid))
+	if (frees_itself)
+		allocator = ASZ_REALLOC;
+	if (!traced(tgid)) {
+		/* its realloc'ed block goes (its new one is not recorded: out of the filters) */
+		if ((allocator == ASZ_REALLOC || allocator == ASZ_MREMAP) && a1 && left_filter(tgid))
+			block_remove(tgid, a1, NULL);
 		return 1;
+	}
 	ts = bpf_task_storage_get(&tstates, bpf_get_current_task_btf(), 0,
 				  BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!ts) {
 		count_drop(ASZ_DROP_THREAD_STATE);
 		return 0;
+	}
+	if (ts->skip_sp && ASZ_IS_MMAP(allocator)) {
+		__u64 sp = PT_REGS_SP(ctx), ra = 0;
+
+		/* below that call's frame, which still returns where it did: made inside it */
+		if (sp < ts->skip_sp && !bpf_probe_read_user(&ra, sizeof(ra), (void *)ts->skip_sp) &&
+		    ra == ts->skip_ra)
+			return 1;
+		ts->skip_sp = 0;
 	}
 	/* glibc calls itself (realloc(NULL, n) -> malloc, ...): only the outermost call counts */
 	if (ts->depth++ > 0)
@@ -805,15 +849,18 @@ static __always_inline int on_entry(struct pt_regs *ctx, __u64 a1, __u64 a2, __u
 		if (session && allocator != ASZ_REALLOC && allocator != ASZ_MEMALIGN &&
 		    allocator != ASZ_POSIX_MEMALIGN) {
 			ts->depth--;
+			ts->skip_sp = PT_REGS_SP(ctx);
+			if (bpf_probe_read_user(&ts->skip_ra, sizeof(ts->skip_ra), (void *)ts->skip_sp))
+				ts->skip_sp = 0;
 			return 1;
 		}
 	}
 	/*
 	 * realloc retires the old block now, before glibc can hand its address to another thread;
-	 * the return probe puts it back if realloc fails. realloc(p, 0) calls free(p), whose probe
-	 * retires it.
+	 * the return probe puts it back if realloc fails. glibc's realloc(p, 0) calls free(p),
+	 * whose probe retires it; other allocators free it themselves: retired here.
 	 */
-	if ((allocator == ASZ_REALLOC || allocator == ASZ_MREMAP) && arg && size) {
+	if ((allocator == ASZ_REALLOC || allocator == ASZ_MREMAP) && arg && (size || frees_itself)) {
 		struct asz_alloc_val old;
 
 		if (block_remove(tgid, arg, &old)) {
@@ -925,6 +972,48 @@ int BPF_KPROBE(alloc_session)
  * munmap of a mapping the program made: retired (a head unmap keeps the rest). Mappings made
  * inside malloc were never recorded, so their munmap (from free) finds nothing: no depth check.
  */
+/*
+ * munmap of the first len bytes of a mapping the program made: its rest stays, the same
+ * mapping of the same stack (no free, no new allocation), only len bytes fewer. True if done;
+ * false when addr starts no mapping we know, or len covers it all (then it is retired whole).
+ */
+static __always_inline bool mapping_trim_head(__u32 tgid, __u64 addr, __u64 len)
+{
+	struct asz_alloc_key key = {.tgid = tgid, .addr = addr}, rest = {.tgid = tgid};
+	struct asz_alloc_val *v = bpf_map_lookup_elem(&allocs, &key), copy;
+	struct asz_agg_key akey = {.tgid = tgid};
+	struct asz_proc_val *p;
+	struct asz_agg_val *a;
+
+	if (!v || len >= v->size || !ASZ_IS_MMAP(v->allocator))
+		return false;
+	copy = *v;
+	p = bpf_map_lookup_elem(&procs, &tgid);
+	if (!p || p->gen != copy.gen)
+		return false; /* stale: retired whole (block_remove knows) */
+	rest.addr = addr + len;
+	copy.size -= len;
+	if (bpf_map_update_elem(&allocs, &rest, &copy, BPF_NOEXIST)) {
+		count_drop(ASZ_DROP_ALLOCS_FULL);
+		return false; /* no room: retired whole */
+	}
+	if (bpf_map_delete_elem(&allocs, &key)) {
+		/* a racing munmap retired it meanwhile */
+		bpf_map_delete_elem(&allocs, &rest);
+		return true;
+	}
+	akey.allocator = copy.allocator;
+	akey.gen = copy.gen;
+	akey.stack_id = copy.stack_id;
+	a = bpf_map_lookup_elem(&aggs, &akey);
+	if (a) {
+		__sync_fetch_and_add(&a->live_bytes, -(__s64)len);
+		__sync_fetch_and_add(&a->free_bytes, len);
+	}
+	__sync_fetch_and_add(&p->mmap_bytes, -(__s64)len);
+	return true;
+}
+
 SEC("uprobe")
 int BPF_KPROBE(munmap_entry)
 {
@@ -932,14 +1021,12 @@ int BPF_KPROBE(munmap_entry)
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct asz_alloc_val old;
 
-	if (empty_probes || !traced(tgid))
-		return 0;
-	if (!block_remove(tgid, addr, &old))
+	if (empty_probes || (!traced(tgid) && !left_filter(tgid)))
 		return 0;
 	len = (len + 4095) & ~4095ull;
-	if (len < old.size)
-		block_add(tgid, addr + len, old.size - len, old.count, old.stack_id, old.allocator,
-			  old.ts_ns);
+	if (mapping_trim_head(tgid, addr, len))
+		return 0;
+	block_remove(tgid, addr, &old);
 	return 0;
 }
 
@@ -948,14 +1035,19 @@ int BPF_KPROBE(free_entry)
 {
 	__u64 ptr = PT_REGS_PARM1(ctx);
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	bool in;
 
 	/*
 	 * No nesting check: glibc's allocators free internally without the public free, except
 	 * realloc(p, 0), which leaves p for this probe to retire.
 	 */
-	if (empty_probes || !ptr || !traced(tgid))
+	if (empty_probes || !ptr)
 		return 0;
-	if (!block_remove(tgid, ptr, NULL))
+	in = traced(tgid);
+	if (!in && !left_filter(tgid))
+		return 0;
+	/* out of the filters, it allocates unrecorded: those frees are no news */
+	if (!block_remove(tgid, ptr, NULL) && in)
 		unknown_free(tgid);
 	return 0;
 }
@@ -986,14 +1078,14 @@ int BPF_PROG(on_exec, struct task_struct *p_task, pid_t old_pid)
 	__u32 gen = 0;
 
 	if (p) {
-		/* figures are of the image its stacks are in: the new one starts from nothing */
+		/* reports show the image its stacks are in: the new one counts from here */
 		gen = ++p->gen;
 		p->live_bytes = 0;
 		p->live_allocs = 0;
-		p->alloc_bytes = 0;
-		p->allocs = 0;
-		p->frees = 0;
-		p->unknown_frees = 0;
+		p->exec_alloc_bytes = p->alloc_bytes;
+		p->exec_allocs = p->allocs;
+		p->exec_frees = p->frees;
+		p->exec_unknown_frees = p->unknown_frees;
 		p->mmap_bytes = 0;
 		p->mmap_regions = 0;
 		read_comm(p_task, p->comm);

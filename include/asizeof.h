@@ -29,6 +29,11 @@ enum asz_allocator {
 };
 
 #define ASZ_IS_MMAP(a) ((a) >= ASZ_MMAP && (a) <= ASZ_MUNMAP)
+/*
+ * In a realloc probe's cookie, beside ASZ_REALLOC: an allocator (jemalloc, tcmalloc) whose
+ * realloc(p, 0) frees p itself, not through the public free that glibc's calls.
+ */
+#define ASZ_REALLOC_FREES_ITSELF 0x100
 
 /* Everything not recorded, or recorded imperfectly, is counted under one of these. */
 enum asz_drop {
@@ -96,7 +101,11 @@ struct asz_proc_val {
 	__s64 mmap_bytes;   /* anonymous mappings made directly by the program, live */
 	__s64 mmap_regions;
 	__u64 cgroup_id;    /* cgroup v2 id (the cgroup directory's inode) when first seen */
-	__u64 pad2;
+	/* alloc_bytes, allocs, frees, unknown_frees (counted since first seen) at the last exec */
+	__u64 exec_alloc_bytes;
+	__u64 exec_allocs;
+	__u64 exec_frees;
+	__u64 exec_unknown_frees;
 };
 
 /* Process lifecycle events, kernel to user space (ring buffer). */
@@ -248,6 +257,13 @@ struct asz_tstate {
 	__s64 sample_left; /* sampling: bytes until the next sample point; 0 = not drawn yet */
 	__u32 old_gen;
 	__u32 old_unknown; /* realloc: the old block was not tracked (an unknown free if it goes) */
+	/*
+	 * An allocator call whose return is not seen (uprobe sessions skip it when the block is not
+	 * recorded): its entry's stack pointer and return address, to tell the mappings it makes
+	 * itself (glibc's, jemalloc's) from the program's.
+	 */
+	__u64 skip_sp;
+	__u64 skip_ra;
 };
 
 /* Sampling tables, filled by user space: -ln(u) and x/(1-e^-x), both scaled by 2^16. */
@@ -260,10 +276,10 @@ _Static_assert(sizeof(struct asz_alloc_val) == 40, "asz_alloc_val");
 _Static_assert(sizeof(struct asz_event) == 16, "asz_event");
 _Static_assert(sizeof(struct asz_agg_key) == 24, "asz_agg_key");
 _Static_assert(sizeof(struct asz_agg_val) == 48, "asz_agg_val");
-_Static_assert(sizeof(struct asz_proc_val) == 112, "asz_proc_val");
+_Static_assert(sizeof(struct asz_proc_val) == 136, "asz_proc_val");
 _Static_assert(sizeof(struct asz_stack) == 1024, "asz_stack");
 _Static_assert(sizeof(struct asz_stack_short) == 192, "asz_stack_short");
-_Static_assert(sizeof(struct asz_tstate) == 96, "asz_tstate");
+_Static_assert(sizeof(struct asz_tstate) == 112, "asz_tstate");
 _Static_assert(sizeof(struct asz_vma_key) == 16, "asz_vma_key");
 _Static_assert(sizeof(struct asz_cfi_row) == 16, "asz_cfi_row");
 _Static_assert(sizeof(struct asz_vma) == 32, "asz_vma");

@@ -17,25 +17,31 @@
  * them unless they were dropped (a container, setpriv): then libbpf's failures would be a page
  * of messages instead of one line.
  */
+static bool has_cap(const struct __user_cap_data_struct *data, int cap)
+{
+	return data[cap / 32].effective & (1u << (cap % 32));
+}
+
 int cmd__check_privileges(void)
 {
 	struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3};
 	struct __user_cap_data_struct data[2] = {};
+	/* each capability needed, or the older, wider one the kernel takes instead */
 	static const struct {
-		int cap;
+		int cap, or_cap;
 		const char *name;
 	} need[] = {
-		{CAP_BPF, "CAP_BPF"},
-		{CAP_PERFMON, "CAP_PERFMON"},
-		{CAP_SYS_PTRACE, "CAP_SYS_PTRACE"},
-		{CAP_DAC_READ_SEARCH, "CAP_DAC_READ_SEARCH"},
+		{CAP_BPF, CAP_SYS_ADMIN, "CAP_BPF (or CAP_SYS_ADMIN)"},
+		{CAP_PERFMON, CAP_SYS_ADMIN, "CAP_PERFMON (or CAP_SYS_ADMIN)"},
+		{CAP_SYS_PTRACE, CAP_SYS_PTRACE, "CAP_SYS_PTRACE"},
+		{CAP_DAC_READ_SEARCH, CAP_DAC_OVERRIDE, "CAP_DAC_READ_SEARCH (or CAP_DAC_OVERRIDE)"},
 	};
 
 	if (syscall(SYS_capget, &hdr, data) == 0) {
 		const char *missing = NULL;
 
 		for (size_t i = 0; i < sizeof(need) / sizeof(need[0]) && !missing; i++)
-			if (!(data[need[i].cap / 32].effective & (1u << (need[i].cap % 32))))
+			if (!has_cap(data, need[i].cap) && !has_cap(data, need[i].or_cap))
 				missing = need[i].name;
 		if (!missing)
 			return 0;

@@ -337,8 +337,7 @@ static int push_fd(struct engine *e, int fd, pid_t pid)
 	return 0;
 }
 
-/* Close the links made for pid (those made for every process stay). */
-static void detach_pid(struct engine *e, pid_t pid)
+void engine__detach_pid(struct engine *e, pid_t pid)
 {
 	int i, j;
 
@@ -524,6 +523,10 @@ static int attach_syms(struct engine *e, pid_t pid, const char *lib, const char 
 	}
 	if (libc && attach__complement(libc, &syms, &rest))
 		rest.nr = 0;
+	/* lib is not glibc (jemalloc, tcmalloc, the program's own): realloc(p, 0) frees p itself */
+	for (int i = 0; libc && i < syms.nr; i++)
+		if (syms.syms[i].allocator == ASZ_REALLOC)
+			syms.syms[i].allocator |= ASZ_REALLOC_FREES_ITSELF;
 	err = attach_set(e, pid, lib, &syms);
 	if (!err)
 		err = attach_set(e, pid, libc, &rest);
@@ -550,7 +553,7 @@ int engine__attach(struct engine *e, pid_t pid, const char *lib, const char *lib
 
 int engine__reattach(struct engine *e, pid_t pid, const char *lib, const char *libc)
 {
-	detach_pid(e, pid);
+	engine__detach_pid(e, pid);
 	return attach_syms(e, pid, lib, libc);
 }
 
@@ -789,10 +792,13 @@ static int collect_procs(struct engine *e, struct snapshot *s, struct gens *g)
 		p.gen = v.gen;
 		p.live_bytes = v.live_bytes;
 		p.live_allocs = v.live_allocs;
-		p.alloc_bytes = v.alloc_bytes;
-		p.allocs = v.allocs;
-		p.frees = v.frees;
-		p.unknown_frees = v.unknown_frees;
+		p.alloc_bytes = v.alloc_bytes - v.exec_alloc_bytes;
+		p.allocs = v.allocs - v.exec_allocs;
+		p.frees = v.frees - v.exec_frees;
+		p.unknown_frees = v.unknown_frees - v.exec_unknown_frees;
+		p.life_alloc_bytes = v.alloc_bytes;
+		p.life_allocs = v.allocs;
+		p.life_frees = v.frees;
 		p.drops = v.drops;
 		p.mmap_bytes = v.mmap_bytes;
 		p.mmap_regions = v.mmap_regions;
@@ -820,15 +826,25 @@ cleanup:
 	return err;
 }
 
-/* The current image of a process: aggregates of earlier images (before an exec) are stale. */
-static bool agg_current(const struct gens *g, const struct asz_agg_key *k)
+enum agg_age { AGG_CURRENT, AGG_STALE, AGG_NEWER };
+
+/*
+ * Which image of its process an aggregate is of, against the generations read just before:
+ * an earlier one (exec'd away: stale), the current one, or one newer than that read (the
+ * process exec'd while the maps were read: not in this snapshot, and certainly not stale).
+ */
+static enum agg_age agg_age(const struct gens *g, const struct asz_agg_key *k)
 {
 	const __u32 *hit;
+	__s32 d;
 
 	if (g->failed || !g->nr)
-		return true;
+		return AGG_CURRENT;
 	hit = bsearch(&k->tgid, g->tgid, g->nr, 2 * sizeof(__u32), gen_cmp);
-	return !hit || hit[1] == k->gen;
+	if (!hit)
+		return AGG_CURRENT;
+	d = (__s32)(k->gen - hit[1]);
+	return d == 0 ? AGG_CURRENT : d < 0 ? AGG_STALE : AGG_NEWER;
 }
 
 static void sweep_stacks(struct engine *e);
@@ -846,7 +862,12 @@ static int add_agg(struct engine *e, struct snapshot *s, const struct gens *g,
 	const struct asz_stack *st;
 	struct snap_stack ss = {};
 
-	if (!agg_current(g, key)) {
+	switch (agg_age(g, key)) {
+	case AGG_CURRENT:
+		break;
+	case AGG_NEWER:
+		return 0;
+	case AGG_STALE:
 		if (stale->nr == stale->cap) {
 			size_t cap = stale->cap ? stale->cap * 2 : 64;
 			void *p = realloc(stale->keys, cap * sizeof(*stale->keys));

@@ -66,6 +66,8 @@ int engine__attach(struct engine *e, pid_t pid, const char *lib, const char *lib
  * thread, and after an exec by another thread that one is gone (the old links are closed).
  */
 int engine__reattach(struct engine *e, pid_t pid, const char *lib, const char *libc);
+/* Close the links made for pid (those made for every process stay). */
+void engine__detach_pid(struct engine *e, pid_t pid);
 /* Trace every process mapping library lib (system-wide: no pid filter). */
 int engine__attach_lib(struct engine *e, const char *lib, const char *libc);
 /*

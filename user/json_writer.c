@@ -267,6 +267,6 @@ int json_writer__status(const struct json_writer *w)
 	if (w->err)
 		return w->err;
 	if (ferror(w->f))
-		return util__write_error();
+		return util__write_error(w->f);
 	return 0;
 }

@@ -201,12 +201,12 @@ int report_collapsed__write(FILE *f, const struct snapshot *s, struct symbolizer
 		for (j = i + 1; j < nr && strcmp(lines[i].text, lines[j].text) == 0; j++)
 			w += lines[j].weight;
 		if (fprintf(f, "%s %llu\n", lines[i].text, (unsigned long long)w) < 0) {
-			err = util__write_error();
+			err = util__write_error(f);
 			goto cleanup;
 		}
 	}
 	if (fflush(f))
-		err = util__write_error();
+		err = util__write_error(f);
 cleanup:
 	for (i = 0; i < nr; i++)
 		free(lines[i].text);

@@ -184,6 +184,6 @@ int report_json__write(FILE *f, const struct snapshot *s, struct symbolizer *sym
 	err = json_writer__status(&w);
 	/* Each report is a complete line: push it out so a reader of a pipe sees it now. */
 	if (fflush(f) && !err)
-		err = util__write_error();
+		err = util__write_error(f);
 	return err;
 }

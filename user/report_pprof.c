@@ -1028,7 +1028,7 @@ int report_pprof__write(FILE *f, const struct snapshot *s, struct symbolizer *sy
 	if (err)
 		goto cleanup;
 	if (fwrite(buf, 1, len, f) != len || fflush(f))
-		err = util__write_error();
+		err = util__write_error(f);
 cleanup:
 	free(buf);
 	pprof_model__free(m);

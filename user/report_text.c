@@ -174,6 +174,13 @@ static void print_procs(FILE *f, const struct snapshot *s, int top_n)
  * One frame: "func (file:line) [module]". Unknown functions show their address, and the module
  * offset that eu-addr2line takes, so the frame can still be looked up by hand.
  */
+/* A name from a file system or a binary: a newline or another control byte would break lines. */
+static void put_name(FILE *f, const char *s)
+{
+	for (; *s; s++)
+		fputc((unsigned char)*s < ' ' || *s == 0x7f ? '?' : *s, f);
+}
+
 static void print_frame(FILE *f, const struct sym_frame *fr)
 {
 	const char *mod = util__basename(fr->module);
@@ -181,17 +188,23 @@ static void print_frame(FILE *f, const struct sym_frame *fr)
 
 	fputs(FRAME_INDENT, f);
 	if (fr->func)
-		fputs(util__short_func(fr->func, name, sizeof(name)), f);
+		put_name(f, util__short_func(fr->func, name, sizeof(name)));
 	else
 		fprintf(f, "0x%llx", (unsigned long long)fr->addr);
-	if (fr->file && fr->line > 0)
-		fprintf(f, " (%s:%d)", util__basename(fr->file), fr->line);
-	else if (fr->file)
-		fprintf(f, " (%s)", util__basename(fr->file));
-	if (mod && fr->func)
-		fprintf(f, " [%s]", mod);
-	else if (mod)
-		fprintf(f, " [%s+0x%llx]", mod, (unsigned long long)fr->module_offset);
+	if (fr->file) {
+		fputs(" (", f);
+		put_name(f, util__basename(fr->file));
+		if (fr->line > 0)
+			fprintf(f, ":%d", fr->line);
+		fputc(')', f);
+	}
+	if (mod) {
+		fputs(" [", f);
+		put_name(f, mod);
+		if (!fr->func)
+			fprintf(f, "+0x%llx", (unsigned long long)fr->module_offset);
+		fputc(']', f);
+	}
 	if (fr->inlined)
 		fputs(" [inlined]", f);
 	fputc('\n', f);
@@ -300,6 +313,6 @@ int report_text__write(FILE *f, const struct snapshot *s, struct symbolizer *sym
 	print_drops(f, s);
 	fputc('\n', f);
 	if (fflush(f) || ferror(f))
-		return util__write_error();
+		return util__write_error(f);
 	return 0;
 }

@@ -188,9 +188,9 @@ static int account_proc(struct serve_metrics *m, const struct snap_proc *sp, siz
 
 	memcpy(raw, sp->comm, ASZ_COMM_LEN);
 	util__utf8_copy(comm, sizeof(comm), raw);
-	/* another image (counts restart at exec), or counters that went down: another process */
-	if (p && (sp->gen != p->gen || sp->alloc_bytes < p->alloc_bytes ||
-		  sp->allocs < p->allocs || sp->frees < p->frees)) {
+	/* counters that went down: the pid now names another process */
+	if (p && (sp->life_alloc_bytes < p->alloc_bytes || sp->life_allocs < p->allocs ||
+		  sp->life_frees < p->frees)) {
 		retire(m, p);
 		p->base_alloc_bytes = p->base_allocs = p->base_frees = 0;
 		p->alloc_bytes = p->allocs = p->frees = 0;
@@ -214,7 +214,7 @@ static int account_proc(struct serve_metrics *m, const struct snap_proc *sp, siz
 		err = regroup(m, p, comm);
 		if (err)
 			return err;
-	} else if (strcmp(p->comm, comm) != 0 || (!p->exe[0] && !sp->exited)) {
+	} else if (sp->gen != p->gen || strcmp(p->comm, comm) != 0 || (!p->exe[0] && !sp->exited)) {
 		/* exec'ed (or its exe was unreadable): counts from now on go to the new group */
 		int old_group = p->group, g;
 
@@ -229,10 +229,11 @@ static int account_proc(struct serve_metrics *m, const struct snap_proc *sp, siz
 			p->group = g;
 		}
 	}
+	/* every image's: counters must never go down */
 	p->gen = sp->gen;
-	p->alloc_bytes = sp->alloc_bytes;
-	p->allocs = sp->allocs;
-	p->frees = sp->frees;
+	p->alloc_bytes = sp->life_alloc_bytes;
+	p->allocs = sp->life_allocs;
+	p->frees = sp->life_frees;
 	p->live_bytes = sp->live_bytes;
 	p->live_blocks = sp->live_allocs;
 	p->growth = sp->growth_total_bytes;

@@ -27,13 +27,7 @@ struct tracked {
 	int looks_left;	   /* system-wide: new processes are looked at again after exec... */
 	__u64 next_look_ns; /* ...when ld.so has mapped their libraries */
 	char *lib, *libc;   /* -p and -- CMD: what its probes are on (libc NULL: lib is libc) */
-	bool follow_exec;   /* exec'd from a thread: probes to be made again (follow_exec()) */
-	__u64 exec_ns;
 };
-
-/* How long probes are tried again after an exec from a thread, and how often. */
-#define FOLLOW_EXEC_NS 2000000000ull
-#define FOLLOW_EXEC_POLL_NS 2000000ull
 
 /* A process seen at exec is inspected again this often, this many times. */
 #define NEW_LOOK_NS 20000000ull
@@ -145,13 +139,15 @@ static void refresh_maps(struct session *s)
 	engine__refresh(s->eng);
 	/*
 	 * A library dlopen'ed since gets its unwind table now, not when the unwinder first meets
-	 * it: by then a burst of allocations through it would be walked without one.
+	 * it: by then a burst of allocations through it would be walked without one. (System-wide,
+	 * hundreds of processes: tables only for modules the unwinder meets.)
 	 */
 	for (int i = 0; i < s->nr; i++) {
 		if (s->t[i].exited)
 			continue;
 		symbolizer__add_pid(s->sym, s->t[i].pid);
-		engine__unwind_pid(s->eng, s->t[i].pid);
+		if (!s->system_wide)
+			engine__unwind_pid(s->eng, s->t[i].pid);
 	}
 }
 
@@ -173,16 +169,17 @@ static int attach_pid(struct session *s, pid_t pid)
 {
 	char comm[ASZ_COMM_LEN] = "", lib[PATH_MAX], libc[PATH_MAX], state = 0;
 	pid_t tgid = pid;
-	int err;
+	int err, threads = 1;
 
-	if (pid > 0 && target__status(pid, &tgid, &state) == 0) {
+	if (pid > 0 && target__status(pid, &tgid, &state, &threads) == 0) {
 		if (tgid != pid) {
 			elog("pid %d is a thread of process %d: give -p %d (its threads are traced "
 			     "together)\n",
 			     pid, tgid, tgid);
 			return -EINVAL;
 		}
-		if (state == 'Z' || state == 'X') {
+		/* (a main thread that called pthread_exit is a zombie too, its process alive) */
+		if ((state == 'Z' || state == 'X') && threads <= 1) {
 			elog("pid %d has exited (a zombie its parent has not reaped): nothing to "
 			     "trace\n",
 			     pid);
@@ -312,26 +309,34 @@ static int scan_all(struct session *s)
 
 /*
  * A target exec'd from another thread than its main one: the links made for its pid followed
- * the old main thread, now gone. Probes again, on the same allocator library (the new image
- * has not mapped its libraries yet: the dynamic linker runs after the exec event), once the
- * kernel has given the pid to the new main thread (perf-event links need that: until then the
- * pid still names the old one, a zombie). Allocations made before are not seen; their frees
- * count as unknown frees. Returns true while still to be done.
+ * the old main thread, now gone. With uprobe_multi links, probes are made again, on the same
+ * allocator library (the new image has not mapped its libraries yet: the dynamic linker runs
+ * after the exec event); allocations made before are not seen, their frees count as unknown
+ * frees. Perf-event links cannot follow (the kernel refuses them, or takes them and never
+ * fires, while the pid still names the old main thread): said so.
  */
-static bool follow_exec(struct session *s, struct tracked *t, __u64 now)
+static void follow_exec(struct session *s, struct tracked *t)
 {
-	int err = t->lib ? engine__reattach(s->eng, t->pid, t->lib, t->libc) : -ENOENT;
+	int err = -ENOENT;
 
-	if (err == -ESRCH && !t->exited && now - t->exec_ns < FOLLOW_EXEC_NS)
-		return true;
-	if (err)
-		elog("pid %d exec'd from a thread: cannot trace its new image: %s\n", t->pid,
-		     strerror(-err));
-	else
-		elog("pid %d exec'd from a thread: traced again from now on (the new image's first "
-		     "allocations were not seen)\n",
+	if (strcmp(engine__attach_mode(s->eng), "perf-event") == 0) {
+		elog("pid %d exec'd from a thread: its new image is not traced (perf-event links "
+		     "cannot follow that; uprobe_multi links can)\n",
 		     t->pid);
-	return false;
+		engine__detach_pid(s->eng, t->pid);
+		return;
+	}
+	if (t->lib)
+		err = engine__reattach(s->eng, t->pid, t->lib, t->libc);
+	if (err) {
+		engine__detach_pid(s->eng, t->pid);
+		elog("pid %d exec'd from a thread: its new image is not traced: %s\n", t->pid,
+		     strerror(-err));
+		return;
+	}
+	elog("pid %d exec'd from a thread: traced again from now on (the new image's first "
+	     "allocations were not seen)\n",
+	     t->pid);
 }
 
 static void on_event(const struct asz_event *ev, void *ctx)
@@ -345,10 +350,8 @@ static void on_event(const struct asz_event *ev, void *ctx)
 		if (s->system_wide) {
 			adopt(s, ev->tgid, true);
 		} else if (t) {
-			if (ev->flags & ASZ_EV_NEW_LEADER) {
-				t->exec_ns = util__mono_ns();
-				t->follow_exec = follow_exec(s, t, t->exec_ns);
-			}
+			if (ev->flags & ASZ_EV_NEW_LEADER)
+				follow_exec(s, t);
 			symbolizer__add_pid(s->sym, ev->tgid);
 		}
 		engine__refresh(s->eng);
@@ -382,7 +385,8 @@ static int launch(struct session *s, char **cmd)
 		     err == -ENODATA   ? "statically linked without malloc symbols: nothing to probe"
 		     : err == -ENOEXEC ? "not a program (neither an ELF file nor a #! script)"
 		     : err == -EISDIR  ? "is a directory"
-				       : "cannot find the allocator it uses");
+		     : err == -ENOENT  ? "cannot find the allocator it uses"
+				       : strerror(-err));
 		return err;
 	}
 	err = target__launch(s->child_path, cmd, &s->child);
@@ -506,7 +510,6 @@ int session__pollfds(const struct session *s, struct pollfd *fds, int max)
 __u64 session__service(struct session *s)
 {
 	__u64 now = util__mono_ns();
-	bool soon = false;
 
 	engine__consume_events(s->eng, on_event, s);
 	engine__unwind_service(s->eng);
@@ -516,20 +519,12 @@ __u64 session__service(struct session *s)
 		look_again(s, now);
 		return now + NEW_LOOK_NS;
 	}
-	for (int i = 0; i < s->nr; i++) {
-		if (s->t[i].follow_exec)
-			s->t[i].follow_exec = follow_exec(s, &s->t[i], now);
-		if (s->t[i].follow_exec)
-			soon = true;
-	}
 	if (now >= s->next_maps_ns) {
 		bool startup = s->launched && now - s->started_ns < STARTUP_POLL_NS;
 
 		refresh_maps(s);
 		s->next_maps_ns = now + (startup ? STARTUP_POLL_MS : MAPS_POLL_MS) * 1000000ull;
 	}
-	if (soon && s->next_maps_ns > now + FOLLOW_EXEC_POLL_NS)
-		return now + FOLLOW_EXEC_POLL_NS;
 	/* the launched command is reaped by polling: SIGCHLD may be blocked by the caller */
 	if (s->launched && !s->child_done && s->next_maps_ns > now + 50000000ull)
 		return now + 50000000ull;

@@ -222,6 +222,9 @@ void snapshot__diff(struct snapshot *cur, const struct snapshot *prev, const str
 		 * A process missing from prev appeared during the interval with counters at 0,
 		 * so everything it counted happened within dt.
 		 */
+		/* an exec in the interval: the new image's counts began at 0 within it */
+		if (pp && pp->gen != p->gen)
+			pp = NULL;
 		p->alloc_rate = rate(p->allocs, pp ? pp->allocs : 0, dt);
 		p->free_rate = rate(p->frees, pp ? pp->frees : 0, dt);
 	}

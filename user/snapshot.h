@@ -23,6 +23,8 @@ struct snap_proc {
 	__u64 frees;
 	__u64 unknown_frees;
 	__u64 drops;	  /* its blocks not recorded because a map was full */
+	/* alloc_bytes, allocs, frees are of its current image; these count every image */
+	__u64 life_alloc_bytes, life_allocs, life_frees;
 	__s64 mmap_bytes; /* anonymous mappings made directly by the program (not the heap's) */
 	__s64 mmap_regions;
 	char exe[256];	  /* "" if unknown (the process was gone before we looked) */

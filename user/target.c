@@ -39,7 +39,7 @@ int target__comm(pid_t pid, char *comm, size_t len)
 	return 0;
 }
 
-int target__status(pid_t pid, pid_t *tgid, char *state)
+int target__status(pid_t pid, pid_t *tgid, char *state, int *threads)
 {
 	char path[64], line[256];
 	int found = 0;
@@ -49,7 +49,7 @@ int target__status(pid_t pid, pid_t *tgid, char *state)
 	f = fopen(path, "re");
 	if (!f)
 		return -errno;
-	while (found < 2 && fgets(line, sizeof(line), f)) {
+	while (found < 3 && fgets(line, sizeof(line), f)) {
 		int v;
 
 		if (sscanf(line, "State: %c", state) == 1) {
@@ -57,10 +57,13 @@ int target__status(pid_t pid, pid_t *tgid, char *state)
 		} else if (sscanf(line, "Tgid: %d", &v) == 1) {
 			*tgid = v;
 			found++;
+		} else if (sscanf(line, "Threads: %d", &v) == 1) {
+			*threads = v;
+			found++;
 		}
 	}
 	fclose(f);
-	return found == 2 ? 0 : -EINVAL;
+	return found == 3 ? 0 : -EINVAL;
 }
 
 int target__exe(pid_t pid, char *buf, size_t len)

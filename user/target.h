@@ -31,8 +31,11 @@ int target__container_id(const char *cgroup, char *out);
 /* The cgroup v2 path of cgroup id (its directory's inode under /sys/fs/cgroup); cached. */
 int target__cgroup_path(__u64 id, char *buf, size_t len);
 
-/* From /proc/PID/status: the process pid belongs to (pid itself unless a thread), its state. */
-int target__status(pid_t pid, pid_t *tgid, char *state);
+/*
+ * From /proc/PID/status: the process pid belongs to (pid itself unless a thread), its state,
+ * its threads.
+ */
+int target__status(pid_t pid, pid_t *tgid, char *state, int *threads);
 
 /* Read /proc/PID/comm; returns 0 or -errno. */
 int target__comm(pid_t pid, char *comm, size_t len);

@@ -521,6 +521,9 @@ static int line_width(int n, const bool *shown, const int *width)
 	return total + (cols > 1 ? 2 * (cols - 1) : 0);
 }
 
+/* Fewer columns than this and a flex column says nothing: dropped instead. */
+#define TOP_FLEX_FLOOR 12
+
 int top__layout(const struct top_col *cols, int n, int avail, bool *shown, int *width)
 {
 	int i, flex = -1, total, max_drop = 0;
@@ -546,6 +549,12 @@ int top__layout(const struct top_col *cols, int n, int avail, bool *shown, int *
 				worst = i;
 		if (worst < 0)
 			break; /* only columns never dropped: the line gets cut */
+		/* the flex column is what the view is for: below its minimum before it goes */
+		if (worst == flex && avail - (total - width[flex]) >= TOP_FLEX_FLOOR) {
+			width[flex] = avail - (total - width[flex]);
+			total = avail;
+			break;
+		}
 		shown[worst] = false;
 		total = line_width(n, shown, width);
 	}
@@ -1553,7 +1562,7 @@ int top_view__print(struct top_view *v, FILE *f)
 	}
 	fputc('\n', f);
 	if (fflush(f) || ferror(f))
-		return util__write_error();
+		return util__write_error(f);
 	return 0;
 }
 

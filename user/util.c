@@ -182,9 +182,14 @@ char *util__utf8_dup(const char *s)
 	return out ? util__utf8_copy(out, size, s) : NULL;
 }
 
-int util__write_error(void)
+int util__write_error(FILE *f)
 {
-	return errno ? -errno : -EIO;
+	int then = errno;
+
+	errno = 0;
+	if (f && fflush(f) && errno)
+		return -errno;
+	return then ? -then : -EIO;
 }
 
 const char *util__basename(const char *path)

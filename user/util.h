@@ -4,6 +4,7 @@
 #define ASZ_UTIL_H
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <stddef.h>
 #include <linux/types.h>
 
@@ -35,10 +36,10 @@ int util__parse_range(const char *s, __u64 min, __u64 max, __u64 *out);
 int util__parse_double(const char *s, double *out);
 
 /*
- * After a stdio write failed: what the failed write(2) said (-ENOSPC, -EPIPE...), -EIO if
- * nothing did.
+ * After a write to f failed: what write(2) said (-ENOSPC, -EPIPE...), asked again by flushing
+ * what is left (errno may have moved on since), else the errno of then, else -EIO.
  */
-int util__write_error(void);
+int util__write_error(FILE *f);
 
 /* CLOCK_MONOTONIC in nanoseconds: the clock bpf_ktime_get_ns() uses. */
 __u64 util__mono_ns(void);

@@ -29,3 +29,6 @@ def test_mmap_category(bpf_ok, workloads, guarded, tmp_path):
         assert heap.get(site) == want, (site, heap)
         assert site not in maps, "a mapping made inside malloc was counted as the program's"
     assert p["live_bytes"] == sum(exp["heap"].values())
+    # a head unmapped: the same mapping, smaller (not a free and a new allocation)
+    (head,) = [s for s in helpers.stacks_of(rep, pid) if helpers.frame0_func(s) == "site_map_head"]
+    assert (head["allocs"], head["frees"], head["alloc_bytes"], head["live_allocs"]) == (1, 0, 16384, 1), head

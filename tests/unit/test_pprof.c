@@ -781,7 +781,8 @@ static void proc(struct snapshot *s, __u32 pid, const char *comm, bool exited, _
 {
 	struct snap_proc p = {.pid = pid, .exited = exited, .live_bytes = live,
 			      .live_allocs = allocs - frees, .alloc_bytes = alloc_bytes,
-			      .allocs = allocs, .frees = frees, .growth_total_bytes = growth};
+			      .allocs = allocs, .frees = frees, .life_alloc_bytes = alloc_bytes,
+			      .life_allocs = allocs, .life_frees = frees, .growth_total_bytes = growth};
 
 	memcpy(p.comm, comm, strnlen(comm, ASZ_COMM_LEN));
 	cr_assert_eq(snapshot__add_proc(s, &p), 0);
@@ -916,6 +917,34 @@ Test(serve_metrics, invalid_utf8_names_are_one_group)
 	cr_assert_eq(metric(t, series), 30);
 	line = strstr(t, series);
 	cr_assert_null(strstr(line + 1, series), "one series");
+	free(t);
+	serve_metrics__free(m);
+}
+
+/* an exec between two snapshots: the old image's last counts are not lost to the counters */
+Test(serve_metrics, exec_keeps_the_old_images_last_counts)
+{
+	struct serve_metrics *m = serve_metrics__new();
+	struct snapshot *s = procs_at(1);
+	struct snap_proc *p;
+	char *t;
+
+	proc(s, NO_PID1, "app", false, 100, 100, 1, 0, 100);
+	t = update(m, s, 0);
+	cr_assert_eq(metric(t, "asizeof_allocated_bytes_total" APP), 100);
+	free(t);
+	/* then 50 more bytes, the exec, and 70 in the new image: 220 in all since attach */
+	s = procs_at(2);
+	proc(s, NO_PID1, "app", false, 70, 70, 1, 0, 70);
+	p = &s->procs[0];
+	p->gen = 1;
+	p->life_alloc_bytes = 220;
+	p->life_allocs = 3;
+	p->life_frees = 0;
+	t = update(m, s, 0);
+	cr_assert_eq(metric(t, "asizeof_allocated_bytes_total" APP), 220);
+	cr_assert_eq(metric(t, "asizeof_allocations_total" APP), 3);
+	cr_assert_eq(metric(t, "asizeof_live_bytes" APP), 70);
 	free(t);
 	serve_metrics__free(m);
 }

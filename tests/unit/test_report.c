@@ -526,9 +526,9 @@ Test(report, write_errors_are_reported)
 	FILE *f = fopen("/dev/full", "w");
 
 	cr_assert_not_null(f);
-	cr_assert_eq(report__write(f, REPORT_JSON, s, NULL, &o), -EIO);
+	cr_assert_eq(report__write(f, REPORT_JSON, s, NULL, &o), -ENOSPC);
 	clearerr(f);
-	cr_assert_eq(report__write(f, REPORT_TEXT, s, NULL, &o), -EIO);
+	cr_assert_eq(report__write(f, REPORT_TEXT, s, NULL, &o), -ENOSPC);
 	fclose(f);
 	snapshot__free(s);
 }

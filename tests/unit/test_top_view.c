@@ -190,6 +190,25 @@ Test(top_layout, drops_highest_rank_first_and_takes_back)
 	cr_assert_leq(total, 40);
 }
 
+Test(top_layout, flex_shrinks_below_its_minimum_before_it_drops)
+{
+	static const struct top_col cols[] = {
+		{"#", 2, 0, 0, false, false},	     {"ALLOCATOR", 9, 0, 4, true, false},
+		{"LIVE", 10, 0, 0, false, false},    {"BLOCKS", 6, 0, 3, false, false},
+		{"GROWTH", 10, 0, 0, false, false},  {"ALLOCS", 6, 0, 2, false, false},
+		{"CALL SITE", 80, 40, 1, true, true}, /* as wide as its longest site */
+	};
+	bool shown[7];
+	int w[7];
+	/* the never-dropped columns take 2 + 10 + 10 and two gaps: 26 of 60 */
+	int total = top__layout(cols, 7, 60, shown, w);
+
+	cr_assert(shown[6], "the call site stays");
+	cr_assert_eq(w[6], 60 - 26 - 2);
+	cr_assert_not(shown[1] || shown[3] || shown[5], "the numbers beside it go first");
+	cr_assert_eq(total, 60);
+}
+
 Test(top_layout, too_narrow_keeps_rank_zero_only)
 {
 	bool shown[NC7];

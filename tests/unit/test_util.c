@@ -522,7 +522,7 @@ Test(json_writer, write_error_is_reported)
 	json_writer__init(&w, f);
 	json_writer__begin_object(&w);
 	json_writer__end_object(&w);
-	cr_assert_eq(json_writer__status(&w), -EIO);
+	cr_assert_eq(json_writer__status(&w), -ENOSPC); /* what write(2) said */
 	fclose(f);
 }
 
@@ -639,4 +639,18 @@ Test(util, maps_of_a_process)
 	cr_assert_eq(util__for_each_maps_line(getpid(), stop_at_first, &first), 0);
 	cr_assert_eq(first, 1);
 	cr_assert_eq(util__for_each_maps_line(INT32_MAX, note_line, &c), -ESRCH);
+}
+
+Test(util, write_error_asks_the_file_again)
+{
+	FILE *f = fopen("/dev/full", "w");
+
+	cr_assert_not_null(f);
+	fputs("buffered", f);
+	cr_assert_neq(fflush(f), 0);
+	fputs("more", f);
+	/* errno moved on since the failed write (an unrelated open, say) */
+	errno = ENOENT;
+	cr_assert_eq(util__write_error(f), -ENOSPC);
+	fclose(f);
 }

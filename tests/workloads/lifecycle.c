@@ -21,6 +21,12 @@
  *   lifecycle many-stacks DIR N
  *                        keeps one 10 B block from each of N distinct stacks (N <= 120: deeper
  *                        ones would share their innermost 127 frames), writes DIR/<pid>.json.
+ *   lifecycle realloc-zero DIR
+ *                        site_rz allocates 10 x 4000 B, then realloc(p, 0) of each (which frees
+ *                        p in glibc, jemalloc and tcmalloc alike); writes DIR/<pid>.json.
+ *   lifecycle rename DIR site_rename allocates 10 x 1001 B, the process renames itself
+ *                        "renamed" (out of a --comm lifecycle filter), frees them, writes
+ *                        DIR/<pid>.json and waits for a line.
  *   lifecycle attach-realloc
  *                        prints "ready <pid>", keeps 20 x 100 B, waits for "go": reallocs 5 of
  *                        them to a size that fails (they stay), 5 others to 200 B (site_regrow:
@@ -34,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 
 void *volatile blocks[64];
@@ -88,6 +95,18 @@ __attribute__((noinline, noclone)) static void site_chain_keep(void)
 {
 	for (int i = 0; i < 30; i++)
 		blocks[i] = site_chain(i, 100);
+}
+
+__attribute__((noinline, noclone)) static void site_rename(void)
+{
+	for (int i = 0; i < 10; i++)
+		blocks[i] = malloc(1001); /* not site_parent's body: gcc would fold the two */
+}
+
+__attribute__((noinline, noclone)) static void site_rz(void)
+{
+	for (int i = 0; i < 10; i++)
+		blocks[i] = malloc(4000);
 }
 
 __attribute__((noinline, noclone)) static void site_regrow(void)
@@ -164,6 +183,26 @@ int main(int argc, char **argv)
 		n = snprintf(buf, sizeof(buf), "{\"live_bytes\":1000,\"unknown_frees\":20}\n");
 		if (write(1, buf, n) != n)
 			return 3;
+		wait_line();
+		return 0;
+	}
+	if (argc == 3 && !strcmp(argv[1], "rename")) {
+		site_rename();
+		prctl(PR_SET_NAME, "renamed");
+		for (int i = 0; i < 10; i++)
+			free(blocks[i]);
+		expect(argv[2], "\"sites\":{\"site_rename\":{\"live_bytes\":0,\"live_allocs\":0,"
+				"\"allocs\":10,\"frees\":10}}");
+		wait_line();
+		return 0;
+	}
+	if (argc == 3 && !strcmp(argv[1], "realloc-zero")) {
+		site_rz();
+		for (int i = 0; i < 10; i++)
+			if (realloc(blocks[i], 0))
+				return 5; /* all three free p and return NULL */
+		expect(argv[2], "\"sites\":{\"site_rz\":{\"live_bytes\":0,\"live_allocs\":0,"
+				"\"allocs\":10,\"frees\":10}}");
 		wait_line();
 		return 0;
 	}

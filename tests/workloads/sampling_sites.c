@@ -2,7 +2,7 @@
 /*
  * Sampling-mode workload: sites that allocate many times the sampling period, so that the
  * sampled estimates can be checked against exact figures. Usage: sampling_sites OUTFILE
- * Writes {"pid":..,"sites":{"name":{"live_bytes":..,"alloc_bytes":..}}} to OUTFILE at the end.
+ * Writes {"pid":..,"sites":{"name":{"live_bytes":..,"live_allocs":..}}} to OUTFILE at the end.
  * No stdio before the end: every allocation the process makes is one of the sites'.
  */
 #include <fcntl.h>
@@ -63,10 +63,11 @@ int main(int argc, char **argv)
 	site_big();
 	site_churn();
 	n = snprintf(buf, sizeof(buf),
-		     "{\"pid\":%d,\"sites\":{\"site_small\":{\"live_bytes\":%ld},"
-		     "\"site_mid\":{\"live_bytes\":%ld},\"site_big\":{\"live_bytes\":%ld},"
+		     "{\"pid\":%d,\"sites\":{\"site_small\":{\"live_bytes\":%ld,"
+		     "\"live_allocs\":%d},\"site_mid\":{\"live_bytes\":%ld,\"live_allocs\":%d},"
+		     "\"site_big\":{\"live_bytes\":%ld,\"live_allocs\":%d},"
 		     "\"site_churn\":{\"live_bytes\":0}}}\n",
-		     getpid(), small_bytes, (long)NMID * 8192, (long)NBIG << 20);
+		     getpid(), small_bytes, NSMALL, (long)NMID * 8192, NMID, (long)NBIG << 20, NBIG);
 	fd = open(argv[1], O_WRONLY | O_CREAT | O_TRUNC, 0644);
 	if (fd < 0 || write(fd, buf, n) != n)
 		return 1;
