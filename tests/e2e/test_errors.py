@@ -196,3 +196,12 @@ def test_sighup_ends_a_run_with_its_final_report(env, sleeper, tmp_path):
     assert prof.stop(signal.SIGHUP) == 0, prof.err.lines
     rep = helpers.final_report(helpers.parse_reports(out.read_text()))
     assert [p["pid"] for p in rep["processes"]] == [sleeper]
+
+
+def test_root_with_the_older_wider_capabilities(bpf_ok, probe_guard, sleeper):
+    """CAP_SYS_ADMIN stands for CAP_BPF and CAP_PERFMON, CAP_DAC_OVERRIDE for
+    CAP_DAC_READ_SEARCH, as the kernel has it (containers of older runtimes grant these)."""
+    caps = "--bounding-set=-all,+sys_admin,+sys_ptrace,+dac_override,+sys_resource"
+    rc, out, err = helpers.run_profiler(["-d", "1", "-p", str(sleeper)], timeout=60, prefix=("setpriv", caps))
+    assert rc == 0, err
+    assert "final report" in out and str(sleeper) in out, out
