@@ -1052,7 +1052,8 @@ int BPF_KPROBE(free_entry)
 	return 0;
 }
 
-static __always_inline void emit(__u32 type, __u32 tgid, __u32 gen, __u32 flags)
+static __always_inline void emit(__u32 type, __u32 tgid, __u32 gen, __u32 flags,
+				 const char *path)
 {
 	struct asz_event *ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
 
@@ -1062,6 +1063,9 @@ static __always_inline void emit(__u32 type, __u32 tgid, __u32 gen, __u32 flags)
 	ev->tgid = tgid;
 	ev->gen = gen;
 	ev->flags = flags;
+	ev->path[0] = '\0';
+	if (path && bpf_probe_read_kernel_str(ev->path, sizeof(ev->path), path) < 0)
+		ev->path[0] = '\0';
 	bpf_ringbuf_submit(ev, 0);
 }
 
@@ -1071,7 +1075,7 @@ static __always_inline void emit(__u32 type, __u32 tgid, __u32 gen, __u32 flags)
  */
 /* BTF tracepoints: no tracefs needed */
 SEC("tp_btf/sched_process_exec")
-int BPF_PROG(on_exec, struct task_struct *p_task, pid_t old_pid)
+int BPF_PROG(on_exec, struct task_struct *p_task, pid_t old_pid, struct linux_binprm *bprm)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct asz_proc_val *p = bpf_map_lookup_elem(&procs, &tgid);
@@ -1091,7 +1095,8 @@ int BPF_PROG(on_exec, struct task_struct *p_task, pid_t old_pid)
 		read_comm(p_task, p->comm);
 	}
 	if (p || (system_wide && traced(tgid)))
-		emit(ASZ_EV_EXEC, tgid, gen, old_pid != (pid_t)tgid ? ASZ_EV_NEW_LEADER : 0);
+		emit(ASZ_EV_EXEC, tgid, gen, old_pid != (pid_t)tgid ? ASZ_EV_NEW_LEADER : 0,
+		     BPF_CORE_READ(bprm, filename));
 	return 0;
 }
 
@@ -1104,6 +1109,6 @@ int BPF_PROG(on_exit, struct task_struct *task)
 	if (BPF_CORE_READ(task, signal, live.counter) != 0)
 		return 0;
 	if (system_wide || bpf_map_lookup_elem(&procs, &tgid))
-		emit(ASZ_EV_EXIT, tgid, 0, 0);
+		emit(ASZ_EV_EXIT, tgid, 0, 0, NULL);
 	return 0;
 }

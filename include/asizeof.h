@@ -117,11 +117,18 @@ enum asz_event_type {
 /* exec by another thread than the main one: the kernel gave it the pid, the old main is gone */
 #define ASZ_EV_NEW_LEADER 1
 
+#define ASZ_EXEC_PATH_LEN 256
+
 struct asz_event {
 	__u32 type;
 	__u32 tgid;
 	__u32 gen;
 	__u32 flags; /* ASZ_EV_NEW_LEADER */
+	/*
+	 * exec: the file as execve was given it (cut at 255 bytes; may be relative): a process
+	 * gone before its /proc is read still names the program its stacks are in.
+	 */
+	char path[ASZ_EXEC_PATH_LEN];
 };
 
 #define ASZ_STACK_TRUNCATED 1u  /* deeper than --max-depth */
@@ -273,7 +280,7 @@ struct asz_tstate {
 
 _Static_assert(sizeof(struct asz_alloc_key) == 16, "asz_alloc_key");
 _Static_assert(sizeof(struct asz_alloc_val) == 40, "asz_alloc_val");
-_Static_assert(sizeof(struct asz_event) == 16, "asz_event");
+_Static_assert(sizeof(struct asz_event) == 16 + ASZ_EXEC_PATH_LEN, "asz_event");
 _Static_assert(sizeof(struct asz_agg_key) == 24, "asz_agg_key");
 _Static_assert(sizeof(struct asz_agg_val) == 48, "asz_agg_val");
 _Static_assert(sizeof(struct asz_proc_val) == 136, "asz_proc_val");

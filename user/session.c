@@ -251,6 +251,10 @@ static void adopt(struct session *s, pid_t pid, bool young)
 			s->libs[s->nr_libs++] = (struct libid){st.st_dev, st.st_ino};
 			if (engine__attach_lib(s->eng, lib, libc[0] ? libc : NULL))
 				return;
+			/* its table and symbols now: processes that use it may be gone before adopted */
+			add_file(lib, s);
+			if (libc[0])
+				add_file(libc, s);
 		}
 	}
 	if (!comm_wanted(s, comm))
@@ -348,6 +352,13 @@ static void on_event(const struct asz_event *ev, void *ctx)
 	case ASZ_EV_EXEC:
 		/* a new image: new name, maybe a new allocator library, new mappings */
 		if (s->system_wide) {
+			/*
+			 * Its program by the path exec was given (when absolute): a process gone
+			 * before it is adopted still has its frames named, and the next run of the
+			 * same program its table (this one's stacks were walked before it).
+			 */
+			if (ev->path[0] == '/' && memchr(ev->path, '\0', sizeof(ev->path)))
+				add_file(ev->path, s);
 			adopt(s, ev->tgid, true);
 		} else if (t) {
 			if (ev->flags & ASZ_EV_NEW_LEADER)

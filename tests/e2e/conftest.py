@@ -47,6 +47,7 @@ WORKLOAD_SOURCES = {
     "unwind_alternate": "unwind_alternate.c",
     "unwind_span": "unwind_span.c",
     "cfi_recurse": "cfi_recurse.c",
+    "short_lived": "short_lived.c",
 }
 
 

@@ -126,3 +126,31 @@ def test_stacks_of_exited_processes_are_deleted(env):
     sweeps = [m for m in sweeps if m]
     assert sum(int(m[1]) for m in sweeps) >= len(stacks), prof.err.lines
     assert sum(int(m[2]) for m in sweeps) >= len(deep), prof.err.lines
+
+
+def test_short_lived_processes_of_a_program_seen_before_are_complete(env):
+    """--comm of a program that exits at once, run five times: gone before it can be adopted,
+    so its stacks are walked with what the profiler had. Its libc (probed when first seen) has
+    its table from then on, its program from the first exec event (by the path exec was given):
+    the later runs' stacks are complete and named."""
+    prof = Profiler(env["reaper"], ["-f", "json", "-n", "0", "-i", "0.2", "--comm", "short_lived"])
+    prof.wait_attached()
+    pids = []
+    for _ in range(5):
+        p = subprocess.run([env["workloads"]["short_lived"]], timeout=30)
+        assert p.returncode == 0
+        time.sleep(0.3)
+    prof.reports_after(prof.sync(), 3)
+    assert prof.stop() == 0, prof.err.lines
+    seen = {}
+    for r in prof.reports:
+        for s in r["stacks"]:
+            if s["live_bytes"] > 0:
+                seen[s["pid"]] = s
+    pids = sorted(seen)
+    assert len(pids) == 5, seen
+    for pid in pids[1:]:
+        st = seen[pid]
+        funcs = [f["func"] for f in st["frames"]]
+        assert not st["truncated"], (pid, funcs)
+        assert "site_short" in funcs and "main" in funcs, (pid, funcs)
