@@ -54,7 +54,7 @@ struct engine {
 	void (*ev_fn)(const struct asz_event *ev, void *ctx);
 	void *ev_ctx;
 	int *link_fds; /* uprobe_multi links */
-	pid_t *fd_pids;
+	pid_t *fd_pids;		 /* the same (0: every process, as uprobe_multi has it) */
 	int nr_fds, cap_fds;
 	struct etarget *targets;
 	int nr_targets;
