@@ -555,12 +555,22 @@ static __always_inline void proc_move(struct asz_proc_val *p, __u32 allocator, _
 	}
 }
 
+/* The aggregate a live block counts in (NULL if gone). */
+static __always_inline struct asz_agg_val *agg_of(__u32 tgid, const struct asz_alloc_val *v)
+{
+	struct asz_agg_key key = {.tgid = tgid,
+				  .gen = v->gen,
+				  .stack_id = v->stack_id,
+				  .allocator = v->allocator};
+
+	return bpf_map_lookup_elem(&aggs, &key);
+}
+
 /* Retire a live block: its bytes leave its stack's and its process's live totals. */
 static __always_inline bool block_remove(__u32 tgid, __u64 addr, struct asz_alloc_val *out)
 {
 	struct asz_alloc_key key = {.tgid = tgid, .addr = addr};
 	struct asz_alloc_val *v = bpf_map_lookup_elem(&allocs, &key), copy;
-	struct asz_agg_key akey = {.tgid = tgid};
 	struct asz_agg_val *a;
 	struct asz_proc_val *p;
 
@@ -574,10 +584,7 @@ static __always_inline bool block_remove(__u32 tgid, __u64 addr, struct asz_allo
 	/* a block of an image the process has since exec'd away: already gone from the totals */
 	if (p && p->gen != copy.gen)
 		return false;
-	akey.allocator = copy.allocator;
-	akey.gen = copy.gen;
-	akey.stack_id = copy.stack_id;
-	a = bpf_map_lookup_elem(&aggs, &akey);
+	a = agg_of(tgid, &copy);
 	if (a) {
 		__sync_fetch_and_add(&a->live_bytes, -(__s64)copy.size);
 		__sync_fetch_and_add(&a->live_allocs, -(__s64)copy.count);
@@ -981,7 +988,6 @@ static __always_inline bool mapping_trim_head(__u32 tgid, __u64 addr, __u64 len)
 {
 	struct asz_alloc_key key = {.tgid = tgid, .addr = addr}, rest = {.tgid = tgid};
 	struct asz_alloc_val *v = bpf_map_lookup_elem(&allocs, &key), copy;
-	struct asz_agg_key akey = {.tgid = tgid};
 	struct asz_proc_val *p;
 	struct asz_agg_val *a;
 
@@ -1002,10 +1008,7 @@ static __always_inline bool mapping_trim_head(__u32 tgid, __u64 addr, __u64 len)
 		bpf_map_delete_elem(&allocs, &rest);
 		return true;
 	}
-	akey.allocator = copy.allocator;
-	akey.gen = copy.gen;
-	akey.stack_id = copy.stack_id;
-	a = bpf_map_lookup_elem(&aggs, &akey);
+	a = agg_of(tgid, &copy);
 	if (a) {
 		__sync_fetch_and_add(&a->live_bytes, -(__s64)len);
 		__sync_fetch_and_add(&a->free_bytes, len);

@@ -230,19 +230,25 @@ def test_blocks_whose_stack_did_not_fit_are_kept_under_no_stack(env, tmp_path):
     assert len(helpers.stacks_of(final, pid)) == 100 - d["stacks_map_full"] + 1
 
 
-def test_a_process_that_leaves_the_comm_filter_still_frees(env, tmp_path):
-    """System-wide with --comm: a process renamed out of the filter allocates unrecorded from
-    then on, but what it frees of its recorded blocks leaves its accounts (they would stay
-    live forever)."""
+def _system_wide_lifecycle(env, tmp_path, mode):
+    """`lifecycle MODE` started under a system-wide --comm lifecycle run, to its expectation
+    and two reports more: (final report, expectation, the workload's Popen, still waiting)."""
     reaper = env["reaper"]
     prof = Profiler(reaper, ["-f", "json", "-n", "0", "-i", "1", "--comm", "lifecycle"])
     prof.wait_attached()
-    p = reaper.add(subprocess.Popen([env["workloads"]["lifecycle"], "rename", str(tmp_path)], stdin=subprocess.PIPE,
+    p = reaper.add(subprocess.Popen([env["workloads"]["lifecycle"], mode, str(tmp_path)], stdin=subprocess.PIPE,
                                     start_new_session=True))
     (exp,) = _wait_files(tmp_path, 1)
     prof.reports_after(prof.sync(), 2)
     assert prof.stop() == 0, prof.err.lines
-    final = helpers.final_report(prof.reports)
+    return helpers.final_report(prof.reports), exp, p
+
+
+def test_a_process_that_leaves_the_comm_filter_still_frees(env, tmp_path):
+    """System-wide with --comm: a process renamed out of the filter allocates unrecorded from
+    then on, but what it frees of its recorded blocks leaves its accounts (they would stay
+    live forever)."""
+    final, exp, p = _system_wide_lifecycle(env, tmp_path, "rename")
     got = helpers.by_frame0(final, p.pid)["site_rename"]
     for k, v in exp["sites"]["site_rename"].items():
         assert got[k] == v, (k, got)
@@ -254,16 +260,8 @@ def test_a_process_that_leaves_the_comm_filter_still_frees(env, tmp_path):
 
 def test_exec_drops_old_image(env, tmp_path):
     """exec: the old image's blocks are gone; the new image's are exact."""
-    reaper = env["reaper"]
-    prof = Profiler(reaper, ["-f", "json", "-n", "0", "-i", "1", "--comm", "lifecycle"])
-    prof.wait_attached()
-    p = reaper.add(subprocess.Popen([env["workloads"]["lifecycle"], "exec", str(tmp_path)], stdin=subprocess.PIPE,
-                                    start_new_session=True))
-    (exp,) = _wait_files(tmp_path, 1)
+    final, exp, p = _system_wide_lifecycle(env, tmp_path, "exec")
     assert exp["pid"] == p.pid
-    prof.reports_after(prof.sync(), 2)
-    assert prof.stop() == 0, prof.err.lines
-    final = helpers.final_report(prof.reports)
     _check_lifecycle(final, exp)
     assert "site_before_exec" not in helpers.by_frame0(final, p.pid)
     p.stdin.write(b"\n")
