@@ -976,10 +976,6 @@ int BPF_KPROBE(alloc_session)
 }
 
 /*
- * munmap of a mapping the program made: retired (a head unmap keeps the rest). Mappings made
- * inside malloc were never recorded, so their munmap (from free) finds nothing: no depth check.
- */
-/*
  * munmap of the first len bytes of a mapping the program made: its rest stays, the same
  * mapping of the same stack (no free, no new allocation), only len bytes fewer. True if done;
  * false when addr starts no mapping we know, or len covers it all (then it is retired whole).
@@ -1017,19 +1013,21 @@ static __always_inline bool mapping_trim_head(__u32 tgid, __u64 addr, __u64 len)
 	return true;
 }
 
+/*
+ * munmap of a mapping the program made: retired (a head unmap keeps the rest). Mappings made
+ * inside malloc were never recorded, so their munmap (from free) finds nothing: no depth check.
+ */
 SEC("uprobe")
 int BPF_KPROBE(munmap_entry)
 {
 	__u64 addr = PT_REGS_PARM1(ctx), len = PT_REGS_PARM2(ctx);
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	struct asz_alloc_val old;
 
 	if (empty_probes || (!traced(tgid) && !left_filter(tgid)))
 		return 0;
 	len = (len + 4095) & ~4095ull;
-	if (mapping_trim_head(tgid, addr, len))
-		return 0;
-	block_remove(tgid, addr, &old);
+	if (!mapping_trim_head(tgid, addr, len))
+		block_remove(tgid, addr, NULL);
 	return 0;
 }
 
@@ -1056,7 +1054,7 @@ int BPF_KPROBE(free_entry)
 }
 
 static __always_inline void emit(__u32 type, __u32 tgid, __u32 gen, __u32 flags,
-				 const char *path)
+				 struct linux_binprm *bprm)
 {
 	struct asz_event *ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
 
@@ -1066,9 +1064,17 @@ static __always_inline void emit(__u32 type, __u32 tgid, __u32 gen, __u32 flags,
 	ev->tgid = tgid;
 	ev->gen = gen;
 	ev->flags = flags;
+	ev->ino = 0;
+	ev->dev = 0;
+	ev->pad = 0;
 	ev->path[0] = '\0';
-	if (path && bpf_probe_read_kernel_str(ev->path, sizeof(ev->path), path) < 0)
-		ev->path[0] = '\0';
+	if (bprm) {
+		ev->ino = BPF_CORE_READ(bprm, file, f_inode, i_ino);
+		ev->dev = BPF_CORE_READ(bprm, file, f_inode, i_sb, s_dev);
+		if (bpf_probe_read_kernel_str(ev->path, sizeof(ev->path),
+					      BPF_CORE_READ(bprm, filename)) < 0)
+			ev->path[0] = '\0';
+	}
 	bpf_ringbuf_submit(ev, 0);
 }
 
@@ -1098,8 +1104,7 @@ int BPF_PROG(on_exec, struct task_struct *p_task, pid_t old_pid, struct linux_bi
 		read_comm(p_task, p->comm);
 	}
 	if (p || (system_wide && traced(tgid)))
-		emit(ASZ_EV_EXEC, tgid, gen, old_pid != (pid_t)tgid ? ASZ_EV_NEW_LEADER : 0,
-		     BPF_CORE_READ(bprm, filename));
+		emit(ASZ_EV_EXEC, tgid, gen, old_pid != (pid_t)tgid ? ASZ_EV_NEW_LEADER : 0, bprm);
 	return 0;
 }
 

@@ -125,9 +125,13 @@ struct asz_event {
 	__u32 gen;
 	__u32 flags; /* ASZ_EV_NEW_LEADER */
 	/*
-	 * exec: the file as execve was given it (cut at 255 bytes; may be relative): a process
-	 * gone before its /proc is read still names the program its stacks are in.
+	 * exec: the file as execve was given it (cut at 255 bytes; may be relative, or another
+	 * mount namespace's: its device and inode tell): a process gone before its /proc is read
+	 * still names the program its stacks are in.
 	 */
+	__u64 ino;
+	__u32 dev; /* the kernel's encoding, as /proc/PID/maps prints it */
+	__u32 pad;
 	char path[ASZ_EXEC_PATH_LEN];
 };
 
@@ -280,7 +284,7 @@ struct asz_tstate {
 
 _Static_assert(sizeof(struct asz_alloc_key) == 16, "asz_alloc_key");
 _Static_assert(sizeof(struct asz_alloc_val) == 40, "asz_alloc_val");
-_Static_assert(sizeof(struct asz_event) == 16 + ASZ_EXEC_PATH_LEN, "asz_event");
+_Static_assert(sizeof(struct asz_event) == 32 + ASZ_EXEC_PATH_LEN, "asz_event");
 _Static_assert(sizeof(struct asz_agg_key) == 24, "asz_agg_key");
 _Static_assert(sizeof(struct asz_agg_val) == 48, "asz_agg_val");
 _Static_assert(sizeof(struct asz_proc_val) == 136, "asz_proc_val");

@@ -9,6 +9,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include "log.h"
 #include "session.h"
@@ -223,6 +224,17 @@ static bool comm_wanted(const struct session *s, const char *comm)
 	return s->nr_comms == 0;
 }
 
+/* Does pid see the file system from our root (no container)? */
+static bool same_root(pid_t pid)
+{
+	char path[64];
+	struct stat a, b;
+
+	snprintf(path, sizeof(path), "/proc/%d/root", pid);
+	return stat(path, &a) == 0 && stat("/", &b) == 0 && a.st_dev == b.st_dev &&
+	       a.st_ino == b.st_ino;
+}
+
 static void adopt(struct session *s, pid_t pid, bool young)
 {
 	char comm[ASZ_COMM_LEN], lib[PATH_MAX], libc[PATH_MAX];
@@ -251,10 +263,20 @@ static void adopt(struct session *s, pid_t pid, bool young)
 			s->libs[s->nr_libs++] = (struct libid){st.st_dev, st.st_ino};
 			if (engine__attach_lib(s->eng, lib, libc[0] ? libc : NULL))
 				return;
-			/* its table and symbols now: processes that use it may be gone before adopted */
-			add_file(lib, s);
-			if (libc[0])
-				add_file(libc, s);
+			/*
+			 * Its table now, and its symbols when its name here is the one the
+			 * process's maps give (not a container's): processes that use it may be
+			 * gone before they are adopted.
+			 */
+			if (same_root(pid)) {
+				add_file(lib, s);
+				if (libc[0])
+					add_file(libc, s);
+			} else {
+				engine__unwind_file(s->eng, lib);
+				if (libc[0])
+					engine__unwind_file(s->eng, libc);
+			}
 		}
 	}
 	if (!comm_wanted(s, comm))
@@ -343,6 +365,17 @@ static void follow_exec(struct session *s, struct tracked *t)
 	     t->pid);
 }
 
+/* Is the path of an exec event, seen from here, the file that was exec'd (same device, inode)? */
+static bool exec_file_is_here(const struct asz_event *ev)
+{
+	struct stat st;
+
+	if (ev->path[0] != '/' || !memchr(ev->path, '\0', sizeof(ev->path)) ||
+	    stat(ev->path, &st))
+		return false;
+	return st.st_ino == ev->ino && (major(st.st_dev) << 20 | minor(st.st_dev)) == ev->dev;
+}
+
 static void on_event(const struct asz_event *ev, void *ctx)
 {
 	struct session *s = ctx;
@@ -353,11 +386,11 @@ static void on_event(const struct asz_event *ev, void *ctx)
 		/* a new image: new name, maybe a new allocator library, new mappings */
 		if (s->system_wide) {
 			/*
-			 * Its program by the path exec was given (when absolute): a process gone
-			 * before it is adopted still has its frames named, and the next run of the
-			 * same program its table (this one's stacks were walked before it).
+			 * Its program by the path exec was given: a process gone before it is
+			 * adopted still has its frames named, and the next run of the same program
+			 * its table (this one's stacks were walked before it).
 			 */
-			if (ev->path[0] == '/' && memchr(ev->path, '\0', sizeof(ev->path)))
+			if (exec_file_is_here(ev))
 				add_file(ev->path, s);
 			adopt(s, ev->tgid, true);
 		} else if (t) {

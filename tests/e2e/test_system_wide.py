@@ -153,4 +153,5 @@ def test_short_lived_processes_of_a_program_seen_before_are_complete(env):
         st = seen[pid]
         funcs = [f["func"] for f in st["frames"]]
         assert not st["truncated"], (pid, funcs)
-        assert "site_short" in funcs and "main" in funcs, (pid, funcs)
+        assert funcs[:3] == ["strdup", "site_short", "main"], (pid, funcs)
+        assert st["frames"][0]["module"] == os.path.realpath(st["frames"][0]["module"]), st["frames"][0]
