@@ -763,6 +763,18 @@ static __always_inline bool sample(struct asz_tstate *ts, __u64 size)
 	return true;
 }
 
+/* Is addr in the page the kernel returns through for return probes (the xol area's)? */
+static __always_inline bool uretprobe_trampoline(__u64 addr)
+{
+	struct mm_struct *mm = bpf_get_current_task_btf()->mm;
+	__u64 xol;
+
+	if (!mm || !bpf_core_field_exists(mm->uprobes_state))
+		return false;
+	xol = BPF_CORE_READ(mm, uprobes_state.xol_area, vaddr);
+	return xol && addr >= xol && addr < xol + 4096;
+}
+
 /*
  * An allocator's entry. Returns 1 when its return need not be seen (uprobe sessions then skip
  * the return trap), 0 otherwise.
@@ -794,9 +806,12 @@ static __always_inline int on_entry(struct pt_regs *ctx, __u64 a1, __u64 a2, __u
 	if (ts->skip_sp && ASZ_IS_MMAP(allocator)) {
 		__u64 sp = PT_REGS_SP(ctx), ra = 0;
 
-		/* below that call's frame, which still returns where it did: made inside it */
+		/*
+		 * Below that call's frame, which still returns where it did (or to the uretprobe
+		 * trampoline another tracer's return probe put there): made inside it.
+		 */
 		if (sp < ts->skip_sp && !bpf_probe_read_user(&ra, sizeof(ra), (void *)ts->skip_sp) &&
-		    ra == ts->skip_ra)
+		    (ra == ts->skip_ra || uretprobe_trampoline(ra)))
 			return 1;
 		ts->skip_sp = 0;
 	}
@@ -808,6 +823,7 @@ static __always_inline int on_entry(struct pt_regs *ctx, __u64 a1, __u64 a2, __u
 	case ASZ_MALLOC:
 	case ASZ_VALLOC:
 	case ASZ_PVALLOC:
+	case ASZ_NEW: /* every variant: size first (alignment, nothrow after) */
 		size = a1;
 		break;
 	case ASZ_CALLOC:
@@ -1031,11 +1047,29 @@ int BPF_KPROBE(munmap_entry)
 	return 0;
 }
 
+/*
+ * The block an operator delete retired last on this CPU: jemalloc's call the public free
+ * with it, whose probe must not count it again as a free of a block never seen.
+ */
+struct deleted {
+	__u64 ptr;
+	__u32 tgid;
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct deleted);
+} last_deleted SEC(".maps");
+
 SEC("uprobe")
 int BPF_KPROBE(free_entry)
 {
 	__u64 ptr = PT_REGS_PARM1(ctx);
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct deleted *d;
 	bool in;
 
 	/*
@@ -1047,8 +1081,21 @@ int BPF_KPROBE(free_entry)
 	in = traced(tgid);
 	if (!in && !left_filter(tgid))
 		return 0;
+	d = bpf_map_lookup_elem(&last_deleted, &(__u32){0});
+	if (block_remove(tgid, ptr, NULL)) {
+		if (d && bpf_get_attach_cookie(ctx) == ASZ_DELETE) {
+			d->ptr = ptr;
+			d->tgid = tgid;
+		}
+		return 0;
+	}
+	/* inside the operator delete that retired it */
+	if (d && d->ptr == ptr && d->tgid == tgid) {
+		d->ptr = 0;
+		return 0;
+	}
 	/* out of the filters, it allocates unrecorded: those frees are no news */
-	if (!block_remove(tgid, ptr, NULL) && in)
+	if (in)
 		unknown_free(tgid);
 	return 0;
 }

@@ -25,7 +25,10 @@ enum asz_allocator {
 	ASZ_MMAP = 8,
 	ASZ_MREMAP = 9,
 	ASZ_MUNMAP = 10,
-	ASZ_NR_ALLOCATORS = 11,
+	/* C++ operator new and delete of an allocator library that has its own (jemalloc, tcmalloc) */
+	ASZ_NEW = 11,
+	ASZ_DELETE = 12, /* retires like free (and may call the public free itself) */
+	ASZ_NR_ALLOCATORS = 13,
 };
 
 #define ASZ_IS_MMAP(a) ((a) >= ASZ_MMAP && (a) <= ASZ_MUNMAP)

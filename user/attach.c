@@ -25,6 +25,30 @@ static const struct {
 	{"mmap", ASZ_MMAP},
 	{"mremap", ASZ_MREMAP},
 	{"munmap", ASZ_MUNMAP},
+	/*
+	 * C++: only allocator libraries define these (libstdc++'s call malloc, and it is not
+	 * probed): jemalloc's and tcmalloc's do not call the public malloc and free.
+	 */
+	{"_Znwm", ASZ_NEW},
+	{"_Znam", ASZ_NEW},
+	{"_ZnwmRKSt9nothrow_t", ASZ_NEW},
+	{"_ZnamRKSt9nothrow_t", ASZ_NEW},
+	{"_ZnwmSt11align_val_t", ASZ_NEW},
+	{"_ZnamSt11align_val_t", ASZ_NEW},
+	{"_ZnwmSt11align_val_tRKSt9nothrow_t", ASZ_NEW},
+	{"_ZnamSt11align_val_tRKSt9nothrow_t", ASZ_NEW},
+	{"_ZdlPv", ASZ_DELETE},
+	{"_ZdaPv", ASZ_DELETE},
+	{"_ZdlPvm", ASZ_DELETE},
+	{"_ZdaPvm", ASZ_DELETE},
+	{"_ZdlPvRKSt9nothrow_t", ASZ_DELETE},
+	{"_ZdaPvRKSt9nothrow_t", ASZ_DELETE},
+	{"_ZdlPvSt11align_val_t", ASZ_DELETE},
+	{"_ZdaPvSt11align_val_t", ASZ_DELETE},
+	{"_ZdlPvmSt11align_val_t", ASZ_DELETE},
+	{"_ZdaPvmSt11align_val_t", ASZ_DELETE},
+	{"_ZdlPvSt11align_val_tRKSt9nothrow_t", ASZ_DELETE},
+	{"_ZdaPvSt11align_val_tRKSt9nothrow_t", ASZ_DELETE},
 };
 #define NR_WANTED (sizeof(wanted) / sizeof(wanted[0]))
 #define FREE_INDEX 8 /* malloc (0) and free make an allocator */
@@ -182,7 +206,7 @@ int attach__complement(const char *libc, const struct alloc_syms *syms, struct a
 	if (err)
 		return err;
 	for (i = 0; i < all.nr; i++) {
-		bool have = all.syms[i].allocator == ASZ_FREE;
+		bool have = all.syms[i].allocator == ASZ_FREE || all.syms[i].allocator == ASZ_DELETE;
 
 		for (j = 0; j < syms->nr && !have; j++)
 			have = syms->syms[j].allocator == all.syms[i].allocator;

@@ -16,7 +16,7 @@ struct alloc_sym {
 	int skip;	 /* bytes past the symbol's start (cost-aware placement) */
 };
 
-#define ATTACH_MAX_SYMS 16
+#define ATTACH_MAX_SYMS 40
 
 struct alloc_syms {
 	struct alloc_sym syms[ATTACH_MAX_SYMS];

@@ -361,10 +361,10 @@ void engine__detach_pid(struct engine *e, pid_t pid)
 	e->nr_fds = j;
 }
 
-/* free and munmap have an entry program of their own and no return probe */
+/* free (operator delete) and munmap have an entry program of their own and no return probe */
 static struct bpf_program *release_prog(struct engine *e, __u32 allocator)
 {
-	if (allocator == ASZ_FREE)
+	if (allocator == ASZ_FREE || allocator == ASZ_DELETE)
 		return e->skel->progs.free_entry;
 	if (allocator == ASZ_MUNMAP)
 		return e->skel->progs.munmap_entry;
@@ -409,13 +409,16 @@ static int attach_perf(struct engine *e, pid_t pid, const char *lib, const struc
 
 static int attach_multi(struct engine *e, pid_t pid, const char *lib, const struct alloc_syms *syms)
 {
-	__u64 offs[ATTACH_MAX_SYMS], cookies[ATTACH_MAX_SYMS], free_off = 0, free_cookie = ASZ_FREE;
+	__u64 offs[ATTACH_MAX_SYMS], cookies[ATTACH_MAX_SYMS];
+	__u64 free_offs[ATTACH_MAX_SYMS], free_cookies[ATTACH_MAX_SYMS];
 	__u64 munmap_off = 0, munmap_cookie = ASZ_MUNMAP;
-	int i, n = 0, fd, err;
+	int i, n = 0, nf = 0, fd, err;
 
 	for (i = 0; i < syms->nr; i++) {
-		if (syms->syms[i].allocator == ASZ_FREE) {
-			free_off = syms->syms[i].offset;
+		if (syms->syms[i].allocator == ASZ_FREE || syms->syms[i].allocator == ASZ_DELETE) {
+			/* free, and C++ operator delete where the library has its own */
+			free_offs[nf] = syms->syms[i].offset;
+			free_cookies[nf++] = syms->syms[i].allocator;
 			continue;
 		}
 		if (syms->syms[i].allocator == ASZ_MUNMAP) {
@@ -434,8 +437,8 @@ static int attach_multi(struct engine *e, pid_t pid, const char *lib, const stru
 	} plan[] = {
 		{e->skel->progs.alloc_return, BPF_TRACE_UPROBE_MULTI_TYPE, true, offs, cookies, n},
 		{e->skel->progs.alloc_entry, BPF_TRACE_UPROBE_MULTI_TYPE, false, offs, cookies, n},
-		{e->skel->progs.free_entry, BPF_TRACE_UPROBE_MULTI_TYPE, false, &free_off,
-		 &free_cookie, free_off ? 1 : 0},
+		{e->skel->progs.free_entry, BPF_TRACE_UPROBE_MULTI_TYPE, false, free_offs,
+		 free_cookies, nf},
 		{e->skel->progs.munmap_entry, BPF_TRACE_UPROBE_MULTI_TYPE, false, &munmap_off,
 		 &munmap_cookie, munmap_off ? 1 : 0},
 	};

@@ -17,6 +17,8 @@ static const char *const allocator_names[ASZ_NR_ALLOCATORS] = {
 	[ASZ_MMAP] = "mmap",
 	[ASZ_MREMAP] = "mremap",
 	[ASZ_MUNMAP] = "munmap",
+	[ASZ_NEW] = "operator new",
+	[ASZ_DELETE] = "operator delete",
 };
 
 /* These are JSON keys: consumers depend on them, keep them stable. */

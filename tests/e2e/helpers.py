@@ -130,10 +130,11 @@ class LineReader:
 class Workload:
     """A workload driven through stdin/stdout (attach mode, growth)."""
 
-    def __init__(self, reaper, argv):
+    def __init__(self, reaper, argv, env=None):
         self.p = reaper.add(
             subprocess.Popen(
-                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                env=env,
             )
         )
         self.out = LineReader(self.p.stdout)

@@ -2,8 +2,11 @@
 """Attach mode (-p PID): blocks allocated before attach, frees of them (unknown_frees), growth
 between reports, targets exiting mid-run, several -p, Ctrl-C/SIGTERM and -d."""
 
+import os
 import signal
 import time
+
+import pytest
 
 import helpers
 from helpers import Profiler, Workload
@@ -227,6 +230,26 @@ def test_cxx_attach(env):
         assert "libstdc++" in (s["frames"][0]["module"] or ""), s["frames"][0]
     helpers.check_proc_is_sum_of_stacks(rep, pid)
     helpers.check_proc_exact(rep, pid, exp["proc"])
+    helpers.check_drops(rep, unknown_frees=0)
+
+
+@pytest.mark.parametrize("lib", ["/usr/lib/x86_64-linux-gnu/libjemalloc.so.2",
+                                 "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4"],
+                         ids=["jemalloc", "tcmalloc"])
+def test_cxx_with_an_allocator_that_has_its_own_operator_new(env, lib):
+    """jemalloc and tcmalloc define operator new/delete, which do not call the public malloc
+    (jemalloc's delete calls the public free): probed too, every C++ allocation is exact."""
+    wl = Workload(env["reaper"], [env["workloads"]["alloc_cxx"], "attach"], env=dict(os.environ, LD_PRELOAD=lib))
+    prof = Profiler(env["reaper"], JSON_ARGS + ["-p", str(wl.pid)])
+    prof.wait_attached()
+    exp = wl.expect_json("go")
+    wl.send("exit")
+    assert wl.wait() == 0
+    assert prof.drain() == 0, prof.err.lines
+    rep = helpers.final_report(prof.reports)
+    helpers.check_proc_is_sum_of_stacks(rep, wl.pid)
+    helpers.check_proc_exact(rep, wl.pid, exp["proc"])
+    assert {s["allocator"] for s in helpers.stacks_of(rep, wl.pid)} == {"operator new"}
     helpers.check_drops(rep, unknown_frees=0)
 
 
