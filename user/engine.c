@@ -1059,26 +1059,81 @@ void engine__for_each_vma(struct engine *e, pid_t pid,
 }
 
 /* One pass over a map deleting the keys whose leading __u32 (the tgid) is in pids. */
+static int cmp_pid(const void *a, const void *b)
+{
+	pid_t x = *(const pid_t *)a, y = *(const pid_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Is the entry of this key (its first 4 bytes a tgid) one of the sorted pids'? */
+static bool key_of(const void *key, const pid_t *pids, int n)
+{
+	pid_t tgid;
+
+	memcpy(&tgid, key, sizeof(tgid));
+	return bsearch(&tgid, pids, n, sizeof(*pids), cmp_pid) != NULL;
+}
+
+#define FORGET_BATCH 4096
+
+/*
+ * Delete the entries of map whose key starts with one of pids' tgids. Read and deleted in
+ * batches: one entry at a time, a million live blocks took two syscalls each and stalled
+ * system-wide reports for tens of seconds. One by one where the kernel has no batch operations.
+ */
 static void forget_in(struct bpf_map *map, size_t key_size, const pid_t *pids, int n)
 {
-	char key[64], next[64];
-	int fd = bpf_map__fd(map);
-	bool have = false;
+	size_t vsize = bpf_map__value_size(map);
+	int fd = bpf_map__fd(map), nd;
+	char key[64], next[64], *keys, *vals, *dead;
+	pid_t *sorted = malloc(n * sizeof(*sorted));
+	__u64 in = 0, out = 0;
+	bool first = true, have = false;
 
-	if (key_size > sizeof(key))
-		return;
+	keys = malloc(FORGET_BATCH * key_size);
+	vals = malloc(FORGET_BATCH * vsize);
+	dead = malloc(FORGET_BATCH * key_size);
+	if (!sorted || !keys || !vals || !dead || key_size > sizeof(key))
+		goto cleanup;
+	memcpy(sorted, pids, n * sizeof(*sorted));
+	qsort(sorted, n, sizeof(*sorted), cmp_pid);
+	for (;;) {
+		LIBBPF_OPTS(bpf_map_batch_opts, opts);
+		__u32 cnt = FORGET_BATCH, del;
+		int rc = bpf_map_lookup_batch(fd, first ? NULL : &in, &out, keys, vals, &cnt, &opts);
+
+		if (rc && errno != ENOENT) {
+			if (first && !cnt)
+				goto one_by_one; /* no batch lookup here */
+			break;
+		}
+		nd = 0;
+		for (__u32 i = 0; i < cnt; i++)
+			if (key_of(keys + i * key_size, sorted, n))
+				memcpy(dead + nd++ * key_size, keys + i * key_size, key_size);
+		del = nd;
+		if (nd && bpf_map_delete_batch(fd, dead, &del, &opts))
+			for (int i = 0; i < nd; i++) /* (one already gone stops a batch) */
+				bpf_map_delete_elem(fd, dead + i * key_size);
+		if (rc)
+			break; /* ENOENT: that was the last batch */
+		in = out;
+		first = false;
+	}
+	goto cleanup;
+one_by_one:
 	while (bpf_map_get_next_key(fd, have ? key : NULL, next) == 0) {
-		__u32 tgid;
-		bool dead = false;
-
-		memcpy(&tgid, next, sizeof(tgid));
-		for (int i = 0; i < n && !dead; i++)
-			dead = (__u32)pids[i] == tgid;
-		if (dead && bpf_map_delete_elem(fd, next) == 0)
+		if (key_of(next, sorted, n) && bpf_map_delete_elem(fd, next) == 0)
 			continue; /* the same key then finds the element after the deleted one */
 		memcpy(key, next, key_size);
 		have = true;
 	}
+cleanup:
+	free(sorted);
+	free(keys);
+	free(vals);
+	free(dead);
 }
 
 static int cmp_u64(const void *a, const void *b)

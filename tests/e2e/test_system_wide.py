@@ -155,3 +155,17 @@ def test_short_lived_processes_of_a_program_seen_before_are_complete(env):
         assert not st["truncated"], (pid, funcs)
         assert funcs[:3] == ["strdup", "site_short", "main"], (pid, funcs)
         assert st["frames"][0]["module"] == os.path.realpath(st["frames"][0]["module"]), st["frames"][0]
+
+
+def test_a_process_with_many_live_blocks_is_forgotten_without_stalling(env):
+    """400,000 live blocks of a process that exits: its entries are deleted from the kernel's
+    maps in batches. One by one (two syscalls each) that stalled the report loop for minutes
+    (-d 5 then ended after ~200 s, past this test's 60 s wait for the end)."""
+    cmd = [env["workloads"]["lifecycle"], "keep-many", "400000"]
+    prof = Profiler(env["reaper"], ["-f", "json", "-n", "1", "-i", "0.5", "-d", "5", "--comm", "lifecycle"])
+    prof.wait_attached()
+    assert subprocess.run(cmd, timeout=60).returncode == 0
+    assert prof.drain(timeout=60) == 0, prof.err.lines
+    seen = [r for r in prof.reports if r["processes"]]
+    assert seen and seen[-1]["processes"][0]["live_allocs"] == 400001, seen[-1]["processes"]
+    assert seen[-1] is not prof.reports[-1], "the exited process was never forgotten"

@@ -27,6 +27,8 @@
  *   lifecycle rename DIR site_rename allocates 10 x 1001 B, the process renames itself
  *                        "renamed" (out of a --comm lifecycle filter), frees them, writes
  *                        DIR/<pid>.json and waits for a line.
+ *   lifecycle keep-many N
+ *                        N x 16 B kept (the array that holds them too), then exits at once.
  *   lifecycle attach-realloc
  *                        prints "ready <pid>", keeps 20 x 100 B, waits for "go": reallocs 5 of
  *                        them to a size that fails (they stay), 5 others to 200 B (site_regrow:
@@ -184,6 +186,16 @@ int main(int argc, char **argv)
 		if (write(1, buf, n) != n)
 			return 3;
 		wait_line();
+		return 0;
+	}
+	if (argc == 3 && !strcmp(argv[1], "keep-many")) {
+		int n = atoi(argv[2]);
+		void *volatile *keep = malloc(n * sizeof(*keep));
+
+		if (n <= 0 || !keep)
+			return 2;
+		for (int i = 0; i < n; i++)
+			keep[i] = malloc(16);
 		return 0;
 	}
 	if (argc == 3 && !strcmp(argv[1], "rename")) {
