@@ -867,10 +867,11 @@ static __always_inline int on_entry(struct pt_regs *ctx, __u64 a1, __u64 a2, __u
 		ts->count = 0;
 		/*
 		 * Nothing to record. With a session the return trap is skipped, but only where
-		 * glibc never calls another allocator inside: elsewhere the depth must be kept.
+		 * glibc never calls another allocator inside (jemalloc's operator new calls
+		 * malloc): elsewhere the depth must be kept.
 		 */
 		if (session && allocator != ASZ_REALLOC && allocator != ASZ_MEMALIGN &&
-		    allocator != ASZ_POSIX_MEMALIGN) {
+		    allocator != ASZ_POSIX_MEMALIGN && allocator != ASZ_NEW) {
 			ts->depth--;
 			ts->skip_sp = PT_REGS_SP(ctx);
 			if (bpf_probe_read_user(&ts->skip_ra, sizeof(ts->skip_ra), (void *)ts->skip_sp))

@@ -48,6 +48,7 @@ WORKLOAD_SOURCES = {
     "unwind_span": "unwind_span.c",
     "cfi_recurse": "cfi_recurse.c",
     "short_lived": "short_lived.c",
+    "cxx_bulk": "cxx_bulk.cc",
 }
 
 
