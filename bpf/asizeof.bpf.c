@@ -1082,15 +1082,17 @@ int BPF_KPROBE(free_entry)
 	in = traced(tgid);
 	if (!in && !left_filter(tgid))
 		return 0;
-	d = bpf_map_lookup_elem(&last_deleted, &(__u32){0});
 	if (block_remove(tgid, ptr, NULL)) {
-		if (d && bpf_get_attach_cookie(ctx) == ASZ_DELETE) {
+		/* (not looked up on free's hot path: only deletes note what they retired) */
+		if (bpf_get_attach_cookie(ctx) == ASZ_DELETE &&
+		    (d = bpf_map_lookup_elem(&last_deleted, &(__u32){0}))) {
 			d->ptr = ptr;
 			d->tgid = tgid;
 		}
 		return 0;
 	}
 	/* inside the operator delete that retired it */
+	d = bpf_map_lookup_elem(&last_deleted, &(__u32){0});
 	if (d && d->ptr == ptr && d->tgid == tgid) {
 		d->ptr = 0;
 		return 0;
