@@ -258,9 +258,10 @@ static __always_inline bool stack_equal(const void *kept, const struct asz_stack
 #include "unwind.h"
 
 /*
- * Frame pointers (--unwind fp): walk the user stack at an allocator's entry. The allocator has not built a frame yet, so its
- * caller's return address is at the stack pointer and rbp still belongs to the caller: frame 0
- * comes from *sp, the rest from the frame-pointer chain, checked to stay above sp and to grow.
+ * Frame pointers (--unwind fp): walk the user stack at an allocator's entry. The allocator has
+ * not built a frame yet, so its caller's return address is at the stack pointer and rbp still
+ * belongs to the caller: frame 0 comes from *sp, the rest from the frame-pointer chain, checked
+ * to stay above sp and to grow.
  * The first frame is read alone: in code without frame pointers rbp is a plain register and
  * the walk ends there, at the cost of one small read. Once a frame has led to a plausible
  * next one, the chain is read through the unwinder's window: one read for most stacks, not
@@ -608,10 +609,6 @@ static __always_inline void block_restore(__u32 tgid, __u64 addr, const struct a
 				    .allocator = ts->old_allocator,
 				    .count = ts->old_count,
 				    .gen = ts->old_gen};
-	struct asz_agg_key akey = {.tgid = tgid,
-				   .allocator = ts->old_allocator,
-				   .gen = ts->old_gen,
-				   .stack_id = ts->old_stack_id};
 	struct asz_agg_val *a;
 	struct asz_proc_val *p;
 
@@ -619,7 +616,7 @@ static __always_inline void block_restore(__u32 tgid, __u64 addr, const struct a
 		count_drop(ASZ_DROP_ALLOCS_FULL);
 		return;
 	}
-	a = bpf_map_lookup_elem(&aggs, &akey);
+	a = agg_of(tgid, &val);
 	if (a) {
 		__sync_fetch_and_add(&a->live_bytes, val.size);
 		__sync_fetch_and_add(&a->live_allocs, val.count);
