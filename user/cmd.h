@@ -21,7 +21,11 @@ int cmd__check_privileges(void);
  */
 FILE *cmd__open_output(const char *path, bool binary);
 
-/* -d: longer than this is no limit a run can reach (and would overflow the clock). */
-#define CMD_MAX_DURATION_S 31536000.0 /* a year */
+/*
+ * -d SECS: a decimal number above 0 and at most a year (longer is no limit a run can reach,
+ * and would overflow the clock). 0, or -EINVAL after which CMD_DURATION_USAGE says why.
+ */
+int cmd__parse_duration(const char *s, double *out);
+#define CMD_DURATION_USAGE "-d: '%s' is not a duration in seconds (at most 31536000, a year)"
 
 #endif

@@ -10,6 +10,7 @@
 #include <sys/syscall.h>
 #include "cmd.h"
 #include "log.h"
+#include "util.h"
 
 /*
  * CAP_BPF and CAP_PERFMON load the programs and attach the uprobes; CAP_SYS_PTRACE and
@@ -90,4 +91,14 @@ FILE *cmd__open_output(const char *path, bool binary)
 		return NULL;
 	}
 	return f;
+}
+
+int cmd__parse_duration(const char *s, double *out)
+{
+	double d;
+
+	if (util__parse_double(s, &d) || d <= 0 || d > 31536000.0)
+		return -EINVAL;
+	*out = d;
+	return 0;
 }

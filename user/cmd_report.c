@@ -169,11 +169,8 @@ static int parse_args(int argc, char **argv, struct report_args *a)
 						   optarg);
 			break;
 		case 'd':
-			if (util__parse_double(optarg, &a->duration) || a->duration <= 0 ||
-			    a->duration > CMD_MAX_DURATION_S)
-				return usage_error("-d: '%s' is not a duration in seconds (at most "
-						   "31536000, a year)",
-						   optarg);
+			if (cmd__parse_duration(optarg, &a->duration))
+				return usage_error(CMD_DURATION_USAGE, optarg);
 			break;
 		case 'n':
 			if (util__parse_range(optarg, 0, INT_MAX, &v))

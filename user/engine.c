@@ -557,6 +557,9 @@ int engine__attach(struct engine *e, pid_t pid, const char *lib, const char *lib
 int engine__reattach(struct engine *e, pid_t pid, const char *lib, const char *libc)
 {
 	engine__detach_pid(e, pid);
+	/* a perf-event link follows one task (the kernel refuses one for a pid mid-exec) */
+	if (!e->multi)
+		return -EOPNOTSUPP;
 	return attach_syms(e, pid, lib, libc);
 }
 
@@ -900,43 +903,76 @@ static int add_agg(struct engine *e, struct snapshot *s, const struct gens *g,
 	return snapshot__add_stack(s, &ss);
 }
 
+/*
+ * Every entry of map fd, a batch at a time (keys and vals have room for max each), to fn, whose
+ * non-zero return stops the walk and is returned. -EOPNOTSUPP when the kernel has no batch
+ * lookup for the map (nothing was read: walk it a key at a time instead).
+ */
+static int map_for_each_batch(int fd, void *keys, void *vals, __u32 max,
+			      int (*fn)(void *ctx, const void *keys, const void *vals, __u32 n),
+			      void *ctx)
+{
+	__u64 in = 0, out = 0;
+	bool first = true;
+	int err;
+
+	for (;;) {
+		LIBBPF_OPTS(bpf_map_batch_opts, opts);
+		__u32 n = max;
+		int rc = bpf_map_lookup_batch(fd, first ? NULL : &in, &out, keys, vals, &n, &opts);
+
+		if (rc && errno != ENOENT)
+			return first && !n ? -EOPNOTSUPP : -errno;
+		err = fn(ctx, keys, vals, n);
+		if (err || rc)
+			return err; /* rc: ENOENT, that was the last batch */
+		in = out;
+		first = false;
+	}
+}
+
 #define AGG_BATCH 1024
 
 /*
  * Every aggregate, read in batches (a few syscalls for 10k stacks, not 20k); one by one where
  * the kernel has no batch lookup for hash maps.
  */
+struct collect_ctx {
+	struct engine *e;
+	struct snapshot *s;
+	const struct gens *g;
+	struct stale_aggs *stale;
+};
+
+static int add_aggs(void *ctx, const void *keys, const void *vals, __u32 n)
+{
+	struct collect_ctx *c = ctx;
+	const struct asz_agg_key *k = keys;
+	const struct asz_agg_val *v = vals;
+	int err = 0;
+
+	for (__u32 i = 0; i < n && !err; i++)
+		err = add_agg(c->e, c->s, c->g, c->stale, &k[i], &v[i]);
+	return err;
+}
+
 static int collect_stacks(struct engine *e, struct snapshot *s, const struct gens *g)
 {
-	int fd = bpf_map__fd(e->skel->maps.aggs), err = 0;
+	int fd = bpf_map__fd(e->skel->maps.aggs), err = -EOPNOTSUPP;
 	struct asz_agg_key key, next, *prev = NULL, *keys = NULL;
 	struct asz_agg_val v, *vals = NULL;
 	struct stale_aggs stale = {};
-	__u64 in = 0, out = 0;
-	bool first = true;
+	struct collect_ctx c = {e, s, g, &stale};
 	size_t deleted = 0;
 
 	keys = malloc(AGG_BATCH * sizeof(*keys));
 	vals = malloc(AGG_BATCH * sizeof(*vals));
-	while (keys && vals) {
-		LIBBPF_OPTS(bpf_map_batch_opts, opts);
-		__u32 n = AGG_BATCH;
-		int rc = bpf_map_lookup_batch(fd, first ? NULL : &in, &out, keys, vals, &n, &opts);
-
-		if (rc && errno != ENOENT) {
-			if (!first || n) {
-				err = -errno;
-				goto cleanup;
-			}
-			break; /* no batch lookup here: one by one below */
-		}
-		for (__u32 i = 0; i < n && !err; i++)
-			err = add_agg(e, s, g, &stale, &keys[i], &vals[i]);
-		if (err || rc)
-			goto cleanup; /* ENOENT: that was the last batch */
-		in = out;
-		first = false;
-	}
+	if (keys && vals)
+		err = map_for_each_batch(fd, keys, vals, AGG_BATCH, add_aggs, &c);
+	if (err != -EOPNOTSUPP)
+		goto cleanup;
+	/* no batch lookup here (or no room for a batch): one by one */
+	err = 0;
 	while (bpf_map_get_next_key(fd, prev, &next) == 0) {
 		key = next;
 		prev = &key;
@@ -953,11 +989,11 @@ cleanup:
 	 */
 	for (size_t i = 0; i < stale.nr; i++)
 		deleted += bpf_map_delete_elem(fd, &stale.keys[i]) == 0;
-	if (deleted)
-		dlog("%zu aggregates of images exec'd away deleted\n", deleted);
 	/* their stacks: unreferenced now, deleted by the sweep after (system-wide: at each report) */
-	if (deleted)
+	if (deleted) {
+		dlog("%zu aggregates of images exec'd away deleted\n", deleted);
 		e->sweeps_due = 2;
+	}
 	if (e->sweeps_due && !e->system_wide) {
 		e->sweeps_due--;
 		sweep_stacks(e);
@@ -1058,7 +1094,6 @@ void engine__for_each_vma(struct engine *e, pid_t pid,
 	}
 }
 
-/* One pass over a map deleting the keys whose leading __u32 (the tgid) is in pids. */
 static int cmp_pid(const void *a, const void *b)
 {
 	pid_t x = *(const pid_t *)a, y = *(const pid_t *)b;
@@ -1077,63 +1112,63 @@ static bool key_of(const void *key, const pid_t *pids, int n)
 
 #define FORGET_BATCH 4096
 
+struct forget_ctx {
+	int fd;
+	size_t key_size;
+	const pid_t *pids; /* sorted */
+	int n;
+	char *dead;	   /* room for FORGET_BATCH keys */
+};
+
+static int forget_batch(void *ctx, const void *keys, const void *vals, __u32 cnt)
+{
+	struct forget_ctx *c = ctx;
+	LIBBPF_OPTS(bpf_map_batch_opts, opts);
+	__u32 nd = 0, del;
+
+	(void)vals;
+	for (__u32 i = 0; i < cnt; i++)
+		if (key_of((const char *)keys + i * c->key_size, c->pids, c->n))
+			memcpy(c->dead + nd++ * c->key_size, (const char *)keys + i * c->key_size,
+			       c->key_size);
+	del = nd;
+	if (nd && bpf_map_delete_batch(c->fd, c->dead, &del, &opts))
+		for (__u32 i = 0; i < nd; i++) /* (one already gone stops a batch) */
+			bpf_map_delete_elem(c->fd, c->dead + i * c->key_size);
+	return 0;
+}
+
 /*
- * Delete the entries of map whose key starts with one of pids' tgids. Read and deleted in
- * batches: one entry at a time, a million live blocks took two syscalls each and stalled
- * system-wide reports for tens of seconds. One by one where the kernel has no batch operations.
+ * Delete the entries of map whose key starts with one of the tgids in pids (sorted). Read and
+ * deleted in batches: one entry at a time, a million live blocks took two syscalls each and
+ * stalled system-wide reports for minutes. One by one where the kernel has no batch operations.
  */
 static void forget_in(struct bpf_map *map, size_t key_size, const pid_t *pids, int n)
 {
-	size_t vsize = bpf_map__value_size(map);
-	int fd = bpf_map__fd(map), nd;
-	char key[64], next[64], *keys, *vals, *dead;
-	pid_t *sorted = malloc(n * sizeof(*sorted));
-	__u64 in = 0, out = 0;
-	bool first = true, have = false;
+	struct forget_ctx c = {bpf_map__fd(map), key_size, pids, n, NULL};
+	char key[64], next[64], *keys, *vals;
+	bool have = false;
+	int err = -EOPNOTSUPP;
 
 	keys = malloc(FORGET_BATCH * key_size);
-	vals = malloc(FORGET_BATCH * vsize);
-	dead = malloc(FORGET_BATCH * key_size);
-	if (!sorted || !keys || !vals || !dead || key_size > sizeof(key))
+	vals = malloc(FORGET_BATCH * bpf_map__value_size(map));
+	c.dead = malloc(FORGET_BATCH * key_size);
+	if (key_size > sizeof(key))
 		goto cleanup;
-	memcpy(sorted, pids, n * sizeof(*sorted));
-	qsort(sorted, n, sizeof(*sorted), cmp_pid);
-	for (;;) {
-		LIBBPF_OPTS(bpf_map_batch_opts, opts);
-		__u32 cnt = FORGET_BATCH, del;
-		int rc = bpf_map_lookup_batch(fd, first ? NULL : &in, &out, keys, vals, &cnt, &opts);
-
-		if (rc && errno != ENOENT) {
-			if (first && !cnt)
-				goto one_by_one; /* no batch lookup here */
-			break;
-		}
-		nd = 0;
-		for (__u32 i = 0; i < cnt; i++)
-			if (key_of(keys + i * key_size, sorted, n))
-				memcpy(dead + nd++ * key_size, keys + i * key_size, key_size);
-		del = nd;
-		if (nd && bpf_map_delete_batch(fd, dead, &del, &opts))
-			for (int i = 0; i < nd; i++) /* (one already gone stops a batch) */
-				bpf_map_delete_elem(fd, dead + i * key_size);
-		if (rc)
-			break; /* ENOENT: that was the last batch */
-		in = out;
-		first = false;
-	}
-	goto cleanup;
-one_by_one:
-	while (bpf_map_get_next_key(fd, have ? key : NULL, next) == 0) {
-		if (key_of(next, sorted, n) && bpf_map_delete_elem(fd, next) == 0)
+	if (keys && vals && c.dead)
+		err = map_for_each_batch(c.fd, keys, vals, FORGET_BATCH, forget_batch, &c);
+	if (err != -EOPNOTSUPP)
+		goto cleanup; /* done, or failed midway: what is left goes at the next sweep */
+	while (bpf_map_get_next_key(c.fd, have ? key : NULL, next) == 0) {
+		if (key_of(next, pids, n) && bpf_map_delete_elem(c.fd, next) == 0)
 			continue; /* the same key then finds the element after the deleted one */
 		memcpy(key, next, key_size);
 		have = true;
 	}
 cleanup:
-	free(sorted);
 	free(keys);
 	free(vals);
-	free(dead);
+	free(c.dead);
 }
 
 static int cmp_u64(const void *a, const void *b)
@@ -1247,6 +1282,7 @@ cleanup:
 
 void engine__forget(struct engine *e, const pid_t *pids, int n)
 {
+	pid_t *sorted;
 	int i, j;
 
 	/* sweep even without new deaths: the second phase of the previous sweep */
@@ -1254,10 +1290,16 @@ void engine__forget(struct engine *e, const pid_t *pids, int n)
 		sweep_stacks(e);
 		return;
 	}
-	forget_in(e->skel->maps.allocs, sizeof(struct asz_alloc_key), pids, n);
-	forget_in(e->skel->maps.aggs, sizeof(struct asz_agg_key), pids, n);
-	forget_in(e->skel->maps.vmas, sizeof(struct asz_vma_key), pids, n);
-	forget_in(e->skel->maps.procs, sizeof(__u32), pids, n);
+	sorted = malloc(n * sizeof(*sorted));
+	if (sorted) {
+		memcpy(sorted, pids, n * sizeof(*sorted));
+		qsort(sorted, n, sizeof(*sorted), cmp_pid);
+		forget_in(e->skel->maps.allocs, sizeof(struct asz_alloc_key), sorted, n);
+		forget_in(e->skel->maps.aggs, sizeof(struct asz_agg_key), sorted, n);
+		forget_in(e->skel->maps.vmas, sizeof(struct asz_vma_key), sorted, n);
+		forget_in(e->skel->maps.procs, sizeof(__u32), sorted, n);
+		free(sorted);
+	}
 	for (i = j = 0; i < e->nr_targets; i++) {
 		bool dead = false;
 

@@ -64,6 +64,7 @@ int engine__attach(struct engine *e, pid_t pid, const char *lib, const char *lib
 /*
  * Probes for pid again, in the image it runs now: links made for a pid follow its main
  * thread, and after an exec by another thread that one is gone (the old links are closed).
+ * -EOPNOTSUPP with perf-event links: they cannot be made for the pid again.
  */
 int engine__reattach(struct engine *e, pid_t pid, const char *lib, const char *libc);
 /* Close the links made for pid (those made for every process stay). */

@@ -9,7 +9,6 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include "log.h"
 #include "session.h"
@@ -343,17 +342,14 @@ static int scan_all(struct session *s)
  */
 static void follow_exec(struct session *s, struct tracked *t)
 {
-	int err = -ENOENT;
+	int err = t->lib ? engine__reattach(s->eng, t->pid, t->lib, t->libc) : -ENOENT;
 
-	if (strcmp(engine__attach_mode(s->eng), "perf-event") == 0) {
+	if (err == -EOPNOTSUPP) {
 		elog("pid %d exec'd from a thread: its new image is not traced (perf-event links "
 		     "cannot follow that; uprobe_multi links can)\n",
 		     t->pid);
-		engine__detach_pid(s->eng, t->pid);
 		return;
 	}
-	if (t->lib)
-		err = engine__reattach(s->eng, t->pid, t->lib, t->libc);
 	if (err) {
 		engine__detach_pid(s->eng, t->pid);
 		elog("pid %d exec'd from a thread: its new image is not traced: %s\n", t->pid,
@@ -373,7 +369,7 @@ static bool exec_file_is_here(const struct asz_event *ev)
 	if (ev->path[0] != '/' || !memchr(ev->path, '\0', sizeof(ev->path)) ||
 	    stat(ev->path, &st))
 		return false;
-	return st.st_ino == ev->ino && (major(st.st_dev) << 20 | minor(st.st_dev)) == ev->dev;
+	return st.st_ino == ev->ino && util__kernel_dev(st.st_dev) == ev->dev;
 }
 
 static void on_event(const struct asz_event *ev, void *ctx)

@@ -482,18 +482,15 @@ const char *top__sort_name(enum top_sort key, bool stacks)
 	return stacks ? stack_desc[key] : proc_desc[key];
 }
 
-/* Bytes of the UTF-8 sequence starting at s (1 for ASCII and for anything malformed). */
+/*
+ * Bytes of the UTF-8 sequence starting at s (1 for ASCII and for anything malformed). A
+ * terminator stops a sequence (it is no continuation byte): 4 bytes are never read past it.
+ */
 static size_t utf8_len(const char *s)
 {
-	unsigned char c = (unsigned char)s[0];
-	size_t n = c >= 0xf0 && c < 0xf8 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
+	size_t n = util__utf8_len(s, 4);
 
-	if (c >= 0xf8)
-		return 1;
-	for (size_t i = 1; i < n; i++)
-		if (((unsigned char)s[i] & 0xc0) != 0x80)
-			return 1;
-	return n;
+	return n ? n : 1;
 }
 
 int top__text_cols(const char *s)

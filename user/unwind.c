@@ -10,7 +10,6 @@
 #include <dirent.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
 #include <bpf/bpf.h>
 #include "asizeof.h"
 #include "cfi.h"
@@ -372,7 +371,7 @@ int unwind__add_file(struct unwind *u, const char *path)
 		goto cleanup;
 	}
 	/* the kernel's encoding of i_sb->s_dev, as /proc/PID/maps prints it */
-	key.dev = major(st.st_dev) << 20 | minor(st.st_dev);
+	key.dev = util__kernel_dev(st.st_dev);
 	key.ino = st.st_ino;
 	err = add_fd(u, fd, &key, path);
 cleanup:

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/sysmacros.h>
 #include "util.h"
 
 char *util__humanize_bytes(char *buf, size_t size, __s64 bytes, bool plus)
@@ -180,6 +181,11 @@ char *util__utf8_dup(const char *s)
 	char *out = malloc(size);
 
 	return out ? util__utf8_copy(out, size, s) : NULL;
+}
+
+__u32 util__kernel_dev(__u64 st_dev)
+{
+	return major(st_dev) << 20 | minor(st_dev);
 }
 
 int util__write_error(FILE *f)

@@ -87,6 +87,9 @@ char *util__utf8_dup(const char *s);
 /* Room for a comm made valid UTF-8 (each byte may become 3). */
 #define UTIL_UTF8_COMM_LEN (3 * 16 + 1)
 
+/* A device as the kernel encodes it (i_sb->s_dev) and /proc/PID/maps shows it: major<<20|minor. */
+__u32 util__kernel_dev(__u64 st_dev);
+
 /* One line of /proc/PID/maps. */
 struct util_maps_line {
 	__u64 start, end, pgoff, ino;

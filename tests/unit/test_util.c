@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /* Unit tests: util.c (sizes, strict parsing, clocks, maps lines) and json_writer.c. */
 #include <criterion/criterion.h>
+#include <sys/sysmacros.h>
 #include <errno.h>
 #include <math.h>
 #include <stdint.h>
@@ -653,4 +654,10 @@ Test(util, write_error_asks_the_file_again)
 	errno = ENOENT;
 	cr_assert_eq(util__write_error(f), -ENOSPC);
 	fclose(f);
+}
+
+Test(util, kernel_dev)
+{
+	cr_assert_eq(util__kernel_dev(makedev(8, 16)), 8u << 20 | 16);
+	cr_assert_eq(util__kernel_dev(makedev(259, 3)), 259u << 20 | 3);
 }
