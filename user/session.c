@@ -151,11 +151,12 @@ static void refresh_maps(struct session *s)
 	}
 }
 
+/* A file of a probed library or of the launched command: its symbols are kept for the run. */
 static void add_file(const char *path, void *ctx)
 {
 	struct session *s = ctx;
 
-	symbolizer__add_file(s->sym, path);
+	symbolizer__add_file(s->sym, path, true);
 	engine__unwind_file(s->eng, path);
 }
 
@@ -386,8 +387,10 @@ static void on_event(const struct asz_event *ev, void *ctx)
 			 * adopted still has its frames named, and the next run of the same program
 			 * its table (this one's stacks were walked before it).
 			 */
-			if (exec_file_is_here(ev))
-				add_file(ev->path, s);
+			if (exec_file_is_here(ev)) {
+				symbolizer__add_file(s->sym, ev->path, false);
+				engine__unwind_file(s->eng, ev->path);
+			}
 			adopt(s, ev->tgid, true);
 		} else if (t) {
 			if (ev->flags & ASZ_EV_NEW_LEADER)
@@ -618,6 +621,7 @@ static void forget_reported(struct session *s)
 	engine__forget(s->eng, s->reported_dead, s->nr_reported_dead);
 	for (int i = 0; i < s->nr_reported_dead; i++)
 		symbolizer__remove_pid(s->sym, s->reported_dead[i]);
+	symbolizer__trim(s->sym);
 	s->nr_reported_dead = 0;
 }
 
@@ -709,9 +713,10 @@ void session__close(struct session *s)
 
 		symbolizer__stats(s->sym, &st);
 		dlog("symbolizer: %llu addresses symbolized, %llu DWARF units indexed, "
-		     "%llu whole-unit walks\n",
+		     "%llu whole-unit walks, %llu module files open, %llu closed\n",
 		     (unsigned long long)st.symbolized, (unsigned long long)st.units_indexed,
-		     (unsigned long long)st.unit_walks);
+		     (unsigned long long)st.unit_walks, (unsigned long long)st.files_open,
+		     (unsigned long long)st.files_closed);
 	}
 	symbolizer__free(s->sym);
 	snapshot__free(s->prev);

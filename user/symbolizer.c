@@ -8,6 +8,7 @@
  *    a Dwfl with the file reported at base 0 plus a sorted function symbol table;
  *  - results (module file, ELF vaddr): the frames of one address, so each address is symbolized
  *    once whichever process it came from.
+ * A module file lives while a recorded process maps it (symbolizer__trim() closes the others).
  * All strings handed out are interned here and live until symbolizer__free(). Not thread-safe.
  */
 #include <dwarf.h>
@@ -82,6 +83,15 @@ struct modfile {
 	struct fsym *syms;
 	size_t nsyms;
 	struct htab cus; /* (CU DIE offset, 0) -> struct cu_index, built at a unit's first lookup */
+	/*
+	 * Mappings of recorded processes that name this file. A file no process maps (and not
+	 * kept) is closed at the second symbolizer__trim() that finds it so: system-wide, every
+	 * program ever run would otherwise hold an fd, a Dwfl and, deleted, its disk space.
+	 */
+	size_t refs;
+	int idle;  /* trims that found it unreferenced in a row */
+	bool keep; /* a file of a probed library or of the launched command: never closed */
+	bool dead; /* being closed by this trim: its cached results go with it */
 };
 
 /*
@@ -107,8 +117,12 @@ struct mapping {
 
 struct proc {
 	__u32 pid;
-	char *maps; /* last /proc/PID/maps content, to skip reparsing when unchanged */
+	/*
+	 * Length and hash of the last /proc/PID/maps read, to skip reparsing when unchanged (not
+	 * the text: 16-32 KiB a process, hundreds of processes system-wide).
+	 */
 	size_t maps_len;
+	__u64 maps_hash;
 	__u64 exe_dev, exe_ino; /* identity of /proc/PID/exe, to tell exec from dlopen */
 	struct mapping *tab;	/* sorted by start, non-overlapping */
 	size_t ntab;
@@ -227,6 +241,21 @@ static __u64 str_hash(const char *s)
 	return h;
 }
 
+/* 64 bits a step, each mixed: two different maps texts of one length collide with p ~2^-64. */
+static __u64 mem_hash(const char *buf, size_t len)
+{
+	__u64 h = len, w;
+	size_t i;
+
+	for (i = 0; i + 8 <= len; i += 8) {
+		memcpy(&w, buf + i, 8);
+		h = mix64(h ^ w) + 0x9e3779b97f4a7c15ULL;
+	}
+	w = 0;
+	memcpy(&w, buf + i, len - i);
+	return mix64(h ^ w);
+}
+
 /* Return the symbolizer's copy of s (NULL for NULL, or when out of memory). */
 static const char *str_intern(struct strtab *t, const char *s)
 {
@@ -323,9 +352,18 @@ static void modfile_free(struct modfile *mf)
 	free(mf);
 }
 
+/* Count the mappings of a table in (delta 1) or out (-1) of their module files' references. */
+static void tab_ref(struct mapping *tab, size_t n, int delta)
+{
+	for (size_t i = 0; i < n; i++) {
+		tab[i].mf->refs += delta;
+		tab[i].mf->idle = 0;
+	}
+}
+
 static void proc_free(struct proc *p)
 {
-	free(p->maps);
+	tab_ref(p->tab, p->ntab, -1);
 	free(p->tab);
 	free(p);
 }
@@ -336,6 +374,44 @@ void symbolizer__remove_pid(struct symbolizer *s, __u32 pid)
 
 	if (p)
 		proc_free(p);
+}
+
+void symbolizer__trim(struct symbolizer *s)
+{
+	struct modfile **dead = NULL;
+	size_t ndead = 0, i;
+
+	for (i = 0; i < s->files.cap; i++) {
+		struct modfile *mf = s->files.ents[i].val;
+
+		if (!mf || mf->refs || mf->keep || ++mf->idle < 2)
+			continue;
+		if (!dead) {
+			dead = calloc(s->files.len, sizeof(*dead));
+			if (!dead)
+				return;
+		}
+		mf->dead = true;
+		dead[ndead++] = mf;
+	}
+	if (!ndead)
+		return;
+	/* one pass over the results for all of them (keyed by the modfile's address) */
+	for (i = 0; i < s->cache.cap;) {
+		struct htab_ent *e = &s->cache.ents[i];
+
+		if (e->val && ((struct modfile *)(uintptr_t)e->a)->dead)
+			free(htab_remove(&s->cache, e->a, e->b)); /* may shift another into slot i */
+		else
+			i++;
+	}
+	for (i = 0; i < ndead; i++) {
+		dlog("symbolizer: closing %s (no process maps it)\n", dead[i]->path);
+		htab_remove(&s->files, dead[i]->dev, dead[i]->ino);
+		modfile_free(dead[i]);
+	}
+	s->stats.files_closed += ndead;
+	free(dead);
 }
 
 void symbolizer__free(struct symbolizer *s)
@@ -610,13 +686,14 @@ int symbolizer__add_pid(struct symbolizer *s, __u32 pid)
 	char *buf = NULL;
 	struct htab execs = {};
 	size_t len = 0, ntab = 0, i;
-	__u64 exe_dev, exe_ino;
+	__u64 exe_dev, exe_ino, hash;
 	int n, err;
 
 	err = read_maps(pid, &buf, &len);
 	if (err)
 		goto cleanup;
-	if (p && p->maps && p->maps_len == len && !memcmp(p->maps, buf, len))
+	hash = mem_hash(buf, len);
+	if (p && p->maps_len == len && p->maps_hash == hash)
 		goto cleanup;
 	exe_identity(pid, &exe_dev, &exe_ino);
 
@@ -681,15 +758,15 @@ int symbolizer__add_pid(struct symbolizer *s, __u32 pid)
 			goto cleanup;
 		}
 	}
-	free(p->maps);
+	tab_ref(tab, ntab, 1);
+	tab_ref(p->tab, p->ntab, -1);
 	free(p->tab);
-	p->maps = buf;
+	p->maps_hash = hash;
 	p->maps_len = len;
 	p->tab = tab;
 	p->ntab = ntab;
 	p->exe_dev = exe_dev;
 	p->exe_ino = exe_ino;
-	buf = NULL;
 	tab = NULL;
 	dlog("symbolizer: pid %u: %zu file mappings\n", pid, p->ntab);
 cleanup:
@@ -700,7 +777,7 @@ cleanup:
 	return err;
 }
 
-int symbolizer__add_file(struct symbolizer *s, const char *path)
+int symbolizer__add_file(struct symbolizer *s, const char *path, bool keep)
 {
 	char real[PATH_MAX];
 	struct modfile *mf;
@@ -722,7 +799,10 @@ int symbolizer__add_file(struct symbolizer *s, const char *path)
 		return -EINVAL;
 	}
 	dev = (__u64)major(st.st_dev) << 32 | minor(st.st_dev);
-	if (htab_find(&s->files, dev, st.st_ino)) {
+	mf = htab_find(&s->files, dev, st.st_ino);
+	if (mf) {
+		mf->keep |= keep;
+		mf->idle = 0;
 		close(fd);
 		return 0;
 	}
@@ -735,6 +815,7 @@ int symbolizer__add_file(struct symbolizer *s, const char *path)
 	mf->ino = st.st_ino;
 	mf->fd = fd;
 	mf->state = MF_NEW;
+	mf->keep = keep;
 	mf->path = str_intern(&s->strs, path);
 	if (!mf->path || htab_insert(&s->files, dev, st.st_ino, mf)) {
 		modfile_free(mf);
@@ -764,6 +845,7 @@ int symbolizer__add_mapping(struct symbolizer *s, __u32 pid, __u64 start, __u64 
 		return -ENOMEM;
 	tab[p->ntab++] = (struct mapping){
 		.start = start, .end = end, .pgoff = pgoff, .mf = mf, .path = mf->path};
+	tab_ref(&tab[p->ntab - 1], 1, 1);
 	qsort(tab, p->ntab, sizeof(*tab), cmp_mapping);
 	p->tab = tab;
 	return 0;
@@ -1362,6 +1444,8 @@ cleanup:
 void symbolizer__stats(const struct symbolizer *s, struct symbolizer_stats *out)
 {
 	*out = s->stats;
+	out->files_open = s->files.len;
+	out->results = s->cache.len;
 }
 
 /* Find the process and its mapping of addr, rereading a live process's maps on a miss. */

@@ -28,6 +28,9 @@ struct symbolizer_stats {
 	__u64 symbolized;    /* addresses symbolized (cache misses) */
 	__u64 units_indexed; /* DWARF compile units whose functions were indexed by address */
 	__u64 unit_walks;    /* lookups no index answered: libdw walked a whole unit's DIEs */
+	__u64 files_open;    /* module files known now (each holds an fd or a Dwfl) */
+	__u64 files_closed;  /* module files closed by symbolizer__trim() */
+	__u64 results;	     /* addresses whose frames are cached now */
 };
 
 struct symbolizer *symbolizer__new(void);
@@ -42,9 +45,11 @@ int symbolizer__add_pid(struct symbolizer *s, __u32 pid);
 
 /*
  * Make a file known by path (opened now), so that mappings of it given to
- * symbolizer__add_mapping() can be symbolized later. Returns 0 or a negative errno.
+ * symbolizer__add_mapping() can be symbolized later. keep: never closed by symbolizer__trim()
+ * (probed libraries, the launched command), else closed there once no process maps it.
+ * Returns 0 or a negative errno.
  */
-int symbolizer__add_file(struct symbolizer *s, const char *path);
+int symbolizer__add_file(struct symbolizer *s, const char *path, bool keep);
 
 /*
  * Add one mapping of pid by file identity (device major:minor, inode), for a process whose
@@ -58,6 +63,13 @@ void symbolizer__stats(const struct symbolizer *s, struct symbolizer_stats *out)
 
 /* Forget a process's mappings (it is gone and reported). Module files and results stay cached. */
 void symbolizer__remove_pid(struct symbolizer *s, __u32 pid);
+
+/*
+ * Close the module files no recorded process has mapped at this call and the one before (not
+ * kept ones), with their cached results. Call after removing processes; a file's second chance
+ * lets a process whose mappings are not recorded yet (an exec event's program) still find it.
+ */
+void symbolizer__trim(struct symbolizer *s);
 
 /*
  * Symbolize return address ip of process pid (ip - 1 is looked up). Fills up to max frames,

@@ -169,3 +169,50 @@ def test_a_process_with_many_live_blocks_is_forgotten_without_stalling(env):
     seen = [r for r in prof.reports if r["processes"]]
     assert seen and seen[-1]["processes"][0]["live_allocs"] == 400001, seen[-1]["processes"]
     assert seen[-1] is not prof.reports[-1], "the exited process was never forgotten"
+
+
+def _fds(pid):
+    d = "/proc/%d/fd" % pid
+    links = []
+    for n in os.listdir(d):
+        try:
+            links.append(os.readlink(os.path.join(d, n)))
+        except FileNotFoundError:
+            pass
+    return links
+
+
+def test_programs_no_process_maps_anymore_are_closed(env, tmp_path):
+    """40 programs, each run once from its own file and then deleted (a build running its
+    tests): the symbolizer closes a program's file once its process is reported and forgotten.
+    It used to keep every file it opened (an fd and a Dwfl each) until the end, deleted ones
+    with their disk space: +3 fds a program here."""
+    src = env["workloads"]["short_lived"]
+    prof = Profiler(env["reaper"], ["-f", "json", "-n", "0", "-i", "0.2", "-vv", "--comm", "short_lived"])
+    prof.wait_attached()
+
+    def run(i):
+        d = tmp_path / ("p%d" % i)
+        d.mkdir()
+        exe = d / "short_lived"
+        shutil.copy(src, exe)
+        assert subprocess.run([str(exe)], timeout=30).returncode == 0
+        exe.unlink()
+
+    for i in range(3):
+        run(i)
+    prof.reports_after(prof.sync(), 3)
+    base = len(_fds(prof.p.pid))
+    for i in range(3, 40):
+        run(i)
+        time.sleep(0.05)
+    prof.reports_after(prof.sync(), 4)  # reported, forgotten, then two trims
+    fds = _fds(prof.p.pid)
+    deleted = [l for l in fds if "short_lived" in l]
+    assert prof.stop() == 0, prof.err.lines
+    assert not deleted, fds
+    assert len(fds) <= base + 3, (base, fds)
+    seen = {s["pid"] for r in prof.reports for s in r["stacks"] if s["live_bytes"] > 0}
+    assert len(seen) == 40, "every run was seen"
+    closed = [l for l in prof.err.lines if "symbolizer: closing" in l and "short_lived" in l]
+    assert len(closed) >= 37, closed[-3:]

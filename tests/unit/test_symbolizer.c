@@ -492,6 +492,88 @@ Test(symbolizer, no_fd_leak)
 	cr_assert_eq(symtest_count_fds(), before);
 }
 
+static pid_t symtest_fork_paused(void)
+{
+	pid_t child = fork();
+
+	cr_assert_geq(child, 0);
+	if (child == 0) {
+		for (;;)
+			pause();
+	}
+	return child;
+}
+
+static void symtest_reap(pid_t child)
+{
+	int status;
+
+	kill(child, SIGKILL);
+	cr_assert_eq(waitpid(child, &status, 0), child);
+}
+
+/*
+ * A module file is closed, with its cached results, at the second trim after the last recorded
+ * process mapping it was removed; a kept one never. System-wide runs see every program on the
+ * machine: each used to hold an fd and a Dwfl (and a deleted file's disk space) to the end.
+ */
+Test(symbolizer, files_no_process_maps_are_closed)
+{
+	int before = symtest_count_fds(), line = 0;
+	struct symbolizer *s = symbolizer__new();
+	struct sym_frame f[SYMTEST_MAX];
+	void *ra = symtest_caller(&line);
+	struct symbolizer_stats st, st1;
+	pid_t a, b;
+
+	cr_assert_eq(symbolizer__add_file(s, "/bin/true", true), 0);
+	cr_assert_eq(symbolizer__add_file(s, "/bin/false", false), 0);
+	a = symtest_fork_paused();
+	b = symtest_fork_paused();
+	cr_assert_eq(symbolizer__add_pid(s, a), 0);
+	cr_assert_eq(symbolizer__add_pid(s, b), 0);
+	cr_assert_eq(symbolizer__resolve(s, a, (uintptr_t)ra, f, SYMTEST_MAX), 1);
+	cr_assert_str_eq(f[0].func, "symtest_caller");
+	symbolizer__stats(s, &st);
+	cr_assert_geq(st.files_open, 4, "true, false, this program, libc...");
+	cr_assert_eq(st.results, 1);
+
+	/* b still maps everything a did */
+	symtest_reap(a);
+	symbolizer__remove_pid(s, a);
+	symbolizer__trim(s);
+	symbolizer__trim(s);
+	symbolizer__stats(s, &st1);
+	cr_assert_eq(st1.files_open, st.files_open - 1, "only /bin/false is closed");
+	cr_assert_eq(st1.files_closed, 1);
+	cr_assert_eq(st1.results, 1);
+	cr_assert_eq(symbolizer__resolve(s, b, (uintptr_t)ra, f, SYMTEST_MAX), 1);
+	cr_assert_str_eq(f[0].func, "symtest_caller");
+
+	/* the first trim after b is gone gives a second chance, the next one closes */
+	symtest_reap(b);
+	symbolizer__remove_pid(s, b);
+	symbolizer__trim(s);
+	symbolizer__stats(s, &st1);
+	cr_assert_eq(st1.files_open, st.files_open - 1);
+	symbolizer__trim(s);
+	symbolizer__stats(s, &st1);
+	cr_assert_eq(st1.files_open, 1, "only the kept /bin/true is open");
+	cr_assert_eq(st1.files_closed, st.files_open - 1);
+	cr_assert_eq(st1.results, 0);
+	cr_assert_eq(symtest_count_fds(), before + 1);
+
+	/* a process mapping the same files again opens them afresh */
+	cr_assert_eq(symbolizer__add_pid(s, getpid()), 0);
+	cr_assert_eq(symbolizer__resolve(s, getpid(), (uintptr_t)ra, f, SYMTEST_MAX), 1);
+	cr_assert_str_eq(f[0].func, "symtest_caller");
+	cr_assert_eq(f[0].line, line);
+	symbolizer__stats(s, &st1);
+	cr_assert_eq(st1.symbolized, st.symbolized + 1, "its results were not kept");
+	symbolizer__free(s);
+	cr_assert_eq(symtest_count_fds(), before);
+}
+
 /* After an exec the old table is dropped: the parent's code address means nothing anymore. */
 Test(symbolizer, exec_replaces_mappings)
 {
