@@ -26,6 +26,7 @@ struct serve_history {
 	size_t nr, cap;
 	size_t nr_changes;
 	bool from_start; /* ents[0] holds the changes from nothing (the first snapshot) */
+	size_t max_changes, max_snapshots;
 };
 
 struct serve_state {
@@ -51,9 +52,24 @@ struct serve_history *serve_history__new(void)
 {
 	struct serve_history *h = calloc(1, sizeof(*h));
 
-	if (h)
+	if (h) {
 		h->from_start = true;
+		h->max_changes = SERVE_MAX_CHANGES;
+		h->max_snapshots = SERVE_MAX_SNAPSHOTS;
+	}
 	return h;
+}
+
+void serve_history__set_limits(struct serve_history *h, size_t max_changes, size_t max_snapshots)
+{
+	h->max_changes = max_changes;
+	h->max_snapshots = max_snapshots;
+}
+
+void serve_history__size(const struct serve_history *h, size_t *snapshots, size_t *changes)
+{
+	*snapshots = h->nr;
+	*changes = h->nr_changes;
 }
 
 void serve_history__free(struct serve_history *h)
@@ -76,6 +92,95 @@ static int cmp_change(const void *a, const void *b)
 static bool nonzero(const __s64 *d)
 {
 	return d[0] || d[1] || d[2] || d[3];
+}
+
+static void drop_oldest(struct serve_history *h)
+{
+	h->nr_changes -= h->ents[0]->nr;
+	entry_put(h->ents[0]);
+	memmove(h->ents, h->ents + 1, (h->nr - 1) * sizeof(*h->ents));
+	h->nr--;
+	h->from_start = false;
+}
+
+/* The changes of a then b (both sorted by key) as one entry ending when b does. */
+static struct hist_entry *entry_merge(const struct hist_entry *a, const struct hist_entry *b)
+{
+	struct hist_entry *e = calloc(1, sizeof(*e));
+	size_t i = 0, j = 0, n = 0;
+
+	if (!e)
+		return NULL;
+	e->ch = calloc(a->nr + b->nr ? a->nr + b->nr : 1, sizeof(*e->ch));
+	if (!e->ch) {
+		free(e);
+		return NULL;
+	}
+	while (i < a->nr || j < b->nr) {
+		int c = i == a->nr ? 1 : j == b->nr ? -1 : pprof_key__cmp(&a->ch[i].key, &b->ch[j].key);
+		struct hist_change *x = &e->ch[n];
+
+		if (c < 0) {
+			*x = a->ch[i++];
+		} else if (c > 0) {
+			*x = b->ch[j++];
+		} else {
+			*x = a->ch[i];
+			for (int v = 0; v < PPROF_NR_VALUES; v++)
+				x->d[v] += b->ch[j].d[v];
+			i++;
+			j++;
+		}
+		/* a process that came and went in between: nothing */
+		if (nonzero(x->d))
+			n++;
+	}
+	e->refs = 1;
+	e->mono_ns = b->mono_ns;
+	e->nr = n;
+	if (n < a->nr + b->nr) {
+		struct hist_change *shrunk = realloc(e->ch, (n ? n : 1) * sizeof(*e->ch));
+
+		if (shrunk)
+			e->ch = shrunk;
+	}
+	return e;
+}
+
+/*
+ * Remove the one snapshot (not the first, nor the newest) whose loss coarsens the windows the
+ * least: ents[k] and ents[k + 1] become one, and a window that began at ents[k] begins at
+ * ents[k - 1], a gap of t[k + 1] - t[k - 1] at an age of now - t[k]. The relative error is
+ * smallest far back: the history stays fine for recent windows, ever coarser for old ones.
+ * Returns 0, or -ENOMEM.
+ */
+static int merge_cheapest(struct serve_history *h)
+{
+	__u64 now = h->ents[h->nr - 1]->mono_ns;
+	struct hist_entry *m;
+	double best = 0;
+	size_t k, at = 0;
+
+	for (k = 1; k + 1 < h->nr; k++) {
+		double err = (double)(h->ents[k + 1]->mono_ns - h->ents[k - 1]->mono_ns) /
+			     (double)(now - h->ents[k]->mono_ns + 1);
+
+		if (!at || err < best) {
+			best = err;
+			at = k;
+		}
+	}
+	m = entry_merge(h->ents[at], h->ents[at + 1]);
+	if (!m)
+		return -ENOMEM;
+	h->nr_changes += m->nr;
+	h->nr_changes -= h->ents[at]->nr + h->ents[at + 1]->nr;
+	entry_put(h->ents[at]);
+	entry_put(h->ents[at + 1]);
+	h->ents[at] = m;
+	memmove(h->ents + at + 1, h->ents + at + 2, (h->nr - at - 2) * sizeof(*h->ents));
+	h->nr--;
+	return 0;
 }
 
 /* Record what changed since the last snapshot; the new values become the reference. */
@@ -157,13 +262,12 @@ static int history_advance(struct serve_history *h, const struct snapshot *s)
 	cutoff = s->mono_ns > (__u64)(SERVE_MAX_WINDOW_S * 1e9)
 			 ? s->mono_ns - (__u64)(SERVE_MAX_WINDOW_S * 1e9)
 			 : 0;
-	while (h->nr >= 2 && (h->ents[1]->mono_ns <= cutoff || h->nr_changes > SERVE_MAX_CHANGES ||
-			      h->nr > SERVE_MAX_SNAPSHOTS)) {
-		h->nr_changes -= h->ents[0]->nr;
-		entry_put(h->ents[0]);
-		memmove(h->ents, h->ents + 1, (h->nr - 1) * sizeof(*h->ents));
-		h->nr--;
-		h->from_start = false;
+	while (h->nr >= 2 && h->ents[1]->mono_ns <= cutoff)
+		drop_oldest(h);
+	/* over budget: coarser in the past rather than shorter */
+	while (h->nr >= 2 && (h->nr_changes > h->max_changes || h->nr > h->max_snapshots)) {
+		if (h->nr < 3 || merge_cheapest(h))
+			drop_oldest(h);
 	}
 	return 0;
 nomem:

@@ -20,8 +20,11 @@
 
 /* The longest window ?seconds= covers; older history is dropped. */
 #define SERVE_MAX_WINDOW_S 3600.0
-/* At most this many stack changes (~40 bytes each) and snapshots are kept in the history. */
-#define SERVE_MAX_CHANGES (1u << 20)
+/*
+ * At most this many stack changes (48 bytes each: 12 MiB) and snapshots are kept in the
+ * history; beyond, snapshots far back are merged (their windows coarser, never shorter).
+ */
+#define SERVE_MAX_CHANGES (1u << 18)
 #define SERVE_MAX_SNAPSHOTS 4096
 
 struct serve_history;
@@ -29,6 +32,10 @@ struct serve_state;
 
 struct serve_history *serve_history__new(void);
 void serve_history__free(struct serve_history *h);
+/* Other bounds than SERVE_MAX_CHANGES and SERVE_MAX_SNAPSHOTS (tests). */
+void serve_history__set_limits(struct serve_history *h, size_t max_changes, size_t max_snapshots);
+/* Snapshots and stack changes the history holds now. */
+void serve_history__size(const struct serve_history *h, size_t *snapshots, size_t *changes);
 
 /*
  * The state of snapshot s (every snapshot, in order): takes ownership of model and metrics

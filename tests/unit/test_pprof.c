@@ -642,6 +642,61 @@ Test(pprof, delta_over_window)
 	pprof_builder__free(b);
 }
 
+/*
+ * A history over its bounds merges snapshots far back instead of dropping the oldest: every
+ * window still reaches as far as asked (further, when coarse), recent ones stay exact, and the
+ * values are those of the time the window covers. One allocation a second, 10 bytes live more.
+ */
+static void check_merged_windows(size_t max_changes, size_t max_snapshots)
+{
+	struct serve_history *h = serve_history__new();
+	struct pprof_builder *b = pprof_builder__new();
+	struct serve_state *st = NULL;
+	size_t snaps, changes, coarse = 0;
+	Profile *p;
+
+	serve_history__set_limits(h, max_changes, max_snapshots);
+	for (int t = 1; t <= 200; t++) {
+		serve_state__put(st);
+		/* pid 8 comes and goes: merged over, it leaves nothing */
+		st = publish(h, b, at(t, 10 * t, t, t % 7 == 3));
+		serve_history__size(h, &snaps, &changes);
+		cr_assert_leq(snaps, max_snapshots);
+		cr_assert(changes <= max_changes || snaps == 1, "%zu changes", changes);
+	}
+	for (int w = 1; w < 200; w++) {
+		double d;
+
+		p = heap(st, w, 7);
+		d = p->duration_nanos / 1e9;
+		cr_assert_geq(d, w, "a %d s window covers %.0f s", w, d);
+		if (w <= 2)
+			cr_assert_eq(d, w, "recent windows are exact");
+		coarse += d > w;
+		cr_assert_eq(p->n_sample, 1);
+		check_values(sample_of(p, 7, "malloc"), d, 10 * d, d, 10 * d);
+		perftools__profiles__profile__free_unpacked(p, NULL);
+	}
+	cr_assert_gt(coarse, 0, "the bounds were never reached");
+	/* the first snapshot is never merged: since attach still works */
+	p = heap(st, 1000, 7);
+	cr_assert_eq(p->duration_nanos, 200000000000ll);
+	check_values(sample_of(p, 7, "malloc"), 200, 2000, 200, 2000);
+	perftools__profiles__profile__free_unpacked(p, NULL);
+	p = heap(st, 150, 8);
+	cr_assert_eq(p->n_sample, 0, "pid 8 is gone now, and no window may show it");
+	perftools__profiles__profile__free_unpacked(p, NULL);
+	serve_state__put(st);
+	serve_history__free(h);
+	pprof_builder__free(b);
+}
+
+Test(pprof, history_over_its_bounds_merges_far_back)
+{
+	check_merged_windows(1000000, 12); /* snapshots */
+	check_merged_windows(40, 100000); /* changes: 1-2 a snapshot */
+}
+
 /* serve's profiles are of what processes hold now: an exited one holds nothing */
 Test(pprof, serve_exited_process_holds_nothing)
 {
@@ -711,20 +766,24 @@ Test(pprof, history_is_bounded)
 	struct pprof_builder *b = pprof_builder__new();
 	struct serve_history *h;
 	struct serve_state *st = NULL;
+	size_t snaps, changes;
 	Profile *p;
 	int i;
 
-	/* 4100 snapshots 0.1 s apart: only the last SERVE_MAX_SNAPSHOTS are kept */
+
+	/* 4100 snapshots 0.1 s apart: at most SERVE_MAX_SNAPSHOTS kept, merged, none dropped */
 	h = serve_history__new();
 	for (i = 1; i <= SERVE_MAX_SNAPSHOTS + 4; i++) {
 		serve_state__put(st);
 		st = publish(h, b, at(i * 0.1, 10 * i, i, false));
 	}
+	serve_history__size(h, &snaps, &changes);
+	cr_assert_eq(snaps, SERVE_MAX_SNAPSHOTS);
 	p = heap(st, 1e5, 0);
-	/* from the oldest kept, i = 5 (the first snapshots no longer count from nothing) */
-	check_values(sample_of(p, 7, "malloc"), SERVE_MAX_SNAPSHOTS - 1, 10 * (SERVE_MAX_SNAPSHOTS - 1),
-		     SERVE_MAX_SNAPSHOTS - 1, 10 * (SERVE_MAX_SNAPSHOTS - 1));
-	cr_assert_eq(p->duration_nanos, (SERVE_MAX_SNAPSHOTS - 1) * 100000000ll);
+	check_values(sample_of(p, 7, "malloc"), SERVE_MAX_SNAPSHOTS + 4,
+		     10 * (SERVE_MAX_SNAPSHOTS + 4), SERVE_MAX_SNAPSHOTS + 4,
+		     10 * (SERVE_MAX_SNAPSHOTS + 4));
+	cr_assert_eq(p->duration_nanos, (SERVE_MAX_SNAPSHOTS + 4) * 100000000ll);
 	perftools__profiles__profile__free_unpacked(p, NULL);
 	serve_state__put(st);
 	serve_history__free(h);
