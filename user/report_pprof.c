@@ -224,6 +224,7 @@ struct elf_info {
 	char *build_id; /* lowercase hex, or NULL */
 	struct elf_seg *segs;
 	size_t nr_segs;
+	bool used; /* by the model being built: the others are forgotten after it */
 };
 
 struct pprof_builder {
@@ -287,12 +288,14 @@ static const struct elf_info *elf_get(struct pprof_builder *b, const char *path,
 	long i = hidx_find(&b->idx, h, elf_eq, b, path);
 	struct elf_info *ei;
 
-	if (i >= 0)
+	if (i >= 0) {
+		b->elfs[i].used = true;
 		return &b->elfs[i];
+	}
 	if (arr_grow(&b->elfs, &b->cap_elfs, b->nr_elfs, sizeof(*b->elfs)))
 		return NULL;
 	ei = &b->elfs[b->nr_elfs];
-	*ei = (struct elf_info){.path = strdup(path)};
+	*ei = (struct elf_info){.path = strdup(path), .used = true};
 	if (!ei->path || hidx_add(&b->idx, h, b->nr_elfs)) {
 		free(ei->path);
 		return NULL;
@@ -312,15 +315,56 @@ void pprof_builder__set_exited_held(struct pprof_builder *b, bool held)
 	b->exited_released = !held;
 }
 
+static void elf_info_free(struct elf_info *ei)
+{
+	free(ei->path);
+	free(ei->build_id);
+	free(ei->segs);
+}
+
+/*
+ * Forget the module files the last model did not use (serve builds one a snapshot: system-wide,
+ * every program ever run would stay here), and reindex the rest.
+ */
+static void elf_sweep(struct pprof_builder *b)
+{
+	size_t i, j;
+
+	for (i = j = 0; i < b->nr_elfs; i++) {
+		if (!b->elfs[i].used) {
+			elf_info_free(&b->elfs[i]);
+			continue;
+		}
+		b->elfs[i].used = false;
+		b->elfs[j++] = b->elfs[i];
+	}
+	if (j == b->nr_elfs)
+		return;
+	b->nr_elfs = j;
+	hidx_free(&b->idx);
+	for (i = 0; i < b->nr_elfs; i++) {
+		if (hidx_add(&b->idx, hash_str(b->elfs[i].path), i)) {
+			/* out of memory: forget them all (they are read again when needed) */
+			for (j = 0; j < b->nr_elfs; j++)
+				elf_info_free(&b->elfs[j]);
+			b->nr_elfs = 0;
+			hidx_free(&b->idx);
+			return;
+		}
+	}
+}
+
+size_t pprof_builder__nr_modules(const struct pprof_builder *b)
+{
+	return b->nr_elfs;
+}
+
 void pprof_builder__free(struct pprof_builder *b)
 {
 	if (!b)
 		return;
-	for (size_t i = 0; i < b->nr_elfs; i++) {
-		free(b->elfs[i].path);
-		free(b->elfs[i].build_id);
-		free(b->elfs[i].segs);
-	}
+	for (size_t i = 0; i < b->nr_elfs; i++)
+		elf_info_free(&b->elfs[i]);
 	free(b->elfs);
 	hidx_free(&b->idx);
 	free(b);
@@ -624,6 +668,7 @@ int pprof_builder__build(struct pprof_builder *b, const struct snapshot *s,
 	}
 	if (bd.m->nr_samples)
 		qsort(bd.m->samples, bd.m->nr_samples, sizeof(*bd.m->samples), cmp_sample);
+	elf_sweep(b);
 	*out = bd.m;
 	bd.m = NULL;
 	err = 0;

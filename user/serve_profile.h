@@ -43,7 +43,7 @@ void pprof__stack_values(const struct snap_stack *st, bool held, __s64 v[PPROF_N
 int pprof_key__cmp(const struct pprof_key *a, const struct pprof_key *b);
 
 struct pprof_model;
-/* Builds models; keeps what it read from ELF files (build-ids, segments) for the next ones. */
+/* Builds models; keeps what it read from ELF files (build-ids, segments) for the next one. */
 struct pprof_builder;
 
 struct pprof_builder *pprof_builder__new(void);
@@ -59,6 +59,8 @@ void pprof_builder__set_exited_held(struct pprof_builder *b, bool held);
  */
 int pprof_builder__build(struct pprof_builder *b, const struct snapshot *s,
 			 struct symbolizer *sym, struct pprof_model **out);
+/* Module files whose ELF facts are kept: those the last model used. */
+size_t pprof_builder__nr_modules(const struct pprof_builder *b);
 
 void pprof_model__free(struct pprof_model *m);
 size_t pprof_model__nr_samples(const struct pprof_model *m);

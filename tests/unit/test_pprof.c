@@ -20,6 +20,7 @@
 #include "util.h"
 #include "serve_profile.h"
 #include "serve_state.h"
+#include "symbolizer.h"
 
 typedef Perftools__Profiles__Profile Profile;
 
@@ -695,6 +696,44 @@ Test(pprof, history_over_its_bounds_merges_far_back)
 {
 	check_merged_windows(1000000, 12); /* snapshots */
 	check_merged_windows(40, 100000); /* changes: 1-2 a snapshot */
+}
+
+static __attribute__((noinline)) __u64 pprof_test_ret(void)
+{
+	return (__u64)(uintptr_t)__builtin_return_address(0);
+}
+
+/* What the builder read of module files lasts one model: system-wide, programs come and go. */
+Test(pprof, builder_forgets_modules_no_longer_used)
+{
+	struct pprof_builder *b = pprof_builder__new();
+	struct symbolizer *sym = symbolizer__new();
+	struct pprof_model *m = NULL;
+	__u64 ips[1] = {pprof_test_ret()};
+	struct snapshot *s;
+
+	cr_assert_eq(symbolizer__add_pid(sym, getpid()), 0);
+	s = snapshot__new();
+	add_proc(s, getpid(), "self", false);
+	add_stack(s, getpid(), ASZ_MALLOC, 1, ips, 1, 8, 1, 8, 1);
+	cr_assert_eq(pprof_builder__build(b, s, sym, &m), 0);
+	cr_assert_eq(pprof_builder__nr_modules(b), 1, "this test program");
+	pprof_model__free(m);
+	cr_assert_eq(pprof_builder__build(b, s, sym, &m), 0);
+	cr_assert_eq(pprof_builder__nr_modules(b), 1, "still used");
+	pprof_model__free(m);
+	snapshot__free(s);
+
+	/* a snapshot whose stacks are in no module file */
+	s = snapshot__new();
+	add_proc(s, getpid(), "self", false);
+	add_stack(s, getpid(), ASZ_MALLOC, 1, ips_a, 2, 8, 1, 8, 1);
+	cr_assert_eq(pprof_builder__build(b, s, sym, &m), 0);
+	cr_assert_eq(pprof_builder__nr_modules(b), 0);
+	pprof_model__free(m);
+	snapshot__free(s);
+	symbolizer__free(sym);
+	pprof_builder__free(b);
 }
 
 /* serve's profiles are of what processes hold now: an exited one holds nothing */
