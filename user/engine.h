@@ -67,6 +67,8 @@ int engine__attach(struct engine *e, pid_t pid, const char *lib, const char *lib
  * -EOPNOTSUPP with perf-event links: they cannot be made for the pid again.
  */
 int engine__reattach(struct engine *e, pid_t pid, const char *lib, const char *libc);
+/* Probes for pid on another allocator library than before (its old links are closed). */
+int engine__reprobe(struct engine *e, pid_t pid, const char *lib, const char *libc);
 /* Close the links made for pid (those made for every process stay). */
 void engine__detach_pid(struct engine *e, pid_t pid);
 /* Trace every process mapping library lib (system-wide: no pid filter). */

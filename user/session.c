@@ -24,14 +24,19 @@ struct tracked {
 	pid_t pid;
 	int pidfd; /* -1 for the launched command (reaped with waitpid) */
 	bool exited;
-	int looks_left;	   /* system-wide: new processes are looked at again after exec... */
-	__u64 next_look_ns; /* ...when ld.so has mapped their libraries */
+	int looks_left;	   /* new processes (system-wide), exec'd targets (-p, -- CMD) are... */
+	__u64 next_look_ns; /* ...looked at again when ld.so has mapped their libraries */
 	char *lib, *libc;   /* -p and -- CMD: what its probes are on (libc NULL: lib is libc) */
+	dev_t lib_dev;	    /* the file lib named then (the path may name another after an exec) */
+	ino_t lib_ino;
 };
 
 /* A process seen at exec is inspected again this often, this many times. */
 #define NEW_LOOK_NS 20000000ull
 #define NEW_LOOKS 3
+/* An exec'd target (-p, -- CMD): at 1 ms, then 4, 16, 64 and 256 ms later. */
+#define EXEC_LOOK_NS 1000000ull
+#define EXEC_LOOKS 5
 
 struct libid {
 	dev_t dev;
@@ -68,6 +73,23 @@ static struct tracked *find_tracked(struct session *s, pid_t pid)
 	return NULL;
 }
 
+static int set_libs(struct tracked *t, const char *lib, const char *libc)
+{
+	struct stat st;
+
+	free(t->lib);
+	free(t->libc);
+	t->lib = lib ? strdup(lib) : NULL;
+	t->libc = libc ? strdup(libc) : NULL;
+	if ((lib && !t->lib) || (libc && !t->libc))
+		return -ENOMEM;
+	if (lib && stat(lib, &st) == 0) {
+		t->lib_dev = st.st_dev;
+		t->lib_ino = st.st_ino;
+	}
+	return 0;
+}
+
 /* pidfd: -1 none (the launched command is reaped; system-wide exits come as events) */
 static int track(struct session *s, pid_t pid, bool want_pidfd, const char *lib,
 		 const char *libc)
@@ -87,17 +109,18 @@ static int track(struct session *s, pid_t pid, bool want_pidfd, const char *lib,
 	memset(t, 0, sizeof(*t));
 	t->pid = pid;
 	t->pidfd = want_pidfd ? (int)syscall(SYS_pidfd_open, pid, 0) : -1;
-	t->lib = lib ? strdup(lib) : NULL;
-	t->libc = libc ? strdup(libc) : NULL;
-	if ((lib && !t->lib) || (libc && !t->libc))
-		return -ENOMEM;
-	return 0;
+	return set_libs(t, lib, libc);
 }
 
 static void mark_exited(struct session *s, struct tracked *t)
 {
 	if (t->exited)
 		return;
+	if (!s->system_wide && t->looks_left)
+		elog("pid %d exited right after an exec, before its new image could be inspected: "
+		     "had it another allocator library than the one probed, its allocations were "
+		     "not seen\n",
+		     t->pid);
 	t->exited = true;
 	engine__set_exited(s->eng, t->pid);
 	vlog("pid %d exited\n", t->pid);
@@ -259,10 +282,17 @@ static void adopt(struct session *s, pid_t pid, bool young)
 			if (!l)
 				return;
 			s->libs = l;
-			/* recorded even if attaching fails: one error per library, not per process */
+			/*
+			 * Recorded even if attaching fails: one error per library, not per
+			 * process. But not when the process was gone before its library could be
+			 * opened by its path: the next process mapping it tries again.
+			 */
 			s->libs[s->nr_libs++] = (struct libid){st.st_dev, st.st_ino};
-			if (engine__attach_lib(s->eng, lib, libc[0] ? libc : NULL))
+			if (engine__attach_lib(s->eng, lib, libc[0] ? libc : NULL)) {
+				if (kill(pid, 0) && errno == ESRCH)
+					s->nr_libs--;
 				return;
+			}
 			/*
 			 * Its table now, and its symbols when its name here is the one the
 			 * process's maps give (not a container's): processes that use it may be
@@ -373,6 +403,43 @@ static bool exec_file_is_here(const struct asz_event *ev)
 	return st.st_ino == ev->ino && util__kernel_dev(st.st_dev) == ev->dev;
 }
 
+/*
+ * -p and -- CMD: a target exec'd, and its new image may bind malloc elsewhere (a container's or
+ * a chroot's libc, another LD_LIBRARY_PATH, a static program, jemalloc): looked at once ld.so
+ * has mapped it. Probed again on that library if so: its first allocations were not seen.
+ */
+static void look_after_exec(struct session *s, struct tracked *t)
+{
+	char comm[ASZ_COMM_LEN], lib[PATH_MAX], libc[PATH_MAX];
+	struct stat st;
+	int err;
+
+	err = target__inspect(t->pid, comm, sizeof(comm), lib, sizeof(lib), libc, sizeof(libc));
+	if (err == -ENOENT && t->looks_left)
+		return; /* ld.so has not mapped it yet */
+	t->looks_left = 0;
+	if (err || stat(lib, &st) || (st.st_dev == t->lib_dev && st.st_ino == t->lib_ino)) {
+		if (err && err != -ESRCH)
+			elog("pid %d exec'd: %s: its new image is not traced\n", t->pid,
+			     err == -ENOENT ? "no allocator found" : strerror(-err));
+		return;
+	}
+	err = engine__reprobe(s->eng, t->pid, lib, libc[0] ? libc : NULL);
+	if (!err)
+		err = set_libs(t, lib, libc[0] ? libc : NULL);
+	if (err) {
+		elog("pid %d exec'd into a program with another allocator (%s): not traced: %s\n",
+		     t->pid, lib,
+		     kill(t->pid, 0) && errno == ESRCH ? "it exited before it could be probed"
+						       : strerror(-err));
+		return;
+	}
+	engine__unwind_pid(s->eng, t->pid);
+	elog("pid %d exec'd into a program with another allocator (%s): traced there from now on "
+	     "(its first allocations were not seen)\n",
+	     t->pid, lib);
+}
+
 static void on_event(const struct asz_event *ev, void *ctx)
 {
 	struct session *s = ctx;
@@ -396,6 +463,8 @@ static void on_event(const struct asz_event *ev, void *ctx)
 			if (ev->flags & ASZ_EV_NEW_LEADER)
 				follow_exec(s, t);
 			symbolizer__add_pid(s->sym, ev->tgid);
+			t->looks_left = EXEC_LOOKS;
+			t->next_look_ns = util__mono_ns() + EXEC_LOOK_NS;
 		}
 		engine__refresh(s->eng);
 		break;
@@ -552,7 +621,7 @@ int session__pollfds(const struct session *s, struct pollfd *fds, int max)
 
 __u64 session__service(struct session *s)
 {
-	__u64 now = util__mono_ns();
+	__u64 now = util__mono_ns(), wake;
 
 	engine__consume_events(s->eng, on_event, s);
 	engine__unwind_service(s->eng);
@@ -562,16 +631,31 @@ __u64 session__service(struct session *s)
 		look_again(s, now);
 		return now + NEW_LOOK_NS;
 	}
+	for (int i = 0; i < s->nr; i++) {
+		struct tracked *t = &s->t[i];
+
+		if (!t->looks_left || t->exited)
+			continue;
+		if (now < t->next_look_ns)
+			continue;
+		t->looks_left--;
+		t->next_look_ns = now + EXEC_LOOK_NS * (1 << 2 * (EXEC_LOOKS - t->looks_left));
+		look_after_exec(s, t);
+	}
 	if (now >= s->next_maps_ns) {
 		bool startup = s->launched && now - s->started_ns < STARTUP_POLL_NS;
 
 		refresh_maps(s);
 		s->next_maps_ns = now + (startup ? STARTUP_POLL_MS : MAPS_POLL_MS) * 1000000ull;
 	}
+	wake = s->next_maps_ns;
+	for (int i = 0; i < s->nr; i++)
+		if (s->t[i].looks_left && !s->t[i].exited && s->t[i].next_look_ns < wake)
+			wake = s->t[i].next_look_ns;
 	/* the launched command is reaped by polling: SIGCHLD may be blocked by the caller */
-	if (s->launched && !s->child_done && s->next_maps_ns > now + 50000000ull)
+	if (s->launched && !s->child_done && wake > now + 50000000ull)
 		return now + 50000000ull;
-	return s->next_maps_ns;
+	return wake;
 }
 
 bool session__all_exited(const struct session *s)

@@ -245,14 +245,49 @@ struct inspect_ctx {
 	char libc[PATH_MAX + 64];
 };
 
+static bool is_mapped_file(const char *path, const struct util_maps_line *m)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_ino == m->ino;
+}
+
+/*
+ * A path, seen from here, to the file of a maps line. The kernel writes maps paths as the
+ * reader sees them: a container's (another mount namespace) are under its /proc/PID/root, a
+ * chroot's are whole already. Each is taken if it is that very file (its inode), else the
+ * container's path as before (overlayfs may show other inode numbers); a deleted or replaced
+ * file, or one reachable by neither, by the mapping itself in map_files (which needs
+ * CAP_SYS_ADMIN). false: none.
+ */
+static bool mapped_path(pid_t pid, const struct util_maps_line *m, char *out, size_t len)
+{
+	bool deleted = strstr(m->path, " (deleted)") != NULL;
+
+	if (!deleted) {
+		snprintf(out, len, "/proc/%d/root%s", pid, m->path);
+		if (is_mapped_file(out, m))
+			return true;
+		if (is_mapped_file(m->path, m)) {
+			snprintf(out, len, "%s", m->path);
+			return true;
+		}
+		snprintf(out, len, "/proc/%d/root%s", pid, m->path);
+		if (access(out, R_OK) == 0)
+			return true;
+	}
+	snprintf(out, len, "/proc/%d/map_files/%llx-%llx", pid, (unsigned long long)m->start,
+		 (unsigned long long)m->end);
+	return is_mapped_file(out, m);
+}
+
 static bool inspect_line(void *ctx, const struct util_maps_line *m)
 {
 	struct inspect_ctx *c = ctx;
 	char path[PATH_MAX + 64];
 
-	if (strcmp(m->perms, "r-xp") || m->path[0] != '/' || strstr(m->path, " (deleted)"))
+	if (strcmp(m->perms, "r-xp") || m->path[0] != '/' || !mapped_path(c->pid, m, path, sizeof(path)))
 		return true;
-	snprintf(path, sizeof(path), "/proc/%d/root%s", c->pid, m->path);
 	if (util__is_libc_name(m->path)) {
 		snprintf(c->libc, sizeof(c->libc), "%s", path);
 		return true;

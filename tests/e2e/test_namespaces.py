@@ -1,0 +1,97 @@
+# SPDX-License-Identifier: MIT
+"""Targets whose allocator library is not where the host sees it: a chroot (maps paths are whole
+already), a library deleted after it was mapped (found through map_files), and a target that
+execs into a program using another copy of libc (probed again there)."""
+
+import json
+import os
+import shutil
+import subprocess
+import time
+
+import helpers
+from helpers import Profiler, Workload
+
+JSON_ARGS = ["-f", "json", "-n", "0", "-i", "1"]
+
+
+def _libc():
+    out = subprocess.run(["ldd", "/bin/true"], capture_output=True, text=True).stdout
+    return next(l.split("=>")[1].split("(")[0].strip() for l in out.splitlines() if "libc.so.6" in l)
+
+
+def _attach_and_check(env, wl, frames_module=None):
+    prof = Profiler(env["reaper"], JSON_ARGS + ["-p", str(wl.pid)])
+    prof.wait_attached()
+    exp = wl.expect_json("go")
+    wl.send("exit")
+    assert wl.wait() == 0
+    assert prof.drain() == 0, prof.err.lines
+    rep = helpers.final_report(prof.reports)
+    helpers.check_sites(rep, wl.pid, exp["sites"])
+    helpers.check_proc_exact(rep, wl.pid, exp["proc"])
+    if frames_module:
+        mods = {f["module"] for s in helpers.stacks_of(rep, wl.pid) for f in s["frames"]}
+        assert any(frames_module in m for m in mods), mods
+        for s in helpers.stacks_of(rep, wl.pid):
+            assert not s["truncated"], s
+    return rep
+
+
+def test_a_process_in_a_chroot(env, tmp_path):
+    """/proc/PID/maps of a chrooted process names its files as seen from here (the chroot's
+    directory included): /proc/PID/root in front named the directory twice, and the process
+    could not be traced ("no allocator symbols")."""
+    root = tmp_path / "root"
+    (root / "app").mkdir(parents=True)
+    (root / "lib/x86_64-linux-gnu").mkdir(parents=True)
+    (root / "lib64").mkdir()
+    shutil.copy(env["workloads"]["alloc_sites"], root / "app/alloc_sites")
+    shutil.copy(_libc(), root / "lib/x86_64-linux-gnu/libc.so.6")
+    shutil.copy("/lib64/ld-linux-x86-64.so.2", root / "lib64/ld-linux-x86-64.so.2")
+    wl = Workload(env["reaper"], ["chroot", str(root), "/app/alloc_sites", "attach"])
+    _attach_and_check(env, wl, frames_module=str(root / "lib/x86_64-linux-gnu/libc.so.6"))
+
+
+def test_a_process_whose_libc_was_deleted(env, tmp_path):
+    """Its libc file deleted (an image layer replaced) while it runs: probed through the mapping
+    itself (/proc/PID/map_files), exact. It was refused: "no allocator found"."""
+    d = tmp_path / "lib"
+    d.mkdir()
+    shutil.copy(_libc(), d / "libc.so.6")
+    wl = Workload(env["reaper"], [env["workloads"]["alloc_sites"], "attach"],
+                  env=dict(os.environ, LD_LIBRARY_PATH=str(d)))
+    assert str(d / "libc.so.6") in open("/proc/%d/maps" % wl.pid).read()
+    (d / "libc.so.6").unlink()
+    _attach_and_check(env, wl, frames_module="libc.so.6 (deleted)")
+
+
+def test_exec_into_a_program_with_another_libc(env, tmp_path):
+    """`-- env LD_LIBRARY_PATH=COPY lifecycle ...`: env runs on the host's libc, lifecycle on a
+    copy. The probes stayed on the host's libc and nothing of lifecycle was counted, silently;
+    now it is probed again once ld.so has mapped its libc (said on stderr), and what it allocates
+    from then on is exact (it waits 300 ms first)."""
+    d = tmp_path / "lib"
+    d.mkdir()
+    shutil.copy(_libc(), d / "libc.so.6")
+    report = tmp_path / "report.out"
+    proc = env["reaper"].add(subprocess.Popen(
+        [str(helpers.BIN), "-f", "json", "-n", "0", "-i", "60", "-o", str(report), "--", "env",
+         "LD_LIBRARY_PATH=%s" % d, env["workloads"]["lifecycle"], "image2", str(tmp_path), "late"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True))
+    t0 = time.time()
+    while not list(tmp_path.glob("*.json")) and time.time() - t0 < 60:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    out, err = proc.communicate(b"\n", timeout=60)
+    err = err.decode(errors="replace")
+    assert proc.returncode == 0, err
+    assert "exec'd into a program with another allocator (" in err, err
+    assert "%s): traced there from now on" % (d / "libc.so.6") in err, err
+    (exp,) = [json.loads(p.read_text()) for p in tmp_path.glob("*.json")]
+    final = helpers.final_report(helpers.parse_reports(report.read_text()))
+    got = helpers.by_frame0(final, exp["pid"])["site_image2"]
+    for k, v in exp["sites"]["site_image2"].items():
+        assert got[k] == v, (k, got)
+    frames = [f["module"] for s in helpers.stacks_of(final, exp["pid"]) for f in s["frames"]]
+    assert any(m == str(d / "libc.so.6") for m in frames), frames
