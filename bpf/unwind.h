@@ -537,6 +537,19 @@ __noinline int uw_step(struct uw_regs *s, struct uw_cache *c, struct uw_win *w,
 		uw_rule(c, at, &rbuf);
 		r = &rbuf;
 	}
+	/*
+	 * No FDE covers the call: code without CFI (frame pointers then), unless the return
+	 * address is the first byte of an FDE: no call's, but a trampoline's whose address was
+	 * pushed (makecontext's __start_context), the outermost frame there.
+	 */
+	if (n && r->cfa_reg == ASZ_CFA_UNDEFINED) {
+		uw_rule(c, pc, &rbuf);
+		if (rbuf.cfa_reg != ASZ_CFA_UNDEFINED && rbuf.cfa_reg < UW_CFA_FP) {
+			stop = UW_END;
+			goto out;
+		}
+		r = &rbuf;
+	}
 	nrbp = rbp;
 	switch (r->cfa_reg) {
 	case ASZ_CFA_RSP:
@@ -554,13 +567,14 @@ __noinline int uw_step(struct uw_regs *s, struct uw_cache *c, struct uw_win *w,
 			known = 0;
 		}
 		break;
-	case ASZ_CFA_UNDEFINED:
+	case ASZ_CFA_END:
 		stop = UW_END;
 		goto out;
 	case UW_CFA_NOMAP:
 		if (n != 0)
 			goto incomplete;
 		/* fall through: frame 0 is right without knowing the mapping */
+	case ASZ_CFA_UNDEFINED: /* no FDE covers it (assembly, no unwind tables): as no table */
 	case UW_CFA_FP:
 		if (n == 0) {
 			/* the allocator's first instruction: the return address is at *rsp */
@@ -568,6 +582,11 @@ __noinline int uw_step(struct uw_regs *s, struct uw_cache *c, struct uw_win *w,
 			break;
 		}
 		/* frame pointers: rbp points at the saved rbp, the return address above */
+		if (known && !rbp) {
+			/* the ABI's mark of the outermost frame (_start, ld.so's _dl_start_user) */
+			stop = UW_END;
+			goto out;
+		}
 		if (!known || rbp < sp || (rbp & 7))
 			goto incomplete;
 		uw_memo_rbp(f, &fl, rbp - sp);

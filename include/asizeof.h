@@ -189,8 +189,9 @@ struct asz_vma {
 enum asz_cfa_reg {
 	ASZ_CFA_RSP = 0,
 	ASZ_CFA_RBP = 1,
-	ASZ_CFA_UNDEFINED = 2, /* no unwind info for this range (gap between FDEs): stop or use FP */
-	ASZ_CFA_UNSUPPORTED = 3, /* a DWARF expression (e.g. PLT): stop or use FP */
+	ASZ_CFA_UNDEFINED = 2, /* no unwind info for this range (gap between FDEs): use FP */
+	ASZ_CFA_UNSUPPORTED = 3, /* a DWARF expression (e.g. PLT): stop */
+	ASZ_CFA_END = 4, /* the outermost frame (return address undefined: _start, clone) */
 };
 
 enum asz_rbp_rule {

@@ -299,7 +299,7 @@ static void state_row(const struct cie *cie, const struct state *st, struct asz_
 	if (st->ra.kind == RULE_UNDEF) {
 		/* The outermost frame (_start, a thread's clone): nothing to return to. */
 		*ff |= FF_RA_UNDEF;
-		r->cfa_reg = ASZ_CFA_UNDEFINED;
+		r->cfa_reg = ASZ_CFA_END;
 		return;
 	}
 	r->cfa_reg = ASZ_CFA_UNSUPPORTED;
@@ -1051,19 +1051,34 @@ int cfi__unwind(const struct cfi_map *maps, __u32 nr_maps, const struct cfi_regs
 		/* A return address is after the call: look up the call itself. */
 		__u64 at = frame ? pc - 1 : pc;
 		const struct cfi_map *m = find_map(maps, nr_maps, at);
+		/* code no FDE covers (assembly, -fno-asynchronous-unwind-tables): as no table */
+		const struct asz_cfi_row *row = m && m->table ? cfi_table__lookup(m->table, at - m->bias)
+							      : NULL;
 		__u64 cfa, ra, nrbp = rbp;
 		bool nrbp_known = rbp_known;
 
-		if (frame == 0 && (flags & CFI_UNWIND_ENTRY) && (!m || !m->table)) {
+		if (row && row->cfa_reg == ASZ_CFA_UNDEFINED)
+			row = NULL;
+		/*
+		 * The return address is the first byte of an FDE, the call before it in none: a
+		 * pushed trampoline's (makecontext's __start_context), the outermost frame.
+		 */
+		if (frame && m && m->table && !row) {
+			const struct asz_cfi_row *at_pc = cfi_table__lookup(m->table, pc - m->bias);
+
+			if (at_pc && at_pc->cfa_reg != ASZ_CFA_UNDEFINED) {
+				*stop = CFI_STOP_END;
+				break;
+			}
+		}
+		if (frame == 0 && (flags & CFI_UNWIND_ENTRY) && !row) {
 			/* At a function's first instruction the return address is at *rsp. */
 			cfa = sp + 8;
 		} else if (!m) {
 			*stop = CFI_STOP_NO_MAPPING;
 			break;
-		} else if (m->table) {
-			const struct asz_cfi_row *row = cfi_table__lookup(m->table, at - m->bias);
-
-			if (!row || row->cfa_reg == ASZ_CFA_UNDEFINED) {
+		} else if (row) {
+			if (row->cfa_reg == ASZ_CFA_END) {
 				*stop = CFI_STOP_END;
 				break;
 			}
@@ -1087,6 +1102,11 @@ int cfi__unwind(const struct cfi_map *maps, __u32 nr_maps, const struct cfi_regs
 			}
 		} else if (flags & CFI_UNWIND_FP_FALLBACK) {
 			/* rbp points at the saved rbp, the return address above it. */
+			if (rbp_known && !rbp) {
+				/* the ABI's mark of the outermost frame (_start, _dl_start_user) */
+				*stop = CFI_STOP_END;
+				break;
+			}
 			if (!rbp_known || rbp < sp || (rbp & 7)) {
 				*stop = CFI_STOP_BAD_FRAME;
 				break;

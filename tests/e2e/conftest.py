@@ -39,6 +39,7 @@ WORKLOAD_SOURCES = {
     "sampling_sites": "sampling_sites.c",
     "lifecycle": "lifecycle.c",
     "simple_sites": "simple_sites.c",
+    "unwind_nocfi": "unwind_nocfi.c",
     "mmap_sites": "mmap_sites.c",
     "unwind_libc": "unwind_libc.c",
     "unwind_cxx": "unwind_cxx.cc",

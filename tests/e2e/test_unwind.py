@@ -563,3 +563,14 @@ def test_a_first_read_past_the_stack_top_still_unwinds(bpf_ok, workloads, guarde
     assert top["truncated"] is False, top
     assert rep["dropped"]["stack_incomplete"] == 0, rep["dropped"]
     assert check_against_addr2line([wide, top]) >= 4
+
+
+def test_code_without_cfi_in_a_module_with_a_table(bpf_ok, workloads, guarded, tmp_path):
+    """A trampoline with no FDE (assembly) in a program whose other code has one: the walk goes
+    on there with frame pointers, as in a module without a table. It used to take "no FDE
+    here" for the outermost frame and end the stack, reported complete: target, nocfi_tramp."""
+    rep, pid = launch(guarded, workloads["unwind_nocfi"], tmp_path / "report.json")
+    st = stack_with(rep, pid, lambda s: s["live_bytes"] == 5151)
+    names = [base(f) for f in real_frames(st)]
+    assert names[:3] == ["target", "nocfi_tramp", "caller"], names
+    check_tail(st, "unwind_nocfi")

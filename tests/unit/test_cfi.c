@@ -226,7 +226,7 @@ static struct asz_cfi_row ct_oracle_row(struct ct_oracle *o, __u64 vaddr, __u64 
 	if (dwarf_frame_register(fr, 16, mem, &ops, &n))
 		goto out;
 	if (n == 0 && ops == mem) {
-		r = ct_kind_row(ASZ_CFA_UNDEFINED); /* return address undefined: outermost */
+		r = ct_kind_row(ASZ_CFA_END); /* return address undefined: outermost */
 		goto out;
 	}
 	if (!ct_cfa_offset(ops, n, &off) || off != -8)
@@ -347,7 +347,7 @@ static void ct_check_shape(const struct cfi_table *t)
 	for (__u32 i = 0; i < t->nr_rows; i++) {
 		const struct asz_cfi_row *r = &t->rows[i];
 
-		cr_assert_lt(r->cfa_reg, 4, "row %u", i);
+		cr_assert_lt(r->cfa_reg, 5, "row %u", i);
 		cr_assert_lt(r->rbp_rule, 3, "row %u", i);
 		cr_assert_eq(r->pad, 0, "row %u", i);
 		if (r->cfa_reg >= ASZ_CFA_UNDEFINED)
@@ -361,9 +361,9 @@ static void ct_check_shape(const struct cfi_table *t)
 
 static const char *ct_kind_name(__u8 k)
 {
-	static const char *const names[] = { "rsp", "rbp", "undefined", "unsupported" };
+	static const char *const names[] = { "rsp", "rbp", "undefined", "unsupported", "end" };
 
-	return k < 4 ? names[k] : "?";
+	return k < 5 ? names[k] : "?";
 }
 
 /* Every byte of a function: libdw agrees, and each row is usable (a CFA the BPF side can use). */
@@ -1132,8 +1132,8 @@ static void syn_set(struct syn_mem *m, __u64 addr, __u64 val)
  * Module A at [0x401000, 0x402000), row pc = address - 0x401000:
  *   f   0x000 entry rsp+8; 0x004.. rsp+24
  *   g   0x100 rsp+16, rbp at CFA-16; 0x104.. rbp+16, rbp at CFA-16 (frame-pointer function)
- *   0x200 undefined (outermost), 0x300 unsupported,
- *   h   0x400 rsp+8, rbp undefined; 0x500 rsp+0 (a broken rule); 0x600.. undefined
+ *   0x200 end (outermost), 0x300 unsupported,
+ *   h   0x400 rsp+8, rbp undefined; 0x500 rsp+0 (a broken rule); 0x600.. no FDE (a gap)
  * Module B at [0x500000, 0x501000): no table (frame pointers).
  */
 static struct asz_cfi_row syn_rows[] = {
@@ -1143,7 +1143,7 @@ static struct asz_cfi_row syn_rows[] = {
 	  .rbp_off = -16 },
 	{ .pc = 0x104, .cfa_reg = ASZ_CFA_RBP, .cfa_off = 16, .rbp_rule = ASZ_RBP_OFFSET,
 	  .rbp_off = -16 },
-	{ .pc = 0x200, .cfa_reg = ASZ_CFA_UNDEFINED, .rbp_rule = ASZ_RBP_UNDEFINED },
+	{ .pc = 0x200, .cfa_reg = ASZ_CFA_END, .rbp_rule = ASZ_RBP_UNDEFINED },
 	{ .pc = 0x300, .cfa_reg = ASZ_CFA_UNSUPPORTED, .rbp_rule = ASZ_RBP_UNDEFINED },
 	{ .pc = 0x400, .cfa_reg = ASZ_CFA_RSP, .cfa_off = 8, .rbp_rule = ASZ_RBP_UNDEFINED },
 	{ .pc = 0x500, .cfa_reg = ASZ_CFA_RSP, .cfa_off = 0, .rbp_rule = ASZ_RBP_SAME },
@@ -1258,6 +1258,11 @@ Test(cfi_unwind, stops)
 	n = cfi__unwind(syn_maps, 2, &r, syn_read, &m, 0, ips, 8, &stop);
 	cr_assert_eq(n, 0);
 	cr_assert_eq(stop, CFI_STOP_END);
+	/* code no FDE covers is no outermost frame: as a module without a table */
+	r.pc = 0x401600;
+	n = cfi__unwind(syn_maps, 2, &r, syn_read, &m, 0, ips, 8, &stop);
+	cr_assert_eq(n, 0);
+	cr_assert_eq(stop, CFI_STOP_NO_TABLE);
 
 	/* No mapping; with CFI_UNWIND_ENTRY the return address is still at *rsp. */
 	r.pc = 0x900000;
