@@ -174,8 +174,12 @@ int engine__open(struct engine **out, const struct engine_opts *o)
 	if (!rows)
 		rows = o->system_wide ? ENGINE_DEFAULT_UNWIND_ROWS_ALL : ENGINE_DEFAULT_UNWIND_ROWS;
 	bpf_map__set_max_entries(e->skel->maps.cfi_rows, dwarf ? rows : 1);
-	/* every link is attached with its target's pid: the kernel filters, no per-call lookup */
-	e->skel->rodata->filter_tgid = false;
+	/*
+	 * Every link is attached with its target's pid and the kernel filters: uprobe_multi links
+	 * by process, perf-event links by address space only (a clone(CLONE_VM) child of a target,
+	 * a vfork child, share it): those need the lookup.
+	 */
+	e->skel->rodata->filter_tgid = !o->system_wide && !e->multi;
 	e->skel->rodata->empty_probes = o->empty_probes;
 	e->skel->rodata->sample_bytes = o->sample_bytes;
 	e->skel->rodata->min_size = o->min_size;

@@ -40,6 +40,7 @@ WORKLOAD_SOURCES = {
     "lifecycle": "lifecycle.c",
     "simple_sites": "simple_sites.c",
     "unwind_nocfi": "unwind_nocfi.c",
+    "clone_vm": "clone_vm.c",
     "mmap_sites": "mmap_sites.c",
     "unwind_libc": "unwind_libc.c",
     "unwind_cxx": "unwind_cxx.cc",

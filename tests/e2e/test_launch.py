@@ -393,3 +393,20 @@ def test_launch_child_holds_no_bpf_and_sigint(env, tmp_path):
     helpers.check_growth_consistent(reps, {child})
     # the profiler does not leave the command it started running
     assert not os.path.exists("/proc/%d" % child) or open("/proc/%d/stat" % child).read().split(") ")[1][0] in "ZX"
+
+
+@pytest.mark.parametrize("attach", ["multi", "perf"])
+def test_a_clone_vm_child_is_not_traced(bpf_ok, workloads, guarded, tmp_path, attach):
+    """A clone(CLONE_VM) child shares the target's address space but is another process: not
+    traced, as children are not. Perf-event links filter by address space only, and it was
+    traced as a second process (20 x 500 bytes at site_child)."""
+    out = tmp_path / "report.json"
+    rc, _, err = guarded.run(["-f", "json", "-n", "0", "--attach", attach, "-o", str(out), "--",
+                              workloads["clone_vm"]])
+    assert rc == 0, err
+    rep = helpers.final_report(helpers.parse_reports(out.read_text()))
+    assert len(rep["processes"]) == 1, rep["processes"]
+    pid = rep["processes"][0]["pid"]
+    sites = helpers.by_frame0(rep, pid)
+    assert sites["site_parent"]["live_bytes"] == 10000, sites
+    assert "site_child" not in sites, sites
