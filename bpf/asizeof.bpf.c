@@ -36,6 +36,11 @@ const volatile __u64 min_size = 0;
 const volatile __u64 sample_bytes = 0;
 /* Benchmarks only: the same probe points with programs that do nothing (the cost floor). */
 const volatile bool empty_probes = false;
+/*
+ * No allocation of this many bytes or more can succeed: one mapping as large as the user
+ * address space (without an address hint, also with 5-level page tables).
+ */
+#define NEW_FAILS_FROM (1ull << 47)
 
 /* Probing slots tried after a hash collision before a stack is given up as unresolved. */
 #define STACK_PROBES 4
@@ -848,6 +853,15 @@ static __always_inline int on_entry(struct pt_regs *ctx, __u64 a1, __u64 a2, __u
 	default:
 		ts->depth--;
 		return 0;
+	}
+	/*
+	 * operator new throws when it fails, and no exception unwinds through a return probe (the
+	 * kernel's trampoline has no CFI: std::terminate). A size that fails for sure (catching
+	 * bad_alloc for an absurd size is common C++) has its return left alone: sessions only.
+	 */
+	if (session && allocator == ASZ_NEW && size >= NEW_FAILS_FROM) {
+		ts->depth--;
+		return 1;
 	}
 	ts->allocator = allocator;
 	ts->size = size;

@@ -45,6 +45,7 @@ struct engine {
 	struct asizeof_bpf *skel;
 	bool multi;
 	bool session; /* entry and return in one uprobe session program (sampling mode) */
+	bool new_session; /* operator new alone in one (its return can be skipped: see BPF) */
 	struct bpf_link **links; /* perf-event links */
 	pid_t *link_pids;	 /* the pid each link is for (-1: every process) */
 	int nr_links, cap_links;
@@ -155,6 +156,8 @@ int engine__open(struct engine **out, const struct engine_opts *o)
 	e->multi = o->attach == ATTACH_MULTI || (o->attach == ATTACH_AUTO && feat.uprobe_multi);
 	/* sessions pay off when most calls are not recorded: their return trap is then skipped */
 	e->session = e->multi && o->sample_bytes && feat.uprobe_session;
+	/* one more program to load (~100 ms): only where a jemalloc or tcmalloc may be probed */
+	e->new_session = e->multi && !e->session && feat.uprobe_session && o->own_new;
 	dwarf = o->unwind != UNWIND_FP && feat.find_vma;
 	if (o->unwind == UNWIND_DWARF && !dwarf) {
 		elog("--unwind dwarf: this kernel lacks bpf_find_vma (5.17+)\n");
@@ -203,7 +206,7 @@ int engine__open(struct engine **out, const struct engine_opts *o)
 	bpf_map__set_max_entries(e->skel->maps.aggs, o->max_aggs);
 	bpf_map__set_max_entries(e->skel->maps.procs, o->max_procs);
 	/* load only the programs this mode attaches (the session one needs kernel support) */
-	bpf_program__set_autoload(e->skel->progs.alloc_session, e->session);
+	bpf_program__set_autoload(e->skel->progs.alloc_session, e->session || e->new_session);
 	bpf_program__set_autoload(e->skel->progs.alloc_entry, !e->session);
 	bpf_program__set_autoload(e->skel->progs.alloc_return, !e->session);
 	if (e->multi) {
@@ -426,10 +429,16 @@ static int attach_multi(struct engine *e, pid_t pid, const char *lib, const stru
 	__u64 offs[ATTACH_MAX_SYMS], cookies[ATTACH_MAX_SYMS];
 	__u64 free_offs[ATTACH_MAX_SYMS], free_cookies[ATTACH_MAX_SYMS];
 	__u64 munmap_off = 0, munmap_cookie = ASZ_MUNMAP;
-	int i, n = 0, nf = 0, fd, err;
+	__u64 new_offs[ATTACH_MAX_SYMS], new_cookies[ATTACH_MAX_SYMS];
+	int i, n = 0, nf = 0, nn = 0, fd, err;
 	char who[32];
 
 	for (i = 0; i < syms->nr; i++) {
+		if (syms->syms[i].allocator == ASZ_NEW && e->new_session) {
+			new_offs[nn] = syms->syms[i].offset;
+			new_cookies[nn++] = ASZ_NEW;
+			continue;
+		}
 		if (syms->syms[i].allocator == ASZ_FREE || syms->syms[i].allocator == ASZ_DELETE) {
 			/* free, and C++ operator delete where the library has its own */
 			free_offs[nf] = syms->syms[i].offset;
@@ -456,6 +465,8 @@ static int attach_multi(struct engine *e, pid_t pid, const char *lib, const stru
 		 free_cookies, nf},
 		{e->skel->progs.munmap_entry, BPF_TRACE_UPROBE_MULTI_TYPE, false, &munmap_off,
 		 &munmap_cookie, munmap_off ? 1 : 0},
+		{e->skel->progs.alloc_session, BPF_TRACE_UPROBE_SESSION_TYPE, false, new_offs,
+		 new_cookies, nn},
 	};
 
 	if (e->session) {
@@ -464,7 +475,7 @@ static int attach_multi(struct engine *e, pid_t pid, const char *lib, const stru
 					    BPF_TRACE_UPROBE_SESSION_TYPE, false, offs, cookies, n};
 		plan[1].cnt = 0;
 	}
-	for (i = 0; i < 4; i++) {
+	for (i = 0; i < (int)(sizeof(plan) / sizeof(plan[0])); i++) {
 		if (!plan[i].cnt)
 			continue;
 		fd = attach__uprobe_multi(bpf_program__fd(plan[i].prog), plan[i].type, plan[i].ret,

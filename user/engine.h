@@ -30,6 +30,7 @@ struct engine_opts {
 	bool include_self;  /* system-wide: trace the profiler too (default: excluded) */
 	enum unwind_mode unwind;
 	__u32 max_unwind_rows; /* rows of all unwind tables together (16 bytes each); 0: default */
+	bool own_new; /* a target may use an allocator with its own operator new (see BPF) */
 };
 
 #define ENGINE_MAX_COMMS 8

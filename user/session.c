@@ -528,8 +528,30 @@ static void raise_nofile(void)
 	}
 }
 
+/*
+ * May a target's malloc be in another library than libc (jemalloc, tcmalloc, the program's
+ * own), whose C++ operator new is probed too? System-wide, always; else as its maps or its
+ * dynamic linker say (errors are left to the attach that follows).
+ */
+static bool own_new_possible(const struct session_opts *o)
+{
+	char comm[ASZ_COMM_LEN], lib[PATH_MAX], libc[PATH_MAX], path[PATH_MAX];
+
+	if (o->eo.system_wide)
+		return true;
+	for (int i = 0; i < o->nr_pids; i++)
+		if (!target__inspect(o->pids[i], comm, sizeof(comm), lib, sizeof(lib), libc,
+				     sizeof(libc)) &&
+		    libc[0])
+			return true;
+	return o->cmd && !target__resolve_cmd(o->cmd[0], path, sizeof(path)) &&
+	       !target__exec_allocator(path, lib, sizeof(lib), libc, sizeof(libc), NULL, NULL) &&
+	       libc[0];
+}
+
 int session__open(struct session **out, const struct session_opts *o)
 {
+	struct engine_opts eo;
 	struct session *s;
 	int err, i;
 
@@ -551,7 +573,9 @@ int session__open(struct session **out, const struct session_opts *o)
 	s->system_wide = o->eo.system_wide;
 	s->comms = o->eo.comms;
 	s->nr_comms = o->eo.nr_comms;
-	err = engine__open(&s->eng, &o->eo);
+	eo = o->eo;
+	eo.own_new = own_new_possible(o);
+	err = engine__open(&s->eng, &eo);
 	if (err)
 		goto cleanup;
 	if (s->system_wide) {

@@ -41,6 +41,7 @@ WORKLOAD_SOURCES = {
     "simple_sites": "simple_sites.c",
     "unwind_nocfi": "unwind_nocfi.c",
     "clone_vm": "clone_vm.c",
+    "cxx_bad_alloc": "cxx_bad_alloc.cc",
     "mmap_sites": "mmap_sites.c",
     "unwind_libc": "unwind_libc.c",
     "unwind_cxx": "unwind_cxx.cc",

@@ -266,3 +266,20 @@ def test_exec_drops_old_image(env, tmp_path):
     assert "site_before_exec" not in helpers.by_frame0(final, p.pid)
     p.stdin.write(b"\n")
     p.stdin.flush()
+
+
+@pytest.mark.parametrize("lib", [JEMALLOC, TCMALLOC], ids=["jemalloc", "tcmalloc"])
+def test_bad_alloc_gets_through_a_probed_operator_new(env, tmp_path, lib):
+    """jemalloc's and tcmalloc's own operator new is probed, and no exception unwinds through a
+    return probe: a caught std::bad_alloc became std::terminate (exit 134). A size that fails
+    for sure has its return left alone (uprobe sessions); what follows is exact."""
+    report = tmp_path / "report.out"
+    p = subprocess.run([str(helpers.BIN), "-f", "json", "-n", "0", "-o", str(report), "--",
+                        env["workloads"]["cxx_bad_alloc"]],
+                       capture_output=True, text=True, timeout=60, env=dict(os.environ, LD_PRELOAD=lib))
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "caught", p.stdout
+    final = helpers.final_report(helpers.parse_reports(report.read_text()))
+    pid = final["processes"][0]["pid"]
+    got = helpers.by_frame0(final, pid)["site_after(int)"]
+    assert (got["live_bytes"], got["live_allocs"]) == (100000, 100), got
