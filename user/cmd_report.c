@@ -372,9 +372,10 @@ static int run_loop(struct session *s, const struct report_args *a, FILE *out, i
 				next_report += step;
 		}
 	}
-	if (!signaled && session__launched(s) && session__command_status(s) < 0)
-		vlog("duration reached: terminating pid %d\n", session__command_pid(s));
 	session__stop_command(s);
+	if (!signaled && session__launched(s) && session__command_status(s) == 128 + SIGTERM &&
+	    end && util__mono_ns() >= end)
+		vlog("duration reached: pid %d terminated\n", session__command_pid(s));
 	err = emit_report(s, a, out, true);
 	if (err)
 		return err;

@@ -461,10 +461,12 @@ static int run_loop(struct loop_state *ls)
 		if (redraw && !ls->batch)
 			top_view__term_draw(v);
 	}
-	if (!signaled && end && session__launched(s) && session__command_status(s) < 0)
-		vlog("duration reached: terminating pid %d\n", session__command_pid(s));
+	session__service(s); /* reaps a command that exited by itself */
 	before = session__command_status(s);
 	session__stop_command(s);
+	if (!signaled && end && session__launched(s) && before < 0 &&
+	    session__command_status(s) == 128 + SIGTERM)
+		vlog("duration reached: pid %d terminated\n", session__command_pid(s));
 	if (ls->batch) {
 		err = sample(s, v, &mt, a, true);
 		if (!err)

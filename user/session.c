@@ -766,7 +766,14 @@ int session__snapshot(struct session *s, bool final, struct snapshot **out)
 
 void session__stop_command(struct session *s)
 {
+	struct tracked *t;
+
 	if (!s->launched || s->child_done)
+		return;
+	/* it may have exited already (seen by its exit event), not yet reaped: no SIGTERM */
+	t = find_tracked(s, s->child.pid);
+	reap_child(s, t && t->exited);
+	if (s->child_done)
 		return;
 	if (s->child.go_fd >= 0) {
 		/* never released: it exits without running the command */

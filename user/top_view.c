@@ -81,6 +81,7 @@ struct top_view {
 void top_model__init(struct top_model *m)
 {
 	memset(m, 0, sizeof(*m));
+	m->stats.cmd_status = -1; /* no command has exited before the first sample says so */
 }
 
 void top_model__release(struct top_model *m)
