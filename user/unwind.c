@@ -22,7 +22,11 @@ struct umod {
 	struct asz_mod mod;
 	__u8 build_id[CFI_BUILD_ID_MAX];
 	__u32 build_id_len;
+	__u64 added_ns; /* tables are built before a process maps them (a command to launch) */
 };
+
+/* A module's table is kept at least this long, mapped or not. */
+#define UNWIND_KEEP_NEW_NS 10000000000ull
 
 struct unwind {
 	int rows_fd, mods_fd, wanted_fd;
@@ -217,11 +221,13 @@ static int for_each_exec_mapping(pid_t pid,
 
 /*
  * Forget the modules no process maps any more (a program that ran and ended, a library
- * dlclose'd everywhere): their rows become free. Rows of modules in use never move, so the
+ * dlclose'd everywhere): their rows become free; not those built in the last 10 s (a command
+ * to launch maps its modules once it runs). Rows of modules in use never move, so the
  * kernel never sees a table change under it. Returns how many were forgotten.
  */
 static int evict_unused(struct unwind *u)
 {
+	__u64 now = util__mono_ns();
 	struct keyset ks = {};
 	struct dirent *d;
 	size_t i, kept = 0;
@@ -243,7 +249,8 @@ static int evict_unused(struct unwind *u)
 	for (i = 0; i < u->nr_mods; i++) {
 		struct umod *m = &u->mods[i];
 
-		if (ks.nr && bsearch(&m->key, ks.k, ks.nr, sizeof(*ks.k), key_cmp)) {
+		if ((ks.nr && bsearch(&m->key, ks.k, ks.nr, sizeof(*ks.k), key_cmp)) ||
+		    now - m->added_ns < UNWIND_KEEP_NEW_NS) {
 			u->mods[kept++] = *m;
 			continue;
 		}
@@ -291,7 +298,7 @@ static long alloc_rows(struct unwind *u, __u32 nr)
 
 static int add_fd(struct unwind *u, int fd, const struct asz_mod_key *key, const char *name)
 {
-	struct umod m = {.key = *key, .mod = {.kind = ASZ_MOD_FP}};
+	struct umod m = {.key = *key, .mod = {.kind = ASZ_MOD_FP}, .added_ns = util__mono_ns()};
 	struct cfi_table t = {};
 	const struct umod *same;
 	__u64 t0 = util__mono_ns();

@@ -574,3 +574,14 @@ def test_code_without_cfi_in_a_module_with_a_table(bpf_ok, workloads, guarded, t
     names = [base(f) for f in real_frames(st)]
     assert names[:3] == ["target", "nocfi_tramp", "caller"], names
     check_tail(st, "unwind_nocfi")
+
+
+def test_tables_built_for_a_command_to_launch_are_not_forgotten_before_it_runs(bpf_ok, workloads, guarded, tmp_path):
+    """Rows too few for all of a launched command's modules: the tables built before it runs
+    are mapped by no process yet, and were forgotten (then built again) to make room for the
+    next one. Tables are kept 10 s, mapped or not."""
+    rc, _, err = guarded.run(["-v", "-f", "json", "-o", str(tmp_path / "r.json"), "--max-unwind-rows", "30000",
+                              "--", workloads["unwind_libc"]])
+    assert rc == 0, err
+    stats = [l for l in err.splitlines() if "unwind tables:" in l]
+    assert stats and "0 forgotten unused" in stats[-1] and "1 did not fit" in stats[-1], err
