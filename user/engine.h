@@ -41,7 +41,7 @@ struct engine_opts {
 #define ENGINE_AGGS_PER_STACK 4u
 /*
  * Unwind rows by default: 2M (32 MiB) for given targets, 4M (64 MiB) system-wide. libc is ~28k
- * rows, libstdc++ ~34k, gcc's cc1 ~480k, libLLVM ~950k (clang maps ~1.5M in all).
+ * rows, libstdc++ ~34k, gcc's cc1 ~480k, libLLVM ~950k (clang-14 maps ~2.5M in all).
  */
 #define ENGINE_DEFAULT_UNWIND_ROWS (1u << 21)
 #define ENGINE_DEFAULT_UNWIND_ROWS_ALL (1u << 22)
