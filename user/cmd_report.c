@@ -329,7 +329,7 @@ static int emit_report(struct session *s, const struct report_args *a, FILE *out
 static int run_loop(struct session *s, const struct report_args *a, FILE *out, int sfd)
 {
 	__u64 start = util__mono_ns(), step = (__u64)(a->interval * 1e9), next_report, end = 0;
-	bool stop = false, signaled = false;
+	bool stop = false, signaled = false, warned_slow = false;
 	int err, status;
 
 	next_report = start + step;
@@ -365,11 +365,23 @@ static int run_loop(struct session *s, const struct report_args *a, FILE *out, i
 		if (end && now >= end)
 			stop = true;
 		if (!stop && now >= next_report) {
+			__u64 due = next_report;
+			int skipped = 0;
+
 			err = emit_report(s, a, out, false);
 			if (err)
 				return err;
-			while (next_report <= now)
+			now = util__mono_ns();
+			while (next_report <= now) {
 				next_report += step;
+				skipped++;
+			}
+			if (skipped > 1 && !warned_slow) {
+				elog("a report took %.1f s, longer than -i %g: %d skipped (fewer stacks with "
+				     "-n, or a longer -i)\n",
+				     (now - due) / 1e9, a->interval, skipped - 1);
+				warned_slow = true;
+			}
 		}
 	}
 	session__stop_command(s);

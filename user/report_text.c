@@ -12,7 +12,7 @@
 /* Frames one return address can expand to (its inline chain); deeper chains are cut. */
 #define REPORT_MAX_INLINE 32
 #define CELL_LEN 48
-#define PROC_COLS 8
+#define PROC_COLS 9
 #define STACK_COLS 9
 #define MAX_COLS 9
 #define FRAME_INDENT "      "
@@ -24,8 +24,10 @@ static const char *const sort_names[] = {
 	[SNAP_SORT_BYTES] = "bytes",
 };
 
+/* MMAP (column 4) only where a process has mappings of its own: the heap's are in LIVE */
+#define PROC_MMAP_COL 4
 static const char *const proc_heads[PROC_COLS] = {
-	"PID", "COMM", "LIVE", "ALLOCS", "GROWTH", "GROWTH-TOTAL", "ALLOC/s", "FREE/s",
+	"PID", "COMM", "LIVE", "ALLOCS", "MMAP", "GROWTH", "GROWTH-TOTAL", "ALLOC/s", "FREE/s",
 };
 /* Text columns are left-aligned, numbers right-aligned. */
 static const bool proc_left[PROC_COLS] = { [1] = true };
@@ -53,16 +55,20 @@ static void put_comm(char *out, size_t size, const char *comm)
 	out[i] = '\0';
 }
 
-static void fmt_proc(struct row *r, const struct snap_proc *p)
+static void fmt_proc(struct row *r, const struct snap_proc *p, bool mmap_col)
 {
 	snprintf(r->cell[0], CELL_LEN, "%u", p->pid);
 	put_comm(r->cell[1], CELL_LEN, p->comm);
 	util__humanize_bytes(r->cell[2], CELL_LEN, p->live_bytes, false);
 	snprintf(r->cell[3], CELL_LEN, "%lld", (long long)p->live_allocs);
-	util__humanize_bytes(r->cell[4], CELL_LEN, p->growth_bytes, true);
-	util__humanize_bytes(r->cell[5], CELL_LEN, p->growth_total_bytes, true);
-	snprintf(r->cell[6], CELL_LEN, "%.1f", p->alloc_rate);
-	snprintf(r->cell[7], CELL_LEN, "%.1f", p->free_rate);
+	util__humanize_bytes(r->cell[4], CELL_LEN, p->mmap_bytes, false);
+	util__humanize_bytes(r->cell[5], CELL_LEN, p->growth_bytes, true);
+	util__humanize_bytes(r->cell[6], CELL_LEN, p->growth_total_bytes, true);
+	snprintf(r->cell[7], CELL_LEN, "%.1f", p->alloc_rate);
+	snprintf(r->cell[8], CELL_LEN, "%.1f", p->free_rate);
+	if (!mmap_col)
+		memmove(&r->cell[PROC_MMAP_COL], &r->cell[PROC_MMAP_COL + 1],
+			(PROC_COLS - PROC_MMAP_COL - 1) * sizeof(r->cell[0]));
 }
 
 static void fmt_stack(struct row *r, size_t rank, const struct snapshot *s,
@@ -142,8 +148,10 @@ static void print_header(FILE *f, const struct snapshot *s)
 
 static void print_procs(FILE *f, const struct snapshot *s, int top_n)
 {
-	int width[PROC_COLS] = { 0 };
+	const char *heads[PROC_COLS];
+	int width[PROC_COLS] = { 0 }, ncols = PROC_COLS - 1;
 	size_t i, shown = s->nr_procs;
+	bool mmap_col = false;
 	struct row r;
 
 	if (top_n <= 0 || top_n < TEXT_MAX_PROCS)
@@ -154,17 +162,25 @@ static void print_procs(FILE *f, const struct snapshot *s, int top_n)
 		fputs("no traced process has allocated yet\n", f);
 		return;
 	}
+	for (i = 0; i < shown; i++)
+		mmap_col |= s->procs[i].mmap_bytes != 0;
 	for (i = 0; i < PROC_COLS; i++)
-		width[i] = strlen(proc_heads[i]);
+		heads[i] = proc_heads[i];
+	if (mmap_col)
+		ncols = PROC_COLS;
+	else
+		memmove(&heads[PROC_MMAP_COL], &heads[PROC_MMAP_COL + 1],
+			(PROC_COLS - PROC_MMAP_COL - 1) * sizeof(heads[0]));
+	for (i = 0; i < (size_t)ncols; i++)
+		width[i] = strlen(heads[i]);
 	for (i = 0; i < shown; i++) {
-		fmt_proc(&r, &s->procs[i]);
-		widen(width, &r, PROC_COLS);
+		fmt_proc(&r, &s->procs[i], mmap_col);
+		widen(width, &r, ncols);
 	}
-	print_row(f, proc_heads, width, proc_left, PROC_COLS, "");
+	print_row(f, heads, width, proc_left, ncols, "");
 	for (i = 0; i < shown; i++) {
-		fmt_proc(&r, &s->procs[i]);
-		print_cells(f, &r, width, proc_left, PROC_COLS,
-			    s->procs[i].exited ? "  exited" : "");
+		fmt_proc(&r, &s->procs[i], mmap_col);
+		print_cells(f, &r, width, proc_left, ncols, s->procs[i].exited ? "  exited" : "");
 	}
 	if (shown < s->nr_procs)
 		fprintf(f, "... and %zu more processes (-f json lists all)\n", s->nr_procs - shown);

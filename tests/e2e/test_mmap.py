@@ -32,3 +32,20 @@ def test_mmap_category(bpf_ok, workloads, guarded, tmp_path):
     # a head unmapped: the same mapping, smaller (not a free and a new allocation)
     (head,) = [s for s in helpers.stacks_of(rep, pid) if helpers.frame0_func(s) == "site_map_head"]
     assert (head["allocs"], head["frees"], head["alloc_bytes"], head["live_allocs"]) == (1, 0, 16384, 1), head
+
+
+def test_text_report_shows_mmap_bytes(bpf_ok, workloads, guarded, tmp_path):
+    """The text report listed mmap stacks under a process whose LIVE (the heap's) left them
+    out, with no column for them: an MMAP column where a process has mappings of its own."""
+    expected = tmp_path / "e.json"
+    rc, out, err = guarded.run(["-n", "3", "--", workloads["mmap_sites"], str(expected)])
+    assert rc == 0, err
+    exp = json.loads(expected.read_text())
+    lines = out.splitlines()
+    head = next(i for i, l in enumerate(lines) if l.split()[:2] == ["PID", "COMM"])
+    assert lines[head].split()[4] == "MMAP", lines[head]
+    # columns are right-aligned under their heads
+    end = lines[head].index("MMAP") + len("MMAP")
+    cell = lines[head + 1][:end].rsplit("  ", 1)[-1].strip()
+    n, unit = cell.split()
+    assert unit == "KiB" and "%.1f" % (exp["mmap_bytes"] / 1024) == n, (cell, exp["mmap_bytes"])
