@@ -99,7 +99,26 @@ static struct umod *find_mod(struct unwind *u, const struct asz_mod_key *k)
 	return NULL;
 }
 
-/* A table already loaded for the same file content (same build-id): its rows serve again. */
+/* Are the n rows at index first of the array these? */
+static bool same_rows(const struct unwind *u, __u32 first, const struct asz_cfi_row *rows, __u32 n)
+{
+	size_t page = sysconf(_SC_PAGESIZE), from = (size_t)first * sizeof(*rows);
+	size_t off = from / page * page, len = from + (size_t)n * sizeof(*rows) - off;
+	bool same;
+	char *p;
+
+	p = mmap(NULL, len, PROT_READ, MAP_SHARED, u->rows_fd, off);
+	if (p == MAP_FAILED)
+		return false;
+	same = !memcmp(p + (from - off), rows, (size_t)n * sizeof(*rows));
+	munmap(p, len);
+	return same;
+}
+
+/*
+ * A table already loaded for the same file content (same build-id, and the same rows: a
+ * build-id can be given by hand, or collide): its rows serve again.
+ */
 static const struct umod *find_build_id(const struct unwind *u, const struct cfi_table *t)
 {
 	if (!t->build_id_len)
@@ -108,7 +127,8 @@ static const struct umod *find_build_id(const struct unwind *u, const struct cfi
 		const struct umod *m = &u->mods[i];
 
 		if (m->mod.kind == ASZ_MOD_TABLE && m->build_id_len == t->build_id_len &&
-		    !memcmp(m->build_id, t->build_id, t->build_id_len))
+		    !memcmp(m->build_id, t->build_id, t->build_id_len) && m->mod.nr == t->nr_rows &&
+		    same_rows(u, m->mod.first, t->rows, t->nr_rows))
 			return m;
 	}
 	return NULL;
