@@ -31,6 +31,7 @@ struct umod {
 struct unwind {
 	int rows_fd, mods_fd, wanted_fd;
 	__u32 max_rows;
+	__u64 keep_new_ns; /* UNWIND_KEEP_NEW_NS but in tests */
 	struct umod *mods;
 	size_t nr_mods, cap_mods;
 	struct unwind_stats st;
@@ -72,8 +73,14 @@ int unwind__new(struct unwind **out, int rows_fd, __u32 max_rows, int mods_fd, i
 	u->mods_fd = mods_fd;
 	u->wanted_fd = wanted_fd;
 	u->st.max_rows = max_rows;
+	u->keep_new_ns = UNWIND_KEEP_NEW_NS;
 	*out = u;
 	return 0;
+}
+
+void unwind__set_keep_new(struct unwind *u, __u64 ns)
+{
+	u->keep_new_ns = ns;
 }
 
 /* Write n rows at index first of the array, through a mapping of just those pages. */
@@ -270,7 +277,7 @@ static int evict_unused(struct unwind *u)
 		struct umod *m = &u->mods[i];
 
 		if ((ks.nr && bsearch(&m->key, ks.k, ks.nr, sizeof(*ks.k), key_cmp)) ||
-		    now - m->added_ns < UNWIND_KEEP_NEW_NS) {
+		    now - m->added_ns < u->keep_new_ns) {
 			u->mods[kept++] = *m;
 			continue;
 		}

@@ -47,6 +47,8 @@ int unwind__add_file(struct unwind *u, const char *path);
 /* Build the tables the kernel asked for; returns how many modules were added. */
 int unwind__service(struct unwind *u);
 void unwind__stats(const struct unwind *u, struct unwind_stats *st);
+/* How long a new table is kept, mapped or not, when rows are short (default 10 s; tests). */
+void unwind__set_keep_new(struct unwind *u, __u64 ns);
 void unwind__free(struct unwind *u);
 
 #endif

@@ -185,6 +185,7 @@ static __u32 uw_rows_of(const char *path)
 }
 
 #define LIBM "/lib/x86_64-linux-gnu/libm.so.6"
+#define LIBZ "/lib/x86_64-linux-gnu/libz.so.1"
 
 Test(unwind, full_table_forgets_unused_modules)
 {
@@ -198,6 +199,7 @@ Test(unwind, full_table_forgets_unused_modules)
 	int fd;
 
 	cr_assert_lt(uw_rows_of(LIBM), ncxx);
+	cr_assert_gt(uw_rows_of(LIBZ), 8);
 	/* a copy of libstdc++ that no process maps */
 	fd = mkstemp(copy);
 	cr_assert_geq(fd, 0);
@@ -212,6 +214,14 @@ Test(unwind, full_table_forgets_unused_modules)
 	cr_assert_eq(unwind__add_file(u, copy), 0);
 	cr_assert(uw_mod(&m, copy, &mod));
 	cr_assert_eq(mod.kind, ASZ_MOD_TABLE);
+	/* built just now (for a command to launch, say): kept, libz does not fit */
+	cr_assert_eq(unwind__add_file(u, LIBZ), 0);
+	cr_assert(!uw_mod(&m, LIBZ, &mod) || mod.kind != ASZ_MOD_TABLE);
+	cr_assert(uw_mod(&m, copy, &mod), "a table built 0 s ago is kept");
+	unwind__stats(u, &st);
+	cr_assert_eq(st.evicted, 0);
+	cr_assert_eq(st.full, 1);
+	unwind__set_keep_new(u, 0);
 	/* libm needs room: the copy, mapped by nobody, is forgotten; libc, mapped here, stays */
 	cr_assert_eq(unwind__add_file(u, LIBM), 0);
 	cr_assert(uw_mod(&m, LIBM, &libm));
@@ -221,8 +231,8 @@ Test(unwind, full_table_forgets_unused_modules)
 	uw_check_rows(&m, LIBM, &libm);
 	unwind__stats(u, &st);
 	cr_assert_eq(st.evicted, 1);
-	cr_assert_eq(st.full, 0);
-	cr_assert_eq(st.modules, 2);
+	cr_assert_eq(st.full, 1);
+	cr_assert_eq(st.modules, 3, "libc, libm, and libz without its table");
 	cr_assert_eq(st.rows, (__u64)libc.nr + libm.nr);
 	unwind__free(u);
 	uw_maps_close(&m);
