@@ -161,6 +161,24 @@ class Workload:
         return self.p.wait(timeout=timeout)
 
 
+def libc_path():
+    """The libc the host's programs run with."""
+    out = subprocess.run(["ldd", "/bin/true"], capture_output=True, text=True).stdout
+    return re.search(r"libc\.so\.6 => (\S+)", out).group(1)
+
+
+def attach_go_exit(reaper, wl, args):
+    """Attach a profiler run with args to an attach-mode workload, have it work ("go") and
+    exit: (final report, the workload's expectation)."""
+    prof = Profiler(reaper, list(args) + ["-p", str(wl.pid)])
+    prof.wait_attached()
+    exp = wl.expect_json("go")
+    wl.send("exit")
+    assert wl.wait() == 0
+    assert prof.drain() == 0, prof.err.lines
+    return final_report(prof.reports), exp
+
+
 def wait_stopped(pid, timeout=30):
     """Wait until process pid is stopped (state T: it raised SIGSTOP itself)."""
     deadline = time.monotonic() + timeout

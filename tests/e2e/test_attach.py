@@ -240,13 +240,7 @@ def test_cxx_with_an_allocator_that_has_its_own_operator_new(env, lib):
     """jemalloc and tcmalloc define operator new/delete, which do not call the public malloc
     (jemalloc's delete calls the public free): probed too, every C++ allocation is exact."""
     wl = Workload(env["reaper"], [env["workloads"]["alloc_cxx"], "attach"], env=dict(os.environ, LD_PRELOAD=lib))
-    prof = Profiler(env["reaper"], JSON_ARGS + ["-p", str(wl.pid)])
-    prof.wait_attached()
-    exp = wl.expect_json("go")
-    wl.send("exit")
-    assert wl.wait() == 0
-    assert prof.drain() == 0, prof.err.lines
-    rep = helpers.final_report(prof.reports)
+    rep, exp = helpers.attach_go_exit(env["reaper"], wl, JSON_ARGS)
     helpers.check_proc_is_sum_of_stacks(rep, wl.pid)
     helpers.check_proc_exact(rep, wl.pid, exp["proc"])
     assert {s["allocator"] for s in helpers.stacks_of(rep, wl.pid)} == {"operator new"}

@@ -10,24 +10,13 @@ import subprocess
 import time
 
 import helpers
-from helpers import Profiler, Workload
+from helpers import Workload
 
 JSON_ARGS = ["-f", "json", "-n", "0", "-i", "1"]
 
 
-def _libc():
-    out = subprocess.run(["ldd", "/bin/true"], capture_output=True, text=True).stdout
-    return next(l.split("=>")[1].split("(")[0].strip() for l in out.splitlines() if "libc.so.6" in l)
-
-
 def _attach_and_check(env, wl, frames_module=None):
-    prof = Profiler(env["reaper"], JSON_ARGS + ["-p", str(wl.pid)])
-    prof.wait_attached()
-    exp = wl.expect_json("go")
-    wl.send("exit")
-    assert wl.wait() == 0
-    assert prof.drain() == 0, prof.err.lines
-    rep = helpers.final_report(prof.reports)
+    rep, exp = helpers.attach_go_exit(env["reaper"], wl, JSON_ARGS)
     helpers.check_sites(rep, wl.pid, exp["sites"])
     helpers.check_proc_exact(rep, wl.pid, exp["proc"])
     if frames_module:
@@ -47,7 +36,7 @@ def test_a_process_in_a_chroot(env, tmp_path):
     (root / "lib/x86_64-linux-gnu").mkdir(parents=True)
     (root / "lib64").mkdir()
     shutil.copy(env["workloads"]["alloc_sites"], root / "app/alloc_sites")
-    shutil.copy(_libc(), root / "lib/x86_64-linux-gnu/libc.so.6")
+    shutil.copy(helpers.libc_path(), root / "lib/x86_64-linux-gnu/libc.so.6")
     shutil.copy("/lib64/ld-linux-x86-64.so.2", root / "lib64/ld-linux-x86-64.so.2")
     wl = Workload(env["reaper"], ["chroot", str(root), "/app/alloc_sites", "attach"])
     _attach_and_check(env, wl, frames_module=str(root / "lib/x86_64-linux-gnu/libc.so.6"))
@@ -58,7 +47,7 @@ def test_a_process_whose_libc_was_deleted(env, tmp_path):
     itself (/proc/PID/map_files), exact. It was refused: "no allocator found"."""
     d = tmp_path / "lib"
     d.mkdir()
-    shutil.copy(_libc(), d / "libc.so.6")
+    shutil.copy(helpers.libc_path(), d / "libc.so.6")
     wl = Workload(env["reaper"], [env["workloads"]["alloc_sites"], "attach"],
                   env=dict(os.environ, LD_LIBRARY_PATH=str(d)))
     assert str(d / "libc.so.6") in open("/proc/%d/maps" % wl.pid).read()
@@ -73,7 +62,7 @@ def test_exec_into_a_program_with_another_libc(env, tmp_path):
     from then on is exact (it waits 300 ms first)."""
     d = tmp_path / "lib"
     d.mkdir()
-    shutil.copy(_libc(), d / "libc.so.6")
+    shutil.copy(helpers.libc_path(), d / "libc.so.6")
     report = tmp_path / "report.out"
     proc = env["reaper"].add(subprocess.Popen(
         [str(helpers.BIN), "-f", "json", "-n", "0", "-i", "60", "-o", str(report), "--", "env",

@@ -89,11 +89,6 @@ def test_bad_sample_bytes(bpf_ok):
         helpers.check_one_error_line(rc, out, err, want_rc=2, mentions="--sample-bytes")
 
 
-def _libc():
-    out = subprocess.run(["ldd", "/bin/true"], capture_output=True, text=True).stdout
-    return re.search(r"libc\.so\.6 => (\S+)", out).group(1)
-
-
 def test_free_probe_placement_by_disassembly(env):
     """free is probed at its first emulated instruction: on this glibc the push after
     `test %rdi,%rdi; je`; the disassembly must agree with the offset the profiler chose."""
@@ -102,7 +97,7 @@ def test_free_probe_placement_by_disassembly(env):
     m = re.search(r"free probed at \+(\d+)", err)
     assert m, "no placement line in -vv output"
     skip = int(m.group(1))
-    libc = _libc()
+    libc = helpers.libc_path()
     nm = subprocess.run(["nm", "-D", libc], capture_output=True, text=True).stdout
     addr = int(re.search(r"^([0-9a-f]+) T free@@", nm, re.M).group(1), 16)
     dis = subprocess.run(["objdump", "-d", "--no-show-raw-insn",
