@@ -1029,6 +1029,28 @@ static const char *lookup_sym(const struct modfile *mf, __u64 a)
 	return label;
 }
 
+/*
+ * The function starting at a, if any. A return address no call precedes (the kernel's pushed
+ * signal restorer, makecontext's trampoline) is a function's first byte, and the byte before
+ * it (what is looked up) in none.
+ */
+static const char *sym_starting_at(const struct modfile *mf, __u64 a)
+{
+	size_t lo = 0, hi = mf->nsyms;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (mf->syms[mid].addr < a)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < mf->nsyms && mf->syms[lo].addr == a && mf->syms[lo].rank < RANK_LABEL
+		       ? mf->syms[lo].name
+		       : NULL;
+}
+
 /* Create the Dwfl of a module file on first use. On failure the module is marked bad. */
 static void modfile_load(struct modfile *mf)
 {
@@ -1429,6 +1451,8 @@ static struct cache_ent *symbolize(struct symbolizer *s, struct modfile *mf, __u
 	func = intern_func(s, lookup_sym(mf, a));
 	if (!func && have_outer)
 		func = die_func_name(s, &outer);
+	if (!func)
+		func = intern_func(s, sym_starting_at(mf, a + 1));
 	fr[n++] = (struct cframe){ .func = func, .file = file, .line = line, .inlined = false };
 
 	ent = malloc(sizeof(*ent) + n * sizeof(ent->f[0]));

@@ -42,6 +42,7 @@ WORKLOAD_SOURCES = {
     "unwind_nocfi": "unwind_nocfi.c",
     "clone_vm": "clone_vm.c",
     "cxx_bad_alloc": "cxx_bad_alloc.cc",
+    "unwind_signal": "unwind_signal.c",
     "mmap_sites": "mmap_sites.c",
     "unwind_libc": "unwind_libc.c",
     "unwind_cxx": "unwind_cxx.cc",

@@ -611,3 +611,14 @@ def test_programs_sharing_a_build_id_keep_their_own_tables(env, tmp_path):
         st = stack_with(rep, progs[name].pid, lambda s: s["live_bytes"] == size)
         assert [base(f) for f in real_frames(st)][:3] == [name + "_leaf", name + "_mid", "main"], funcs(st)
         check_tail(st, name)
+
+
+def test_a_signal_frame_ends_the_stack_named(bpf_ok, workloads, guarded, tmp_path):
+    """An allocation in a signal handler: the stack ends at the signal frame, marked truncated,
+    its last frame named __restore_rt (the return address is that function's first byte, and
+    the byte before it, looked up as for a call, is in no function: it showed as an address)."""
+    rep, pid = launch(guarded, workloads["unwind_signal"], tmp_path / "report.json")
+    st = stack_with(rep, pid, lambda s: s["live_bytes"] == 7777)
+    names = [base(f) for f in real_frames(st)]
+    assert names == ["in_handler", "handler", "__restore_rt"], funcs(st)
+    assert st["truncated"] is True
