@@ -145,6 +145,7 @@ struct {
 #define UW_F_KNOWN 2 /* rbp is known */
 #define UW_F_RA 4    /* the caller's pc was read at sp + ra_off (else the walk stopped here) */
 #define UW_F_RBP 8   /* the caller's rbp was read at sp + rbp_off (else the same, or unknown) */
+#define UW_F_SAVED 16 /* rbp is known, restored from where a CFI rule says it was saved */
 
 struct uw_frame {
 	__u64 pc, sp, rbp;
@@ -500,7 +501,7 @@ __noinline int uw_step(struct uw_regs *s, struct uw_cache *c, struct uw_win *w,
 	known = s->rbp_known;
 	n = s->n;
 	p = s->p;
-	flags = (n ? 0 : UW_F_FIRST) | (known ? UW_F_KNOWN : 0);
+	flags = (n ? 0 : UW_F_FIRST) | (known ? UW_F_KNOWN : 0) | (known == 2 ? UW_F_SAVED : 0);
 	if (s->memo) {
 		/* the memo's frames below this one's sp are not this stack's */
 		for (int j = 0; j < 4; j++) {
@@ -562,7 +563,7 @@ __noinline int uw_step(struct uw_regs *s, struct uw_cache *c, struct uw_win *w,
 			uw_memo_rbp(f, &fl, v - sp);
 			if (uw_read(w, v, &nrbp))
 				goto incomplete;
-			known = 1;
+			known = 2;
 		} else if (r->rbp_rule == ASZ_RBP_UNDEFINED) {
 			known = 0;
 		}
@@ -582,8 +583,12 @@ __noinline int uw_step(struct uw_regs *s, struct uw_cache *c, struct uw_win *w,
 			break;
 		}
 		/* frame pointers: rbp points at the saved rbp, the return address above */
-		if (known && !rbp) {
-			/* the ABI's mark of the outermost frame (_start, ld.so's _dl_start_user) */
+		if (known == 2 && !rbp) {
+			/*
+			 * The ABI's mark of the outermost frame (_start, ld.so's _dl_start_user
+			 * clear rbp before their call), where the callee saved it: not a 0 that
+			 * code without frame pointers happens to hold.
+			 */
 			stop = UW_END;
 			goto out;
 		}
@@ -592,6 +597,7 @@ __noinline int uw_step(struct uw_regs *s, struct uw_cache *c, struct uw_win *w,
 		uw_memo_rbp(f, &fl, rbp - sp);
 		if (uw_read(w, rbp, &nrbp))
 			goto incomplete;
+		known = 1; /* read through the frame-pointer chain: no CFI rule vouches for it */
 		cfa = rbp + 16;
 		break;
 	default: /* ASZ_CFA_UNSUPPORTED */
@@ -743,7 +749,7 @@ __noinline int uw_follow(struct uw_regs *s, struct uw_win *w, struct asz_stack *
 	s->pc = f->pc;
 	s->sp = f->sp;
 	s->rbp = f->rbp;
-	s->rbp_known = !!(f->flags & UW_F_KNOWN);
+	s->rbp_known = f->flags & UW_F_SAVED ? 2 : !!(f->flags & UW_F_KNOWN);
 	s->n = n;
 	if (s->follows == 1)
 		s->n_end = n;

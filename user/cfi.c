@@ -1044,7 +1044,7 @@ int cfi__unwind(const struct cfi_map *maps, __u32 nr_maps, const struct cfi_regs
 		enum cfi_stop *stop)
 {
 	__u64 pc = regs->pc, sp = regs->sp, rbp = regs->rbp;
-	bool rbp_known = true;
+	int rbp_known = 1; /* 2: restored from where a CFI rule says it was saved */
 	__u32 n = 0;
 
 	for (__u32 frame = 0;; frame++) {
@@ -1055,7 +1055,7 @@ int cfi__unwind(const struct cfi_map *maps, __u32 nr_maps, const struct cfi_regs
 		const struct asz_cfi_row *row = m && m->table ? cfi_table__lookup(m->table, at - m->bias)
 							      : NULL;
 		__u64 cfa, ra, nrbp = rbp;
-		bool nrbp_known = rbp_known;
+		int nrbp_known = rbp_known;
 
 		if (row && row->cfa_reg == ASZ_CFA_UNDEFINED)
 			row = NULL;
@@ -1096,14 +1096,14 @@ int cfi__unwind(const struct cfi_map *maps, __u32 nr_maps, const struct cfi_regs
 					*stop = CFI_STOP_READ;
 					break;
 				}
-				nrbp_known = true;
+				nrbp_known = 2;
 			} else if (row->rbp_rule == ASZ_RBP_UNDEFINED) {
-				nrbp_known = false;
+				nrbp_known = 0;
 			}
 		} else if (flags & CFI_UNWIND_FP_FALLBACK) {
 			/* rbp points at the saved rbp, the return address above it. */
-			if (rbp_known && !rbp) {
-				/* the ABI's mark of the outermost frame (_start, _dl_start_user) */
+			if (rbp_known == 2 && !rbp) {
+				/* the ABI's mark of the outermost frame, saved by its callee */
 				*stop = CFI_STOP_END;
 				break;
 			}
@@ -1116,6 +1116,7 @@ int cfi__unwind(const struct cfi_map *maps, __u32 nr_maps, const struct cfi_regs
 				*stop = CFI_STOP_READ;
 				break;
 			}
+			nrbp_known = 1; /* through the frame-pointer chain: no CFI rule vouches */
 		} else {
 			*stop = CFI_STOP_NO_TABLE;
 			break;

@@ -544,7 +544,7 @@ static int attach_set(struct engine *e, pid_t pid, const char *lib, const struct
 static int attach_syms(struct engine *e, pid_t pid, const char *lib, const char *libc)
 {
 	struct alloc_syms syms, rest = {};
-	int err, nr_links, nr_fds;
+	int err;
 
 	err = attach__find_syms(lib, &syms);
 	if (err) {
@@ -557,18 +557,13 @@ static int attach_syms(struct engine *e, pid_t pid, const char *lib, const char 
 	for (int i = 0; libc && i < syms.nr; i++)
 		if (syms.syms[i].allocator == ASZ_REALLOC)
 			syms.syms[i].allocator |= ASZ_REALLOC_FREES_ITSELF;
-	nr_links = e->nr_links;
-	nr_fds = e->nr_fds;
 	err = attach_set(e, pid, lib, &syms);
 	if (!err)
 		err = attach_set(e, pid, libc, &rest);
-	if (err) {
-		/* all or nothing: a retry must not probe twice what did attach */
-		while (e->nr_links > nr_links)
-			bpf_link__destroy(e->links[--e->nr_links]);
-		while (e->nr_fds > nr_fds)
-			close(e->link_fds[--e->nr_fds]);
-	}
+	/*
+	 * Links made before a failure stay: closing a live one could leave a thread inside an
+	 * allocator without its return, its nesting depth stuck (it would never count again).
+	 */
 	return err;
 }
 
@@ -668,6 +663,16 @@ void engine__unwind_service(struct engine *e)
 const char *engine__unwind_mode(const struct engine *e)
 {
 	return e->unwind ? "dwarf" : "fp";
+}
+
+__s64 engine__image_allocs(struct engine *e, pid_t pid)
+{
+	struct asz_proc_val v;
+	__u32 key = pid;
+
+	if (bpf_map__lookup_elem(e->skel->maps.procs, &key, sizeof(key), &v, sizeof(v), 0))
+		return -1;
+	return (__s64)(v.allocs - v.exec_allocs);
 }
 
 int engine__nr_links(const struct engine *e)

@@ -99,6 +99,8 @@ void engine__set_image(struct engine *e, pid_t pid, const char *comm, const char
 void engine__refresh(struct engine *e);
 bool engine__all_exited(const struct engine *e);
 int engine__nr_links(const struct engine *e);
+/* Allocations counted for pid since its last exec; -1 if it has none recorded. */
+__s64 engine__image_allocs(struct engine *e, pid_t pid);
 const char *engine__attach_mode(const struct engine *e);
 /* Copy the kernel's aggregates into a new snapshot (no BPF access after this). */
 int engine__collect(struct engine *e, struct snapshot **out);

@@ -152,9 +152,9 @@ static struct hist_entry *entry_merge(const struct hist_entry *a, const struct h
  * least: ents[k] and ents[k + 1] become one, and a window that began at ents[k] begins at
  * ents[k - 1], a gap of t[k + 1] - t[k - 1] at an age of now - t[k]. The relative error is
  * smallest far back: the history stays fine for recent windows, ever coarser for old ones.
- * Returns 0, or -ENOMEM.
+ * Returns 0, -ENOMEM, or -EAGAIN (for_changes, and the merge would not save any).
  */
-static int merge_cheapest(struct serve_history *h)
+static int merge_cheapest(struct serve_history *h, bool for_changes)
 {
 	__u64 now = h->ents[h->nr - 1]->mono_ns;
 	struct hist_entry *m;
@@ -173,6 +173,11 @@ static int merge_cheapest(struct serve_history *h)
 	m = entry_merge(h->ents[at], h->ents[at + 1]);
 	if (!m)
 		return -ENOMEM;
+	/* changes of different stacks: nothing saved, the oldest must go instead */
+	if (for_changes && m->nr == h->ents[at]->nr + h->ents[at + 1]->nr) {
+		entry_put(m);
+		return -EAGAIN;
+	}
 	h->nr_changes += m->nr;
 	h->nr_changes -= h->ents[at]->nr + h->ents[at + 1]->nr;
 	entry_put(h->ents[at]);
@@ -264,9 +269,15 @@ static int history_advance(struct serve_history *h, const struct snapshot *s)
 			 : 0;
 	while (h->nr >= 2 && h->ents[1]->mono_ns <= cutoff)
 		drop_oldest(h);
-	/* over budget: coarser in the past rather than shorter */
-	while (h->nr >= 2 && (h->nr_changes > h->max_changes || h->nr > h->max_snapshots)) {
-		if (h->nr < 3 || merge_cheapest(h))
+	/*
+	 * Over budget: coarser in the past rather than shorter, where merging saves changes (the
+	 * same stacks changing in both); else, and after a few merges (each copies two entries),
+	 * the oldest snapshot goes.
+	 */
+	for (int merges = 0;
+	     h->nr >= 2 && (h->nr_changes > h->max_changes || h->nr > h->max_snapshots);) {
+		if (h->nr < 3 || merges++ >= SERVE_MAX_MERGES ||
+		    merge_cheapest(h, h->nr <= h->max_snapshots))
 			drop_oldest(h);
 	}
 	return 0;

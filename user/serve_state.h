@@ -22,10 +22,13 @@
 #define SERVE_MAX_WINDOW_S 3600.0
 /*
  * At most this many stack changes (48 bytes each: 12 MiB) and snapshots are kept in the
- * history; beyond, snapshots far back are merged (their windows coarser, never shorter).
+ * history; beyond, snapshots far back are merged (their windows coarser), or where that saves
+ * nothing (changes of different stacks) the oldest are dropped.
  */
 #define SERVE_MAX_CHANGES (1u << 18)
 #define SERVE_MAX_SNAPSHOTS 4096
+/* Merges a snapshot may cause before the oldest snapshots are dropped instead. */
+#define SERVE_MAX_MERGES 8
 
 struct serve_history;
 struct serve_state;

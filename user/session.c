@@ -116,10 +116,11 @@ static void mark_exited(struct session *s, struct tracked *t)
 {
 	if (t->exited)
 		return;
-	if (!s->system_wide && t->looks_left)
-		elog("pid %d exited right after an exec, before its new image could be inspected: "
-		     "had it another allocator library than the one probed, its allocations were "
-		     "not seen\n",
+	/* (an image that allocated through the probes it had used the probed library) */
+	if (!s->system_wide && t->looks_left && engine__image_allocs(s->eng, t->pid) <= 0)
+		elog("pid %d exited right after an exec, before its new image could be inspected, "
+		     "and nothing it allocated was seen: had it another allocator library than the "
+		     "one probed, its allocations were missed\n",
 		     t->pid);
 	t->exited = true;
 	engine__set_exited(s->eng, t->pid);
@@ -258,12 +259,22 @@ static bool same_root(pid_t pid)
 	       a.st_ino == b.st_ino;
 }
 
+/* Gone, or a zombie: its /proc/PID/root and map_files are no more. */
+static bool process_gone(pid_t pid)
+{
+	char state = 0;
+	pid_t tgid;
+	int threads;
+
+	return target__status(pid, &tgid, &state, &threads) || state == 'Z' || state == 'X';
+}
+
 static void adopt(struct session *s, pid_t pid, bool young)
 {
 	char comm[ASZ_COMM_LEN], lib[PATH_MAX], libc[PATH_MAX];
 	struct tracked *t = find_tracked(s, pid);
 	struct stat st;
-	int i, err;
+	int i, err, links;
 
 	if (pid == getpid())
 		return;
@@ -288,8 +299,10 @@ static void adopt(struct session *s, pid_t pid, bool young)
 			 * opened by its path: the next process mapping it tries again.
 			 */
 			s->libs[s->nr_libs++] = (struct libid){st.st_dev, st.st_ino};
+			links = engine__nr_links(s->eng);
 			if (engine__attach_lib(s->eng, lib, libc[0] ? libc : NULL)) {
-				if (kill(pid, 0) && errno == ESRCH)
+				/* nothing attached (a retry cannot probe twice) */
+				if (process_gone(pid) && engine__nr_links(s->eng) == links)
 					s->nr_libs--;
 				return;
 			}
@@ -430,8 +443,7 @@ static void look_after_exec(struct session *s, struct tracked *t)
 	if (err) {
 		elog("pid %d exec'd into a program with another allocator (%s): not traced: %s\n",
 		     t->pid, lib,
-		     kill(t->pid, 0) && errno == ESRCH ? "it exited before it could be probed"
-						       : strerror(-err));
+		     process_gone(t->pid) ? "it exited before it could be probed" : strerror(-err));
 		return;
 	}
 	engine__unwind_pid(s->eng, t->pid);
@@ -542,11 +554,11 @@ static bool own_new_possible(const struct session_opts *o)
 	for (int i = 0; i < o->nr_pids; i++)
 		if (!target__inspect(o->pids[i], comm, sizeof(comm), lib, sizeof(lib), libc,
 				     sizeof(libc)) &&
-		    libc[0])
+		    !util__is_libc_name(lib))
 			return true;
 	return o->cmd && !target__resolve_cmd(o->cmd[0], path, sizeof(path)) &&
 	       !target__exec_allocator(path, lib, sizeof(lib), libc, sizeof(libc), NULL, NULL) &&
-	       libc[0];
+	       !util__is_libc_name(lib);
 }
 
 int session__open(struct session **out, const struct session_opts *o)

@@ -268,15 +268,20 @@ def test_exec_drops_old_image(env, tmp_path):
     p.stdin.flush()
 
 
-@pytest.mark.parametrize("lib", [JEMALLOC, TCMALLOC], ids=["jemalloc", "tcmalloc"])
+@pytest.mark.parametrize("lib", [JEMALLOC, TCMALLOC, "static"], ids=["jemalloc", "tcmalloc", "static"])
 def test_bad_alloc_gets_through_a_probed_operator_new(env, tmp_path, lib):
-    """jemalloc's and tcmalloc's own operator new is probed, and no exception unwinds through a
-    return probe: a caught std::bad_alloc became std::terminate (exit 134). A size that fails
-    for sure has its return left alone (uprobe sessions); what follows is exact."""
+    """jemalloc's and tcmalloc's own operator new is probed, and so is a static program's: no
+    exception unwinds through a return probe, and a caught std::bad_alloc became
+    std::terminate (exit 134). A size that fails for sure has its return left alone (uprobe
+    sessions); what follows is exact."""
     report = tmp_path / "report.out"
-    p = subprocess.run([str(helpers.BIN), "-f", "json", "-n", "0", "-o", str(report), "--",
-                        env["workloads"]["cxx_bad_alloc"]],
-                       capture_output=True, text=True, timeout=60, env=dict(os.environ, LD_PRELOAD=lib))
+    prog, run_env = env["workloads"]["cxx_bad_alloc"], dict(os.environ, LD_PRELOAD=lib)
+    if lib == "static":
+        prog, run_env = str(tmp_path / "cxx_bad_alloc_static"), None
+        subprocess.run(["g++", "-O2", "-g", "-static", "-o", prog, str(Path(helpers.REPO) / "tests/workloads/cxx_bad_alloc.cc")],
+                       check=True)
+    p = subprocess.run([str(helpers.BIN), "-f", "json", "-n", "0", "-o", str(report), "--", prog],
+                       capture_output=True, text=True, timeout=60, env=run_env)
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == "caught", p.stdout
     final = helpers.final_report(helpers.parse_reports(report.read_text()))

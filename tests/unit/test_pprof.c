@@ -692,6 +692,50 @@ static void check_merged_windows(size_t max_changes, size_t max_snapshots)
 	pprof_builder__free(b);
 }
 
+/*
+ * Changes of different stacks save nothing when merged: then the oldest snapshot goes, and the
+ * recent windows stay whole (merging everything into one entry made every window 0 s). 30
+ * stacks at attach, then one other stack allocating each second; 40 changes at most.
+ */
+Test(pprof, history_of_changes_to_different_stacks_keeps_recent_windows)
+{
+	struct serve_history *h = serve_history__new();
+	struct pprof_builder *b = pprof_builder__new();
+	struct serve_state *st = NULL;
+	__u64 allocs[30] = {};
+	size_t snaps, changes;
+	Profile *p;
+
+	serve_history__set_limits(h, 40, 100000);
+	for (int t = 1; t <= 100; t++) {
+		struct snapshot *s = snapshot__new();
+
+		s->mono_ns = (__u64)t * 1000000000ull;
+		s->elapsed_s = t;
+		add_proc(s, 7, "grow", false);
+		if (t > 1)
+			allocs[t % 30]++;
+		for (int k = 0; k < 30; k++)
+			add_stack(s, 7, ASZ_MALLOC, k + 1, ips_a, 2, 10 + allocs[k], 1 + allocs[k],
+				  10 + allocs[k], 1 + allocs[k]);
+		serve_state__put(st);
+		st = publish(h, b, s);
+		serve_history__size(h, &snaps, &changes);
+		cr_assert_leq(changes, 40);
+		if (t < 20)
+			continue;
+		for (int w = 1; w <= 8; w++) {
+			p = heap(st, w, 7);
+			cr_assert_geq(p->duration_nanos, w * 1000000000ll, "t=%d: a %d s window "
+				      "covers %lld ns", t, w, (long long)p->duration_nanos);
+			perftools__profiles__profile__free_unpacked(p, NULL);
+		}
+	}
+	serve_state__put(st);
+	serve_history__free(h);
+	pprof_builder__free(b);
+}
+
 Test(pprof, history_over_its_bounds_merges_far_back)
 {
 	check_merged_windows(1000000, 12); /* snapshots */
