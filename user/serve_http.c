@@ -20,11 +20,17 @@
 #include "serve_http.h"
 #include "util.h"
 
-/* Clients at once, and how long an idle or slow one may hold a connection. */
-#define HTTP_MAX_CONNECTIONS 64
-#define HTTP_MAX_PER_IP 32
+/*
+ * Clients at once, and how long an idle one may hold a connection. A client sending a byte
+ * every few seconds holds its connection as long as it likes (libmicrohttpd has no deadline
+ * per request): room for many, few from any one address.
+ */
+#define HTTP_MAX_CONNECTIONS 1024
+#define HTTP_MAX_PER_IP 256
 #define HTTP_TIMEOUT_S 10
 #define HTTP_THREADS 2
+/* A connection's memory for its request (the default 32 KiB stalled at ~500 parameters). */
+#define HTTP_CONNECTION_MEMORY (256 * 1024)
 /* ?seconds= beyond this is refused (the history holds at most SERVE_MAX_WINDOW_S anyway). */
 #define HTTP_MAX_SECONDS 86400.0
 
@@ -98,7 +104,7 @@ static enum MHD_Result reply_text(struct MHD_Connection *c, unsigned int code, c
 struct heap_args {
 	struct serve_heap_query q;
 	unsigned int seen; /* bit per known key: each may be given once */
-	char comm[16];
+	char comm[UTIL_UTF8_COMM_LEN]; /* valid UTF-8, as the profiles' names are */
 	char err[160];
 };
 
@@ -109,7 +115,7 @@ static void bad(struct heap_args *a, const char *fmt, const char *key, const cha
 }
 
 static enum MHD_Result heap_arg(void *cls, enum MHD_ValueKind kind, const char *key,
-				const char *value)
+				size_t key_size, const char *value, size_t value_size)
 {
 	static const char *const keys[] = {"pid", "comm", "seconds", "gc", "debug"};
 	struct heap_args *a = cls;
@@ -117,6 +123,11 @@ static enum MHD_Result heap_arg(void *cls, enum MHD_ValueKind kind, const char *
 	__u64 v;
 
 	(void)kind;
+	/* %00 decodes to a NUL: "comm=a%00b" must not pass for "a" */
+	if (strlen(key) != key_size || (value && strlen(value) != value_size)) {
+		bad(a, "parameter '%.40s': a NUL byte in it%s\n", key, "");
+		return MHD_NO;
+	}
 	for (k = 0; k < sizeof(keys) / sizeof(keys[0]); k++)
 		if (strcmp(key, keys[k]) == 0)
 			break;
@@ -139,9 +150,10 @@ static enum MHD_Result heap_arg(void *cls, enum MHD_ValueKind kind, const char *
 			a->q.pid = v;
 		break;
 	case 1:
-		if (!value[0] || strlen(value) >= sizeof(a->comm))
+		if (!value[0] || strlen(value) >= 16)
 			bad(a, "%s: '%.40s' is not a process name (1-15 bytes)\n", key, value);
-		snprintf(a->comm, sizeof(a->comm), "%s", value);
+		/* its raw bytes or the name shown (U+FFFD for bytes that are not UTF-8) */
+		util__utf8_copy(a->comm, sizeof(a->comm), value);
 		a->q.comm = a->comm;
 		break;
 	case 2:
@@ -166,7 +178,7 @@ static enum MHD_Result heap(struct MHD_Connection *c, struct serve_state *st)
 	size_t len = 0;
 	int err;
 
-	MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, heap_arg, &a);
+	MHD_get_connection_values_n(c, MHD_GET_ARGUMENT_KIND, heap_arg, &a);
 	if (a.err[0])
 		return reply_text(c, MHD_HTTP_BAD_REQUEST, "%s", a.err);
 	err = serve_state__heap(st, &a.q, &buf, &len);
@@ -189,15 +201,28 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 	size_t i, len;
 	const char *text;
 
-	(void)version, (void)upload, (void)upload_size, (void)con_cls;
+	(void)version, (void)upload;
 	for (i = 0; i < sizeof(paths) / sizeof(paths[0]); i++)
 		if (strcmp(url, paths[i]) == 0)
 			break;
+	/* errors at once (the connection then closes, a body sent is not read) */
 	if (i == sizeof(paths) / sizeof(paths[0]))
 		return reply_text(c, MHD_HTTP_NOT_FOUND, "not found: try /metrics, "
 				  "/debug/pprof/heap or /healthz\n");
 	if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
 		return reply_text(c, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed\n");
+	/*
+	 * The first call is for the headers alone: answered there, libmicrohttpd closes the
+	 * connection (no keep-alive, pipelined requests dropped). A body is read and ignored.
+	 */
+	if (!*con_cls) {
+		*con_cls = (void *)1;
+		return MHD_YES;
+	}
+	if (*upload_size) {
+		*upload_size = 0;
+		return MHD_YES;
+	}
 	if (i == 2)
 		return reply(c, MHD_HTTP_OK, "text/plain; charset=utf-8", "ok\n", 3,
 			     MHD_RESPMEM_PERSISTENT);
@@ -236,12 +261,15 @@ int serve_http__start(struct serve_http **out, int listen_fd, struct serve_state
 	}
 	pthread_mutex_init(&h->lock, NULL);
 	h->cur = st;
-	h->d = MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+	/* ITC: stopping wakes every thread, also one whose connections are all taken */
+	h->d = MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG | MHD_USE_ITC,
+				0, NULL, NULL,
 				handle, h, MHD_OPTION_LISTEN_SOCKET, listen_fd,
 				MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)HTTP_THREADS,
 				MHD_OPTION_CONNECTION_LIMIT, (unsigned int)HTTP_MAX_CONNECTIONS,
 				MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)HTTP_MAX_PER_IP,
 				MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)HTTP_TIMEOUT_S,
+				MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONNECTION_MEMORY,
 				MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
 	if (!h->d) {
 		close(listen_fd);

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /* Published states of `serve` and their history of changes (see serve_state.h). */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -358,7 +359,8 @@ const char *serve_state__metrics(const struct serve_state *st, size_t *len)
 static __s64 *window_values(const struct serve_state *st, double seconds, double *window_s)
 {
 	const struct pprof_model *m = st->model;
-	__u64 now = st->ents[st->nr - 1]->mono_ns, want = (__u64)(seconds * 1e9);
+	/* at least 1 ns: a window of less is the last interval's, as 1e-9 s is */
+	__u64 now = st->ents[st->nr - 1]->mono_ns, want = (__u64)ceil(seconds * 1e9);
 	size_t first = 0, nr = pprof_model__nr_samples(m);
 	__s64 *vals = calloc(nr ? nr * PPROF_NR_VALUES : 1, sizeof(*vals));
 

@@ -606,6 +606,12 @@ Test(pprof, delta_over_window)
 	cr_assert_eq(p->duration_nanos, 3000000000ll);
 	perftools__profiles__profile__free_unpacked(p, NULL);
 
+	/* less than a nanosecond: the last interval, as any window shorter than it */
+	p = heap(s3, 1e-10, 0);
+	check_values(sample_of(p, 7, "malloc"), 10, 100, -5, -50);
+	cr_assert_eq(p->duration_nanos, 3000000000ll);
+	perftools__profiles__profile__free_unpacked(p, NULL);
+
 	/* 5 s: from t=1 */
 	p = heap(s3, 5, 0);
 	check_values(sample_of(p, 7, "malloc"), 30, 300, 15, 150);
