@@ -43,6 +43,12 @@ struct libid {
 	ino_t ino;
 };
 
+/* A process's program as its exec event named it: it may be gone before /proc/PID/exe is read. */
+struct exec_path {
+	pid_t pid;
+	char path[ASZ_EXEC_PATH_LEN];
+};
+
 struct session {
 	struct engine *eng;
 	struct symbolizer *sym;
@@ -55,6 +61,8 @@ struct session {
 	int nr_comms;
 	pid_t *reported_dead; /* exited, in the last snapshot: forgotten at the next one */
 	int nr_reported_dead;
+	struct exec_path *exec_paths; /* system-wide: each process's program, by its exec event */
+	int nr_exec_paths;
 	struct launched child;
 	char child_path[PATH_MAX];
 	bool launched;
@@ -452,6 +460,29 @@ static void look_after_exec(struct session *s, struct tracked *t)
 	     t->pid, lib);
 }
 
+/* path: an exec event's, NUL-terminated within ASZ_EXEC_PATH_LEN */
+static void note_exec_path(struct session *s, pid_t pid, const char *path)
+{
+	char real[PATH_MAX];
+	struct exec_path *e = NULL;
+
+	for (int i = 0; i < s->nr_exec_paths && !e; i++)
+		if (s->exec_paths[i].pid == pid)
+			e = &s->exec_paths[i];
+	if (!e) {
+		e = realloc(s->exec_paths, (s->nr_exec_paths + 1) * sizeof(*e));
+		if (!e)
+			return;
+		s->exec_paths = e;
+		e = &s->exec_paths[s->nr_exec_paths++];
+		e->pid = pid;
+	}
+	/* named as /proc/PID/exe names it: symbolic links resolved (if that fits) */
+	if (realpath(path, real) && strlen(real) < sizeof(e->path))
+		path = real;
+	memcpy(e->path, path, strlen(path) + 1);
+}
+
 static void on_event(const struct asz_event *ev, void *ctx)
 {
 	struct session *s = ctx;
@@ -469,6 +500,7 @@ static void on_event(const struct asz_event *ev, void *ctx)
 			if (exec_file_is_here(ev)) {
 				symbolizer__add_file(s->sym, ev->path, false);
 				engine__unwind_file(s->eng, ev->path);
+				note_exec_path(s, ev->tgid, ev->path);
 			}
 			adopt(s, ev->tgid, true);
 		} else if (t) {
@@ -742,6 +774,10 @@ static void forget_reported(struct session *s)
 	for (int i = 0; i < s->nr_reported_dead; i++)
 		symbolizer__remove_pid(s->sym, s->reported_dead[i]);
 	symbolizer__trim(s->sym);
+	for (int i = 0, j; i < s->nr_reported_dead; i++)
+		for (j = 0; j < s->nr_exec_paths; j++)
+			if (s->exec_paths[j].pid == s->reported_dead[i])
+				s->exec_paths[j--] = s->exec_paths[--s->nr_exec_paths];
 	s->nr_reported_dead = 0;
 }
 
@@ -765,6 +801,12 @@ int session__snapshot(struct session *s, bool final, struct snapshot **out)
 	for (size_t i = 0; i < cur->nr_procs; i++)
 		if (cur->procs[i].exited)
 			engine__for_each_vma(s->eng, cur->procs[i].pid, add_vma, s->sym);
+	/* and their program by the path their exec gave (metrics group by it) */
+	for (size_t i = 0; i < cur->nr_procs; i++)
+		for (int j = 0; !cur->procs[i].exe[0] && j < s->nr_exec_paths; j++)
+			if (s->exec_paths[j].pid == (pid_t)cur->procs[i].pid)
+				snprintf(cur->procs[i].exe, sizeof(cur->procs[i].exe), "%s",
+					 s->exec_paths[j].path);
 	cur->final = final;
 	/* counting starts at attach, so growth since attach is measured from zero */
 	snapshot__diff(cur, s->prev, NULL);
@@ -856,5 +898,6 @@ void session__close(struct session *s)
 	free(s->t);
 	free(s->libs);
 	free(s->reported_dead);
+	free(s->exec_paths);
 	free(s);
 }

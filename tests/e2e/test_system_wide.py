@@ -214,3 +214,20 @@ def test_programs_no_process_maps_anymore_are_closed(env, tmp_path):
     assert len(seen) == 40, "every run was seen"
     closed = [l for l in prof.err.lines if "symbolizer: closing" in l and "short_lived" in l]
     assert len(closed) >= 37, closed[-3:]
+
+
+def test_a_process_gone_before_it_is_read_is_named_by_its_exec(env):
+    """Programs that exit at once, 40 at a time: many are gone before /proc/PID/exe can be read.
+    Their exe is the path their exec event gave (metrics group by it); it was "", all such
+    programs one group."""
+    prof = Profiler(env["reaper"], ["-f", "json", "-n", "0", "-i", "0.2", "--comm", "short_lived"])
+    prof.wait_attached()
+    runs = [subprocess.Popen([env["workloads"]["short_lived"]]) for _ in range(40)]
+    assert all(p.wait(timeout=30) == 0 for p in runs)
+    prof.reports_after(prof.sync(), 3)
+    assert prof.stop() == 0, prof.err.lines
+    procs = {p["pid"]: p for r in prof.reports for p in r["processes"] if p["comm"] == "short_lived"}
+    assert len(procs) == 40, len(procs)
+    want = os.path.realpath(env["workloads"]["short_lived"])
+    unnamed = [p["pid"] for p in procs.values() if p["exe"] != want]
+    assert not unnamed, unnamed
