@@ -781,6 +781,29 @@ static void forget_reported(struct session *s)
 	s->nr_reported_dead = 0;
 }
 
+/*
+ * Processes gone before their exe was read: named by the path their exec gave (metrics group by
+ * it). The paths of processes gone that the snapshot does not show (filtered out, or nothing
+ * allocated) are forgotten: with --comm, every other exec on the machine would stay here.
+ */
+static void name_by_exec_paths(struct session *s, struct snapshot *cur)
+{
+	for (int j = 0; j < s->nr_exec_paths;) {
+		const struct exec_path *e = &s->exec_paths[j];
+		const struct snap_proc *p = snapshot__find_proc(cur, e->pid);
+
+		if (p && !p->exe[0]) {
+			struct snap_proc *named = &cur->procs[p - cur->procs];
+
+			snprintf(named->exe, sizeof(named->exe), "%s", e->path);
+		}
+		if (!p && kill(e->pid, 0) && errno == ESRCH)
+			s->exec_paths[j] = s->exec_paths[--s->nr_exec_paths];
+		else
+			j++;
+	}
+}
+
 int session__snapshot(struct session *s, bool final, struct snapshot **out)
 {
 	struct snapshot *cur;
@@ -801,12 +824,7 @@ int session__snapshot(struct session *s, bool final, struct snapshot **out)
 	for (size_t i = 0; i < cur->nr_procs; i++)
 		if (cur->procs[i].exited)
 			engine__for_each_vma(s->eng, cur->procs[i].pid, add_vma, s->sym);
-	/* and their program by the path their exec gave (metrics group by it) */
-	for (size_t i = 0; i < cur->nr_procs; i++)
-		for (int j = 0; !cur->procs[i].exe[0] && j < s->nr_exec_paths; j++)
-			if (s->exec_paths[j].pid == (pid_t)cur->procs[i].pid)
-				snprintf(cur->procs[i].exe, sizeof(cur->procs[i].exe), "%s",
-					 s->exec_paths[j].path);
+	name_by_exec_paths(s, cur);
 	cur->final = final;
 	/* counting starts at attach, so growth since attach is measured from zero */
 	snapshot__diff(cur, s->prev, NULL);
@@ -887,6 +905,8 @@ void session__close(struct session *s)
 		     (unsigned long long)st.unit_walks, (unsigned long long)st.files_open,
 		     (unsigned long long)st.files_closed);
 	}
+	if (s->system_wide)
+		dlog("session: %d exec paths kept\n", s->nr_exec_paths);
 	symbolizer__free(s->sym);
 	snapshot__free(s->prev);
 	for (int i = 0; i < s->nr; i++) {

@@ -231,3 +231,19 @@ def test_a_process_gone_before_it_is_read_is_named_by_its_exec(env):
     want = os.path.realpath(env["workloads"]["short_lived"])
     unnamed = [p["pid"] for p in procs.values() if p["exe"] != want]
     assert not unnamed, unnamed
+
+
+def test_exec_paths_of_processes_never_shown_are_forgotten(env):
+    """The paths exec events give are kept for processes gone before they are read; those of
+    processes gone that no report shows (/bin/true allocates nothing; 40 at a time, many are
+    gone before they are adopted) go too, or a system-wide run would keep one per such exec on
+    the machine (11 to 42 of 120 here)."""
+    prof = Profiler(env["reaper"], ["-f", "json", "-n", "0", "-i", "0.2", "-vv", "--comm", "true"])
+    prof.wait_attached()
+    for _ in range(3):
+        burst = "for i in $(seq 40); do /bin/true & done; wait"
+        assert subprocess.run(["/bin/sh", "-c", burst], timeout=30).returncode == 0
+    prof.reports_after(prof.sync(), 2)
+    assert prof.stop() == 0, prof.err.lines
+    kept = [int(re.search(r"(\d+) exec paths kept", l)[1]) for l in prof.err.lines if "exec paths kept" in l]
+    assert kept and kept[-1] <= 3, kept
