@@ -156,7 +156,7 @@ int engine__open(struct engine **out, const struct engine_opts *o)
 	e->multi = o->attach == ATTACH_MULTI || (o->attach == ATTACH_AUTO && feat.uprobe_multi);
 	/* sessions pay off when most calls are not recorded: their return trap is then skipped */
 	e->session = e->multi && o->sample_bytes && feat.uprobe_session;
-	/* one more program to load (~100 ms): only where a jemalloc or tcmalloc may be probed */
+	/* one more program to load (~100 ms): only where a target's malloc may not be libc's */
 	e->new_session = e->multi && !e->session && feat.uprobe_session && o->own_new;
 	dwarf = o->unwind != UNWIND_FP && feat.find_vma;
 	if (o->unwind == UNWIND_DWARF && !dwarf) {

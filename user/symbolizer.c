@@ -1000,11 +1000,10 @@ cleanup:
 }
 
 /* Name of the function symbol covering Dwfl address a, or NULL. */
-static const char *lookup_sym(const struct modfile *mf, __u64 a)
+/* How many symbols start at or below a (syms is sorted by address, one per address). */
+static size_t syms_upto(const struct modfile *mf, __u64 a)
 {
-	size_t lo = 0, hi = mf->nsyms, i;
-	const char *label = NULL;
-	int back;
+	size_t lo = 0, hi = mf->nsyms;
 
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
@@ -1014,6 +1013,15 @@ static const char *lookup_sym(const struct modfile *mf, __u64 a)
 		else
 			hi = mid;
 	}
+	return lo;
+}
+
+static const char *lookup_sym(const struct modfile *mf, __u64 a)
+{
+	size_t lo = syms_upto(mf, a), i;
+	const char *label = NULL;
+	int back;
+
 	/*
 	 * lo - 1 is the last symbol starting at or below a; also try a few enclosing ones. A label
 	 * inside a function does not name it: labels only where no function covers a.
@@ -1036,18 +1044,10 @@ static const char *lookup_sym(const struct modfile *mf, __u64 a)
  */
 static const char *sym_starting_at(const struct modfile *mf, __u64 a)
 {
-	size_t lo = 0, hi = mf->nsyms;
+	size_t i = syms_upto(mf, a);
 
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (mf->syms[mid].addr < a)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo < mf->nsyms && mf->syms[lo].addr == a && mf->syms[lo].rank < RANK_LABEL
-		       ? mf->syms[lo].name
+	return i && mf->syms[i - 1].addr == a && mf->syms[i - 1].rank < RANK_LABEL
+		       ? mf->syms[i - 1].name
 		       : NULL;
 }
 
