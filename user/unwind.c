@@ -83,18 +83,36 @@ void unwind__set_keep_new(struct unwind *u, __u64 ns)
 	u->keep_new_ns = ns;
 }
 
-/* Write n rows at index first of the array, through a mapping of just those pages. */
+/* Rows [first, first + n) of the array, through a mapping of just their pages. */
+struct rows_view {
+	char *base;
+	size_t len;
+	struct asz_cfi_row *rows;
+};
+
+static int rows_map(const struct unwind *u, __u32 first, __u32 n, int prot, struct rows_view *v)
+{
+	size_t page = sysconf(_SC_PAGESIZE), from = (size_t)first * sizeof(*v->rows);
+	size_t off = from / page * page;
+
+	v->len = from + (size_t)n * sizeof(*v->rows) - off;
+	v->base = mmap(NULL, v->len, prot, MAP_SHARED, u->rows_fd, off);
+	if (v->base == MAP_FAILED)
+		return -errno;
+	v->rows = (struct asz_cfi_row *)(v->base + (from - off));
+	return 0;
+}
+
+/* Write n rows at index first of the array. */
 static int write_rows(struct unwind *u, __u32 first, const struct asz_cfi_row *rows, __u32 n)
 {
-	size_t page = sysconf(_SC_PAGESIZE), from = (size_t)first * sizeof(*rows);
-	size_t off = from / page * page, len = from + (size_t)n * sizeof(*rows) - off;
-	char *p;
+	struct rows_view v;
+	int err = rows_map(u, first, n, PROT_READ | PROT_WRITE, &v);
 
-	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, u->rows_fd, off);
-	if (p == MAP_FAILED)
-		return -errno;
-	memcpy(p + (from - off), rows, (size_t)n * sizeof(*rows));
-	munmap(p, len);
+	if (err)
+		return err;
+	memcpy(v.rows, rows, (size_t)n * sizeof(*rows));
+	munmap(v.base, v.len);
 	return 0;
 }
 
@@ -109,16 +127,13 @@ static struct umod *find_mod(struct unwind *u, const struct asz_mod_key *k)
 /* Are the n rows at index first of the array these? */
 static bool same_rows(const struct unwind *u, __u32 first, const struct asz_cfi_row *rows, __u32 n)
 {
-	size_t page = sysconf(_SC_PAGESIZE), from = (size_t)first * sizeof(*rows);
-	size_t off = from / page * page, len = from + (size_t)n * sizeof(*rows) - off;
+	struct rows_view v;
 	bool same;
-	char *p;
 
-	p = mmap(NULL, len, PROT_READ, MAP_SHARED, u->rows_fd, off);
-	if (p == MAP_FAILED)
+	if (rows_map(u, first, n, PROT_READ, &v))
 		return false;
-	same = !memcmp(p + (from - off), rows, (size_t)n * sizeof(*rows));
-	munmap(p, len);
+	same = !memcmp(v.rows, rows, (size_t)n * sizeof(*rows));
+	munmap(v.base, v.len);
 	return same;
 }
 
