@@ -57,18 +57,18 @@ static void put_comm(char *out, size_t size, const char *comm)
 
 static void fmt_proc(struct row *r, const struct snap_proc *p, bool mmap_col)
 {
-	snprintf(r->cell[0], CELL_LEN, "%u", p->pid);
-	put_comm(r->cell[1], CELL_LEN, p->comm);
-	util__humanize_bytes(r->cell[2], CELL_LEN, p->live_bytes, false);
-	snprintf(r->cell[3], CELL_LEN, "%lld", (long long)p->live_allocs);
-	util__humanize_bytes(r->cell[4], CELL_LEN, p->mmap_bytes, false);
-	util__humanize_bytes(r->cell[5], CELL_LEN, p->growth_bytes, true);
-	util__humanize_bytes(r->cell[6], CELL_LEN, p->growth_total_bytes, true);
-	snprintf(r->cell[7], CELL_LEN, "%.1f", p->alloc_rate);
-	snprintf(r->cell[8], CELL_LEN, "%.1f", p->free_rate);
-	if (!mmap_col)
-		memmove(&r->cell[PROC_MMAP_COL], &r->cell[PROC_MMAP_COL + 1],
-			(PROC_COLS - PROC_MMAP_COL - 1) * sizeof(r->cell[0]));
+	int c = 0;
+
+	snprintf(r->cell[c++], CELL_LEN, "%u", p->pid);
+	put_comm(r->cell[c++], CELL_LEN, p->comm);
+	util__humanize_bytes(r->cell[c++], CELL_LEN, p->live_bytes, false);
+	snprintf(r->cell[c++], CELL_LEN, "%lld", (long long)p->live_allocs);
+	if (mmap_col)
+		util__humanize_bytes(r->cell[c++], CELL_LEN, p->mmap_bytes, false);
+	util__humanize_bytes(r->cell[c++], CELL_LEN, p->growth_bytes, true);
+	util__humanize_bytes(r->cell[c++], CELL_LEN, p->growth_total_bytes, true);
+	snprintf(r->cell[c++], CELL_LEN, "%.1f", p->alloc_rate);
+	snprintf(r->cell[c], CELL_LEN, "%.1f", p->free_rate);
 }
 
 static void fmt_stack(struct row *r, size_t rank, const struct snapshot *s,
@@ -149,7 +149,7 @@ static void print_header(FILE *f, const struct snapshot *s)
 static void print_procs(FILE *f, const struct snapshot *s, int top_n)
 {
 	const char *heads[PROC_COLS];
-	int width[PROC_COLS] = { 0 }, ncols = PROC_COLS - 1;
+	int width[PROC_COLS] = { 0 }, ncols = 0;
 	size_t i, shown = s->nr_procs;
 	bool mmap_col = false;
 	struct row r;
@@ -165,12 +165,8 @@ static void print_procs(FILE *f, const struct snapshot *s, int top_n)
 	for (i = 0; i < shown; i++)
 		mmap_col |= s->procs[i].mmap_bytes != 0;
 	for (i = 0; i < PROC_COLS; i++)
-		heads[i] = proc_heads[i];
-	if (mmap_col)
-		ncols = PROC_COLS;
-	else
-		memmove(&heads[PROC_MMAP_COL], &heads[PROC_MMAP_COL + 1],
-			(PROC_COLS - PROC_MMAP_COL - 1) * sizeof(heads[0]));
+		if (i != PROC_MMAP_COL || mmap_col)
+			heads[ncols++] = proc_heads[i];
 	for (i = 0; i < (size_t)ncols; i++)
 		width[i] = strlen(heads[i]);
 	for (i = 0; i < shown; i++) {
