@@ -272,8 +272,7 @@ static bool mapped_path(pid_t pid, const struct util_maps_line *m, char *out, si
 			snprintf(out, len, "%s", m->path);
 			return true;
 		}
-		snprintf(out, len, "/proc/%d/root%s", pid, m->path);
-		if (access(out, R_OK) == 0)
+		if (access(out, R_OK) == 0) /* still the container's path */
 			return true;
 	}
 	snprintf(out, len, "/proc/%d/map_files/%llx-%llx", pid, (unsigned long long)m->start,
