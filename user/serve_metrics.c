@@ -218,6 +218,15 @@ static int account_proc(struct serve_metrics *m, const struct snap_proc *sp, siz
 		/* exec'ed (or its exe was unreadable): counts from now on go to the new group */
 		int old_group = p->group, g;
 
+		if (sp->gen != p->gen) {
+			/*
+			 * The old images counted everything but the new image's figures, also
+			 * what they did after the last snapshot: that stays in the old group too.
+			 */
+			p->alloc_bytes = sp->life_alloc_bytes - sp->alloc_bytes;
+			p->allocs = sp->life_allocs - sp->allocs;
+			p->frees = sp->life_frees - sp->frees;
+		}
 		p->exited = sp->exited;
 		err = regroup(m, p, comm);
 		if (err)

@@ -245,6 +245,38 @@ def test_serve_scraped_by_prometheus(env, tmp_path):
     assert sv.wl.wait() == 0
 
 
+def test_serve_exec_leaves_the_old_images_counts_in_its_group(env, tmp_path):
+    """A process that allocates and execs into another program within one interval: the old
+    image's counts (none of them seen in a snapshot before the exec) stay in the old program's
+    group, the new image's go to the new program's."""
+    lifecycle = env["workloads"]["lifecycle"]
+    other = tmp_path / "other-image"
+    shutil.copy(lifecycle, other)
+    prof = Profiler(env["reaper"], ["serve", "--listen", "127.0.0.1:0", "-i", "3", "--", lifecycle,
+                                    "exec-other", str(tmp_path), str(other)], stdin=subprocess.PIPE)
+    prof.wait_attached()
+    _, port = ft.wait_serving(prof)
+
+    def scraped():
+        status, body, _ = ft.http_get("http://127.0.0.1:%d/metrics" % port)
+        text = body.decode()
+        try:
+            return text if ft.metric_value(text, "asizeof_allocations_total", comm="other-image") == 6 else None
+        except AssertionError:
+            return None
+
+    text = ft.wait_for(scraped, 60, "the new image's allocations in /metrics")
+    old = {"comm": "lifecycle", "exe": os.path.realpath(lifecycle)}
+    new = {"comm": "other-image", "exe": str(other)}
+    for labels, (alloc_bytes, allocs, frees) in ((old, (24000, 8, 1)), (new, (7404, 6, 1))):
+        assert ft.metric_value(text, "asizeof_allocated_bytes_total", **labels) == alloc_bytes, text
+        assert ft.metric_value(text, "asizeof_allocations_total", **labels) == allocs, text
+        assert ft.metric_value(text, "asizeof_frees_total", **labels) == frees, text
+    prof.p.stdin.write(b"\n")
+    prof.p.stdin.flush()
+    assert prof.p.wait(timeout=30) == 0, prof.err.lines
+
+
 def test_serve_pid_labels(env):
     """--pid-labels N: per-process series with a pid label, for the top growers only."""
     sv = Served(env, ["--pid-labels", "1"])

@@ -11,6 +11,9 @@
  *                        execs itself as "lifecycle image2 DIR": the new image allocates 6 x
  *                        1234 B from site_image2, frees one and writes DIR/<pid>.json; the old
  *                        image's blocks and counts are gone. Then it waits for a line on stdin.
+ *   lifecycle exec-other DIR PROG
+ *                        as exec, but the new image is PROG (a copy of this program elsewhere:
+ *                        another exe, another comm), run as "PROG image2 DIR".
  *   lifecycle thread-exec DIR
  *                        as exec, but another thread than the main one calls exec (the kernel
  *                        then gives it the process's pid, and the old main thread is gone).
@@ -257,6 +260,12 @@ int main(int argc, char **argv)
 		/* the profiler learns of an exec by a thread after the fact: give it time */
 		usleep(300000);
 		argc = 3;
+	}
+	if (argc == 4 && !strcmp(argv[1], "exec-other")) {
+		site_before_exec();
+		free(blocks[40]);
+		execl(argv[3], argv[3], "image2", argv[2], (char *)NULL);
+		_exit(4);
 	}
 	if (argc != 3)
 		return 2;
