@@ -1395,6 +1395,10 @@ void engine__stats(struct engine *e, struct engine_stats *st)
 			continue;
 		st->run_ns += info.run_time_ns;
 		st->run_cnt += info.run_cnt;
+		if (info.run_cnt)
+			dlog("own cost: %s %llu runs, %.0f ns each\n", bpf_program__name(prog),
+			     (unsigned long long)info.run_cnt,
+			     (double)info.run_time_ns / info.run_cnt);
 	}
 	bpf_object__for_each_map(map, e->skel->obj)
 		if (bpf_map__fd(map) >= 0)
