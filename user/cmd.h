@@ -20,6 +20,12 @@ int cmd__check_privileges(void);
  * refused); NULL after a one-line error.
  */
 FILE *cmd__open_output(const char *path, bool binary);
+/*
+ * f's writes, through a stream that fails them with ECANCELED when f's reader stops reading
+ * and a signal waits on sfd (the run ends instead of blocking with its signals blocked).
+ * Closing it closes f (not stdout). NULL: out of memory.
+ */
+FILE *cmd__guard_output(FILE *f, int sfd);
 
 /*
  * -d SECS: a decimal number above 0 and at most a year (longer is no limit a run can reach,

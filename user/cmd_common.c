@@ -2,7 +2,11 @@
 /* What the subcommands share before their sessions start: privileges, the output file. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
 #include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <linux/capability.h>
@@ -101,4 +105,71 @@ int cmd__parse_duration(const char *s, double *out)
 		return -EINVAL;
 	*out = d;
 	return 0;
+}
+
+/*
+ * The signals that end a run are blocked and read from a signalfd, so a write to a reader that
+ * stopped reading (a full pipe, a FIFO, a terminal held by Ctrl-S) would block with them
+ * pending, for ever. Writes wait for the output or for such a signal: then they fail
+ * (ECANCELED) and the run ends.
+ */
+struct guarded_out {
+	FILE *f; /* the stream whose descriptor is written; closed with the guard (not stdout) */
+	int fd, sfd;
+};
+
+static ssize_t guarded_write(void *cookie, const char *buf, size_t len)
+{
+	struct guarded_out *g = cookie;
+	size_t done = 0;
+
+	while (done < len) {
+		struct pollfd p[2] = {{.fd = g->fd, .events = POLLOUT}, {.fd = g->sfd, .events = POLLIN}};
+		ssize_t n;
+
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			return done ? (ssize_t)done : -1;
+		}
+		if (!(p[0].revents & (POLLOUT | POLLERR | POLLHUP | POLLNVAL))) {
+			errno = ECANCELED;
+			return done ? (ssize_t)done : -1;
+		}
+		/* at most PIPE_BUF: a pipe that polled writable takes that much without blocking */
+		n = write(g->fd, buf + done, len - done < PIPE_BUF ? len - done : PIPE_BUF);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return done ? (ssize_t)done : -1;
+		}
+		done += n;
+	}
+	return done;
+}
+
+static int guarded_close(void *cookie)
+{
+	struct guarded_out *g = cookie;
+	int err = 0;
+
+	if (g->f != stdout)
+		err = fclose(g->f);
+	free(g);
+	return err;
+}
+
+FILE *cmd__guard_output(FILE *f, int sfd)
+{
+	cookie_io_functions_t io = {.write = guarded_write, .close = guarded_close};
+	struct guarded_out *g = calloc(1, sizeof(*g));
+	FILE *out;
+
+	if (!g)
+		return NULL;
+	*g = (struct guarded_out){.f = f, .fd = fileno(f), .sfd = sfd};
+	out = fopencookie(g, "w", io);
+	if (!out)
+		free(g);
+	return out;
 }

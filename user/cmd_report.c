@@ -321,7 +321,9 @@ static int emit_report(struct session *s, const struct report_args *a, FILE *out
 	err = report__write(out, a->fmt, cur, session__symbolizer(s), &a->ro);
 	if (!err && fflush(out))
 		err = -errno;
-	if (err)
+	if (err == -ECANCELED)
+		elog("cannot write the report: its reader stopped reading, and a signal came\n");
+	else if (err)
 		elog("cannot write the report: %s\n", strerror(-err));
 	return err;
 }
@@ -405,8 +407,8 @@ int cmd_report(int argc, char **argv)
 	};
 	struct session_opts so;
 	struct session *s = NULL;
-	FILE *out = stdout;
-	sigset_t mask, old;
+	FILE *out = stdout, *guarded;
+	sigset_t mask;
 	int ret, err, sfd = -1;
 
 	ret = parse_args(argc, argv, &a);
@@ -421,7 +423,7 @@ int cmd_report(int argc, char **argv)
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGHUP); /* a closed terminal: the final report still goes to -o FILE */
 	sigaddset(&mask, SIGCHLD);
-	sigprocmask(SIG_BLOCK, &mask, &old);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
 	sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (sfd < 0) {
 		elog("signalfd: %s\n", strerror(errno));
@@ -433,6 +435,12 @@ int cmd_report(int argc, char **argv)
 		if (!out)
 			goto cleanup;
 	}
+	guarded = cmd__guard_output(out, sfd);
+	if (!guarded) {
+		elog("out of memory\n");
+		goto cleanup;
+	}
+	out = guarded;
 	so = (struct session_opts){.pids = a.pids, .nr_pids = a.nr_pids, .cmd = a.cmd, .eo = a.eo};
 	err = session__open(&s, &so);
 	if (err)
@@ -457,6 +465,6 @@ cleanup:
 		fclose(out);
 	if (sfd >= 0)
 		close(sfd);
-	sigprocmask(SIG_SETMASK, &old, NULL);
+	/* the signals stay blocked: one arriving now would end the process by it, not by ret */
 	return ret;
 }

@@ -376,7 +376,7 @@ int cmd_serve(int argc, char **argv)
 	struct serve_state *first = NULL;
 	struct session_opts so;
 	char where[INET6_ADDRSTRLEN + 16] = "?";
-	sigset_t mask, old;
+	sigset_t mask;
 	int ret, err, sfd = -1, lfd = -1;
 
 	ret = parse_args(argc, argv, &a);
@@ -398,7 +398,7 @@ int cmd_serve(int argc, char **argv)
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGHUP);
 	sigaddset(&mask, SIGCHLD);
-	sigprocmask(SIG_BLOCK, &mask, &old);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
 	sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (sfd < 0) {
 		elog("signalfd: %s\n", strerror(errno));
@@ -452,6 +452,6 @@ cleanup:
 		close(lfd);
 	if (sfd >= 0)
 		close(sfd);
-	sigprocmask(SIG_SETMASK, &old, NULL);
+	/* the signals stay blocked: one arriving now would end the process by it, not by ret */
 	return ret;
 }

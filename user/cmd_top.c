@@ -336,11 +336,13 @@ static int sample(struct session *s, struct top_view *v, struct meter *mt,
 	return err;
 }
 
-static int print_screen(struct top_view *v)
+static int print_screen(struct top_view *v, FILE *out)
 {
-	int err = top_view__print(v, stdout);
+	int err = top_view__print(v, out);
 
-	if (err)
+	if (err == -ECANCELED)
+		elog("cannot write the screen: its reader stopped reading, and a signal came\n");
+	else if (err)
 		elog("cannot write the screen: %s\n", strerror(-err));
 	return err;
 }
@@ -351,6 +353,7 @@ struct loop_state {
 	const struct top_args *a;
 	int sfd;
 	bool batch;
+	FILE *out; /* batch: the screens' stream */
 	struct errcap *ec;
 };
 
@@ -444,7 +447,7 @@ static int run_loop(struct loop_state *ls)
 			while (next <= now)
 				next += step;
 			if (ls->batch) {
-				err = print_screen(v);
+				err = print_screen(v, ls->out);
 				if (err)
 					return err;
 			}
@@ -470,7 +473,7 @@ static int run_loop(struct loop_state *ls)
 	if (ls->batch) {
 		err = sample(s, v, &mt, a, true);
 		if (!err)
-			err = print_screen(v);
+			err = print_screen(v, ls->out);
 		if (err)
 			return err;
 	}
@@ -498,7 +501,8 @@ int cmd_top(int argc, char **argv)
 	struct session *s = NULL;
 	struct top_view *v = NULL;
 	struct loop_state ls;
-	sigset_t mask, old;
+	sigset_t mask;
+	FILE *out = NULL;
 	int ret, err, sfd = -1;
 
 	ret = parse_args(argc, argv, &a);
@@ -526,7 +530,7 @@ int cmd_top(int argc, char **argv)
 	sigaddset(&mask, SIGHUP);
 	sigaddset(&mask, SIGWINCH);
 	sigaddset(&mask, SIGCHLD);
-	sigprocmask(SIG_BLOCK, &mask, &old);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
 	sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (sfd < 0) {
 		elog("signalfd: %s\n", strerror(errno));
@@ -557,7 +561,14 @@ int cmd_top(int argc, char **argv)
 	}
 	if (session__start(s))
 		goto cleanup;
-	ls = (struct loop_state){s, v, &a, sfd, a.batch, &ec};
+	if (a.batch) {
+		out = cmd__guard_output(stdout, sfd);
+		if (!out) {
+			elog("out of memory\n");
+			goto cleanup;
+		}
+	}
+	ls = (struct loop_state){s, v, &a, sfd, a.batch, out, &ec};
 	ret = run_loop(&ls);
 	if (ret < 0)
 		ret = 1; /* logged where it happened */
@@ -568,8 +579,10 @@ cleanup:
 	errcap_stop(&ec);
 	session__close(s);
 	top_view__free(v);
+	if (out)
+		fclose(out);
 	if (sfd >= 0)
 		close(sfd);
-	sigprocmask(SIG_SETMASK, &old, NULL);
+	/* the signals stay blocked: one arriving now would end the process by it, not by ret */
 	return ret;
 }

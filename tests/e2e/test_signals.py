@@ -1,0 +1,87 @@
+# SPDX-License-Identifier: MIT
+"""Signals that end a run, whatever the profiler is doing when they come: a second one during
+the final report and detach, and one while the report's reader has stopped reading."""
+
+import array
+import fcntl
+import os
+import signal
+import subprocess
+import termios
+import time
+
+import pytest
+
+import helpers
+from helpers import Profiler, Workload
+
+
+def _wait_pipe_full(r, timeout=60):
+    """Until the pipe read by r stops filling (its writer waits), with reports coming every
+    10-100 ms."""
+    deadline = time.monotonic() + timeout
+    last, since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        buf = array.array("i", [0])
+        fcntl.ioctl(r, termios.FIONREAD, buf)
+        if buf[0] != last:
+            last, since = buf[0], time.monotonic()
+        elif last > 0 and time.monotonic() - since > 1.0:
+            return
+        time.sleep(0.05)
+    raise AssertionError("the pipe never filled")
+
+
+@pytest.mark.parametrize("cmd", [
+    ["-f", "json", "-n", "0", "-i", "60"],
+    ["top", "-b", "-i", "60"],
+    ["serve", "--listen", "127.0.0.1:0", "-i", "60"],
+])
+def test_signals_during_the_final_report_keep_the_exit_status(env, cmd):
+    """SIGTERM, then more SIGTERMs every few ms while the final report is written and the
+    probes are detached: the run still ends with status 0 (stopped by a signal), not by the
+    signal (143)."""
+    wl = Workload(env["reaper"], [env["workloads"]["alloc_sites"], "attach"])
+    for attach in ("multi", "perf"):
+        prof = Profiler(env["reaper"], cmd + ["--attach", attach, "-p", str(wl.pid)])
+        prof.wait_attached()
+        deadline = time.monotonic() + 30
+        while prof.p.poll() is None and time.monotonic() < deadline:
+            prof.p.send_signal(signal.SIGTERM)
+            time.sleep(0.003)
+        assert prof.p.wait(timeout=30) == 0, (attach, prof.err.lines)
+        if cmd[0] == "-f":
+            rep = helpers.final_report(helpers.parse_reports("\n".join(prof.out.lines)))
+            assert rep["final"] is True
+    wl.send("exit")
+    assert wl.wait() == 0
+
+
+@pytest.mark.parametrize("cmd,what", [
+    (["-f", "json", "-n", "0", "-i", "0.01"], "the report"),
+    (["top", "-b", "-i", "0.1"], "the screen"),
+])
+def test_a_reader_that_stopped_reading_does_not_hold_the_run(env, cmd, what):
+    """Reports into a pipe nobody reads: once it is full, SIGTERM still ends the run at once
+    (one line on stderr, status 1: the report was not written) and detaches, instead of
+    sleeping in the write with the signal blocked."""
+    wl = Workload(env["reaper"], [env["workloads"]["alloc_sites"], "attach"])
+    r, w = os.pipe()
+    prof = env["reaper"].add(subprocess.Popen(
+        [str(helpers.BIN), *cmd, "-p", str(wl.pid)],
+        stdin=subprocess.DEVNULL, stdout=w, stderr=subprocess.PIPE, start_new_session=True))
+    os.close(w)
+    try:
+        _wait_pipe_full(r)
+        t0 = time.monotonic()
+        prof.send_signal(signal.SIGTERM)
+        rc = prof.wait(timeout=20)
+        took = time.monotonic() - t0
+        err = prof.stderr.read().decode(errors="replace")
+    finally:
+        os.close(r)
+    assert rc == 1, err
+    assert "cannot write %s: its reader stopped reading" % what in err, err
+    assert took < 10, took
+    wl.send("exit")
+    assert wl.wait() == 0
