@@ -364,7 +364,8 @@ static int run_loop(struct loop_state *ls)
 	struct top_view *v = ls->v;
 	__u64 start = util__mono_ns(), step = (__u64)(a->interval * 1e9), next, end = 0;
 	bool stop = false, signaled = false, quit = false, sampling = true;
-	bool use_stdin = !ls->batch && isatty(0);
+	int keys = ls->batch ? -1 : top_view__term_input_fd(ls->v);
+	bool use_stdin = keys >= 0;
 	struct meter mt = {start, own_cpu_ns(), 0};
 	int err, status, before, idle = 0;
 
@@ -390,7 +391,7 @@ static int run_loop(struct loop_state *ls)
 		pfds[n++] = (struct pollfd){.fd = ls->sfd, .events = POLLIN};
 		if (use_stdin) {
 			in = n;
-			pfds[n++] = (struct pollfd){.fd = 0, .events = POLLIN};
+			pfds[n++] = (struct pollfd){.fd = keys, .events = POLLIN};
 		}
 		if (sampling)
 			n += session__pollfds(s, pfds + n, MAX_TARGETS);
@@ -439,6 +440,9 @@ static int run_loop(struct loop_state *ls)
 				return err;
 			sampling = false;
 			redraw = true;
+			/* no keyboard (or its input ended): no q will ever come */
+			if (!use_stdin)
+				break;
 		}
 		if (sampling && now >= next) {
 			err = sample(s, v, &mt, a, false);

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <sys/ioctl.h>
 #include <ncursesw/curses.h>
 #include <ncursesw/term.h>
@@ -71,6 +72,7 @@ struct top_view {
 	struct top_line scratch; /* written to when lines cannot grow */
 	/* terminal */
 	SCREEN *scr;
+	FILE *keys; /* the controlling terminal, when stdin is not one */
 	bool term;
 	bool colors;
 	bool input_idle;
@@ -1879,10 +1881,21 @@ int top_view__term_check(void)
 
 int top_view__term_open(struct top_view *v)
 {
+	FILE *keys = stdin;
+
 	if (v->term)
 		return 0;
-	v->scr = newterm(NULL, stdout, stdin);
+	/* stdin redirected (top < file, a pipe): the keys come from the terminal we draw on */
+	v->keys = NULL;
+	if (!isatty(fileno(stdin))) {
+		v->keys = fopen("/dev/tty", "re");
+		keys = v->keys;
+	}
+	v->scr = newterm(NULL, stdout, keys ? keys : stdin);
 	if (!v->scr) {
+		if (v->keys)
+			fclose(v->keys);
+		v->keys = NULL;
 		elog("cannot drive this terminal (TERM=%s): use --batch\n",
 		     getenv("TERM") ? getenv("TERM") : "");
 		return -ENOTTY;
@@ -1917,6 +1930,18 @@ void top_view__term_close(struct top_view *v)
 	fflush(stdout);
 	delscreen(v->scr);
 	v->scr = NULL;
+	if (v->keys)
+		fclose(v->keys);
+	v->keys = NULL;
+}
+
+int top_view__term_input_fd(const struct top_view *v)
+{
+	if (!v->term)
+		return -1;
+	if (v->keys)
+		return fileno(v->keys);
+	return isatty(0) ? 0 : -1;
 }
 
 static int map_key(int ch)

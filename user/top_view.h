@@ -234,8 +234,9 @@ int top_view__print(struct top_view *v, FILE *f);
 
 /*
  * The terminal (curses). term_check tells whether stdout's terminal type can be driven
- * (before anything is attached; 0 or -ENOTTY, logged). term_open takes over stdin/stdout (0 or
- * -errno, logged); term_close
+ * (before anything is attached; 0 or -ENOTTY, logged). term_open takes over stdout and the
+ * keyboard: stdin, or the controlling terminal when stdin is not one (0 or -errno, logged);
+ * term_input_fd is the keys' descriptor to poll, -1 if there is no keyboard. term_close
  * restores the terminal and is safe to call twice. term_input reads the pending keys and
  * returns TOP_ACT_QUIT when asked to; term_input_idle tells whether the last call found no key
  * at all (an input at its end). term_resize re-reads the terminal's size. term_draw paints.
@@ -245,6 +246,7 @@ int top_view__term_open(struct top_view *v);
 void top_view__term_close(struct top_view *v);
 enum top_action top_view__term_input(struct top_view *v);
 bool top_view__term_input_idle(const struct top_view *v);
+int top_view__term_input_fd(const struct top_view *v);
 void top_view__term_resize(struct top_view *v);
 void top_view__term_draw(struct top_view *v);
 

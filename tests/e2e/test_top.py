@@ -361,6 +361,24 @@ def wait_screens(prof, n, timeout=30):
         time.sleep(0.02)
 
 
+def test_top_tmux_keys_from_the_terminal_when_stdin_is_not_one(env, tmux_session):
+    """`top < /dev/null` in a terminal: the keys come from the terminal (q quits once the
+    command has exited, status 0); with no terminal to read keys from at all (setsid: no
+    controlling terminal), the view ends by itself once every target has exited."""
+    t = tmux_session(["top", "-i", "0.2", "--", "/bin/sleep", "0.5", "</dev/null"])
+    t.wait_attached()
+    t.wait_screen(lambda l: any("all targets exited" in x for x in l), 10, "all targets exited")
+    time.sleep(0.3)
+    assert t.alive(), "the profiler ended by itself: it should wait for q"
+    t.keys("q")
+    t.wait_exit(5)
+    assert t.exit_status() == "0", t.stderr()
+
+    t = tmux_session(["top", "-i", "0.2", "--", "/bin/sleep", "0.5", "</dev/null"], env="setsid -w")
+    t.wait_exit(20)
+    assert t.exit_status() == "0", t.stderr()
+
+
 def test_top_batch_exact(env, top_wl):
     """--batch --bytes: one plain screen per interval; the grower's live bytes, its growth since
     start and its call site's row are exactly what it holds (an odd size, so a rounded figure
