@@ -454,6 +454,10 @@ int cmd_report(int argc, char **argv)
 		     session__nr_targets(s) == 1 ? "" : "es",
 		     engine__nr_links(session__engine(s)), engine__attach_mode(session__engine(s)),
 		     a.output ? "" : "; Ctrl-C for the final report");
+	/* folded stacks have no place for a note: the estimates are said here */
+	if (a.fmt == REPORT_COLLAPSED && a.eo.sample_bytes)
+		elog("sampled (--sample-bytes %llu): the collapsed stacks' weights are estimates\n",
+		     (unsigned long long)a.eo.sample_bytes);
 	if (session__start(s))
 		goto cleanup;
 	ret = run_loop(s, &a, out, sfd);

@@ -442,6 +442,10 @@ static int render(FILE *f, struct serve_metrics *m, const struct snapshot *s, in
 		tracked += !m->procs[i].exited;
 	family(f, "asizeof_tracked_processes", "gauge", "Live processes being traced.");
 	fprintf(f, "asizeof_tracked_processes %d\n", tracked);
+	family(f, "asizeof_sample_bytes", "gauge",
+	       "Sampling period in bytes (--sample-bytes): 0, every allocation is counted exactly; "
+	       "else the byte and count figures are estimates.");
+	fprintf(f, "asizeof_sample_bytes %llu\n", (unsigned long long)s->sample_bytes);
 	family(f, "asizeof_build_info", "gauge", "Version of asizeof-bpf; always 1.");
 	fprintf(f, "asizeof_build_info{version=\"%s\"} 1\n", ASZ_VERSION);
 	if (pid_labels > 0)

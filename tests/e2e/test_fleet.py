@@ -170,6 +170,7 @@ def test_serve_metrics_and_pprof(env, tmp_path):
         assert ft.metric_value(text, "asizeof_dropped_events_total", reason=reason) == 0
     assert ft.metric_value(text, "asizeof_tracked_processes") == 1
     assert ft.metric_value(text, "asizeof_build_info") == 1
+    assert ft.metric_value(text, "asizeof_sample_bytes") == 0  # exact
     assert "pid=" not in text, "a pid label without --pid-labels"
     # the exposition format, checked by Prometheus' own linter: no output at all
     promtool = ft.need_tool("promtool")

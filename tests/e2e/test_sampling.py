@@ -10,10 +10,12 @@ import json
 import os
 import math
 import re
+import signal
 import subprocess
 
 import pytest
 
+import fleet_tools
 import helpers
 
 PERIOD = 4096
@@ -35,6 +37,30 @@ def test_estimates_are_marked(sampled_run):
     final = helpers.final_report(reps)
     assert final["sampled"] is True
     assert final["sample_bytes"] == PERIOD
+
+
+def test_collapsed_and_metrics_say_they_are_estimates(env, tmp_path):
+    """Folded stacks have no place for a note: stderr says their weights are estimates (and
+    says nothing of the kind for exact ones); serve's asizeof_sample_bytes gauge gives the
+    period."""
+    wl = helpers.workload("simple_sites")
+    for extra, said in ((["--sample-bytes", str(PERIOD)], True), ([], False)):
+        out = tmp_path / "stacks.folded"
+        rc, _, err = helpers.run_profiler(extra + ["-f", "collapsed", "-o", str(out), "--", wl, "launch", str(tmp_path / "exp.json")])
+        assert rc == 0, err
+        assert ("sampled (--sample-bytes %d): the collapsed stacks' weights are estimates" % PERIOD in err) == said, err
+    target = helpers.Workload(env["reaper"], [env["workloads"]["alloc_sites"], "attach"])
+    prof = helpers.Profiler(env["reaper"], ["serve", "--listen", "127.0.0.1:0", "-i", "0.2",
+                                            "--sample-bytes", str(PERIOD), "-p", str(target.pid)])
+    prof.wait_attached()
+    _, port = fleet_tools.wait_serving(prof)
+    status, body, _ = fleet_tools.http_get("http://127.0.0.1:%d/metrics" % port)
+    assert status == 200
+    assert fleet_tools.metric_value(body.decode(), "asizeof_sample_bytes") == PERIOD
+    prof.p.send_signal(signal.SIGTERM)
+    assert prof.p.wait(timeout=30) == 0
+    target.send("exit")
+    assert target.wait() == 0
 
 
 def test_estimates_within_5_percent(sampled_run):
