@@ -6,9 +6,10 @@
  *
  * Every return address expands to its inline chain; inlined frames carry the "_[i]" suffix
  * flame graph tools know. Frames without a function show as "[module+0xOFFSET]" (offset in the
- * module file, for eu-addr2line) or the bare address. Stacks that fold to the same text (same
- * comm and frames, different pids or allocators) are merged, and lines come out sorted, as
- * stackcollapse tools produce them. Every stack is written, whatever --top says.
+ * module file, for eu-addr2line) or the bare address. Stacks of the program's own mappings
+ * (mmap, counted apart from the heap) end in an "[mmap]" frame. Stacks that fold to the same
+ * text (same comm and frames, different pids or allocators) are merged, and lines come out
+ * sorted, as stackcollapse tools produce them. Every stack is written, whatever --top says.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -142,9 +143,8 @@ static void fold_stack(struct sbuf *b, const struct snapshot *s, const struct sn
 	if (!st->ips || !st->nr_frames) {
 		sb_putc(b, ';');
 		sb_name(b, "[unknown]", (size_t)-1);
-		return;
 	}
-	for (__u32 i = st->nr_frames; i-- > 0;) {
+	for (__u32 i = st->ips ? st->nr_frames : 0; i-- > 0;) {
 		__u64 ip = st->ips[i];
 
 		n = sym ? symbolizer__resolve(sym, st->pid, ip, frames, COLLAPSED_MAX_INLINE) : 0;
@@ -156,6 +156,11 @@ static void fold_stack(struct sbuf *b, const struct snapshot *s, const struct sn
 		/* the chain is innermost first: the real function, then what was inlined into it */
 		for (j = n - 1; j >= 0; j--)
 			sb_frame(b, &frames[j]);
+	}
+	/* the program's own mappings, apart from the heap blocks of the same call stack */
+	if (ASZ_IS_MMAP(st->allocator)) {
+		sb_putc(b, ';');
+		sb_name(b, "[mmap]", (size_t)-1);
 	}
 }
 

@@ -5,6 +5,7 @@ while serving a large block are not (that block is heap)."""
 
 import json
 
+import fleet_tools
 import helpers
 
 
@@ -49,3 +50,26 @@ def test_text_report_shows_mmap_bytes(bpf_ok, workloads, guarded, tmp_path):
     cell = lines[head + 1][:end].rsplit("  ", 1)[-1].strip()
     n, unit = cell.split()
     assert unit == "KiB" and "%.1f" % (exp["mmap_bytes"] / 1024) == n, (cell, exp["mmap_bytes"])
+
+
+def test_collapsed_stacks_end_mappings_in_an_mmap_frame(bpf_ok, workloads, guarded, tmp_path):
+    """Folded stacks carry no allocator: the program's own mappings end in an "[mmap]" frame, so
+    they neither merge with nor pass for heap blocks of the same call stack; the lines without
+    it sum to the heap's live bytes, those with it to mmap_bytes."""
+    out, expected = tmp_path / "stacks.folded", tmp_path / "e.json"
+    rc, _, err = guarded.run(["-f", "collapsed", "-o", str(out), "--", workloads["mmap_sites"], str(expected)])
+    assert rc == 0, err
+    exp = json.loads(expected.read_text())
+    maps, heap = {}, {}
+    for frames, w in fleet_tools.parse_collapsed(out.read_text()):
+        if frames[-1] == "[mmap]":
+            site = fleet_tools.site_of(frames[-2])
+            maps[site] = maps.get(site, 0) + w
+        else:
+            assert "[mmap]" not in frames, frames
+            site = fleet_tools.site_of(frames[-1])
+            heap[site] = heap.get(site, 0) + w
+    assert sum(maps.values()) == exp["mmap_bytes"], maps
+    assert sum(heap.values()) == sum(exp["heap"].values()), heap
+    for site, want in exp["mmap"].items():
+        assert maps.get(site, 0) == want, (site, maps)
