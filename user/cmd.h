@@ -34,4 +34,10 @@ FILE *cmd__guard_output(FILE *f, int sfd);
 int cmd__parse_duration(const char *s, double *out);
 #define CMD_DURATION_USAGE "-d: '%s' is not a duration in seconds (at most 31536000, a year)"
 
+/*
+ * Once getopt_long has returned -1: whether it stopped past a "--" that ended the options.
+ * last_arg is the last optarg it gave: a "--" that was an option's value (-o --) is no marker.
+ */
+bool cmd__options_ended(char **argv, const char *last_arg);
+
 #endif

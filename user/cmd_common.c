@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <getopt.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -172,4 +173,9 @@ FILE *cmd__guard_output(FILE *f, int sfd)
 	if (!out)
 		free(g);
 	return out;
+}
+
+bool cmd__options_ended(char **argv, const char *last_arg)
+{
+	return optind > 1 && argv[optind - 1] != last_arg && strcmp(argv[optind - 1], "--") == 0;
 }

@@ -144,6 +144,7 @@ static int usage_error(const char *fmt, const char *arg)
 /* Returns -1 to go on, or an exit status. */
 static int parse_args(int argc, char **argv, struct report_args *a)
 {
+	const char *last_arg = NULL;
 	char msg[160];
 	__u64 v;
 	int c;
@@ -151,6 +152,7 @@ static int parse_args(int argc, char **argv, struct report_args *a)
 	optind = 1;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "+:p:i:d:n:s:f:o:vhV", long_opts, NULL)) != -1) {
+		last_arg = optarg;
 		if (engine_opts__is(c)) {
 			if (engine_opts__parse(&a->eo, c, optarg, msg, sizeof(msg)))
 				return usage_error("%s", msg);
@@ -251,11 +253,11 @@ static int parse_args(int argc, char **argv, struct report_args *a)
 	}
 	if (optind < argc) {
 		/* getopt stops at "--"; anything left is the command */
-		if (strcmp(argv[optind - 1], "--") != 0)
+		if (!cmd__options_ended(argv, last_arg))
 			return usage_error("unexpected argument '%s' (a command goes after --)",
 					   argv[optind]);
 		a->cmd = &argv[optind];
-	} else if (optind > 1 && strcmp(argv[optind - 1], "--") == 0) {
+	} else if (cmd__options_ended(argv, last_arg)) {
 		return usage_error("%s", "no command after --");
 	}
 	if (a->fmt == REPORT_PPROF && !a->output && isatty(1))

@@ -162,6 +162,7 @@ static int parse_listen(const char *spec, struct sockaddr_storage *ss, socklen_t
 /* Returns -1 to go on, or an exit status. */
 static int parse_args(int argc, char **argv, struct serve_args *a)
 {
+	const char *last_arg = NULL;
 	char msg[160];
 	__u64 v;
 	int c;
@@ -169,6 +170,7 @@ static int parse_args(int argc, char **argv, struct serve_args *a)
 	optind = 1;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "+:p:i:vhV", long_opts, NULL)) != -1) {
+		last_arg = optarg;
 		if (engine_opts__is(c)) {
 			if (engine_opts__parse(&a->eo, c, optarg, msg, sizeof(msg)))
 				return usage_error("%s", msg);
@@ -215,11 +217,11 @@ static int parse_args(int argc, char **argv, struct serve_args *a)
 	}
 	if (optind < argc) {
 		/* getopt stops at "--"; anything left is the command */
-		if (strcmp(argv[optind - 1], "--") != 0)
+		if (!cmd__options_ended(argv, last_arg))
 			return usage_error("unexpected argument '%s' (a command goes after --)",
 					   argv[optind]);
 		a->cmd = &argv[optind];
-	} else if (optind > 1 && strcmp(argv[optind - 1], "--") == 0) {
+	} else if (cmd__options_ended(argv, last_arg)) {
 		return usage_error("%s", "no command after --");
 	}
 	if (a->cmd && a->nr_pids)

@@ -281,7 +281,7 @@ class Profiler:
         return self.drain(timeout)
 
 
-def run_profiler(args, timeout=120, stdin=subprocess.DEVNULL, env=None, prefix=()):
+def run_profiler(args, timeout=120, stdin=subprocess.DEVNULL, env=None, prefix=(), cwd=None):
     """Run the profiler to completion: (returncode, stdout, stderr). On timeout its whole
     process group (it and a command it launched) is killed and TimeoutExpired raised."""
     p = subprocess.Popen(
@@ -290,6 +290,7 @@ def run_profiler(args, timeout=120, stdin=subprocess.DEVNULL, env=None, prefix=(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env,
+        cwd=cwd,
         start_new_session=True,
     )
     try:

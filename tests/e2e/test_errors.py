@@ -48,6 +48,13 @@ USAGE_ERRORS = {
     "min-size-not-a-number": (["--min-size", "big", "--", "true"], "big"),
     "missing-command-after-dashdash": (["--"], None),
     "missing-command-after-options": (["-f", "json", "-i", "1", "--"], None),
+    # "--" as an option's value is that value, not the end of the options
+    "dashdash-as-output-then-argument": (["-o", "--", "true"], "unexpected argument 'true'"),
+    "dashdash-as-comm-with-pid": (["-p", "2147483647", "--comm", "--"], "--comm"),
+    "top-dashdash-as-comm-then-argument": (["top", "--comm", "--", "true"], "unexpected argument 'true'"),
+    "top-dashdash-as-comm-with-pid": (["top", "-p", "2147483647", "--comm", "--"], "--comm"),
+    "serve-dashdash-as-listen-then-argument": (["serve", "--listen", "--", "true"], "unexpected argument 'true'"),
+    "serve-dashdash-as-comm-with-pid": (["serve", "-p", "2147483647", "--comm", "--"], "--comm"),
 }
 
 
@@ -61,6 +68,15 @@ def test_no_such_pid(bpf_ok, probe_guard):
     pid = helpers.free_pid()
     rc, out, err = helpers.run_profiler(["-p", str(pid)], timeout=60)
     helpers.check_one_error_line(rc, out, err, want_rc=1)
+
+
+def test_dashdash_as_output_file(bpf_ok, probe_guard, tmp_path):
+    """-o -- writes to a file named "--": the run goes on to its target (here: none such)."""
+    rc, out, err = helpers.run_profiler(["-p", str(helpers.free_pid()), "-o", "--"], timeout=60, cwd=tmp_path)
+    helpers.check_one_error_line(rc, out, err, want_rc=1, mentions="no such process")
+    rc, out, err = helpers.run_profiler(["-d", "5", "-o", "--", "--", "true"], timeout=60, cwd=tmp_path)
+    assert rc == 0 and out == "", err
+    assert "final report" in (tmp_path / "--").read_text()
 
 
 def test_kernel_thread(bpf_ok, probe_guard):
