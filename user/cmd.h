@@ -39,5 +39,10 @@ int cmd__parse_duration(const char *s, double *out);
  * last_arg is the last optarg it gave: a "--" that was an option's value (-o --) is no marker.
  */
 bool cmd__options_ended(char **argv, const char *last_arg);
+/*
+ * getopt_long's '?' or ':' (with opterr 0 and optstring, the short options, starting "+:") as
+ * a one-line message in msg that names the option at fault.
+ */
+void cmd__option_error(int c, char **argv, const char *optstring, char *msg, size_t len);
 
 #endif

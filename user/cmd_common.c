@@ -5,6 +5,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -178,4 +179,30 @@ FILE *cmd__guard_output(FILE *f, int sfd)
 bool cmd__options_ended(char **argv, const char *last_arg)
 {
 	return optind > 1 && argv[optind - 1] != last_arg && strcmp(argv[optind - 1], "--") == 0;
+}
+
+void cmd__option_error(int c, char **argv, const char *optstring, char *msg, size_t len)
+{
+	const char *arg = argv[optind - 1];
+	int name_len = (int)strcspn(arg, "=");
+	bool known = optopt > UCHAR_MAX ||
+		     (optopt > 0 && optopt != ':' && optopt != '+' && strchr(optstring, optopt));
+
+	/*
+	 * optind passes an element when its last character is read: at -x in "-xv", argv[optind -
+	 * 1] is the element before. A short option is named by optopt, a long one by its element;
+	 * for a long one optopt is 0 if unknown, its val if given a value it does not take.
+	 */
+	if (c == ':' && strncmp(arg, "--", 2) == 0)
+		snprintf(msg, len, "option '%.*s' needs an argument", name_len, arg);
+	else if (c == ':')
+		snprintf(msg, len, "option '-%c' needs an argument", optopt);
+	else if (optopt == 0)
+		snprintf(msg, len, "unknown option '%s'", arg);
+	else if (known)
+		snprintf(msg, len, "option '%.*s' takes no argument", name_len, arg);
+	else if (optopt > ' ' && optopt < 0x7f)
+		snprintf(msg, len, "unknown option '-%c'", optopt);
+	else /* a control character, or a byte of a multibyte one */
+		snprintf(msg, len, "unknown option '-\\x%02x'", optopt & 0xff);
 }

@@ -162,6 +162,7 @@ static int parse_listen(const char *spec, struct sockaddr_storage *ss, socklen_t
 /* Returns -1 to go on, or an exit status. */
 static int parse_args(int argc, char **argv, struct serve_args *a)
 {
+	static const char optstring[] = "+:p:i:vhV";
 	const char *last_arg = NULL;
 	char msg[160];
 	__u64 v;
@@ -169,7 +170,7 @@ static int parse_args(int argc, char **argv, struct serve_args *a)
 
 	optind = 1;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "+:p:i:vhV", long_opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, optstring, long_opts, NULL)) != -1) {
 		last_arg = optarg;
 		if (engine_opts__is(c)) {
 			if (engine_opts__parse(&a->eo, c, optarg, msg, sizeof(msg)))
@@ -210,9 +211,9 @@ static int parse_args(int argc, char **argv, struct serve_args *a)
 			printf("asizeof-bpf %s\n", ASZ_VERSION);
 			return 0;
 		case ':':
-			return usage_error("option '%s' needs an argument", argv[optind - 1]);
 		case '?':
-			return usage_error("unknown option '%s'", argv[optind - 1]);
+			cmd__option_error(c, argv, optstring, msg, sizeof(msg));
+			return usage_error("%s", msg);
 		}
 	}
 	if (optind < argc) {

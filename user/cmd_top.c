@@ -122,6 +122,7 @@ static int usage_error(const char *fmt, const char *arg)
 /* Returns -1 to go on, or an exit status. */
 static int parse_args(int argc, char **argv, struct top_args *a)
 {
+	static const char optstring[] = "+:p:i:d:n:s:bvhV";
 	const char *last_arg = NULL;
 	char msg[160];
 	__u64 v;
@@ -129,7 +130,7 @@ static int parse_args(int argc, char **argv, struct top_args *a)
 
 	optind = 1;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "+:p:i:d:n:s:bvhV", long_opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, optstring, long_opts, NULL)) != -1) {
 		last_arg = optarg;
 		if (engine_opts__is(c)) {
 			if (engine_opts__parse(&a->eo, c, optarg, msg, sizeof(msg)))
@@ -187,9 +188,9 @@ static int parse_args(int argc, char **argv, struct top_args *a)
 			printf("asizeof-bpf %s\n", ASZ_VERSION);
 			return 0;
 		case ':':
-			return usage_error("option '%s' needs an argument", argv[optind - 1]);
 		case '?':
-			return usage_error("unknown option '%s'", argv[optind - 1]);
+			cmd__option_error(c, argv, optstring, msg, sizeof(msg));
+			return usage_error("%s", msg);
 		}
 	}
 	if (optind < argc) {
