@@ -28,6 +28,12 @@ FILE *cmd__open_output(const char *path, bool binary);
 FILE *cmd__guard_output(FILE *f, int sfd);
 
 /*
+ * After --help or --version: 0, or 1 after a one-line error when standard output did not take
+ * them (a full disk, a closed descriptor).
+ */
+int cmd__close_stdout(void);
+
+/*
  * -d SECS: a decimal number above 0 and at most a year (longer is no limit a run can reach,
  * and would overflow the clock). 0, or -EINVAL after which CMD_DURATION_USAGE says why.
  */

@@ -99,6 +99,22 @@ FILE *cmd__open_output(const char *path, bool binary)
 	return f;
 }
 
+int cmd__close_stdout(void)
+{
+	int err = 0;
+
+	/* printf's errors show only here: exiting would flush and lose them */
+	errno = 0;
+	if (fflush(stdout) || ferror(stdout))
+		err = util__write_error(stdout);
+	if (fclose(stdout) && !err)
+		err = errno ? -errno : -EIO;
+	if (!err)
+		return 0;
+	elog("cannot write to standard output: %s\n", strerror(-err));
+	return 1;
+}
+
 int cmd__parse_duration(const char *s, double *out)
 {
 	double d;

@@ -242,10 +242,10 @@ static int parse_args(int argc, char **argv, struct report_args *a)
 			break;
 		case 'h':
 			cmd_report__usage(stdout);
-			return 0;
+			return cmd__close_stdout();
 		case 'V':
 			printf("asizeof-bpf %s\n", ASZ_VERSION);
-			return 0;
+			return cmd__close_stdout();
 		case ':': /* the leading ':' in the option string makes getopt tell these apart */
 		case '?':
 			cmd__option_error(c, argv, optstring, msg, sizeof(msg));

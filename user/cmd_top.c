@@ -183,10 +183,10 @@ static int parse_args(int argc, char **argv, struct top_args *a)
 			break;
 		case 'h':
 			usage(stdout);
-			return 0;
+			return cmd__close_stdout();
 		case 'V':
 			printf("asizeof-bpf %s\n", ASZ_VERSION);
-			return 0;
+			return cmd__close_stdout();
 		case ':':
 		case '?':
 			cmd__option_error(c, argv, optstring, msg, sizeof(msg));

@@ -231,3 +231,14 @@ def test_root_with_the_older_wider_capabilities(bpf_ok, probe_guard, sleeper):
     rc, out, err = helpers.run_profiler(["-d", "1", "-p", str(sleeper)], timeout=60, prefix=("setpriv", caps))
     assert rc == 0, err
     assert "final report" in out and str(sleeper) in out, out
+
+
+@pytest.mark.parametrize("cmd", ["report", "top", "serve"])
+@pytest.mark.parametrize("flag", ["--help", "--version"])
+@pytest.mark.parametrize("redirect,error", [(">/dev/full", "No space left on device"),
+                                            (">&-", "Bad file descriptor")], ids=["full", "closed"])
+def test_help_that_cannot_be_written(profiler_bin, cmd, flag, redirect, error):
+    """--help and --version are output too: a standard output that does not take them is an
+    error (exit 1), not a silent success."""
+    rc, out, err = helpers.run_profiler([cmd, flag], timeout=30, prefix=("sh", "-c", 'exec "$@" ' + redirect, "sh"))
+    helpers.check_one_error_line(rc, out, err, want_rc=1, mentions="standard output: " + error)
