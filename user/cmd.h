@@ -17,7 +17,8 @@ int cmd_serve(int argc, char **argv);
 int cmd__check_privileges(void);
 /*
  * Open -o FILE for writing (a FIFO without a reader and, for binary output, a terminal are
- * refused); NULL after a one-line error.
+ * refused); NULL after a one-line error. An existing file keeps what it holds until
+ * cmd__truncate_output(), once the run is set up: a run that fails before leaves it as it was.
  */
 FILE *cmd__open_output(const char *path, bool binary);
 /*
@@ -26,6 +27,8 @@ FILE *cmd__open_output(const char *path, bool binary);
  * Closing it closes f (not stdout). NULL: out of memory.
  */
 FILE *cmd__guard_output(FILE *f, int sfd);
+/* Empty the file cmd__open_output() opened (if a regular file): 0, or -errno after an error. */
+int cmd__truncate_output(FILE *f, const char *path);
 
 /*
  * After --help or --version: 0, or 1 after a one-line error when standard output did not take

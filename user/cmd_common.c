@@ -85,7 +85,10 @@ FILE *cmd__open_output(const char *path, bool binary)
 		if (!f)
 			close(fd);
 	} else {
-		f = fopen(path, "we");
+		fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
+		f = fd >= 0 ? fdopen(fd, "w") : NULL;
+		if (!f && fd >= 0)
+			close(fd);
 	}
 	if (!f) {
 		elog("%s: %s\n", path, strerror(errno));
@@ -97,6 +100,19 @@ FILE *cmd__open_output(const char *path, bool binary)
 		return NULL;
 	}
 	return f;
+}
+
+int cmd__truncate_output(FILE *f, const char *path)
+{
+	struct stat st;
+	int err;
+
+	/* devices and pipes have nothing to truncate (and some refuse to) */
+	if (fstat(fileno(f), &st) || !S_ISREG(st.st_mode) || ftruncate(fileno(f), 0) == 0)
+		return 0;
+	err = -errno;
+	elog("%s: %s\n", path, strerror(-err));
+	return err;
 }
 
 int cmd__close_stdout(void)

@@ -438,16 +438,19 @@ int cmd_report(int argc, char **argv)
 		if (!out)
 			goto cleanup;
 	}
+	so = (struct session_opts){.pids = a.pids, .nr_pids = a.nr_pids, .cmd = a.cmd, .eo = a.eo};
+	err = session__open(&s, &so);
+	if (err)
+		goto cleanup;
+	/* the targets are found and traced: only now may an existing FILE lose what it held */
+	if (out != stdout && cmd__truncate_output(out, a.output))
+		goto cleanup;
 	guarded = cmd__guard_output(out, sfd);
 	if (!guarded) {
 		elog("out of memory\n");
 		goto cleanup;
 	}
 	out = guarded;
-	so = (struct session_opts){.pids = a.pids, .nr_pids = a.nr_pids, .cmd = a.cmd, .eo = a.eo};
-	err = session__open(&s, &so);
-	if (err)
-		goto cleanup;
 	if (a.eo.system_wide)
 		elog("attached to all processes (%d now, %d %s links)%s\n", session__nr_targets(s),
 		     engine__nr_links(session__engine(s)), engine__attach_mode(session__engine(s)),

@@ -116,6 +116,23 @@ def test_unwritable_output(bpf_ok, probe_guard, sleeper, path):
     assert not os.path.exists("/sys/kernel/asizeof-test.json")
 
 
+@pytest.mark.parametrize("target", ["pid", "command"])
+def test_failed_run_keeps_the_output_file(bpf_ok, probe_guard, tmp_path, target):
+    """A run that fails before tracing leaves an existing -o FILE as it was (it was emptied)."""
+    rep = tmp_path / "rep.txt"
+    rep.write_text("precious\n")
+    args = ["-p", str(helpers.free_pid())] if target == "pid" else ["--", str(tmp_path / "nonexistent")]
+    rc, out, err = helpers.run_profiler(["-o", str(rep)] + args, timeout=60)
+    helpers.check_one_error_line(rc, out, err, want_rc=1)
+    assert rep.read_text() == "precious\n"
+    # a run that does start replaces what the file held
+    rep.write_text("x" * 100000)
+    rc, out, err = helpers.run_profiler(["-d", "5", "-o", str(rep), "--", "true"], timeout=60)
+    assert rc == 0, err
+    text = rep.read_text()
+    assert text.startswith("asizeof-bpf final report") and "x" * 10 not in text, text[:200]
+
+
 def test_unwritable_output_launch_mode(bpf_ok, probe_guard, tmp_path):
     marker = tmp_path / "ran"
     rc, out, err = helpers.run_profiler(
