@@ -13,6 +13,14 @@ void cmd_report__usage(FILE *f);
 int cmd_top(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 
+/*
+ * At startup: a closed descriptor 0, 1 or 2 gets /dev/null, so that none of ours (the
+ * signalfd, a map, -o FILE) lands there to be written as standard output. Whether 1 was closed:
+ * cmd__stdout_closed().
+ */
+void cmd__open_std_fds(void);
+bool cmd__stdout_closed(void);
+
 /* 0, or 1 after a one-line error: the capabilities loading and attaching need are missing. */
 int cmd__check_privileges(void);
 /*

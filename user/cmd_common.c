@@ -18,6 +18,31 @@
 #include "log.h"
 #include "util.h"
 
+static bool stdout_closed;
+
+void cmd__open_std_fds(void)
+{
+	for (int fd = 0; fd <= 2; fd++) {
+		int nfd;
+
+		if (fcntl(fd, F_GETFD) >= 0 || errno != EBADF)
+			continue;
+		if (fd == 1)
+			stdout_closed = true;
+		/* the lowest free descriptor: fd itself, those below it are open */
+		nfd = open("/dev/null", fd ? O_WRONLY : O_RDONLY);
+		if (nfd > fd) {
+			dup2(nfd, fd);
+			close(nfd);
+		}
+	}
+}
+
+bool cmd__stdout_closed(void)
+{
+	return stdout_closed;
+}
+
 /*
  * CAP_BPF and CAP_PERFMON load the programs and attach the uprobes; CAP_SYS_PTRACE and
  * CAP_DAC_READ_SEARCH read other users' /proc/PID/{maps,exe,root} and mapped files. Root has
@@ -121,7 +146,9 @@ int cmd__close_stdout(void)
 
 	/* printf's errors show only here: exiting would flush and lose them */
 	errno = 0;
-	if (fflush(stdout) || ferror(stdout))
+	if (stdout_closed) /* /dev/null took everything */
+		err = -EBADF;
+	else if (fflush(stdout) || ferror(stdout))
 		err = util__write_error(stdout);
 	if (fclose(stdout) && !err)
 		err = errno ? -errno : -EIO;

@@ -417,6 +417,10 @@ int cmd_report(int argc, char **argv)
 	ret = parse_args(argc, argv, &a);
 	if (ret >= 0)
 		return ret;
+	if (!a.output && cmd__stdout_closed()) {
+		elog("standard output is closed: give -o FILE for the reports\n");
+		return 1;
+	}
 	if (cmd__check_privileges())
 		return 1;
 	ret = 1;

@@ -515,6 +515,10 @@ int cmd_top(int argc, char **argv)
 	ret = parse_args(argc, argv, &a);
 	if (ret >= 0)
 		return ret;
+	if (cmd__stdout_closed()) {
+		elog("standard output is closed: nowhere to show the view\n");
+		return 1;
+	}
 	if (cmd__check_privileges())
 		return 1;
 	ret = 1;

@@ -21,6 +21,7 @@ int main(int argc, char **argv)
 	 * threshold keeps them mmapped, given back when freed (10 MB, flat).
 	 */
 	mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+	cmd__open_std_fds();
 	/* "asizeof-bpf report ..." and plain "asizeof-bpf ..." are the same */
 	for (size_t i = 0; argc > 1 && i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		if (strcmp(argv[1], cmds[i].name) == 0)

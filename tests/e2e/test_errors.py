@@ -259,3 +259,27 @@ def test_help_that_cannot_be_written(profiler_bin, cmd, flag, redirect, error):
     error (exit 1), not a silent success."""
     rc, out, err = helpers.run_profiler([cmd, flag], timeout=30, prefix=("sh", "-c", 'exec "$@" ' + redirect, "sh"))
     helpers.check_one_error_line(rc, out, err, want_rc=1, mentions="standard output: " + error)
+
+
+CLOSED_STDOUT = ("sh", "-c", 'exec "$@" >&-', "sh")
+
+
+@pytest.mark.parametrize("cmd", [[], ["top", "-b"]], ids=["report", "top"])
+def test_closed_stdout(bpf_ok, probe_guard, tmp_path, cmd):
+    """Output for a closed standard output is an error before anything runs (the report went
+    into the profiler's signalfd, which had taken descriptor 1)."""
+    marker = tmp_path / "ran"
+    rc, out, err = helpers.run_profiler(cmd + ["-d", "3", "--", "touch", str(marker)], timeout=60,
+                                        prefix=CLOSED_STDOUT)
+    helpers.check_one_error_line(rc, out, err, want_rc=1, mentions="standard output is closed")
+    assert not marker.exists()
+
+
+def test_closed_stdout_with_output_file(bpf_ok, probe_guard, tmp_path):
+    """With -o FILE a closed standard output is no error; descriptors 0-2 are /dev/null rather
+    than closed, for the profiler and the command it launches (whose echo then succeeds)."""
+    rep = tmp_path / "rep.txt"
+    rc, out, err = helpers.run_profiler(["-d", "10", "-o", str(rep), "--", "sh", "-c", "echo hi"],
+                                        timeout=60, prefix=("sh", "-c", 'exec "$@" <&- >&-', "sh"))
+    assert rc == 0, err
+    assert "final report" in rep.read_text()
