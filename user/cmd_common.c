@@ -102,7 +102,8 @@ FILE *cmd__open_output(const char *path, bool binary)
 	if (stat(path, &st) == 0 && S_ISFIFO(st.st_mode)) {
 		fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
 		if (fd < 0) {
-			elog("%s: %s\n", path, errno == ENXIO ? "a FIFO with no reader" : strerror(errno));
+			elog("%s: %s\n", util__name(path),
+			     errno == ENXIO ? "a FIFO with no reader" : strerror(errno));
 			return NULL;
 		}
 		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
@@ -116,11 +117,11 @@ FILE *cmd__open_output(const char *path, bool binary)
 			close(fd);
 	}
 	if (!f) {
-		elog("%s: %s\n", path, strerror(errno));
+		elog("%s: %s\n", util__name(path), strerror(errno));
 		return NULL;
 	}
 	if (binary && isatty(fileno(f))) {
-		elog("%s: a terminal: binary output goes to a file or a pipe\n", path);
+		elog("%s: a terminal: binary output goes to a file or a pipe\n", util__name(path));
 		fclose(f);
 		return NULL;
 	}
@@ -136,7 +137,7 @@ int cmd__truncate_output(FILE *f, const char *path)
 	if (fstat(fileno(f), &st) || !S_ISREG(st.st_mode) || ftruncate(fileno(f), 0) == 0)
 		return 0;
 	err = -errno;
-	elog("%s: %s\n", path, strerror(-err));
+	elog("%s: %s\n", util__name(path), strerror(-err));
 	return err;
 }
 

@@ -30,6 +30,7 @@ struct report_args {
 	struct report_opts ro;
 	enum report_format fmt;
 	const char *output;
+	bool weight; /* --weight given */
 	struct engine_opts eo;
 	const char *comms[ENGINE_MAX_COMMS];
 	char **cmd;
@@ -113,9 +114,9 @@ void cmd_report__usage(FILE *f)
 		"  --max-allocs N         live blocks tracked (default 1048576)\n"
 		"  --max-stacks N         distinct stacks kept (default 65536, and as many deeper\n"
 		"                         than 23 frames)\n"
-		"  --unwind MODE          stacks by dwarf (.eh_frame tables in the kernel: complete\n"
-		"                         without frame pointers; default where the kernel can) or\n"
-		"                         fp (frame pointers only)\n"
+		"  --unwind MODE          auto (default): dwarf where the kernel can, else fp;\n"
+		"                         dwarf (.eh_frame tables in the kernel: complete without\n"
+		"                         frame pointers) or fp (frame pointers only)\n"
 		"  --max-unwind-rows N    room for unwind tables, 16 bytes a row (default 2097152;\n"
 		"                         4194304 system-wide)\n"
 		"  --sample-bytes N       sample one allocated byte in N (Poisson, e.g. 524288):\n"
@@ -220,6 +221,7 @@ static int parse_args(int argc, char **argv, struct report_args *a)
 			a->eo.min_size = v;
 			break;
 		case OPT_WEIGHT:
+			a->weight = true;
 			if (strcmp(optarg, "live_bytes") == 0)
 				a->ro.weight = WEIGHT_LIVE_BYTES;
 			else if (strcmp(optarg, "alloc_bytes") == 0)
@@ -261,6 +263,9 @@ static int parse_args(int argc, char **argv, struct report_args *a)
 	} else if (cmd__options_ended(argv, last_arg)) {
 		return usage_error("%s", "no command after --");
 	}
+	/* with another format it would change nothing, silently */
+	if (a->weight && a->fmt != REPORT_COLLAPSED)
+		return usage_error("%s", "--weight applies to -f collapsed only");
 	if (a->fmt == REPORT_PPROF && !a->output && isatty(1))
 		return usage_error("%s", "-f pprof writes binary: give -o FILE");
 	if (a->cmd && a->nr_pids)

@@ -228,7 +228,7 @@ int engine__open(struct engine **out, const struct engine_opts *o)
 		if (statfs(o->cgroup, &sf) == 0 && sf.f_type != CGROUP2_SUPER_MAGIC) {
 			elog("--cgroup %s: not a cgroup v2 directory (e.g. "
 			     "/sys/fs/cgroup/system.slice/nginx.service)\n",
-			     o->cgroup);
+			     util__name(o->cgroup));
 			err = -ENOTDIR;
 			goto cleanup;
 		}
@@ -250,7 +250,7 @@ int engine__open(struct engine **out, const struct engine_opts *o)
 		if (err) {
 			elog("--cgroup %s: %s (a cgroup v2 directory, e.g. "
 			     "/sys/fs/cgroup/system.slice/nginx.service)\n",
-			     o->cgroup, strerror(-err));
+			     util__name(o->cgroup), strerror(-err));
 			goto cleanup;
 		}
 	}

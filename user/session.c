@@ -526,7 +526,8 @@ static int launch(struct session *s, char **cmd)
 
 	err = target__resolve_cmd(cmd[0], s->child_path, sizeof(s->child_path));
 	if (err) {
-		elog("%s: %s\n", cmd[0], err == -ENOENT ? "command not found" : strerror(-err));
+		elog("%s: %s\n", util__name(cmd[0]),
+		     err == -ENOENT ? "command not found" : strerror(-err));
 		return err;
 	}
 	/*

@@ -208,6 +208,11 @@ const char *util__basename(const char *path)
 	return slash ? slash + 1 : path;
 }
 
+const char *util__name(const char *name)
+{
+	return name && name[0] ? name : "''";
+}
+
 bool util__is_libc_name(const char *path)
 {
 	const char *base = util__basename(path);

@@ -50,6 +50,9 @@ double util__wall_s(void);
 /* The part of path after its last '/' (path itself if none; NULL stays NULL). */
 const char *util__basename(const char *path);
 
+/* A name the user gave, as an error shows it: '' if empty (not a bare ": No such file"). */
+const char *util__name(const char *name);
+
 /* Is path glibc's C library by its file name (libc.so.6, or libc-2.NN.so before glibc 2.34)? */
 bool util__is_libc_name(const char *path);
 

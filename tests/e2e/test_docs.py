@@ -34,3 +34,100 @@ def test_every_option_is_documented(profiler_bin, cmd):
     missing = [(o, doc) for o in opts for doc, text in (("man page", man), ("README", readme))
                if not re.search(re.escape(o) + r"(?![a-z-])", text)]
     assert not missing, missing
+
+
+def _man():
+    return (helpers.REPO / "tools" / "asizeof-bpf.8").read_text().replace("\\-", "-")
+
+
+def _readme():
+    return (helpers.REPO / "README.md").read_text()
+
+
+def _accepted_values(args):
+    """The values an option takes, as its usage error lists them: "... (a, b, c)"."""
+    rc, out, err = helpers.run_profiler(args + ["-p", "2147483647"], timeout=30)
+    assert rc == 2, err
+    m = re.search(r"\(([a-z_]+(?:, [a-z_]+)+)\)", err)
+    assert m, err
+    return m.group(1).split(", ")
+
+
+def _help_entries(text, opt):
+    """The --help lines about opt: from where it is named to the next option's line."""
+    return [m.group(0) for m in re.finditer(re.escape(opt) + r"(?![a-z-]).*?(?=\n  -|\n\n|\Z)", text, re.S)]
+
+
+def _man_entries(text, opt):
+    """The man page's tagged paragraphs (.TP) whose tag names opt, font escapes removed."""
+    text = re.sub(r"\\f[BIRP]", "", text)
+    paras = re.split(r"\n(?=\.(?:TP|SS|SH|PP|IP)\b)", text)
+    return [p for p in paras if p.startswith(".TP") and re.search(re.escape(opt) + r"(?![a-z-])", p.split("\n")[1])]
+
+
+def _readme_entries(text, opt):
+    """The README's option table rows for opt (first cell "`-x, --opt ...`")."""
+    return [l for l in text.splitlines() if re.match(r"\| `(?:-[a-zA-Z], )?%s(?![a-z-])" % re.escape(opt), l)]
+
+
+@pytest.mark.parametrize("cmds,opt,bad", [
+    (["report", "top", "serve"], "--unwind", ["--unwind", "bogus"]),
+    (["report", "top", "serve"], "--attach", ["--attach", "bogus"]),
+    (["report"], "--format", ["-f", "bogus"]),
+    (["report"], "--weight", ["--weight", "bogus"]),
+], ids=["unwind", "attach", "format", "weight"])
+def test_option_values_are_documented(profiler_bin, cmds, opt, bad):
+    """Where --help, the man page or the README describe an option's values, they name every
+    value the program takes (--unwind auto was missing from two of them)."""
+    values = _accepted_values(bad)
+    for cmd in cmds:
+        assert _accepted_values([cmd] + bad) == values, cmd
+    docs = []
+    for cmd in cmds:
+        rc, out, err = helpers.run_profiler([cmd, "--help"], timeout=30)
+        assert rc == 0
+        # an entry that names none of the values defers to another ("MODE, as for the report")
+        docs += [("%s --help" % cmd, e) for e in _help_entries(out, opt)
+                 if any(re.search(r"\b%s\b" % v, e) for v in values)]
+    assert any(d.startswith("report") for d, _ in docs), "report --help does not list %s's values" % opt
+    docs += [("man page", e) for e in _man_entries(_man(), opt)]
+    docs += [("README", e) for e in _readme_entries(_readme(), opt)]
+    assert [d for d, _ in docs if d == "man page"] and [d for d, _ in docs if d == "README"], docs
+    missing = [(doc, v) for doc, e in docs for v in values if not re.search(r"\b%s\b" % v, e)]
+    assert not missing, missing
+
+
+def test_json_fields_are_documented():
+    """The JSON report's field names, called a stable interface, are the ones the man page and
+    the README list: each one the writer writes, and no other."""
+    src = (helpers.REPO / "user" / "report_json.c").read_text()
+    fields = set(re.findall(r"json_writer__(?:field_\w+|key)\(&?w, \"([a-z_]+)\"", src))
+    literals = set(re.findall(r"\"([a-z_]+)\"", src))  # the fields and the values they take
+    assert {"pid", "kind", "container_id", "module_offset"} <= fields, fields
+    man = _man()
+    blocks = {
+        "man page": man[man.index(".SS JSON"):man.index(".SS Drop counters")],
+        "README": re.search(r"`-f json` writes.*?```(.*?)```", _readme(), re.S).group(1),
+    }
+    for doc, block in blocks.items():
+        named = set(re.findall(r"\"([a-z_]+)\"", block))
+        assert not fields - named, (doc, "undocumented", sorted(fields - named))
+        assert not named - literals, (doc, "not written", sorted(named - literals))
+
+
+def test_serve_seconds_limit_is_documented():
+    """?seconds=N: the documents give the bound the server checks."""
+    src = (helpers.REPO / "user" / "serve_http.c").read_text()
+    limit = int(float(re.search(r"#define HTTP_MAX_SECONDS ([0-9.]+)", src).group(1)))
+    man = re.sub(r"\\f[BIRP]|\n\.[A-Z]+ ?|\"", " ", _man())
+    for doc, text in (("man page", man), ("README", _readme())):
+        around = text[text.index("?seconds="):][:400]
+        assert re.search(r"\b%s\b" % limit, around.replace(",", "")), (doc, around)
+        assert "at most an hour" not in around, (doc, around)
+
+
+def test_examples_give_one_pid_per_option():
+    """-p takes one pid: $(pidof NAME) gives several when several run (pidof -s gives one)."""
+    for doc, text in (("man page", _man()), ("README", _readme())):
+        bad = re.findall(r"-p \$\(pidof (?!-s )[^)]*\)", text)
+        assert not bad, (doc, bad)

@@ -56,6 +56,9 @@ USAGE_ERRORS = {
     "comm-with-pid": (["--comm", "x", "-p", "1"], "--comm"),
     "comm-too-long": (["--comm", "a" * 16], "--comm"),
     "min-size-not-a-number": (["--min-size", "big", "--", "true"], "big"),
+    # --weight weighs collapsed stacks only: elsewhere it would change nothing, silently
+    "weight-with-json": (["-f", "json", "--weight", "allocs", "--", "true"], "--weight"),
+    "weight-with-text": (["--weight", "alloc_bytes", "-p", "2147483647"], "--weight"),
     "missing-command-after-dashdash": (["--"], None),
     "missing-command-after-options": (["-f", "json", "-i", "1", "--"], None),
     # "--" as an option's value is that value, not the end of the options
@@ -131,6 +134,16 @@ def test_failed_run_keeps_the_output_file(bpf_ok, probe_guard, tmp_path, target)
     assert rc == 0, err
     text = rep.read_text()
     assert text.startswith("asizeof-bpf final report") and "x" * 10 not in text, text[:200]
+
+
+@pytest.mark.parametrize("args,mentions", [
+    (["-o", "", "-p", "2147483647"], "asizeof-bpf: '': No such file or directory"),
+    (["--", ""], "asizeof-bpf: '': command not found"),
+], ids=["output", "command"])
+def test_empty_name_is_quoted(bpf_ok, probe_guard, args, mentions):
+    """An empty file or command name shows as '' (the error began "asizeof-bpf: : ...")."""
+    rc, out, err = helpers.run_profiler(args, timeout=60)
+    helpers.check_one_error_line(rc, out, err, want_rc=1, mentions=mentions)
 
 
 def test_unwritable_output_launch_mode(bpf_ok, probe_guard, tmp_path):
