@@ -150,9 +150,10 @@ static enum MHD_Result heap_arg(void *cls, enum MHD_ValueKind kind, const char *
 			a->q.pid = v;
 		break;
 	case 1:
-		if (!value[0] || strlen(value) >= 16)
-			bad(a, "%s: '%.40s' is not a process name (1-15 bytes)\n", key, value);
 		/* its raw bytes or the name shown (U+FFFD for bytes that are not UTF-8) */
+		if (!util__is_comm(value))
+			bad(a, "%s: '%.40s' is not a process name (1-15 bytes, or as shown)\n", key,
+			    value);
 		util__utf8_copy(a->comm, sizeof(a->comm), value);
 		a->q.comm = a->comm;
 		break;

@@ -183,6 +183,24 @@ char *util__utf8_dup(const char *s)
 	return out ? util__utf8_copy(out, size, s) : NULL;
 }
 
+bool util__is_comm(const char *s)
+{
+	size_t len = strlen(s), left = len, bytes = 0, n;
+
+	if (!len)
+		return false;
+	if (len < 16)
+		return true;
+	for (; left; s += n, left -= n) {
+		n = util__utf8_len(s, left);
+		if (!n)
+			return false;
+		/* the fewest bytes it can stand for: a U+FFFD may be one byte that was not UTF-8 */
+		bytes += n == 3 && memcmp(s, UTIL_UTF8_REPLACEMENT, 3) == 0 ? 1 : n;
+	}
+	return bytes < 16;
+}
+
 __u32 util__kernel_dev(__u64 st_dev)
 {
 	return major(st_dev) << 20 | minor(st_dev);

@@ -90,6 +90,13 @@ char *util__utf8_dup(const char *s);
 /* Room for a comm made valid UTF-8 (each byte may become 3). */
 #define UTIL_UTF8_COMM_LEN (3 * 16 + 1)
 
+/*
+ * Can s name a process: a comm's bytes (1-15), or a comm as the outputs show it (that of
+ * util__utf8_copy(), each U+FFFD standing for at least one byte)? Such an s fits in
+ * UTIL_UTF8_COMM_LEN as it is.
+ */
+bool util__is_comm(const char *s);
+
 /* A device as the kernel encodes it (i_sb->s_dev) and /proc/PID/maps shows it: major<<20|minor. */
 __u32 util__kernel_dev(__u64 st_dev);
 

@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.parse
 
 import pytest
 
@@ -104,8 +105,9 @@ def test_pprof_file_read_by_go_pprof(env, tmp_path):
 class Served:
     """alloc_sites in attach mode, served by `serve -p PID` on a free loopback port."""
 
-    def __init__(self, env, extra=()):
-        self.wl = Workload(env["reaper"], [env["workloads"]["alloc_sites"], "attach"])
+    def __init__(self, env, extra=(), prog=None, comm="alloc_sites"):
+        self.comm = comm
+        self.wl = Workload(env["reaper"], [prog or env["workloads"]["alloc_sites"], "attach"])
         self.prof = Profiler(
             env["reaper"],
             ["serve", "--listen", "127.0.0.1:0", "-i", SERVE_INTERVAL, "-p", str(self.wl.pid), *extra],
@@ -130,7 +132,7 @@ class Served:
 
         def ready():
             text = self.metrics()
-            lbl = {"comm": "alloc_sites"}
+            lbl = {"comm": self.comm}
             if (ft.metric_value(text, "asizeof_live_bytes", **lbl) == p["live_bytes"]
                     and ft.metric_value(text, "asizeof_allocations_total", **lbl) == p["allocs"]
                     and ft.metric_value(text, "asizeof_frees_total", **lbl) == p["frees"]):
@@ -311,6 +313,33 @@ def test_serve_http_errors(env):
     assert sv.get("/debug/pprof/heap?gc=1&debug=0")[0] == 200
     assert sv.get("/metrics")[0] == 200
     sv.stop()
+
+
+def test_serve_comm_filter_takes_the_name_as_shown(env, tmp_path):
+    """?comm= takes a name that is not UTF-8 as its bytes (%FF) or as the profile and the metrics
+    show it (U+FFFD for each byte, 18 bytes here): both select the process (the name as shown
+    got 400, "not a process name (1-15 bytes)")."""
+    prog = os.path.join(os.fsencode(str(tmp_path)), b"\xff" * 6)
+    shutil.copy(env["workloads"]["alloc_sites"], prog)
+    shown = "\ufffd" * 6
+    sv = Served(env, prog=prog, comm=shown)
+    exp = sv.wl.expect_json("go")
+    text = sv.wait_live(exp)
+    assert ft.metric_value(text, "asizeof_live_bytes", comm=shown) == exp["proc"]["live_bytes"]
+    for q in ("%FF" * 6, urllib.parse.quote(shown)):
+        status, body, _ = sv.get("/debug/pprof/heap?comm=" + q)
+        assert status == 200, (q, status, body)
+        prof = tmp_path / "heap.pb.gz"
+        prof.write_bytes(body)
+        raw = ft.parse_raw(ft.go_pprof(tmp_path, ["-raw", str(prof)]))
+        ft.check_raw_sites(raw, exp)
+        assert {s["labels"]["comm"] for s in raw["samples"]} == {shown}
+    # one byte more than a comm holds, either way: refused
+    for q in ("%FF" * 16, urllib.parse.quote("\ufffd" * 16)):
+        assert sv.get("/debug/pprof/heap?comm=" + q)[0] == 400, q
+    sv.stop()
+    sv.wl.send("exit")
+    assert sv.wl.wait() == 0
 
 
 def urllib_request(method, url):

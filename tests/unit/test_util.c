@@ -604,6 +604,35 @@ Test(util, utf8_copy_replaces_and_cuts_at_characters)
 	free(d);
 }
 
+#define FFFD UTIL_UTF8_REPLACEMENT
+#define EURO "\xe2\x82\xac"
+
+/* ?comm= takes a comm's bytes or the comm as shown: every U+FFFD may stand for one byte */
+Test(util, is_comm_takes_raw_and_shown_names)
+{
+	char shown[UTIL_UTF8_COMM_LEN], raw[17];
+
+	memset(raw, 0xff, 15);
+	raw[15] = '\0';
+	cr_assert(util__is_comm("a"));
+	cr_assert(util__is_comm("0123456789abcde"));
+	cr_assert(util__is_comm(raw));
+	cr_assert(util__is_comm(util__utf8_copy(shown, sizeof(shown), raw)));
+	cr_assert_eq(strlen(shown), 45);
+	cr_assert(util__is_comm(FFFD FFFD FFFD FFFD FFFD FFFD));
+	cr_assert(util__is_comm("0123456789abcd" FFFD));
+	cr_assert_not(util__is_comm("0123456789abcde" FFFD));
+	/* other characters count all their bytes */
+	cr_assert(util__is_comm(EURO EURO EURO EURO EURO));
+	cr_assert_not(util__is_comm(EURO EURO EURO EURO EURO EURO));
+	cr_assert_not(util__is_comm(""));
+	cr_assert_not(util__is_comm("0123456789abcdef"));
+	/* 16 bytes that are not UTF-8 are neither a comm nor a shown one */
+	memset(raw, 0xff, 16);
+	raw[16] = '\0';
+	cr_assert_not(util__is_comm(raw));
+}
+
 struct maps_seen {
 	char exe[4096];
 	int lines, exe_exec;
