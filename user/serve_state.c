@@ -352,20 +352,30 @@ const char *serve_state__metrics(const struct serve_state *st, size_t *len)
 
 /*
  * Values of the model's samples over the last `seconds`: the sum of the changes after the
- * base, the newest snapshot taken at least that long before the current one (or, if the
- * history does not reach that far, its oldest snapshot, or nothing at all when it still
- * starts at the first snapshot). *window_s: what the values cover.
+ * base, the newest snapshot taken at least that long before the current one, less half an
+ * interval (or, if the history does not reach that far, its oldest snapshot, or nothing at
+ * all when it still starts at the first snapshot). *window_s: what the values cover.
  */
 static __s64 *window_values(const struct serve_state *st, double seconds, double *window_s)
 {
 	const struct pprof_model *m = st->model;
 	/* at least 1 ns: a window of less is the last interval's, as 1e-9 s is */
-	__u64 now = st->ents[st->nr - 1]->mono_ns, want = (__u64)ceil(seconds * 1e9);
+	__u64 now = st->ents[st->nr - 1]->mono_ns, want = (__u64)ceil(seconds * 1e9), slack = 0;
 	size_t first = 0, nr = pprof_model__nr_samples(m);
 	__s64 *vals = calloc(nr ? nr * PPROF_NR_VALUES : 1, sizeof(*vals));
 
 	if (!vals)
 		return NULL;
+	/*
+	 * Snapshots are late by a little, never on the dot: one that is 2 intervals old less a
+	 * few ms is the base of a 2-interval window (the one before made it 3). Half the last
+	 * interval at most, and less than half the window: never the current snapshot itself.
+	 */
+	if (st->nr >= 2)
+		slack = (now - st->ents[st->nr - 2]->mono_ns) / 2;
+	if (slack > want / 2)
+		slack = want / 2;
+	want -= slack;
 	for (size_t k = st->nr; k-- > 0;) {
 		if (now - st->ents[k]->mono_ns >= want) {
 			first = k + 1;

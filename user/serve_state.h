@@ -7,8 +7,8 @@
  *
  * History: per snapshot, the changes of every stack's four pprof values since the snapshot
  * before. A delta profile over the last N seconds is the sum of the changes after the newest
- * snapshot taken at least N seconds before the current one: exact, and cheap for stacks that
- * did not change.
+ * snapshot taken at least N seconds (less half an interval) before the current one: exact, and
+ * cheap for stacks that did not change.
  */
 #ifndef ASZ_SERVE_STATE_H
 #define ASZ_SERVE_STATE_H

@@ -650,6 +650,49 @@ Test(pprof, delta_over_window)
 }
 
 /*
+ * Snapshots come a little late, by a varying amount: one a few ms short of N seconds old is
+ * the base of an N-second window (the one an interval before it made the window an interval
+ * longer than asked). One a second, each 100 bytes (10 allocations) more.
+ */
+Test(pprof, window_takes_a_snapshot_a_little_short_of_its_age)
+{
+	static const double t[] = {1, 2, 3.002, 4.001, 5};
+	struct serve_history *h = serve_history__new();
+	struct pprof_builder *b = pprof_builder__new();
+	struct serve_state *st = NULL;
+	Profile *p;
+
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		serve_state__put(st);
+		st = publish(h, b, at(t[i], 100 * (i + 1), 10 * (i + 1), false));
+	}
+	/* 2 s: from t=3.002, 1.998 s back (not from t=2: 3 s) */
+	p = heap(st, 2, 0);
+	cr_assert_eq(p->duration_nanos, 5000000000ll - (long long)(__u64)(3.002 * 1e9));
+	check_values(sample_of(p, 7, "malloc"), 20, 200, 20, 200);
+	perftools__profiles__profile__free_unpacked(p, NULL);
+	/* 1 s: from t=4.001 */
+	p = heap(st, 1, 0);
+	cr_assert_eq(p->duration_nanos, 5000000000ll - (long long)(__u64)(4.001 * 1e9));
+	check_values(sample_of(p, 7, "malloc"), 10, 100, 10, 100);
+	perftools__profiles__profile__free_unpacked(p, NULL);
+	/* 3 s: from t=2, exactly; 2.6 s is the same (t=3.002 is 0.6 s short, more than half) */
+	for (int i = 0; i < 2; i++) {
+		p = heap(st, i ? 2.6 : 3, 0);
+		cr_assert_eq(p->duration_nanos, 3000000000ll);
+		check_values(sample_of(p, 7, "malloc"), 30, 300, 30, 300);
+		perftools__profiles__profile__free_unpacked(p, NULL);
+	}
+	/* a window shorter than the last interval is still that interval */
+	p = heap(st, 0.3, 0);
+	cr_assert_eq(p->duration_nanos, 5000000000ll - (long long)(__u64)(4.001 * 1e9));
+	perftools__profiles__profile__free_unpacked(p, NULL);
+	serve_state__put(st);
+	serve_history__free(h);
+	pprof_builder__free(b);
+}
+
+/*
  * A history over its bounds merges snapshots far back instead of dropping the oldest: every
  * window still reaches as far as asked (further, when coarse), recent ones stay exact, and the
  * values are those of the time the window covers. One allocation a second, 10 bytes live more.
