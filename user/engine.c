@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -23,7 +24,7 @@
 struct etarget {
 	pid_t pid;
 	char comm[ASZ_COMM_LEN];
-	char exe[256];
+	char *exe; /* malloc'ed, NULL until known: paths run to PATH_MAX, most are short */
 	char cgroup[256];
 	bool exited;
 };
@@ -494,12 +495,29 @@ static int attach_multi(struct engine *e, pid_t pid, const char *lib, const stru
 	return 0;
 }
 
-/* What identifies a live process beyond its pid: name, executable, cgroup. */
-static void read_identity(pid_t pid, char *comm, char *exe, char *cgroup)
+/* *exe = s, or as it was when out of memory. */
+static void set_exe(char **exe, const char *s)
 {
-	target__comm(pid, comm, ASZ_COMM_LEN);
-	target__exe(pid, exe, 256);
-	target__cgroup(pid, cgroup, 256);
+	char *dup;
+
+	if (*exe && strcmp(*exe, s) == 0)
+		return;
+	dup = strdup(s);
+	if (!dup)
+		return;
+	free(*exe);
+	*exe = dup;
+}
+
+/* What identifies a live process beyond its pid: name, executable, cgroup (each kept if gone). */
+static void read_identity(struct etarget *t)
+{
+	char exe[PATH_MAX];
+
+	target__comm(t->pid, t->comm, ASZ_COMM_LEN);
+	if (!target__exe(t->pid, exe, sizeof(exe)))
+		set_exe(&t->exe, exe);
+	target__cgroup(t->pid, t->cgroup, sizeof(t->cgroup));
 }
 
 int engine__track(struct engine *e, pid_t pid)
@@ -516,7 +534,7 @@ int engine__track(struct engine *e, pid_t pid)
 	t = &e->targets[e->nr_targets++];
 	memset(t, 0, sizeof(*t));
 	t->pid = pid;
-	read_identity(pid, t->comm, t->exe, t->cgroup);
+	read_identity(t);
 	return 0;
 }
 
@@ -622,7 +640,7 @@ void engine__set_image(struct engine *e, pid_t pid, const char *comm, const char
 		if (e->targets[i].pid != pid)
 			continue;
 		snprintf(e->targets[i].comm, sizeof(e->targets[i].comm), "%s", comm);
-		snprintf(e->targets[i].exe, sizeof(e->targets[i].exe), "%s", exe);
+		set_exe(&e->targets[i].exe, exe);
 	}
 }
 
@@ -630,8 +648,7 @@ void engine__refresh(struct engine *e)
 {
 	for (int i = 0; i < e->nr_targets; i++)
 		if (!e->targets[i].exited)
-			read_identity(e->targets[i].pid, e->targets[i].comm, e->targets[i].exe,
-				      e->targets[i].cgroup);
+			read_identity(&e->targets[i]);
 }
 
 bool engine__all_exited(const struct engine *e)
@@ -765,8 +782,9 @@ static struct etarget *find_target(struct engine *e, __u32 pid)
 	return NULL;
 }
 
+/* p->exe points to the target's exe or into exe[PATH_MAX], for snapshot__add_proc() to copy. */
 static void fill_proc(struct engine *e, struct snap_proc *p, __u32 pid,
-		      const struct asz_proc_val *kv)
+		      const struct asz_proc_val *kv, char *exe)
 {
 	struct etarget *t = find_target(e, pid);
 
@@ -775,15 +793,16 @@ static void fill_proc(struct engine *e, struct snap_proc *p, __u32 pid,
 	if (t) {
 		/* comm and exe change at exec: refresh them while the process lives */
 		if (!t->exited)
-			read_identity(pid, t->comm, t->exe, t->cgroup);
+			read_identity(t);
 		memcpy(p->comm, t->comm, sizeof(p->comm));
-		memcpy(p->exe, t->exe, sizeof(p->exe));
+		p->exe = t->exe;
 		memcpy(p->cgroup, t->cgroup, sizeof(p->cgroup));
 		p->exited = t->exited;
 	} else if (target__comm(pid, p->comm, sizeof(p->comm))) {
 		p->exited = true;
 	} else {
-		target__exe(pid, p->exe, sizeof(p->exe));
+		if (!target__exe(pid, exe, PATH_MAX))
+			p->exe = exe;
 		target__cgroup(pid, p->cgroup, sizeof(p->cgroup));
 	}
 	/* gone before we could read /proc: what the kernel recorded */
@@ -834,6 +853,7 @@ static int collect_procs(struct engine *e, struct snapshot *s, struct gens *g)
 	__u32 key, next, *prev = NULL;
 	struct asz_proc_val v;
 	struct snap_proc p;
+	char exe[PATH_MAX];
 	bool *seen;
 
 	seen = calloc(e->nr_targets + 1, sizeof(*seen));
@@ -845,7 +865,7 @@ static int collect_procs(struct engine *e, struct snapshot *s, struct gens *g)
 		if (bpf_map_lookup_elem(fd, &key, &v))
 			continue;
 		gens_add(g, key, v.gen);
-		fill_proc(e, &p, key, &v);
+		fill_proc(e, &p, key, &v, exe);
 		p.gen = v.gen;
 		p.live_bytes = v.live_bytes;
 		p.live_allocs = v.live_allocs;
@@ -870,7 +890,7 @@ static int collect_procs(struct engine *e, struct snapshot *s, struct gens *g)
 	for (i = 0; i < e->nr_targets && !e->system_wide; i++) {
 		if (seen[i])
 			continue;
-		fill_proc(e, &p, e->targets[i].pid, NULL);
+		fill_proc(e, &p, e->targets[i].pid, NULL, exe);
 		err = snapshot__add_proc(s, &p);
 		if (err)
 			goto cleanup;
@@ -1356,7 +1376,9 @@ void engine__forget(struct engine *e, const pid_t *pids, int n)
 
 		for (int k = 0; k < n && !dead; k++)
 			dead = e->targets[i].pid == pids[k];
-		if (!dead)
+		if (dead)
+			free(e->targets[i].exe);
+		else
 			e->targets[j++] = e->targets[i];
 	}
 	e->nr_targets = j;
@@ -1473,6 +1495,8 @@ void engine__close(struct engine *e)
 	free(e->link_pids);
 	free(e->link_fds);
 	free(e->fd_pids);
+	for (int i = 0; i < e->nr_targets; i++)
+		free(e->targets[i].exe);
 	free(e->targets);
 	free(e);
 }

@@ -92,7 +92,7 @@ static void write_proc(struct json_writer *w, const struct snap_proc *p)
 	json_writer__field_u64(w, "dropped", p->drops);
 	json_writer__field_s64(w, "mmap_bytes", p->mmap_bytes);
 	json_writer__field_s64(w, "mmap_regions", p->mmap_regions);
-	json_writer__field_string(w, "exe", p->exe[0] ? p->exe : NULL);
+	json_writer__field_string(w, "exe", p->exe);
 	json_writer__field_string(w, "cgroup", p->cgroup[0] ? p->cgroup : NULL);
 	json_writer__field_string(w, "container_id",
 				  target__container_id(p->cgroup, cid) ? cid : NULL);

@@ -793,11 +793,8 @@ static void name_by_exec_paths(struct session *s, struct snapshot *cur)
 		const struct exec_path *e = &s->exec_paths[j];
 		const struct snap_proc *p = snapshot__find_proc(cur, e->pid);
 
-		if (p && !p->exe[0]) {
-			struct snap_proc *named = &cur->procs[p - cur->procs];
-
-			snprintf(named->exe, sizeof(named->exe), "%s", e->path);
-		}
+		if (p && !p->exe)
+			snapshot__set_exe(&cur->procs[p - cur->procs], e->path);
 		if (!p && kill(e->pid, 0) && errno == ESRCH)
 			s->exec_paths[j] = s->exec_paths[--s->nr_exec_paths];
 		else

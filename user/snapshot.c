@@ -54,6 +54,8 @@ void snapshot__free(struct snapshot *s)
 {
 	if (!s)
 		return;
+	for (size_t i = 0; i < s->nr_procs; i++)
+		free(s->procs[i].exe);
 	free(s->procs);
 	free(s->stacks);
 	free(s);
@@ -103,7 +105,27 @@ int snapshot__add_proc(struct snapshot *s, const struct snap_proc *p)
 	if (err)
 		return err;
 	s->procs = arr;
-	s->procs[s->nr_procs++] = *p;
+	s->procs[s->nr_procs] = *p;
+	s->procs[s->nr_procs].exe = NULL;
+	err = snapshot__set_exe(&s->procs[s->nr_procs], p->exe);
+	if (err)
+		return err;
+	s->nr_procs++;
+	return 0;
+}
+
+int snapshot__set_exe(struct snap_proc *p, const char *exe)
+{
+	char *dup = NULL;
+
+	/* paths run to PATH_MAX, most are short: as long as each is, not a fixed array */
+	if (exe && exe[0]) {
+		dup = strdup(exe);
+		if (!dup)
+			return -ENOMEM;
+	}
+	free(p->exe);
+	p->exe = dup;
 	return 0;
 }
 

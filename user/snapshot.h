@@ -27,7 +27,8 @@ struct snap_proc {
 	__u64 life_alloc_bytes, life_allocs, life_frees;
 	__s64 mmap_bytes; /* anonymous mappings made directly by the program (not the heap's) */
 	__s64 mmap_regions;
-	char exe[256];	  /* "" if unknown (the process was gone before we looked) */
+	/* NULL if unknown (the process was gone before we looked); a snapshot's own copy */
+	char *exe;
 	char cgroup[256]; /* cgroup v2 path, "" if unknown */
 	/* filled by snapshot__diff() */
 	__s64 growth_bytes;	  /* since the previous snapshot */
@@ -85,8 +86,10 @@ enum snap_sort {
 
 struct snapshot *snapshot__new(void);
 void snapshot__free(struct snapshot *s);
-/* Append copies; return 0 or -ENOMEM. */
+/* Append copies (of p->exe too: "" becomes NULL); return 0 or -ENOMEM. */
 int snapshot__add_proc(struct snapshot *s, const struct snap_proc *p);
+/* Set the exe of a process of s (a copy; NULL or "": unknown); 0 or -ENOMEM. */
+int snapshot__set_exe(struct snap_proc *p, const char *exe);
 int snapshot__add_stack(struct snapshot *s, const struct snap_stack *st);
 /*
  * Fill growth and rates of cur against prev (NULL: growth = live, rates 0) and the growth since

@@ -295,6 +295,30 @@ def test_a_command_by_a_relative_path_is_named_as_it_ran(bpf_ok, workloads, guar
     assert names[0] == names[1] == names[2], names
 
 
+def test_an_exe_path_longer_than_255_bytes_is_whole(env, tmp_path):
+    """A program 300+ bytes deep: its exe in the JSON is the whole path, launched or attached
+    to (it was cut to 255 bytes)."""
+    import shutil
+
+    d = tmp_path
+    for c in "abc":
+        d = d / (c * 100)
+    d.mkdir(parents=True)
+    prog = d / "alloc_sites"
+    shutil.copy(env["workloads"]["alloc_sites"], prog)
+    want = os.path.realpath(prog)
+    assert len(want) > 300
+    report = tmp_path / "report.json"
+    rc, out, err = helpers.run_profiler(["-f", "json", "-n", "0", "-i", "60", "-o", str(report), "--", str(prog),
+                                         "launch", str(tmp_path / "exp.json")])
+    assert rc == 0, err
+    (p,) = helpers.final_report(helpers.parse_reports(report.read_text()))["processes"]
+    assert p["exe"] == want
+    wl = helpers.Workload(env["reaper"], [str(prog), "attach"])
+    rep, exp = helpers.attach_go_exit(env["reaper"], wl, ["-f", "json", "-n", "0", "-i", "60"])
+    assert helpers.proc_of(rep, wl.pid)["exe"] == want
+
+
 # ---------------------------------------------------------------- exit status and arguments
 
 

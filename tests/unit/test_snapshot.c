@@ -97,6 +97,34 @@ Test(snapshot, arrays_grow_and_keep_copies)
 	snapshot__free(s);
 }
 
+/* exe paths run to PATH_MAX: the snapshot keeps its own copy, whole; "" is unknown (NULL) */
+Test(snapshot, exe_is_copied_whole)
+{
+	struct snapshot *s = snapshot__new();
+	struct snap_proc p = mkproc(1, 0, 0, 0);
+	char path[4096];
+
+	memset(path, 'x', sizeof(path) - 1);
+	path[0] = '/';
+	path[sizeof(path) - 1] = '\0';
+	p.exe = path;
+	add_proc(s, p);
+	p.exe = "";
+	add_proc(s, mkproc(2, 0, 0, 0));
+	add_proc(s, p);
+	path[1] = 'y';
+	cr_assert_neq(s->procs[0].exe, path);
+	cr_assert_eq(strlen(s->procs[0].exe), sizeof(path) - 1);
+	cr_assert_eq(s->procs[0].exe[1], 'x');
+	cr_assert_null(s->procs[1].exe);
+	cr_assert_null(s->procs[2].exe);
+	cr_assert_eq(snapshot__set_exe(&s->procs[1], "/bin/true"), 0);
+	cr_assert_str_eq(s->procs[1].exe, "/bin/true");
+	cr_assert_eq(snapshot__set_exe(&s->procs[0], NULL), 0);
+	cr_assert_null(s->procs[0].exe);
+	snapshot__free(s);
+}
+
 Test(snapshot, find_proc)
 {
 	struct snapshot *s = new_snap(0);
