@@ -68,6 +68,7 @@ struct pm_mapping {
 	__u32 build_id; /* string index */
 	__u64 start, limit, offset;
 	bool has_files, has_lines;
+	bool exe; /* of the process's executable: the main binary */
 };
 
 struct pm_function {
@@ -430,8 +431,11 @@ static bool map_eq(const void *ctx, __u32 idx, const void *key)
 	return mp->pid == k->pid && mp->file == k->file && mp->start == k->start;
 }
 
-/* The mapping holding frame fr of pid (index + 1), 0 if none, -1 when out of memory. */
-static long mapping_of(struct build *bd, __u32 pid, const struct sym_frame *fr)
+/*
+ * The mapping holding frame fr of pid (exe: its executable, or NULL) as index + 1, 0 if none,
+ * -1 when out of memory.
+ */
+static long mapping_of(struct build *bd, __u32 pid, const char *exe, const struct sym_frame *fr)
 {
 	struct pprof_model *m = bd->m;
 	const struct elf_info *ei;
@@ -470,6 +474,8 @@ static long mapping_of(struct build *bd, __u32 pid, const struct sym_frame *fr)
 		return -1;
 	mp = &m->maps[m->nr_maps];
 	*mp = (struct pm_mapping){.pid = pid, .file = file, .build_id = bid, .start = k.start};
+	/* both named by the kernel's d_path(): /proc/PID/exe and /proc/PID/maps */
+	mp->exe = exe && strcmp(exe, fr->module) == 0;
 	if (seg) {
 		mp->limit = (bias + seg->vaddr + seg->memsz + bd->page - 1) & mask;
 		mp->offset = seg->offset & mask;
@@ -523,8 +529,11 @@ static bool loc_eq(const void *ctx, __u32 idx, const void *key)
 	return l->pid == k->pid && l->ip == k->ip;
 }
 
-/* Index of the location of return address ip in pid (symbolized when new), or -1 (ENOMEM). */
-static long location_of(struct build *bd, __u32 pid, __u64 ip)
+/*
+ * Index of the location of return address ip in pid, whose executable is exe (NULL: unknown),
+ * symbolized when new; -1 when out of memory.
+ */
+static long location_of(struct build *bd, __u32 pid, const char *exe, __u64 ip)
 {
 	struct pprof_model *m = bd->m;
 	struct sym_frame frames[PPROF_MAX_INLINE];
@@ -544,7 +553,7 @@ static long location_of(struct build *bd, __u32 pid, __u64 ip)
 		n = 1;
 	}
 	/* every frame of the chain is the same address; the outermost names the module */
-	map = mapping_of(bd, pid, &frames[n - 1]);
+	map = mapping_of(bd, pid, exe, &frames[n - 1]);
 	if (map < 0 || arr_grow(&m->locs, &m->cap_locs, m->nr_locs, sizeof(*m->locs)))
 		return -1;
 	l = &m->locs[m->nr_locs];
@@ -619,7 +628,7 @@ static int add_sample(struct build *bd, const struct snapshot *s, const struct s
 				 .comm = c, .allocator = a, .first_loc = m->nr_stack_locs};
 	memcpy(sm->v, v, sizeof(v));
 	for (__u32 i = 0; st->ips && i < st->nr_frames; i++) {
-		long l = location_of(bd, st->pid, st->ips[i]);
+		long l = location_of(bd, st->pid, p ? p->exe : NULL, st->ips[i]);
 
 		if (l < 0 || arr_grow(&m->stack_locs, &m->cap_stack_locs, m->nr_stack_locs,
 				      sizeof(*m->stack_locs)))
@@ -727,6 +736,9 @@ ssize_t pprof_model__find(const struct pprof_model *m, const struct pprof_key *k
 
 /* ---------------------------------------------------------------- encoding */
 
+/* A mapping some selected location uses, before it has its id. */
+#define MAP_USED UINT32_MAX
+
 /* Everything one encoding allocates, freed together. */
 struct enc {
 	__u32 *loc_id, *map_id, *func_id; /* new ids (0: not used) by model index */
@@ -833,6 +845,8 @@ int pprof_model__encode(const struct pprof_model *m, const struct pprof_encode_o
 	struct pprof_encode_opts none = {.duration_s = -1};
 	size_t i, j, nsel = 0, nlocs_sel = 0, nline = 0, nlab = 0, nval = 0, nloc = 0, nmap = 0;
 	size_t nfunc = 0, nstr, packed_len;
+	__u32 main_pid = 0;
+	bool has_main = false;
 	int64_t comments[3];
 	size_t ncomments = 0;
 	struct enc e = {};
@@ -869,12 +883,27 @@ int pprof_model__encode(const struct pprof_model *m, const struct pprof_encode_o
 		e.loc_id[i] = ++nloc;
 		nline += l->nr_lines;
 		if (l->mapping)
-			e.map_id[l->mapping - 1] = 1;
+			e.map_id[l->mapping - 1] = MAP_USED;
 		for (j = 0; j < l->nr_lines; j++)
 			e.func_id[m->lines[l->first_line + j].func] = 1;
 	}
+	/*
+	 * profile.proto: "mapping[0] will be the main binary" (go tool pprof names the profile's
+	 * File by it): the executable of the first process (by pid) that has frames there, then
+	 * the rest in model order (as the samples first used them: often a library).
+	 */
+	for (i = 0; i < m->nr_maps; i++) {
+		if (e.map_id[i] != MAP_USED || !m->maps[i].exe)
+			continue;
+		if (!has_main || m->maps[i].pid < main_pid)
+			main_pid = m->maps[i].pid;
+		has_main = true;
+	}
+	for (i = 0; i < m->nr_maps && has_main; i++)
+		if (e.map_id[i] == MAP_USED && m->maps[i].exe && m->maps[i].pid == main_pid)
+			e.map_id[i] = ++nmap;
 	for (i = 0; i < m->nr_maps; i++)
-		if (e.map_id[i])
+		if (e.map_id[i] == MAP_USED)
 			e.map_id[i] = ++nmap;
 	for (i = 0; i < m->nr_funcs; i++)
 		if (e.func_id[i])

@@ -99,6 +99,48 @@ def test_pprof_file_read_by_go_pprof(env, tmp_path):
         ui.wait(timeout=30)
 
 
+def _first_mapping(tmp_path, src):
+    """(go tool pprof's File:, the path of mapping 1) of a profile."""
+    top = ft.go_pprof(tmp_path, ["-top", src])
+    raw = ft.go_pprof(tmp_path, ["-raw", src])
+    return re.search(r"^File: (.*)$", top, re.M).group(1), raw.split("\nMappings\n", 1)[1].split()[2]
+
+
+def test_pprof_mapping_zero_is_the_main_binary(env, tmp_path):
+    """profile.proto: mapping[0] is the main binary (go tool pprof's File:), although the first
+    samples start in libstdc++ (operator new): in a -f pprof file and in serve's profile (both
+    were libstdc++.so.6.0.30)."""
+    cxx = env["workloads"]["alloc_cxx"]
+    want = (os.path.basename(cxx), os.path.realpath(cxx))
+    out = tmp_path / "heap.pb.gz"
+    rc, _, err = helpers.run_profiler(["-f", "pprof", "-o", str(out), "--", cxx, str(tmp_path / "exp.json")])
+    assert rc == 0, err
+    assert _first_mapping(tmp_path, str(out)) == want
+
+    wl = Workload(env["reaper"], [cxx, "attach"])
+    prof = Profiler(env["reaper"], ["serve", "--listen", "127.0.0.1:0", "-i", SERVE_INTERVAL, "-p", str(wl.pid)])
+    prof.wait_attached()
+    _, port = ft.wait_serving(prof)
+    base = "http://127.0.0.1:%d" % port
+    exp = wl.expect_json("go")
+
+    def counted():
+        text = ft.http_get(base + "/metrics")[1].decode()
+        return ft.metric_value(text, "asizeof_allocations_total", comm="alloc_cxx") == exp["proc"]["allocs"] or None
+
+    ft.wait_for(counted, 30, "the workload's allocations in /metrics")
+    for q in ("", "?pid=%d" % wl.pid, "?seconds=3600"):
+        status, body, _ = ft.http_get(base + "/debug/pprof/heap" + q)
+        assert status == 200
+        served = tmp_path / "served.pb.gz"
+        served.write_bytes(body)
+        assert _first_mapping(tmp_path, str(served)) == want, q
+    prof.p.send_signal(signal.SIGTERM)
+    assert prof.p.wait(timeout=10) == 0
+    wl.send("exit")
+    assert wl.wait() == 0
+
+
 # ---------------------------------------------------------------- serve
 
 

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/wait.h>
 #include <zlib.h>
 #include "cmd.h"
 #include "profile.pb-c.h"
@@ -451,6 +452,97 @@ Test(pprof, symbolized_functions_inline_chain_and_mapping)
 	cr_assert(m->has_functions && m->has_filenames && m->has_line_numbers &&
 		  m->has_inline_frames);
 	perftools__profiles__profile__free_unpacked(p, NULL);
+	snapshot__free(s);
+	symbolizer__free(sym);
+}
+
+/* The mapping of the location the sample of pid has at depth i. */
+static const Perftools__Profiles__Mapping *mapping_at(const Profile *p, __u32 pid, size_t i)
+{
+	const Perftools__Profiles__Sample *sm = sample_of(p, pid, "malloc");
+
+	cr_assert_not_null(sm);
+	cr_assert_gt(sm->n_location_id, i);
+	cr_assert_gt(loc(p, sm->location_id[i])->mapping_id, 0);
+	return p->mapping[loc(p, sm->location_id[i])->mapping_id - 1];
+}
+
+/*
+ * profile.proto: "mapping[0] will be the main binary". Stacks that start in a library (libc
+ * here, as C++ ones in libstdc++) used it first, and it was mapping[0]. Several processes:
+ * the executable of the one with the lowest pid (a forked child, the same files mapped).
+ */
+Test(pprof, main_binary_is_mapping_zero)
+{
+	struct symbolizer *sym = symbolizer__new();
+	struct snapshot *s = snapshot__new();
+	struct snap_proc sp = {.comm = "unit"};
+	char exe[PATH_MAX];
+	int line, fds[2], status;
+	__u32 first, other;
+	__u64 ips[2];
+	ssize_t n;
+	pid_t child;
+	Profile *p;
+
+	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	cr_assert_gt(n, 0);
+	exe[n] = '\0';
+	ips[0] = (uintptr_t)&abort + 1;
+	ips[1] = (uintptr_t)pp_leaf(&line);
+	cr_assert_eq(pipe(fds), 0);
+	child = fork();
+	cr_assert_geq(child, 0);
+	if (!child) {
+		char c;
+
+		close(fds[1]);
+		_exit(read(fds[0], &c, 1) < 0);
+	}
+	close(fds[0]);
+	first = (__u32)getpid() < (__u32)child ? (__u32)getpid() : (__u32)child;
+	other = first == (__u32)child ? (__u32)getpid() : (__u32)child;
+	cr_assert_eq(symbolizer__add_pid(sym, getpid()), 0);
+	cr_assert_eq(symbolizer__add_pid(sym, child), 0);
+
+	/* the executable unknown: the order of use, libc first */
+	add_proc(s, getpid(), "unit", false);
+	add_stack(s, getpid(), ASZ_MALLOC, 1, ips, 2, 100, 1, 100, 1);
+	p = write_profile(s, sym);
+	cr_assert_eq(p->n_mapping, 2);
+	cr_assert_str_neq(str(p, p->mapping[0]->filename), exe);
+	cr_assert_eq(mapping_at(p, getpid(), 0), p->mapping[0]);
+	perftools__profiles__profile__free_unpacked(p, NULL);
+	snapshot__free(s);
+
+	/* known: the executable first */
+	s = snapshot__new();
+	sp.exe = exe;
+	sp.pid = getpid();
+	cr_assert_eq(snapshot__add_proc(s, &sp), 0);
+	add_stack(s, getpid(), ASZ_MALLOC, 1, ips, 2, 100, 1, 100, 1);
+	p = write_profile(s, sym);
+	cr_assert_eq(p->n_mapping, 2);
+	cr_assert_str_eq(str(p, p->mapping[0]->filename), exe);
+	cr_assert_eq(mapping_at(p, getpid(), 1), p->mapping[0]);
+	perftools__profiles__profile__free_unpacked(p, NULL);
+
+	/* two processes, the other's stacks first (its mappings first in the model): the lowest
+	 * pid's executable */
+	sp.pid = child;
+	cr_assert_eq(snapshot__add_proc(s, &sp), 0);
+	s->nr_stacks = 0;
+	add_stack(s, other, ASZ_MALLOC, 1, ips, 2, 100, 1, 100, 1);
+	add_stack(s, first, ASZ_MALLOC, 1, ips, 2, 100, 1, 100, 1);
+	p = write_profile(s, sym);
+	cr_assert_eq(p->n_mapping, 4);
+	cr_assert_str_eq(str(p, p->mapping[0]->filename), exe);
+	cr_assert_eq(mapping_at(p, first, 1), p->mapping[0]);
+	cr_assert_neq(mapping_at(p, other, 1), p->mapping[0]);
+	perftools__profiles__profile__free_unpacked(p, NULL);
+
+	close(fds[1]);
+	cr_assert_eq(waitpid(child, &status, 0), child);
 	snapshot__free(s);
 	symbolizer__free(sym);
 }
