@@ -103,6 +103,7 @@ static void write_stack(struct json_writer *w, const struct snapshot *s,
 			const struct snap_stack *st, struct symbolizer *sym)
 {
 	const struct snap_proc *p = snapshot__find_proc(s, st->pid);
+	char id[24];
 
 	json_writer__begin_object(w);
 	json_writer__field_u64(w, "pid", st->pid);
@@ -116,7 +117,9 @@ static void write_stack(struct json_writer *w, const struct snapshot *s,
 	json_writer__field_u64(w, "alloc_bytes", st->alloc_bytes);
 	json_writer__field_u64(w, "allocs", st->allocs);
 	json_writer__field_u64(w, "frees", st->frees);
-	json_writer__field_u64(w, "stack_id", st->stack_id);
+	/* a string: ids take 64 bits, and jq and JavaScript keep 53 of a number's */
+	snprintf(id, sizeof(id), "%llu", (unsigned long long)st->stack_id);
+	json_writer__field_string(w, "stack_id", id);
 	json_writer__field_bool(w, "truncated", st->flags & ASZ_STACK_PARTIAL);
 	write_frames(w, st, sym);
 	json_writer__end_object(w);

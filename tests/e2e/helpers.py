@@ -544,6 +544,8 @@ def check_schema(rep):
         assert s["kind"] in ("heap", "mmap"), s["kind"]
         assert s["allocator"] in (ALLOCATORS if s["kind"] == "heap" else MMAP_CALLS), s["allocator"]
         assert isinstance(s["truncated"], bool)
+        # a string: jq and JavaScript round numbers above 2^53, and ids take 64 bits
+        assert isinstance(s["stack_id"], str) and s["stack_id"].isdigit() and int(s["stack_id"]) < 2**64
         assert isinstance(s["frames"], list)
         for f in s["frames"]:
             assert set(f) >= FRAME_KEYS, "frame keys %r" % sorted(f)

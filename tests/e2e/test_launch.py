@@ -295,6 +295,25 @@ def test_a_command_by_a_relative_path_is_named_as_it_ran(bpf_ok, workloads, guar
     assert names[0] == names[1] == names[2], names
 
 
+def test_stack_ids_survive_jq(bpf_ok, workloads, tmp_path):
+    """jq 1.6 (the man page's examples) reads each stack_id as it was written, so stacks match
+    across reports: ids take 64 bits, and as JSON numbers above 2^53 jq rounded them."""
+    import shutil
+
+    jq = shutil.which("jq")
+    if not jq:
+        pytest.skip("jq is not installed")
+    report = tmp_path / "report.json"
+    rc, out, err = helpers.run_profiler(["-f", "json", "-n", "0", "-i", "60", "-o", str(report), "--",
+                                         workloads["alloc_sites"], "launch", str(tmp_path / "exp.json")])
+    assert rc == 0, err
+    ids = [s["stack_id"] for r in helpers.parse_reports(report.read_text()) for s in r["stacks"]]
+    assert ids and any(int(i) >= 2**53 for i in ids), ids
+    got = subprocess.run([jq, "-r", ".stacks[].stack_id", str(report)], capture_output=True, text=True,
+                         timeout=60, check=True).stdout.split()
+    assert got == ids
+
+
 def test_an_exe_path_longer_than_255_bytes_is_whole(env, tmp_path):
     """A program 300+ bytes deep: its exe in the JSON is the whole path, launched or attached
     to (it was cut to 255 bytes)."""

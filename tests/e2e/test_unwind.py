@@ -444,7 +444,7 @@ def test_taken_stack_scratch_is_counted_not_shared(memo_run, guarded, workloads,
     proc, ref = taken["processes"][0], rep["processes"][0]
     for k in ("allocs", "live_allocs", "live_bytes", "alloc_bytes"):
         assert proc[k] == ref[k], (k, proc, ref)
-    assert [(s["stack_id"], s["frames"], s["allocs"]) for s in taken["stacks"]] == [(0, [], proc["allocs"])]
+    assert [(s["stack_id"], s["frames"], s["allocs"]) for s in taken["stacks"]] == [("0", [], proc["allocs"])]
     assert taken["dropped"]["stack_preempted"] == proc["allocs"], taken["dropped"]
     assert taken["unwind"]["stacks"] == 0 and rep["dropped"]["stack_preempted"] == 0
 

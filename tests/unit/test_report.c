@@ -3,6 +3,7 @@
 #include <criterion/criterion.h>
 #include <ctype.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -255,14 +256,14 @@ static const char expect_json[] =
 	"\"stacks\":["
 	"{\"pid\":100,\"comm\":\"app\",\"allocator\":\"malloc\",\"kind\":\"heap\",\"live_bytes\":2048,"
 	"\"live_allocs\":2,\"growth_bytes\":1024,\"alloc_bytes\":4096,\"allocs\":4,\"frees\":2,"
-	"\"stack_id\":7,\"truncated\":false,\"frames\":["
+	"\"stack_id\":\"7\",\"truncated\":false,\"frames\":["
 	FRAME_NULL(4096) "," FRAME_NULL(8192) "]},"
 	"{\"pid\":100,\"comm\":\"app\",\"allocator\":\"calloc\",\"kind\":\"heap\",\"live_bytes\":512,"
 	"\"live_allocs\":1,\"growth_bytes\":512,\"alloc_bytes\":512,\"allocs\":1,\"frees\":0,"
-	"\"stack_id\":7,\"truncated\":true,\"frames\":[" FRAME_NULL(12287) "]},"
+	"\"stack_id\":\"7\",\"truncated\":true,\"frames\":[" FRAME_NULL(12287) "]},"
 	"{\"pid\":300,\"comm\":null,\"allocator\":\"unknown\",\"kind\":\"heap\",\"live_bytes\":10,"
 	"\"live_allocs\":1,\"growth_bytes\":10,\"alloc_bytes\":10,\"allocs\":1,\"frees\":0,"
-	"\"stack_id\":9,\"truncated\":false,\"frames\":[]}],"
+	"\"stack_id\":\"9\",\"truncated\":false,\"frames\":[]}],"
 	"\"dropped\":{\"allocs_map_full\":0,\"aggs_map_full\":0,\"procs_map_full\":0,"
 	"\"stacks_map_full\":5,\"stack_collisions\":0,\"stack_unresolved\":0,"
 	"\"stack_truncated\":0,\"thread_state_unavailable\":0,\"unknown_frees\":12,"
@@ -370,6 +371,27 @@ Test(report_json, odd_strings_stay_valid)
 	cr_assert(json_line_ok(out), "%s", out);
 	cr_assert_eq(count(out, "\"comm\":\"ab\\\"c\\u0001\\ufffd0123456789\""), 2);
 	cr_assert_eq(count(out, "\"alloc_rate\":0.1,"), 1);
+	free(out);
+	snapshot__free(s);
+}
+
+/* ids take 64 bits: a JSON number above 2^53 is rounded by jq and JavaScript, a string is not */
+Test(report, json_stack_ids_are_exact_strings)
+{
+	struct report_opts o = { .top_n = 10 };
+	struct snapshot *s = snapshot__new();
+	struct snap_stack st = { .pid = 1, .stack_id = 790067259556035669ull, .allocs = 1 };
+	char *out;
+	int ret;
+
+	cr_assert_eq(snapshot__add_stack(s, &st), 0);
+	st.stack_id = UINT64_MAX;
+	cr_assert_eq(snapshot__add_stack(s, &st), 0);
+	out = render(REPORT_JSON, s, &o, &ret);
+	cr_assert_eq(ret, 0);
+	cr_assert(json_line_ok(out), "%s", out);
+	cr_assert_eq(count(out, "\"stack_id\":\"790067259556035669\","), 1, "%s", out);
+	cr_assert_eq(count(out, "\"stack_id\":\"18446744073709551615\","), 1, "%s", out);
 	free(out);
 	snapshot__free(s);
 }
