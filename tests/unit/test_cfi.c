@@ -14,6 +14,7 @@
 #include <gelf.h>
 #include <limits.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -679,25 +680,31 @@ static __u64 ct_proc_symbol(struct ct_proc *p, const char *module, const char *s
 	return 0;
 }
 
-/* Run the stopped process to a breakpoint at addr; regs then hold the state at addr. */
+/*
+ * Run the stopped process to a breakpoint at addr; regs then hold the state at addr. A debug
+ * register, not an int3 in the text: a uprobe on the same instruction (another test's, or a
+ * profiler's) put in or taken out meanwhile writes that byte too, and the program then ran
+ * past it to its end.
+ */
 static void ct_run_to(struct ct_proc *p, __u64 addr, struct user_regs_struct *regs)
 {
-	long word;
+	long dr0 = offsetof(struct user, u_debugreg[0]), dr6 = offsetof(struct user, u_debugreg[6]);
+	long dr7 = offsetof(struct user, u_debugreg[7]);
 	int st;
 
-	errno = 0;
-	word = ptrace(PTRACE_PEEKTEXT, p->pid, (void *)addr, NULL);
-	cr_assert_eq(errno, 0);
-	cr_assert_eq(ptrace(PTRACE_POKETEXT, p->pid, (void *)addr,
-			    (void *)((word & ~0xffL) | 0xcc)), 0);
+	cr_assert_eq(ptrace(PTRACE_POKEUSER, p->pid, (void *)dr0, (void *)(long)addr), 0,
+		     "DR0: %s", strerror(errno));
+	/* L0 enabled, R/W0 = 00 (execution), LEN0 = 00 */
+	cr_assert_eq(ptrace(PTRACE_POKEUSER, p->pid, (void *)dr7, (void *)1L), 0, "DR7: %s",
+		     strerror(errno));
 	cr_assert_eq(ptrace(PTRACE_CONT, p->pid, NULL, NULL), 0);
 	cr_assert_eq(waitpid(p->pid, &st, 0), p->pid);
 	cr_assert(WIFSTOPPED(st) && WSTOPSIG(st) == SIGTRAP, "status %#x", st);
 	cr_assert_eq(ptrace(PTRACE_GETREGS, p->pid, NULL, regs), 0);
-	cr_assert_eq(regs->rip, addr + 1);
-	regs->rip = addr;
-	cr_assert_eq(ptrace(PTRACE_POKETEXT, p->pid, (void *)addr, (void *)word), 0);
-	cr_assert_eq(ptrace(PTRACE_SETREGS, p->pid, NULL, regs), 0);
+	/* an execution breakpoint traps before the instruction: rip is addr */
+	cr_assert_eq(regs->rip, addr, "rip %#llx", (unsigned long long)regs->rip);
+	cr_assert_eq(ptrace(PTRACE_POKEUSER, p->pid, (void *)dr7, (void *)0L), 0);
+	cr_assert_eq(ptrace(PTRACE_POKEUSER, p->pid, (void *)dr6, (void *)0L), 0);
 }
 
 /* Hand the process, stopped, to eu-stack and read its frames. */
