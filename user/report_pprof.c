@@ -579,6 +579,36 @@ static long location_of(struct build *bd, __u32 pid, const char *exe, __u64 ip)
 	return m->nr_locs++;
 }
 
+/* Keys of the marker locations: no return address is this small. */
+#define MARK_UNKNOWN 0 /* a block recorded under no stack */
+#define MARK_TRUNCATED 1 /* the stack goes on past --max-depth */
+
+/*
+ * The location standing for what a stack does not hold, as the collapsed format's markers: no
+ * address, no mapping, one line naming it. Index, or -1 when out of memory.
+ */
+static long marker_location(struct build *bd, __u32 pid, __u64 mark)
+{
+	struct pprof_model *m = bd->m;
+	struct loc_key k = {.pid = pid, .ip = mark};
+	__u64 h = hash_mix(hash_mix(pid) ^ mark);
+	long i, f;
+
+	i = hidx_find(&bd->locs, h, loc_eq, m, &k);
+	if (i >= 0)
+		return i;
+	f = function_of(bd, mark == MARK_TRUNCATED ? "[truncated]" : "[unknown]", NULL);
+	if (f < 0 || arr_grow(&m->locs, &m->cap_locs, m->nr_locs, sizeof(*m->locs)) ||
+	    arr_grow(&m->lines, &m->cap_lines, m->nr_lines, sizeof(*m->lines)))
+		return -1;
+	m->locs[m->nr_locs] = (struct pm_location){.pid = pid, .ip = mark,
+						   .first_line = m->nr_lines, .nr_lines = 1};
+	m->lines[m->nr_lines++] = (struct pm_line){.func = f};
+	if (hidx_add(&bd->locs, h, m->nr_locs))
+		return -1;
+	return m->nr_locs++;
+}
+
 void pprof__stack_values(const struct snap_stack *st, bool held, __s64 v[PPROF_NR_VALUES])
 {
 	v[PPROF_ALLOC_OBJECTS] = st->allocs;
@@ -611,6 +641,7 @@ static int add_sample(struct build *bd, const struct snapshot *s, const struct s
 	struct pm_sample *sm;
 	__s64 v[PPROF_NR_VALUES];
 	char comm[ASZ_COMM_LEN + 1] = "";
+	__u32 nr;
 	long c, a;
 
 	pprof__stack_values(st, !(bd->b->exited_released && p && p->exited), v);
@@ -627,9 +658,17 @@ static int add_sample(struct build *bd, const struct snapshot *s, const struct s
 					 .stack_id = st->stack_id},
 				 .comm = c, .allocator = a, .first_loc = m->nr_stack_locs};
 	memcpy(sm->v, v, sizeof(v));
-	for (__u32 i = 0; st->ips && i < st->nr_frames; i++) {
-		long l = location_of(bd, st->pid, p ? p->exe : NULL, st->ips[i]);
+	nr = st->ips ? st->nr_frames : 0;
+	/* outermost last: a stack cut at --max-depth ends in [truncated], no stack is [unknown] */
+	for (__u32 i = 0; i < nr + 1; i++) {
+		long l;
 
+		if (i < nr)
+			l = location_of(bd, st->pid, p ? p->exe : NULL, st->ips[i]);
+		else if (!nr || (st->flags & ASZ_STACK_PARTIAL))
+			l = marker_location(bd, st->pid, nr ? MARK_TRUNCATED : MARK_UNKNOWN);
+		else
+			break;
 		if (l < 0 || arr_grow(&m->stack_locs, &m->cap_stack_locs, m->nr_stack_locs,
 				      sizeof(*m->stack_locs)))
 			return -ENOMEM;

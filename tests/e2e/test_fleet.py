@@ -141,6 +141,32 @@ def test_pprof_mapping_zero_is_the_main_binary(env, tmp_path):
     assert wl.wait() == 0
 
 
+def test_pprof_marks_cut_stacks_and_blocks_without_one(env, tmp_path):
+    """As the collapsed format does: a stack cut at --max-depth ends (outermost) in a
+    [truncated] location, blocks recorded under no stack (--max-stacks full) are a sample whose
+    one location is [unknown]; both have no address and no mapping, and pprof counts them."""
+    out = tmp_path / "cut.pb.gz"
+    launch_sites(env, tmp_path, ["-f", "pprof", "--max-depth", "2", "-o", str(out)])
+    raw = ft.parse_raw(ft.go_pprof(tmp_path, ["-raw", str(out)]))
+    assert raw["samples"]
+    for s in raw["samples"]:
+        assert len(s["locs"]) == 3 and raw["locs"][s["locs"][-1]] == "[truncated]", (s, raw["locs"])
+        assert "[truncated]" not in [raw["locs"][l] for l in s["locs"][:-1]]
+
+    out = tmp_path / "full.pb.gz"
+    rc, _, err = helpers.run_profiler(["-f", "pprof", "--max-stacks", "64", "-o", str(out), "--",
+                                       env["workloads"]["lifecycle"], "many-stacks", str(tmp_path), "120"])
+    assert rc == 0, err
+    raw = ft.parse_raw(ft.go_pprof(tmp_path, ["-raw", str(out)]))
+    unknown = [s for s in raw["samples"] if [raw["locs"][l] for l in s["locs"]] == ["[unknown]"]]
+    assert len(unknown) == 1, raw["samples"]
+    # 120 blocks of 10 bytes, those under no stack all in that sample
+    assert sum(s["values"][3] for s in raw["samples"]) == 1200, raw["samples"]
+    assert unknown[0]["values"][3] > 0 and unknown[0]["values"][3] % 10 == 0, unknown
+    top = ft.go_pprof(tmp_path, ["-top", str(out)])
+    assert "[unknown]" in top
+
+
 # ---------------------------------------------------------------- serve
 
 
