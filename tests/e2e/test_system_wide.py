@@ -116,7 +116,7 @@ def test_stacks_of_exited_processes_are_deleted(env):
 
     last = [r for r in prof.reports if any(p["pid"] == wl.pid for p in r["processes"])][-1]
     assert helpers.proc_of(last, wl.pid)["exited"] is True
-    stacks = {s["stack_id"]: sum(not f["inlined"] for f in s["frames"]) for s in helpers.stacks_of(last, wl.pid)}
+    stacks = {int(s["stack_id"]): sum(not f["inlined"] for f in s["frames"]) for s in helpers.stacks_of(last, wl.pid)}
     deep = [i for i, n in stacks.items() if i >> 63]
     assert len(deep) >= 2 and all(stacks[i] > 23 for i in deep), stacks
     assert all(n <= 23 for i, n in stacks.items() if not i >> 63), stacks
