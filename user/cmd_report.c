@@ -416,7 +416,7 @@ int cmd_report(int argc, char **argv)
 	struct session_opts so;
 	struct session *s = NULL;
 	FILE *out = stdout, *guarded;
-	sigset_t mask;
+	sigset_t mask, old;
 	int ret, err, sfd = -1;
 
 	ret = parse_args(argc, argv, &a);
@@ -435,7 +435,7 @@ int cmd_report(int argc, char **argv)
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGHUP); /* a closed terminal: the final report still goes to -o FILE */
 	sigaddset(&mask, SIGCHLD);
-	sigprocmask(SIG_BLOCK, &mask, NULL);
+	sigprocmask(SIG_BLOCK, &mask, &old);
 	sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (sfd < 0) {
 		elog("signalfd: %s\n", strerror(errno));
@@ -448,6 +448,7 @@ int cmd_report(int argc, char **argv)
 			goto cleanup;
 	}
 	so = (struct session_opts){.pids = a.pids, .nr_pids = a.nr_pids, .cmd = a.cmd, .eo = a.eo};
+	so.cmd_sigmask = &old; /* the command's, as it would run without us */
 	err = session__open(&s, &so);
 	if (err)
 		goto cleanup;

@@ -379,7 +379,7 @@ int cmd_serve(int argc, char **argv)
 	struct serve_state *first = NULL;
 	struct session_opts so;
 	char where[INET6_ADDRSTRLEN + 16] = "?";
-	sigset_t mask;
+	sigset_t mask, old;
 	int ret, err, sfd = -1, lfd = -1;
 
 	ret = parse_args(argc, argv, &a);
@@ -401,7 +401,7 @@ int cmd_serve(int argc, char **argv)
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGHUP);
 	sigaddset(&mask, SIGCHLD);
-	sigprocmask(SIG_BLOCK, &mask, NULL);
+	sigprocmask(SIG_BLOCK, &mask, &old);
 	sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (sfd < 0) {
 		elog("signalfd: %s\n", strerror(errno));
@@ -417,6 +417,7 @@ int cmd_serve(int argc, char **argv)
 		goto cleanup;
 	}
 	so = (struct session_opts){.pids = a.pids, .nr_pids = a.nr_pids, .cmd = a.cmd, .eo = a.eo};
+	so.cmd_sigmask = &old; /* the command's, as it would run without us */
 	err = session__open(&sp.s, &so);
 	if (err)
 		goto cleanup;

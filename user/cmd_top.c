@@ -508,7 +508,7 @@ int cmd_top(int argc, char **argv)
 	struct session *s = NULL;
 	struct top_view *v = NULL;
 	struct loop_state ls;
-	sigset_t mask;
+	sigset_t mask, old;
 	FILE *out = NULL;
 	int ret, err, sfd = -1;
 
@@ -541,13 +541,14 @@ int cmd_top(int argc, char **argv)
 	sigaddset(&mask, SIGHUP);
 	sigaddset(&mask, SIGWINCH);
 	sigaddset(&mask, SIGCHLD);
-	sigprocmask(SIG_BLOCK, &mask, NULL);
+	sigprocmask(SIG_BLOCK, &mask, &old);
 	sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (sfd < 0) {
 		elog("signalfd: %s\n", strerror(errno));
 		goto cleanup;
 	}
 	so = (struct session_opts){.pids = a.pids, .nr_pids = a.nr_pids, .cmd = a.cmd, .eo = a.eo};
+	so.cmd_sigmask = &old; /* the command's, as it would run without us */
 	err = session__open(&s, &so);
 	if (err)
 		goto cleanup;

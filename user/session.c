@@ -519,7 +519,7 @@ static void on_event(const struct asz_event *ev, void *ctx)
 	}
 }
 
-static int launch(struct session *s, char **cmd)
+static int launch(struct session *s, char **cmd, const sigset_t *sigmask)
 {
 	char lib[PATH_MAX], libc[PATH_MAX];
 	int err;
@@ -546,7 +546,7 @@ static int launch(struct session *s, char **cmd)
 				       : strerror(-err));
 		return err;
 	}
-	err = target__launch(s->child_path, cmd, &s->child);
+	err = target__launch(s->child_path, cmd, sigmask, &s->child);
 	if (err) {
 		elog("cannot start %s: %s\n", s->child_path, strerror(-err));
 		return err;
@@ -634,7 +634,7 @@ int session__open(struct session **out, const struct session_opts *o)
 			goto cleanup;
 	}
 	if (o->cmd) {
-		err = launch(s, o->cmd);
+		err = launch(s, o->cmd, o->cmd_sigmask);
 		if (err)
 			goto cleanup;
 	}
@@ -646,6 +646,16 @@ cleanup:
 	return err;
 }
 
+/* A signal that ends the run, pending (the caller blocks them and reads a signalfd)? */
+static bool stop_signal_pending(void)
+{
+	sigset_t pending;
+
+	return sigpending(&pending) == 0 &&
+	       (sigismember(&pending, SIGINT) == 1 || sigismember(&pending, SIGTERM) == 1 ||
+		sigismember(&pending, SIGHUP) == 1);
+}
+
 int session__start(struct session *s)
 {
 	char exe[PATH_MAX];
@@ -653,6 +663,14 @@ int session__start(struct session *s)
 
 	if (!s->launched || s->child.go_fd < 0)
 		return 0;
+	/*
+	 * Ctrl-C while attaching (the held child has it blocked): the run ends as at any later
+	 * time, the command never started.
+	 */
+	if (stop_signal_pending()) {
+		vlog("a signal came while attaching: %s is not started\n", s->child_path);
+		return 0;
+	}
 	err = target__release(&s->child);
 	if (err) {
 		elog("cannot start the command: %s\n", strerror(-err));

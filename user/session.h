@@ -8,6 +8,7 @@
 #define ASZ_SESSION_H
 
 #include <poll.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <sys/types.h>
 #include "engine.h"
@@ -20,6 +21,7 @@ struct session_opts {
 	const pid_t *pids;
 	int nr_pids;
 	char **cmd; /* argv of a command to launch, or NULL */
+	const sigset_t *cmd_sigmask; /* the signal mask it starts with (NULL: none blocked) */
 	struct engine_opts eo; /* eo.system_wide: every process, no pids and no command */
 };
 
@@ -30,7 +32,11 @@ struct session;
  * logged as one line; returns 0 or a negative errno.
  */
 int session__open(struct session **out, const struct session_opts *o);
-/* Let a launched command exec (returns once it has); no-op without one. */
+/*
+ * Let a launched command exec (returns once it has); no-op without one, or when SIGINT, SIGTERM
+ * or SIGHUP (blocked by the caller) is pending: the caller's loop ends the run on it, and the
+ * held command never runs.
+ */
 int session__start(struct session *s);
 /* Number of targets; fds to poll (exits, kernel events; returns how many were written). */
 int session__nr_targets(const struct session *s);

@@ -502,7 +502,7 @@ int target__resolve_cmd(const char *cmd, char *out, size_t len)
 	return err;
 }
 
-int target__launch(const char *path, char *const argv[], struct launched *l)
+int target__launch(const char *path, char *const argv[], const sigset_t *mask, struct launched *l)
 {
 	int go[2], ex[2] = {-1, -1}, err;
 	pid_t pid;
@@ -521,16 +521,23 @@ int target__launch(const char *path, char *const argv[], struct launched *l)
 	}
 	if (pid == 0) {
 		sigset_t none;
+		ssize_t n;
 
 		close(go[1]);
 		close(ex[0]);
+		/*
+		 * Held here, running, until the probes are in place; EOF means give up. The
+		 * profiler's signals stay blocked meanwhile: Ctrl-C reaches the whole process
+		 * group, and is the profiler's to answer (it then does not release the command).
+		 */
+		while ((n = read(go[0], &c, 1)) < 0 && errno == EINTR)
+			;
+		if (n != 1)
+			_exit(127);
 		/* the profiler's blocked signals and ignored SIGPIPE must not leak into the command */
 		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
 		signal(SIGPIPE, SIG_DFL);
-		/* held here, running, until the probes are in place; EOF means give up */
-		if (read(go[0], &c, 1) != 1)
-			_exit(127);
+		sigprocmask(SIG_SETMASK, mask ? mask : &none, NULL);
 		execve(path, argv, environ);
 		fprintf(stderr, "asizeof-bpf: %s: %s\n", path, strerror(errno));
 		_exit(errno == ENOENT ? 127 : 126);

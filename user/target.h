@@ -4,6 +4,7 @@
 #define ASZ_TARGET_H
 
 #include <limits.h>
+#include <signal.h>
 #include <sys/types.h>
 #include "asizeof.h"
 
@@ -60,8 +61,11 @@ struct launched {
 	int exec_fd; /* read end of a close-on-exec pipe: EOF once execve() has replaced the child */
 };
 
-/* Fork a child that waits (blocked on a pipe, never stopped) until target__release(). */
-int target__launch(const char *path, char *const argv[], struct launched *l);
+/*
+ * Fork a child that waits (blocked on a pipe, never stopped) until target__release(), with the
+ * caller's signal mask; it execs with mask (NULL: none blocked) and SIGPIPE's default action.
+ */
+int target__launch(const char *path, char *const argv[], const sigset_t *mask, struct launched *l);
 /* Release the child and wait until it has exec'd (or failed to: it then exits by itself). */
 int target__release(struct launched *l);
 /* Make the held child exit without running the command (attach failed). */

@@ -453,3 +453,83 @@ def test_a_clone_vm_child_is_not_traced(bpf_ok, workloads, guarded, tmp_path, at
     sites = helpers.by_frame0(rep, pid)
     assert sites["site_parent"]["live_bytes"] == 10000, sites
     assert "site_child" not in sites, sites
+
+
+def _held_child(prof_pid, skip=()):
+    """A child of the profiler that has not exec'd (its exe still the profiler), or None."""
+    try:
+        with open("/proc/%d/task/%d/children" % (prof_pid, prof_pid)) as f:
+            kids = [int(k) for k in f.read().split()]
+    except OSError:
+        return None
+    for k in kids:
+        try:
+            if k not in skip and os.readlink("/proc/%d/exe" % k) == os.path.realpath(helpers.BIN):
+                return k
+        except OSError:
+            pass
+    return None
+
+
+def _stop_while_held(prof):
+    """Stop the profiler while its launched command is held before exec: the held child's pid,
+    or None (missed: the command was released first). A child that stays unexec'd while the
+    profiler is stopped is the held one (the profiler may run others, briefly)."""
+    skip, deadline = set(), time.monotonic() + helpers.ATTACH_TIMEOUT
+    while prof.p.poll() is None and time.monotonic() < deadline:
+        child = _held_child(prof.p.pid, skip)
+        if child is None:
+            continue
+        os.kill(prof.p.pid, signal.SIGSTOP)
+        time.sleep(0.1)
+        try:
+            if _held_child(prof.p.pid, skip) == child and _state(child) == "S":
+                return child
+        except OSError:
+            pass
+        skip.add(child)
+        os.kill(prof.p.pid, signal.SIGCONT)
+    return None
+
+
+def _state(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
+@pytest.mark.parametrize("attach", ["auto", "perf"])
+def test_ctrl_c_while_the_command_is_held(env, tmp_path, attach):
+    """Ctrl-C (SIGINT to the whole foreground process group) while the command is held before
+    its exec: the run ends as a signal ends it later (final report, exit 0), and the command,
+    never released, does not run. The held child died by it and the profiler then said
+    "cannot start the command: Broken pipe" and died by SIGINT itself. The profiler is stopped
+    while the signal is sent, so that the child is caught held."""
+    marker = tmp_path / "ran"
+    for attempt in range(10):
+        prof = helpers.Profiler(
+            env["reaper"],
+            ["-f", "json", "-n", "0", "--attach", attach, "--", "sh", "-c", "touch %s; sleep 0.2" % marker],
+        )
+        child = _stop_while_held(prof)
+        if child is not None:
+            break
+        assert prof.drain() == 0, prof.err.lines
+        marker.unlink(missing_ok=True)
+    else:
+        pytest.fail("never caught the command held")
+    os.killpg(prof.p.pid, signal.SIGINT)
+    os.kill(prof.p.pid, signal.SIGCONT)
+    rc = prof.drain()
+    assert rc == 0, (rc, prof.err.lines)
+    assert len(prof.err.lines) == 1 and ATTACHED_RE.match(prof.err.lines[0]), prof.err.lines
+    rep = helpers.final_report(prof.reports)
+    assert [p["pid"] for p in rep["processes"]] == [child], rep["processes"]
+    assert not marker.exists(), "the command ran although Ctrl-C came before it was released"
+    assert not os.path.exists("/proc/%d" % child), "the held child is left behind"
+
+
+def test_the_released_command_dies_by_sigint(bpf_ok, guarded):
+    """Once released the command has the default disposition and an unblocked SIGINT (the held
+    child keeps the profiler's blocked signals only until its exec)."""
+    rc, out, err = guarded.run(["-f", "json", "-i", "60", "--", "sh", "-c", "kill -INT $$; sleep 5"], timeout=60)
+    assert rc == 128 + signal.SIGINT, (rc, err)
