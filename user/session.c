@@ -65,6 +65,9 @@ struct session {
 	int nr_exec_paths;
 	struct launched child;
 	char child_path[PATH_MAX];
+	char child_lib[PATH_MAX], child_libc[PATH_MAX]; /* its allocator; libc "": lib is libc */
+	char **child_objs; /* what its program loads, and a script's interpreter */
+	int nr_child_objs;
 	bool launched;
 	bool child_done;
 	int child_status;
@@ -519,9 +522,55 @@ static void on_event(const struct asz_event *ev, void *ctx)
 	}
 }
 
-static int launch(struct session *s, char **cmd, const sigset_t *sigmask)
+/* An object the command's program loads (ld.so said): its symbols and table once attached. */
+static void keep_object(const char *path, void *ctx)
 {
-	char lib[PATH_MAX], libc[PATH_MAX];
+	struct session *s = ctx;
+	char **objs, *copy = strdup(path);
+
+	objs = copy ? realloc(s->child_objs, (s->nr_child_objs + 1) * sizeof(*objs)) : NULL;
+	if (!objs) {
+		free(copy);
+		return;
+	}
+	s->child_objs = objs;
+	s->child_objs[s->nr_child_objs++] = copy;
+}
+
+static const char *program_error(int err)
+{
+	switch (err) {
+	case -ENOEXEC:
+		return "not a program (neither an ELF file nor a #! script)";
+	case -EISDIR:
+		return "is a directory";
+	case -ELOOP:
+		return "too many levels of #! interpreters";
+	}
+	return strerror(-err);
+}
+
+static const char *allocator_error(int err)
+{
+	switch (err) {
+	case -ENODATA:
+		return "statically linked without malloc symbols: nothing to probe";
+	case -ESRCH:
+		return "cannot find the allocator it uses";
+	case -ETIMEDOUT:
+		return "its dynamic linker did not say in 5 s which libraries it loads (asked with "
+		       "LD_TRACE_LOADED_OBJECTS=1): not run";
+	}
+	return program_error(err);
+}
+
+/*
+ * -- CMD, before BPF is loaded: the program it runs (a script's interpreter) and the allocator
+ * that one uses, found once. Errors are one line.
+ */
+static int find_command(struct session *s, char **cmd)
+{
+	char prog[PATH_MAX];
 	int err;
 
 	err = target__resolve_cmd(cmd[0], s->child_path, sizeof(s->child_path));
@@ -530,31 +579,44 @@ static int launch(struct session *s, char **cmd, const sigset_t *sigmask)
 		     err == -ENOENT ? "command not found" : strerror(-err));
 		return err;
 	}
+	err = target__program(s->child_path, prog, sizeof(prog));
+	if (err) {
+		elog("%s: %s\n", prog, program_error(err));
+		return err;
+	}
+	/* a script's interpreter is the program that runs, and allocates */
+	if (strcmp(prog, s->child_path))
+		keep_object(prog, s);
+	err = target__exec_allocator(prog, s->child_lib, sizeof(s->child_lib), s->child_libc,
+				     sizeof(s->child_libc), keep_object, s);
+	if (err && strcmp(prog, s->child_path))
+		elog("%s: its interpreter %s: %s\n", s->child_path, prog, allocator_error(err));
+	else if (err)
+		elog("%s: %s\n", s->child_path, allocator_error(err));
+	return err;
+}
+
+static int launch(struct session *s, char **cmd, const sigset_t *sigmask)
+{
+	const char *libc = s->child_libc[0] ? s->child_libc : NULL;
+	int err;
+
 	/*
 	 * The command's files are opened now: if it exits before its /proc/PID/maps is read, the
 	 * mappings the kernel recorded for its stacks name them by device and inode.
 	 */
 	add_file(s->child_path, s);
-	err = target__exec_allocator(s->child_path, lib, sizeof(lib), libc, sizeof(libc), add_file,
-				     s);
-	if (err) {
-		elog("%s: %s\n", s->child_path,
-		     err == -ENODATA   ? "statically linked without malloc symbols: nothing to probe"
-		     : err == -ENOEXEC ? "not a program (neither an ELF file nor a #! script)"
-		     : err == -EISDIR  ? "is a directory"
-		     : err == -ENOENT  ? "cannot find the allocator it uses"
-				       : strerror(-err));
-		return err;
-	}
+	for (int i = 0; i < s->nr_child_objs; i++)
+		add_file(s->child_objs[i], s);
 	err = target__launch(s->child_path, cmd, sigmask, &s->child);
 	if (err) {
 		elog("cannot start %s: %s\n", s->child_path, strerror(-err));
 		return err;
 	}
 	s->launched = true;
-	err = engine__attach(s->eng, s->child.pid, lib, libc[0] ? libc : NULL);
+	err = engine__attach(s->eng, s->child.pid, s->child_lib, libc);
 	if (!err)
-		err = track(s, s->child.pid, false, lib, libc[0] ? libc : NULL);
+		err = track(s, s->child.pid, false, s->child_lib, libc);
 	if (err) {
 		target__abort(&s->child);
 		s->child_done = true;
@@ -575,12 +637,12 @@ static void raise_nofile(void)
 
 /*
  * May a target's malloc be in another library than libc (jemalloc, tcmalloc, the program's
- * own), whose C++ operator new is probed too? System-wide, always; else as its maps or its
- * dynamic linker say (errors are left to the attach that follows).
+ * own), whose C++ operator new is probed too? System-wide, always; else as its maps or (a
+ * command, found already) its dynamic linker say (errors are left to the attach that follows).
  */
-static bool own_new_possible(const struct session_opts *o)
+static bool own_new_possible(const struct session *s, const struct session_opts *o)
 {
-	char comm[ASZ_COMM_LEN], lib[PATH_MAX], libc[PATH_MAX], path[PATH_MAX];
+	char comm[ASZ_COMM_LEN], lib[PATH_MAX], libc[PATH_MAX];
 
 	if (o->eo.system_wide)
 		return true;
@@ -589,9 +651,7 @@ static bool own_new_possible(const struct session_opts *o)
 				     sizeof(libc)) &&
 		    !util__is_libc_name(lib))
 			return true;
-	return o->cmd && !target__resolve_cmd(o->cmd[0], path, sizeof(path)) &&
-	       !target__exec_allocator(path, lib, sizeof(lib), libc, sizeof(libc), NULL, NULL) &&
-	       !util__is_libc_name(lib);
+	return o->cmd && !util__is_libc_name(s->child_lib);
 }
 
 int session__open(struct session **out, const struct session_opts *o)
@@ -618,8 +678,13 @@ int session__open(struct session **out, const struct session_opts *o)
 	s->system_wide = o->eo.system_wide;
 	s->comms = o->eo.comms;
 	s->nr_comms = o->eo.nr_comms;
+	if (o->cmd) {
+		err = find_command(s, o->cmd);
+		if (err)
+			goto cleanup;
+	}
 	eo = o->eo;
-	eo.own_new = own_new_possible(o);
+	eo.own_new = own_new_possible(s, o);
 	err = engine__open(&s->eng, &eo);
 	if (err)
 		goto cleanup;
@@ -932,6 +997,9 @@ void session__close(struct session *s)
 		free(s->t[i].libc);
 	}
 	free(s->t);
+	for (int i = 0; i < s->nr_child_objs; i++)
+		free(s->child_objs[i]);
+	free(s->child_objs);
 	free(s->libs);
 	free(s->reported_dead);
 	free(s->exec_paths);

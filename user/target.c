@@ -4,6 +4,7 @@
 #include <ftw.h>
 #include <fcntl.h>
 #include <gelf.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -334,7 +335,7 @@ int target__inspect(pid_t pid, char *comm, size_t comm_len, char *lib, size_t li
 	return c.found ? 0 : -ENOENT;
 }
 
-/* 0 for an ELF file or a #! script, -EISDIR, -ENOEXEC (anything else), -errno. */
+/* 0 for an ELF file, 1 for a #! script, -EISDIR, -ENOEXEC (anything else), -errno. */
 static int program_kind(const char *path)
 {
 	unsigned char magic[4] = {0};
@@ -351,15 +352,14 @@ static int program_kind(const char *path)
 	if (pread(fd, magic, 4, 0) < 2)
 		magic[0] = 0;
 	close(fd);
-	if ((magic[0] == '#' && magic[1] == '!') || !memcmp(magic, "\x7f" "ELF", 4))
-		return 0;
-	return -ENOEXEC;
+	if (magic[0] == '#' && magic[1] == '!')
+		return 1;
+	return memcmp(magic, "\177ELF", 4) ? -ENOEXEC : 0;
 }
 
-/* Does the program need a dynamic linker? Scripts (#!) run an interpreter, dynamic on Debian. */
+/* Does the ELF program need a dynamic linker (a PT_INTERP header)? */
 static bool has_interp(const char *path)
 {
-	char magic[2] = {0};
 	bool dyn = false;
 	size_t i, n;
 	GElf_Phdr ph;
@@ -369,10 +369,6 @@ static bool has_interp(const char *path)
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return false;
-	if (pread(fd, magic, 2, 0) == 2 && magic[0] == '#' && magic[1] == '!') {
-		close(fd);
-		return true;
-	}
 	elf_version(EV_CURRENT);
 	elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
 	if (elf && elf_kind(elf) == ELF_K_ELF && elf_getphdrnum(elf, &n) == 0)
@@ -384,33 +380,132 @@ static bool has_interp(const char *path)
 	return dyn;
 }
 
-int target__exec_allocator(const char *path, char *lib, size_t lib_len, char *libc_out,
-			   size_t libc_len, void (*each)(const char *object, void *ctx), void *ctx)
+/* #! scripts whose interpreter is a script too: as many levels as the kernel's exec follows */
+#define MAX_SCRIPT_DEPTH 5
+
+/*
+ * The interpreter a #! line names, read as the kernel reads it (binfmt_script): within the
+ * first 256 bytes, after "#!" and blanks, up to a blank or the line's end. 0 and its path in
+ * out; -ENOEXEC no name (or not a script), or one longer than those bytes; -errno.
+ */
+static int script_interp(const char *path, char *out, size_t len)
 {
-	char buf[8192], *p, libc[PATH_MAX] = "";
-	int pfd[2], status, err = -ENOENT;
+	char buf[257];
+	size_t name_len;
+	ssize_t n;
+	char *p;
+	int fd;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = pread(fd, buf, sizeof(buf) - 1, 0);
+	close(fd);
+	if (n < 2 || buf[0] != '#' || buf[1] != '!')
+		return -ENOEXEC;
+	buf[n] = 0;
+	p = memchr(buf, '\n', n);
+	if (p)
+		*p = 0;
+	p = buf + 2 + strspn(buf + 2, " \t");
+	name_len = strcspn(p, " \t");
+	/* (a name up to the end of those bytes may go on past them) */
+	if (!name_len || p + name_len == buf + sizeof(buf) - 1)
+		return -ENOEXEC;
+	if (name_len >= len)
+		return -ENAMETOOLONG;
+	memcpy(out, p, name_len);
+	out[name_len] = 0;
+	return 0;
+}
+
+int target__program(const char *path, char *prog, size_t len)
+{
+	char interp[PATH_MAX];
+	int err;
+
+	snprintf(prog, len, "%s", path);
+	for (int depth = 0;; depth++) {
+		err = program_kind(prog);
+		if (err <= 0)
+			return err; /* an ELF file, or an error */
+		err = script_interp(prog, interp, sizeof(interp));
+		if (err)
+			return err;
+		if (depth == MAX_SCRIPT_DEPTH)
+			return -ELOOP;
+		snprintf(prog, len, "%s", interp);
+		if (access(prog, X_OK))
+			return -errno;
+	}
+}
+
+/* ld.so's answer is awaited this long: a program whose PT_INTERP is no ld.so may never answer */
+#define LD_TRACE_TIMEOUT_MS 5000
+
+struct trace_ctx {
+	char *lib;
+	size_t lib_len;
+	char libc[PATH_MAX];
+	bool found;
+	void (*each)(const char *object, void *ctx);
+	void *ctx;
+};
+
+/*
+ * One line of ld.so's list, objects in load order (preloads first): "\tlibc.so.6 =>
+ * /lib/.../libc.so.6 (0x...)", and for the dynamic linker itself "\t/lib64/ld-linux-x86-64.so.2
+ * (0x...)".
+ */
+static void trace_line(char *p, struct trace_ctx *c)
+{
+	char *obj = strstr(p, "=> "), *end;
+
+	obj = obj ? obj + 3 : p + strspn(p, " \t");
+	end = strstr(obj, " (");
+	if (end)
+		*end = 0;
+	if (obj[0] != '/')
+		return;
+	if (c->each)
+		c->each(obj, c->ctx);
+	if (util__is_libc_name(obj)) {
+		if (!c->libc[0])
+			snprintf(c->libc, sizeof(c->libc), "%s", obj);
+	} else if (!c->found && defines_malloc(obj)) {
+		snprintf(c->lib, c->lib_len, "%s", obj);
+		c->found = true;
+	}
+}
+
+/*
+ * Run path with LD_TRACE_LOADED_OBJECTS=1 (ld.so lists the objects it would load and exits, the
+ * program does not run), each line to trace_line(). 0, the exec's -errno, -ETIMEDOUT (killed).
+ */
+static int ld_trace(const char *path, struct trace_ctx *c)
+{
+	__u64 deadline = util__mono_ns() + LD_TRACE_TIMEOUT_MS * 1000000ull;
+	int pfd[2], ex[2], status, exec_err = 0, err = 0;
+	char buf[2 * PATH_MAX], *nl;
 	size_t used = 0;
 	ssize_t n;
 	pid_t pid;
 
-	libc_out[0] = 0;
-	err = program_kind(path);
-	if (err)
-		return err;
-	if (defines_malloc(path) && !has_interp(path)) {
-		snprintf(lib, lib_len, "%s", path);
-		return 0;
-	}
-	if (!has_interp(path))
-		return -ENODATA;
-	err = -ENOENT;
 	if (pipe2(pfd, O_CLOEXEC))
 		return -errno;
+	if (pipe2(ex, O_CLOEXEC)) {
+		err = -errno;
+		close(pfd[0]);
+		close(pfd[1]);
+		return err;
+	}
 	pid = fork();
 	if (pid < 0) {
 		err = -errno;
 		close(pfd[0]);
 		close(pfd[1]);
+		close(ex[0]);
+		close(ex[1]);
 		return err;
 	}
 	if (pid == 0) {
@@ -424,55 +519,91 @@ int target__exec_allocator(const char *path, char *lib, size_t lib_len, char *li
 		}
 		setenv("LD_TRACE_LOADED_OBJECTS", "1", 1);
 		execv(path, argv);
+		exec_err = errno;
+		if (write(ex[1], &exec_err, sizeof(exec_err)) < 0)
+			_exit(126);
 		_exit(127);
 	}
 	close(pfd[1]);
-	while (used < sizeof(buf) - 1 && (n = read(pfd[0], buf + used, sizeof(buf) - 1 - used)) > 0)
-		used += n;
-	buf[used] = 0;
-	close(pfd[0]);
-	waitpid(pid, &status, 0);
-	/*
-	 * Objects in load order (preloads first). Lines look like "\tlibc.so.6 => /lib/.../libc.so.6
-	 * (0x...)", and for the dynamic linker itself "\t/lib64/ld-linux-x86-64.so.2 (0x...)".
-	 */
-	for (p = strtok(buf, "\n"); p; p = strtok(NULL, "\n")) {
-		char *obj = strstr(p, "=> "), *end;
+	close(ex[1]);
+	for (;;) {
+		__u64 now = util__mono_ns();
+		struct pollfd p = {.fd = pfd[0], .events = POLLIN};
+		int ready = now < deadline ? poll(&p, 1, (int)((deadline - now) / 1000000) + 1) : 0;
 
-		obj = obj ? obj + 3 : p + strspn(p, " \t");
-		end = strstr(obj, " (");
-		if (end)
-			*end = 0;
-		if (obj[0] != '/')
+		if (ready < 0 && errno == EINTR)
 			continue;
-		if (each)
-			each(obj, ctx);
-		if (util__is_libc_name(obj)) {
-			if (!libc[0])
-				snprintf(libc, sizeof(libc), "%s", obj);
-		} else if (err && defines_malloc(obj)) {
-			snprintf(lib, lib_len, "%s", obj);
-			err = 0;
+		if (ready == 0) {
+			err = -ETIMEDOUT;
+			break;
 		}
+		n = read(pfd[0], buf + used, sizeof(buf) - 1 - used);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		used += n;
+		buf[used] = 0;
+		while ((nl = strchr(buf, '\n'))) {
+			*nl = 0;
+			trace_line(buf, c);
+			used -= nl + 1 - buf;
+			memmove(buf, nl + 1, used + 1);
+		}
+		if (used == sizeof(buf) - 1) /* no path is that long: not ld.so's list */
+			used = 0;
 	}
+	if (!err && used)
+		trace_line(buf, c);
+	close(pfd[0]);
+	/* ld.so exits once it has written the list */
+	while (!err && waitpid(pid, &status, WNOHANG) == 0) {
+		if (util__mono_ns() >= deadline)
+			err = -ETIMEDOUT;
+		else
+			usleep(1000);
+	}
+	if (err) {
+		kill(pid, SIGKILL);
+		waitpid(pid, &status, 0);
+	}
+	if (!err && read(ex[0], &exec_err, sizeof(exec_err)) == sizeof(exec_err))
+		err = -exec_err;
+	close(ex[0]);
+	return err;
+}
+
+int target__exec_allocator(const char *path, char *lib, size_t lib_len, char *libc_out,
+			   size_t libc_len, void (*each)(const char *object, void *ctx), void *ctx)
+{
+	struct trace_ctx c = {.lib = lib, .lib_len = lib_len, .each = each, .ctx = ctx};
+	int err;
+
+	libc_out[0] = 0;
+	err = program_kind(path);
+	if (err)
+		return err == 1 ? -ENOEXEC : err;
+	/* a static program: nothing else is loaded, and LD_TRACE_LOADED_OBJECTS would run it */
+	if (!has_interp(path)) {
+		if (!defines_malloc(path))
+			return -ENODATA;
+		snprintf(lib, lib_len, "%s", path);
+		return 0;
+	}
+	err = ld_trace(path, &c);
+	if (err)
+		return err;
 	/* a dynamic program defining malloc itself: the linker binds that one first */
 	if (defines_malloc(path)) {
 		snprintf(lib, lib_len, "%s", path);
-		err = 0;
+		c.found = true;
 	}
-	if (!err)
-		snprintf(libc_out, libc_len, "%s", libc);
-	if (err && libc[0]) {
-		snprintf(lib, lib_len, "%s", libc);
-		err = 0;
-	}
-	if (err) {
-		char comm[ASZ_COMM_LEN];
-
-		dlog("%s: no allocator from the dynamic linker, using the profiler's libc\n", path);
-		err = target__inspect(getpid(), comm, sizeof(comm), lib, lib_len, NULL, 0);
-	}
-	return err;
+	if (c.found)
+		snprintf(libc_out, libc_len, "%s", c.libc);
+	else if (c.libc[0])
+		snprintf(lib, lib_len, "%s", c.libc);
+	/* (not this profiler's libc instead: the program would not map it) */
+	return c.found || c.libc[0] ? 0 : -ESRCH;
 }
 
 int target__resolve_cmd(const char *cmd, char *out, size_t len)

@@ -42,12 +42,21 @@ int target__status(pid_t pid, pid_t *tgid, char *state, int *threads);
 int target__comm(pid_t pid, char *comm, size_t len);
 
 /*
- * Find the allocator module a command will use: the program itself if it defines malloc (static
- * programs), else the first allocator among the objects its dynamic linker resolves (asked with
- * LD_TRACE_LOADED_OBJECTS, as ldd does; the program does not run), else its libc. each (may be
- * NULL) is called with every object resolved. Returns 0, -EISDIR, -ENOEXEC (neither an ELF file
- * nor a #! script), -ENODATA for a static program without malloc symbols, -ENOENT when nothing
- * is found.
+ * The ELF program the kernel runs for path: path itself, or the interpreter of a #! script (the
+ * last of a chain of them). Returns 0; -EISDIR, -ENOEXEC (neither an ELF file nor a #! script, or
+ * an empty #! line), -ELOOP (too many #! levels), -errno; prog then names the file at fault
+ * (path, or an interpreter).
+ */
+int target__program(const char *path, char *prog, size_t len);
+
+/*
+ * Find the allocator module an ELF program (target__program's) will use: the program itself if
+ * it defines malloc (static programs), else the first allocator among the objects its dynamic
+ * linker resolves (asked with LD_TRACE_LOADED_OBJECTS, as ldd does; the program does not run;
+ * static programs are not asked), else its libc. each (may be NULL) is called with every object
+ * resolved. Returns 0, -EISDIR, -ENOEXEC (not an ELF file), -ENODATA for a static program
+ * without malloc symbols, -ESRCH when nothing is found, -ETIMEDOUT when the dynamic linker did
+ * not answer in 5 s (the child is killed), the exec's -errno.
  */
 int target__exec_allocator(const char *path, char *lib, size_t lib_len, char *libc,
 			   size_t libc_len, void (*each)(const char *object, void *ctx), void *ctx);

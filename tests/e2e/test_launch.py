@@ -533,3 +533,94 @@ def test_the_released_command_dies_by_sigint(bpf_ok, guarded):
     child keeps the profiler's blocked signals only until its exec)."""
     rc, out, err = guarded.run(["-f", "json", "-i", "60", "--", "sh", "-c", "kill -INT $$; sleep 5"], timeout=60)
     assert rc == 128 + signal.SIGINT, (rc, err)
+
+
+# ---------------------------------------------------------------- #! scripts, and programs ld.so does not answer for
+
+STATIC_INTERP_C = r"""
+#include <stdio.h>
+#include <stdlib.h>
+
+void *volatile kept[50];
+
+__attribute__((noinline, noclone)) static void site_interp(void)
+{
+	for (int i = 0; i < 50; i++)
+		kept[i] = malloc(4321);
+}
+
+/* run as a #! interpreter: a line to the file $INTERP_LOG names, then the site */
+int main(void)
+{
+	FILE *f = fopen(getenv("INTERP_LOG"), "a");
+
+	if (!f)
+		return 2;
+	fprintf(f, "ran\n");
+	fclose(f);
+	site_interp();
+	return 0;
+}
+"""
+
+# a "dynamic linker" that never answers (x86-64 Linux): pause() for ever
+HANG_INTERP_C = r"""
+void _start(void)
+{
+	for (;;)
+		__asm__ volatile("syscall" : : "a"(34) : "rcx", "r11", "memory");
+}
+"""
+
+
+def _cc(d, name, src, *flags):
+    (d / (name + ".c")).write_text(src)
+    p = subprocess.run(["gcc", "-O2", "-g", *flags, "-o", str(d / name), str(d / (name + ".c"))],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    return str(d / name)
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+def test_script_with_a_static_interpreter(bpf_ok, guarded, tmp_path, depth):
+    """A #! script whose interpreter is a static program (directly, or through a script that
+    names it): the interpreter's own malloc is probed and counted, and it runs once, as the
+    command. LD_TRACE_LOADED_OBJECTS was given to the script, and static programs ignore it:
+    the interpreter ran ahead, twice, and the profiler's own libc was probed (nothing counted)."""
+    interp = _cc(tmp_path, "static_interp", STATIC_INTERP_C, "-static")
+    script = interp
+    for i in range(depth):
+        nxt = tmp_path / ("script%d" % i)
+        nxt.write_text("#!%s\n" % script)
+        nxt.chmod(0o755)
+        script = str(nxt)
+    log, report = tmp_path / "ran.log", tmp_path / "r.json"
+    rc, out, err = guarded.run(["-f", "json", "-n", "0", "-o", str(report), "--", script], timeout=60,
+                               env=dict(os.environ, INTERP_LOG=str(log)))
+    assert rc == 0, err
+    assert log.read_text() == "ran\n", "the interpreter ran %d times" % log.read_text().count("ran")
+    rep = helpers.final_report(helpers.parse_reports(report.read_text()))
+    (p,) = rep["processes"]
+    site = helpers.by_frame0(rep, p["pid"]).get("site_interp")
+    assert site and (site["live_bytes"], site["live_allocs"]) == (50 * 4321, 50), helpers.by_frame0(rep, p["pid"])
+
+
+def test_a_dynamic_linker_that_never_answers(bpf_ok, guarded, tmp_path):
+    """A program whose PT_INTERP is no ld.so (it never answers LD_TRACE_LOADED_OBJECTS): one
+    error after a few seconds, and the child asked is killed. The profiler waited for ever."""
+    if os.uname().machine != "x86_64":
+        pytest.skip("the never-answering interpreter is x86-64 code")
+    hang = _cc(tmp_path, "hang_interp", HANG_INTERP_C, "-nostdlib", "-static")
+    prog = _cc(tmp_path, "prog", "int main(void) { return 0; }\n", "-Wl,--dynamic-linker=" + hang)
+    t0 = time.monotonic()
+    rc, out, err = guarded.run(["--", prog], timeout=30)
+    helpers.check_one_error_line(rc, out, err, want_rc=1, mentions="dynamic linker")
+    assert time.monotonic() - t0 < 20
+    left = []
+    for d in os.listdir("/proc"):
+        try:
+            if d.isdigit() and os.readlink("/proc/%s/exe" % d) == prog:
+                left.append(int(d))
+        except OSError:
+            pass
+    assert not left, "the program asked is left running: %r" % left

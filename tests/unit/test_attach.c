@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
 #include "attach.h"
 #include "target.h"
 
@@ -85,4 +87,63 @@ Test(target, container_id_from_cgroup_paths)
 	/* 65 hex digits is not an id */
 	snprintf(path, sizeof(path), "/x/%sa", hex);
 	cr_assert_eq(target__container_id(path, id), 0);
+}
+
+static void write_script(const char *dir, const char *name, const char *text)
+{
+	char path[256];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	f = fopen(path, "w");
+	cr_assert_not_null(f);
+	fputs(text, f);
+	fclose(f);
+	cr_assert_eq(chmod(path, 0755), 0);
+}
+
+/* #! lines read as the kernel reads them, through chains of scripts, and what is at fault */
+Test(target, program_of_scripts)
+{
+	char dir[] = "/tmp/asz_target_XXXXXX", path[256], prog[256], line[300];
+
+	cr_assert_not_null(mkdtemp(dir));
+	cr_assert_eq(target__program("/bin/true", prog, sizeof(prog)), 0);
+	cr_assert_str_eq(prog, "/bin/true");
+	/* blanks before the name, an argument after it */
+	write_script(dir, "a", "#! \t/bin/true -x y\n");
+	snprintf(path, sizeof(path), "%s/a", dir);
+	cr_assert_eq(target__program(path, prog, sizeof(prog)), 0);
+	cr_assert_str_eq(prog, "/bin/true");
+	/* a script naming a script naming the program */
+	snprintf(line, sizeof(line), "#!%s/a\n", dir);
+	write_script(dir, "b", line);
+	snprintf(path, sizeof(path), "%s/b", dir);
+	cr_assert_eq(target__program(path, prog, sizeof(prog)), 0);
+	cr_assert_str_eq(prog, "/bin/true");
+	/* no name; a name longer than what the kernel reads */
+	write_script(dir, "c", "#!  \n");
+	snprintf(path, sizeof(path), "%s/c", dir);
+	cr_assert_eq(target__program(path, prog, sizeof(prog)), -ENOEXEC);
+	cr_assert_str_eq(prog, path);
+	memset(line, 'x', sizeof(line) - 1);
+	line[0] = '#', line[1] = '!', line[2] = '/', line[sizeof(line) - 1] = 0;
+	write_script(dir, "d", line);
+	snprintf(path, sizeof(path), "%s/d", dir);
+	cr_assert_eq(target__program(path, prog, sizeof(prog)), -ENOEXEC);
+	/* an interpreter missing: named */
+	write_script(dir, "e", "#!/nonexistent/interp\n");
+	snprintf(path, sizeof(path), "%s/e", dir);
+	cr_assert_eq(target__program(path, prog, sizeof(prog)), -ENOENT);
+	cr_assert_str_eq(prog, "/nonexistent/interp");
+	/* a script naming itself */
+	snprintf(path, sizeof(path), "%s/f", dir);
+	snprintf(line, sizeof(line), "#!%s\n", path);
+	write_script(dir, "f", line);
+	cr_assert_eq(target__program(path, prog, sizeof(prog)), -ELOOP);
+	for (const char *n = "abcdef"; *n; n++) {
+		snprintf(path, sizeof(path), "%s/%c", dir, *n);
+		unlink(path);
+	}
+	rmdir(dir);
 }
