@@ -544,6 +544,8 @@ static const char *program_error(int err)
 		return "not a program (neither an ELF file nor a #! script)";
 	case -EISDIR:
 		return "is a directory";
+	case -ELIBEXEC:
+		return "not an executable (an ELF object file, a core dump, or truncated)";
 	case -ELOOP:
 		return "too many levels of #! interpreters";
 	}
@@ -580,10 +582,12 @@ static int find_command(struct session *s, char **cmd)
 		return err;
 	}
 	err = target__program(s->child_path, prog, sizeof(prog));
-	if (err) {
-		elog("%s: %s\n", prog, program_error(err));
+	if (err && strcmp(prog, s->child_path))
+		elog("%s: bad interpreter %s: %s\n", s->child_path, prog, program_error(err));
+	else if (err)
+		elog("%s: %s\n", s->child_path, program_error(err));
+	if (err)
 		return err;
-	}
 	/* a script's interpreter is the program that runs, and allocates */
 	if (strcmp(prog, s->child_path))
 		keep_object(prog, s);
@@ -737,8 +741,12 @@ int session__start(struct session *s)
 		return 0;
 	}
 	err = target__release(&s->child);
-	if (err) {
+	if (err && s->child.exec_failed)
+		elog("cannot run %s: %s\n", s->child_path, strerror(-err));
+	else if (err)
 		elog("cannot start the command: %s\n", strerror(-err));
+	if (err) {
+		reap_child(s, true);
 		return err;
 	}
 	/*

@@ -335,12 +335,45 @@ int target__inspect(pid_t pid, char *comm, size_t comm_len, char *lib, size_t li
 	return c.found ? 0 : -ENOENT;
 }
 
-/* 0 for an ELF file, 1 for a #! script, -EISDIR, -ENOEXEC (anything else), -errno. */
+/*
+ * An ELF file the kernel can run: an executable or a shared object (PIE) whose program headers
+ * are there and whose loaded segments are within the file (not a relocatable object, a core
+ * dump, a truncated file).
+ */
+static bool is_executable_elf(int fd, __u64 size)
+{
+	bool ok = false, load = false;
+	size_t i, n;
+	GElf_Ehdr eh;
+	GElf_Phdr ph;
+	Elf *elf;
+
+	elf_version(EV_CURRENT);
+	elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
+	if (elf && elf_kind(elf) == ELF_K_ELF && gelf_getehdr(elf, &eh) &&
+	    (eh.e_type == ET_EXEC || eh.e_type == ET_DYN) && elf_getphdrnum(elf, &n) == 0) {
+		for (ok = true, i = 0; i < n && ok; i++) {
+			ok = gelf_getphdr(elf, i, &ph) != NULL;
+			if (ok && ph.p_type == PT_LOAD) {
+				load = true;
+				ok = ph.p_offset <= size && ph.p_filesz <= size - ph.p_offset;
+			}
+		}
+	}
+	if (elf)
+		elf_end(elf);
+	return ok && load;
+}
+
+/*
+ * 0 for an ELF executable, 1 for a #! script, -EISDIR, -ELIBEXEC (an ELF file of another kind,
+ * or truncated), -ENOEXEC (anything else), -errno.
+ */
 static int program_kind(const char *path)
 {
 	unsigned char magic[4] = {0};
 	struct stat st;
-	int fd;
+	int fd, kind;
 
 	if (stat(path, &st))
 		return -errno;
@@ -351,10 +384,14 @@ static int program_kind(const char *path)
 		return -errno;
 	if (pread(fd, magic, 4, 0) < 2)
 		magic[0] = 0;
-	close(fd);
 	if (magic[0] == '#' && magic[1] == '!')
-		return 1;
-	return memcmp(magic, "\177ELF", 4) ? -ENOEXEC : 0;
+		kind = 1;
+	else if (memcmp(magic, "\177ELF", 4))
+		kind = -ENOEXEC;
+	else
+		kind = is_executable_elf(fd, st.st_size) ? 0 : -ELIBEXEC;
+	close(fd);
+	return kind;
 }
 
 /* Does the ELF program need a dynamic linker (a PT_INTERP header)? */
@@ -434,6 +471,7 @@ int target__program(const char *path, char *prog, size_t len)
 			return err;
 		if (depth == MAX_SCRIPT_DEPTH)
 			return -ELOOP;
+		/* checked here: execve() would say ENOENT or EACCES of the script itself */
 		snprintf(prog, len, "%s", interp);
 		if (access(prog, X_OK))
 			return -errno;
@@ -652,6 +690,7 @@ int target__launch(const char *path, char *const argv[], const sigset_t *mask, s
 	}
 	if (pid == 0) {
 		sigset_t none;
+		int exec_err;
 		ssize_t n;
 
 		close(go[1]);
@@ -670,8 +709,11 @@ int target__launch(const char *path, char *const argv[], const sigset_t *mask, s
 		signal(SIGPIPE, SIG_DFL);
 		sigprocmask(SIG_SETMASK, mask ? mask : &none, NULL);
 		execve(path, argv, environ);
-		fprintf(stderr, "asizeof-bpf: %s: %s\n", path, strerror(errno));
-		_exit(errno == ENOENT ? 127 : 126);
+		/* the profiler says why: its report would show this process, not the command */
+		exec_err = errno;
+		if (write(ex[1], &exec_err, sizeof(exec_err)) < 0)
+			_exit(126);
+		_exit(127);
 	}
 	close(go[0]);
 	close(ex[1]);
@@ -691,14 +733,22 @@ fail:
 
 int target__release(struct launched *l)
 {
+	int exec_err, err;
+	ssize_t n = 0;
 	char c = 1;
-	int err = write(l->go_fd, &c, 1) == 1 ? 0 : -errno;
 
+	err = write(l->go_fd, &c, 1) == 1 ? 0 : -errno;
 	close(l->go_fd);
 	l->go_fd = -1;
-	/* the write end closes at exec (or exit): the command's name and image are then in place */
-	while (!err && read(l->exec_fd, &c, 1) < 0 && errno == EINTR)
+	/*
+	 * The write end closes at exec: the command's name and image are then in place. Or the
+	 * child writes why execve() failed, and exits.
+	 */
+	while (!err && (n = read(l->exec_fd, &exec_err, sizeof(exec_err))) < 0 && errno == EINTR)
 		;
+	l->exec_failed = !err && n == sizeof(exec_err);
+	if (l->exec_failed)
+		err = -exec_err;
 	close(l->exec_fd);
 	l->exec_fd = -1;
 	return err;

@@ -5,6 +5,7 @@
 
 #include <limits.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <sys/types.h>
 #include "asizeof.h"
 
@@ -43,9 +44,10 @@ int target__comm(pid_t pid, char *comm, size_t len);
 
 /*
  * The ELF program the kernel runs for path: path itself, or the interpreter of a #! script (the
- * last of a chain of them). Returns 0; -EISDIR, -ENOEXEC (neither an ELF file nor a #! script, or
- * an empty #! line), -ELOOP (too many #! levels), -errno; prog then names the file at fault
- * (path, or an interpreter).
+ * last of a chain of them, each checked to exist and be executable). Returns 0; -EISDIR,
+ * -ENOEXEC (neither an ELF file nor a #! script, or an empty #! line), -ELIBEXEC (an ELF file
+ * but no executable: an object file, a core dump, truncated), -ELOOP (too many #! levels),
+ * -errno; prog then names the file at fault (path, or an interpreter).
  */
 int target__program(const char *path, char *prog, size_t len);
 
@@ -68,6 +70,7 @@ struct launched {
 	pid_t pid;
 	int go_fd;   /* write end: one byte releases the child into execve() */
 	int exec_fd; /* read end of a close-on-exec pipe: EOF once execve() has replaced the child */
+	bool exec_failed; /* target__release's error is execve()'s (the child exits 127) */
 };
 
 /*
@@ -75,7 +78,10 @@ struct launched {
  * caller's signal mask; it execs with mask (NULL: none blocked) and SIGPIPE's default action.
  */
 int target__launch(const char *path, char *const argv[], const sigset_t *mask, struct launched *l);
-/* Release the child and wait until it has exec'd (or failed to: it then exits by itself). */
+/*
+ * Release the child and wait until it has exec'd. Returns 0, or -errno: the pipe's, or execve()'s
+ * (exec_failed; the child then exits by itself).
+ */
 int target__release(struct launched *l);
 /* Make the held child exit without running the command (attach failed). */
 void target__abort(struct launched *l);

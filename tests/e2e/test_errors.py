@@ -215,16 +215,48 @@ def test_cgroup_that_is_not_cgroup_v2(bpf_ok, probe_guard):
     helpers.check_one_error_line(rc, out, err, want_rc=1, mentions="not a cgroup v2 directory")
 
 
-@pytest.mark.parametrize("what", ["directory", "no-shebang"])
+@pytest.mark.parametrize("what", ["directory", "no-shebang", "truncated-elf", "object-file"])
 def test_command_that_is_not_a_program(bpf_ok, probe_guard, tmp_path, what):
+    """Found before attaching. A truncated ELF file and an object file were said to be
+    "statically linked without malloc symbols"."""
+    cmd = str(tmp_path / "prog")
     if what == "directory":
         cmd, mentions = str(tmp_path), "is a directory"
+    elif what == "no-shebang":
+        mentions = "not a program"
+        (tmp_path / "prog").write_text("echo hi\n")
+    elif what == "truncated-elf":
+        mentions = "not an executable"
+        with open("/bin/true", "rb") as f:
+            (tmp_path / "prog").write_bytes(f.read(200))
     else:
-        cmd, mentions = str(tmp_path / "script"), "not a program"
-        (tmp_path / "script").write_text("echo hi\n")
-        os.chmod(tmp_path / "script", 0o755)
+        mentions = "not an executable"
+        (tmp_path / "f.c").write_text("int f(void) { return 1; }\n")
+        subprocess.run(["gcc", "-c", "-o", cmd, str(tmp_path / "f.c")], check=True, timeout=60)
+    if what != "directory":
+        os.chmod(cmd, 0o755)
     rc, out, err = helpers.run_profiler(["--", cmd], timeout=60)
     helpers.check_one_error_line(rc, out, err, want_rc=1, mentions=mentions)
+
+
+@pytest.mark.parametrize("what", ["missing", "not-executable", "missing-at-depth-2"])
+def test_script_with_a_bad_interpreter(bpf_ok, probe_guard, tmp_path, what):
+    """Found before attaching, named as a shell names it. The command was found out only when
+    it was released, attached: a second line, and the command's 127 as the exit status."""
+    interp = "/nonexistent/interp" if what != "not-executable" else "/etc/passwd"
+    script = tmp_path / "badint.sh"
+    script.write_text("#!%s\n" % interp)
+    script.chmod(0o755)
+    cmd = str(script)
+    if what == "missing-at-depth-2":
+        outer = tmp_path / "outer.sh"
+        outer.write_text("#! %s arg\n" % script)
+        outer.chmod(0o755)
+        cmd = str(outer)
+    rc, out, err = helpers.run_profiler(["--", cmd], timeout=60)
+    helpers.check_one_error_line(rc, out, err, want_rc=1, mentions="badint.sh: bad interpreter %s: " % interp
+                                 if what != "missing-at-depth-2" else "bad interpreter %s: " % interp)
+    assert out == ""
 
 
 def test_output_fifo_without_reader(bpf_ok, probe_guard, tmp_path):

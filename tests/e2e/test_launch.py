@@ -528,6 +528,31 @@ def test_ctrl_c_while_the_command_is_held(env, tmp_path, attach):
     assert not os.path.exists("/proc/%d" % child), "the held child is left behind"
 
 
+def test_an_exec_that_fails_once_released(env, tmp_path):
+    """execve() of the released command fails (here its file lost its x bits while it was held):
+    one line and exit 1, no report. The child said it and exited 126 (127 for ENOENT), the
+    profiler passed that on, after a report of a process named asizeof-bpf (the child as
+    forked)."""
+    import shutil
+
+    prog = tmp_path / "prog"
+    shutil.copy("/bin/true", prog)
+    for attempt in range(10):
+        prof = helpers.Profiler(env["reaper"], ["-f", "json", "-n", "0", "--", str(prog)])
+        if _stop_while_held(prof) is not None:
+            break
+        assert prof.drain() == 0, prof.err.lines
+    else:
+        pytest.fail("never caught the command held")
+    prog.chmod(0o644)
+    os.kill(prof.p.pid, signal.SIGCONT)
+    rc = prof.drain()
+    assert rc == 1, (rc, prof.err.lines)
+    assert prof.reports == [], "a report after the command could not run"
+    lines = [l for l in prof.err.lines if not ATTACHED_RE.match(l)]
+    assert lines == ["asizeof-bpf: cannot run %s: Permission denied" % prog], prof.err.lines
+
+
 def test_the_released_command_dies_by_sigint(bpf_ok, guarded):
     """Once released the command has the default disposition and an unblocked SIGINT (the held
     child keeps the profiler's blocked signals only until its exec)."""
