@@ -59,7 +59,8 @@ struct engine;
 int engine__open(struct engine **out, const struct engine_opts *o);
 /*
  * Trace pid (all its threads) through the allocators of module lib; libc (NULL when lib is
- * libc) supplies the entry points lib lacks.
+ * libc) supplies the entry points lib lacks. Errors are logged, but -ESRCH: pid exited while it
+ * was being attached (and with engine__reattach, engine__reprobe).
  */
 int engine__attach(struct engine *e, pid_t pid, const char *lib, const char *libc);
 /*

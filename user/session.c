@@ -201,6 +201,16 @@ static void add_vma(const struct asz_vma_key *k, const struct asz_vma *v, void *
 				v->dev & 0xfffff, v->ino);
 }
 
+/* Gone, or a zombie: its /proc/PID/root and map_files are no more. */
+static bool process_gone(pid_t pid)
+{
+	char state = 0;
+	pid_t tgid;
+	int threads;
+
+	return target__status(pid, &tgid, &state, &threads) || state == 'Z' || state == 'X';
+}
+
 static int attach_pid(struct session *s, pid_t pid)
 {
 	char comm[ASZ_COMM_LEN] = "", lib[PATH_MAX], libc[PATH_MAX], state = 0;
@@ -223,6 +233,9 @@ static int attach_pid(struct session *s, pid_t pid)
 		}
 	}
 	err = target__inspect(pid, comm, sizeof(comm), lib, sizeof(lib), libc, sizeof(libc));
+	/* (its maps, or a library through its /proc/PID/root, gone with it) */
+	if (err && err != -EPERM && process_gone(pid))
+		err = -ESRCH;
 	if (err == -ESRCH)
 		elog("pid %d: no such process\n", pid);
 	else if (err == -EPERM)
@@ -238,6 +251,8 @@ static int attach_pid(struct session *s, pid_t pid)
 	/* tables before probes: the first stacks are already complete */
 	engine__unwind_pid(s->eng, pid);
 	err = engine__attach(s->eng, pid, lib, libc[0] ? libc : NULL);
+	if (err == -ESRCH)
+		elog("pid %d: no such process (it exited while being attached)\n", pid);
 	if (err)
 		return err;
 	err = track(s, pid, true, lib, libc[0] ? libc : NULL);
@@ -268,16 +283,6 @@ static bool same_root(pid_t pid)
 	snprintf(path, sizeof(path), "/proc/%d/root", pid);
 	return stat(path, &a) == 0 && stat("/", &b) == 0 && a.st_dev == b.st_dev &&
 	       a.st_ino == b.st_ino;
-}
-
-/* Gone, or a zombie: its /proc/PID/root and map_files are no more. */
-static bool process_gone(pid_t pid)
-{
-	char state = 0;
-	pid_t tgid;
-	int threads;
-
-	return target__status(pid, &tgid, &state, &threads) || state == 'Z' || state == 'X';
 }
 
 static void adopt(struct session *s, pid_t pid, bool young)
@@ -619,6 +624,8 @@ static int launch(struct session *s, char **cmd, const sigset_t *sigmask)
 	}
 	s->launched = true;
 	err = engine__attach(s->eng, s->child.pid, s->child_lib, libc);
+	if (err == -ESRCH)
+		elog("the command's process %d was killed while held\n", s->child.pid);
 	if (!err)
 		err = track(s, s->child.pid, false, s->child_lib, libc);
 	if (err) {

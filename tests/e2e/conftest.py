@@ -53,6 +53,7 @@ WORKLOAD_SOURCES = {
     "cfi_recurse": "cfi_recurse.c",
     "short_lived": "short_lived.c",
     "cxx_bulk": "cxx_bulk.cc",
+    "exit_on_probe": "exit_on_probe.c",
 }
 
 

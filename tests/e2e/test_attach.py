@@ -303,3 +303,26 @@ def test_a_failed_realloc_of_an_untracked_block_frees_nothing(env):
     assert prof.stop() == 0, prof.err.lines
     wl.send("exit")
     assert wl.wait() == 0
+
+
+@pytest.mark.parametrize("attach", ["multi", "perf"])
+def test_a_target_that_exits_while_being_attached(env, attach):
+    """The target exits while its probes are being placed (exit_on_probe stops the profiler
+    when the first one is in place, and exits): one line saying so, exit 1. The next attach
+    failed on the path through the process's /proc/PID/root, and said "cannot attach to
+    /proc/N/root/.../libc.so.6 (pid N): No such file or directory", after libbpf's own
+    warnings (perf-event links)."""
+    caught = 0
+    for attempt in range(5):
+        wl = Workload(env["reaper"], [env["workloads"]["exit_on_probe"]])
+        prof = Profiler(env["reaper"], ["-f", "json", "-n", "0", "-d", "10", "--attach", attach, "-p", str(wl.pid)])
+        wl.send(str(prof.p.pid))
+        assert wl.wait() == 0, wl.err.lines  # it stopped the profiler; reaped here, its pid gone
+        os.kill(prof.p.pid, signal.SIGCONT)
+        rc = prof.drain()
+        if rc == 0 and helpers.ATTACHED_RE.match(prof.err.lines[0]):
+            continue  # stopped after the last probe was placed: it exited after the attach
+        helpers.check_one_error_line(rc, "", "\n".join(prof.err.lines) + "\n", want_rc=1,
+                                     mentions="pid %d: no such process" % wl.pid)
+        caught += 1
+    assert caught, "the target never exited during the attach"
