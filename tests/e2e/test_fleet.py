@@ -317,9 +317,9 @@ def test_serve_scraped_by_prometheus(env, tmp_path):
 
 
 def test_serve_exec_leaves_the_old_images_counts_in_its_group(env, tmp_path):
-    """A process that allocates and execs into another program within one interval: the old
-    image's counts (none of them seen in a snapshot before the exec) stay in the old program's
-    group, the new image's go to the new program's."""
+    """A process seen by a first snapshot, then allocating and exec'ing into another program
+    within one interval: the old image's counts (none of them seen in a snapshot before the
+    exec) stay in the old program's group, the new image's go to the new program's."""
     lifecycle = env["workloads"]["lifecycle"]
     other = tmp_path / "other-image"
     shutil.copy(lifecycle, other)
@@ -328,15 +328,19 @@ def test_serve_exec_leaves_the_old_images_counts_in_its_group(env, tmp_path):
     prof.wait_attached()
     _, port = ft.wait_serving(prof)
 
-    def scraped():
-        status, body, _ = ft.http_get("http://127.0.0.1:%d/metrics" % port)
-        text = body.decode()
-        try:
-            return text if ft.metric_value(text, "asizeof_allocations_total", comm="other-image") == 6 else None
-        except AssertionError:
-            return None
-
-    text = ft.wait_for(scraped, 60, "the new image's allocations in /metrics")
+    # the new image writes its expectation after its allocations; a snapshot after that shows them
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob("*.json")):
+        assert time.monotonic() < deadline, "the new image did not run: %r" % prof.err.lines
+        time.sleep(0.1)
+    text = ""
+    while time.monotonic() < deadline:
+        text = ft.http_get("http://127.0.0.1:%d/metrics" % port)[1].decode()
+        if re.search(r'^asizeof_allocations_total\{comm="other-image",[^}]*\} 6$', text, re.M):
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError("the new image's 6 allocations never shown:\n%s\n%r" % (text, prof.err.lines))
     old = {"comm": "lifecycle", "exe": os.path.realpath(lifecycle)}
     new = {"comm": "other-image", "exe": str(other)}
     for labels, (alloc_bytes, allocs, frees) in ((old, (24000, 8, 1)), (new, (7404, 6, 1))):

@@ -12,7 +12,8 @@
  *                        1234 B from site_image2, frees one and writes DIR/<pid>.json; the old
  *                        image's blocks and counts are gone. Then it waits for a line on stdin.
  *   lifecycle exec-other DIR PROG
- *                        as exec, but the new image is PROG (a copy of this program elsewhere:
+ *                        as exec, but 1.5 s later (a profiler's first look sees the first
+ *                        image), and the new image is PROG (a copy of this program elsewhere:
  *                        another exe, another comm), run as "PROG image2 DIR".
  *   lifecycle thread-exec DIR
  *                        as exec, but another thread than the main one calls exec (the kernel
@@ -262,6 +263,7 @@ int main(int argc, char **argv)
 		argc = 3;
 	}
 	if (argc == 4 && !strcmp(argv[1], "exec-other")) {
+		usleep(1500000);
 		site_before_exec();
 		free(blocks[40]);
 		execl(argv[3], argv[3], "image2", argv[2], (char *)NULL);
