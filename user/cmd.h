@@ -31,10 +31,10 @@ int cmd__check_privileges(void);
 FILE *cmd__open_output(const char *path, bool binary);
 /*
  * f's writes, through a stream that fails them with ECANCELED when f's reader stops reading
- * and a signal waits on sfd (the run ends instead of blocking with its signals blocked).
- * Closing it closes f (not stdout). NULL: out of memory.
+ * and SIGINT, SIGTERM or SIGHUP is pending (the run ends instead of blocking with its signals
+ * blocked). Closing it closes f (not stdout). NULL: out of memory.
  */
-FILE *cmd__guard_output(FILE *f, int sfd);
+FILE *cmd__guard_output(FILE *f);
 /* Empty the file cmd__open_output() opened (if a regular file): 0, or -errno after an error. */
 int cmd__truncate_output(FILE *f, const char *path);
 

@@ -2,16 +2,18 @@
 /* What the subcommands share before their sessions start: privileges, the output file. */
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
-#include <poll.h>
 #include <getopt.h>
 #include <limits.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdio_ext.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <linux/capability.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include "cmd.h"
@@ -172,13 +174,40 @@ int cmd__parse_duration(const char *s, double *out)
 /*
  * The signals that end a run are blocked and read from a signalfd, so a write to a reader that
  * stopped reading (a full pipe, a FIFO, a terminal held by Ctrl-S) would block with them
- * pending, for ever. Writes wait for the output or for such a signal: then they fail
- * (ECANCELED) and the run ends.
+ * pending, for ever. Writes wait for the output, looking every 100 ms whether one of them is
+ * pending (SIGCHLD, SIGWINCH are not: they do not end a run); then they fail (ECANCELED).
+ * Into a pipe as much as it has room for goes at once (4 KiB writes, each after a poll, made a
+ * 62 MB report 2.4x slower).
  */
 struct guarded_out {
 	FILE *f; /* the stream whose descriptor is written; closed with the guard (not stdout) */
-	int fd, sfd;
+	int fd;
+	bool file, pipe; /* a regular file (never waits for a reader); a pipe or FIFO */
 };
+
+static bool ending_signal_pending(void)
+{
+	sigset_t set;
+
+	return sigpending(&set) == 0 &&
+	       (sigismember(&set, SIGINT) == 1 || sigismember(&set, SIGTERM) == 1 ||
+		sigismember(&set, SIGHUP) == 1);
+}
+
+/* What a write may take without blocking once poll said POLLOUT. */
+static size_t guarded_room(const struct guarded_out *g, size_t want)
+{
+	int size, used;
+	size_t room = PIPE_BUF; /* POLLOUT: a pipe takes that much */
+
+	if (g->file)
+		return want;
+	/* a partly read page cannot take new bytes: two pages of slack */
+	if (g->pipe && (size = fcntl(g->fd, F_GETPIPE_SZ)) > 0 &&
+	    ioctl(g->fd, FIONREAD, &used) == 0 && size - used > 2 * 4096 + PIPE_BUF)
+		room = size - used - 2 * 4096;
+	return want < room ? want : room;
+}
 
 static ssize_t guarded_write(void *cookie, const char *buf, size_t len)
 {
@@ -186,20 +215,21 @@ static ssize_t guarded_write(void *cookie, const char *buf, size_t len)
 	size_t done = 0;
 
 	while (done < len) {
-		struct pollfd p[2] = {{.fd = g->fd, .events = POLLOUT}, {.fd = g->sfd, .events = POLLIN}};
+		struct pollfd p = {.fd = g->fd, .events = POLLOUT};
 		ssize_t n;
+		int r = g->file ? 1 : poll(&p, 1, 100);
 
-		if (poll(p, 2, -1) < 0) {
-			if (errno == EINTR)
-				continue;
+		if (r < 0 && errno != EINTR)
 			return done ? (ssize_t)done : -1;
+		if (r <= 0 ||
+		    (!g->file && !(p.revents & (POLLOUT | POLLERR | POLLHUP | POLLNVAL)))) {
+			if (ending_signal_pending()) {
+				errno = ECANCELED;
+				return done ? (ssize_t)done : -1;
+			}
+			continue;
 		}
-		if (!(p[0].revents & (POLLOUT | POLLERR | POLLHUP | POLLNVAL))) {
-			errno = ECANCELED;
-			return done ? (ssize_t)done : -1;
-		}
-		/* at most PIPE_BUF: a pipe that polled writable takes that much without blocking */
-		n = write(g->fd, buf + done, len - done < PIPE_BUF ? len - done : PIPE_BUF);
+		n = write(g->fd, buf + done, guarded_room(g, len - done));
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -221,18 +251,28 @@ static int guarded_close(void *cookie)
 	return err;
 }
 
-FILE *cmd__guard_output(FILE *f, int sfd)
+FILE *cmd__guard_output(FILE *f)
 {
 	cookie_io_functions_t io = {.write = guarded_write, .close = guarded_close};
 	struct guarded_out *g = calloc(1, sizeof(*g));
+	struct stat st;
 	FILE *out;
 
 	if (!g)
 		return NULL;
-	*g = (struct guarded_out){.f = f, .fd = fileno(f), .sfd = sfd};
+	*g = (struct guarded_out){.f = f, .fd = fileno(f)};
+	if (fstat(g->fd, &st) == 0) {
+		g->file = S_ISREG(st.st_mode);
+		g->pipe = S_ISFIFO(st.st_mode);
+	}
 	out = fopencookie(g, "w", io);
-	if (!out)
+	if (!out) {
 		free(g);
+		return NULL;
+	}
+	/* big reports: fewer, larger writes; one thread writes it: no lock per character */
+	setvbuf(out, NULL, _IOFBF, 65536);
+	__fsetlocking(out, FSETLOCKING_BYCALLER);
 	return out;
 }
 

@@ -452,15 +452,6 @@ int cmd_report(int argc, char **argv)
 	err = session__open(&s, &so);
 	if (err)
 		goto cleanup;
-	/* the targets are found and traced: only now may an existing FILE lose what it held */
-	if (out != stdout && cmd__truncate_output(out, a.output))
-		goto cleanup;
-	guarded = cmd__guard_output(out, sfd);
-	if (!guarded) {
-		elog("out of memory\n");
-		goto cleanup;
-	}
-	out = guarded;
 	if (a.eo.system_wide)
 		elog("attached to all processes (%d now, %d %s links)%s\n", session__nr_targets(s),
 		     engine__nr_links(session__engine(s)), engine__attach_mode(session__engine(s)),
@@ -476,6 +467,15 @@ int cmd_report(int argc, char **argv)
 		     (unsigned long long)a.eo.sample_bytes);
 	if (session__start(s))
 		goto cleanup;
+	/* traced, and a command released: only now may an existing FILE lose what it held */
+	if (out != stdout && cmd__truncate_output(out, a.output))
+		goto cleanup;
+	guarded = cmd__guard_output(out);
+	if (!guarded) {
+		elog("out of memory\n");
+		goto cleanup;
+	}
+	out = guarded;
 	ret = run_loop(s, &a, out, sfd);
 	if (ret < 0)
 		ret = 1;

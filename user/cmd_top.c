@@ -574,7 +574,7 @@ int cmd_top(int argc, char **argv)
 	if (session__start(s))
 		goto cleanup;
 	if (a.batch) {
-		out = cmd__guard_output(stdout, sfd);
+		out = cmd__guard_output(stdout);
 		if (!out) {
 			elog("out of memory\n");
 			goto cleanup;

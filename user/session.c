@@ -201,14 +201,18 @@ static void add_vma(const struct asz_vma_key *k, const struct asz_vma *v, void *
 				v->dev & 0xfffff, v->ino);
 }
 
-/* Gone, or a zombie: its /proc/PID/root and map_files are no more. */
+/*
+ * Gone, or a zombie (its /proc/PID/root and map_files are no more), not a main thread that
+ * exited while other threads run on.
+ */
 static bool process_gone(pid_t pid)
 {
 	char state = 0;
 	pid_t tgid;
-	int threads;
+	int threads = 0;
 
-	return target__status(pid, &tgid, &state, &threads) || state == 'Z' || state == 'X';
+	return target__status(pid, &tgid, &state, &threads) ||
+	       ((state == 'Z' || state == 'X') && threads <= 1);
 }
 
 static int attach_pid(struct session *s, pid_t pid)

@@ -704,7 +704,7 @@ int target__launch(const char *path, char *const argv[], const sigset_t *mask, s
 			;
 		if (n != 1)
 			_exit(127);
-		/* the profiler's blocked signals and ignored SIGPIPE must not leak into the command */
+		/* the profiler's blocked signals, ignored SIGPIPE must not leak into the command */
 		sigemptyset(&none);
 		signal(SIGPIPE, SIG_DFL);
 		sigprocmask(SIG_SETMASK, mask ? mask : &none, NULL);

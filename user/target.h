@@ -69,7 +69,7 @@ int target__resolve_cmd(const char *cmd, char *path, size_t len);
 struct launched {
 	pid_t pid;
 	int go_fd;   /* write end: one byte releases the child into execve() */
-	int exec_fd; /* read end of a close-on-exec pipe: EOF once execve() has replaced the child */
+	int exec_fd; /* read end of a close-on-exec pipe: EOF once execve() replaced the child */
 	bool exec_failed; /* target__release's error is execve()'s (the child exits 127) */
 };
 

@@ -537,8 +537,10 @@ def test_an_exec_that_fails_once_released(env, tmp_path):
 
     prog = tmp_path / "prog"
     shutil.copy("/bin/true", prog)
+    rep = tmp_path / "rep.json"
     for attempt in range(10):
-        prof = helpers.Profiler(env["reaper"], ["-f", "json", "-n", "0", "--", str(prog)])
+        rep.write_text("precious\n")
+        prof = helpers.Profiler(env["reaper"], ["-f", "json", "-n", "0", "-o", str(rep), "--", str(prog)])
         if _stop_while_held(prof) is not None:
             break
         assert prof.drain() == 0, prof.err.lines
@@ -551,6 +553,8 @@ def test_an_exec_that_fails_once_released(env, tmp_path):
     assert prof.reports == [], "a report after the command could not run"
     lines = [l for l in prof.err.lines if not ATTACHED_RE.match(l)]
     assert lines == ["asizeof-bpf: cannot run %s: Permission denied" % prog], prof.err.lines
+    # a run that failed leaves an existing -o FILE as it was
+    assert rep.read_text() == "precious\n"
 
 
 def test_the_released_command_dies_by_sigint(bpf_ok, guarded):

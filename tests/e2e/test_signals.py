@@ -15,6 +15,8 @@ import pytest
 import helpers
 from helpers import Profiler, Workload
 
+F_SETPIPE_SZ = 1031
+
 
 def _wait_pipe_full(r, timeout=60):
     """Until the pipe read by r stops filling (its writer waits), with reports coming every
@@ -85,3 +87,33 @@ def test_a_reader_that_stopped_reading_does_not_hold_the_run(env, cmd, what):
     assert took < 10, took
     wl.send("exit")
     assert wl.wait() == 0
+
+
+def test_a_slow_reader_and_signals_that_do_not_end_the_run(env):
+    """SIGCHLD (the command exits) and SIGWINCH come while the reader is slow: the writes wait
+    for it (they gave up on any signal: the final report was cut and the status was 1)."""
+    r, w = os.pipe()
+    fcntl.fcntl(r, F_SETPIPE_SZ, 4096)
+    prof = env["reaper"].add(subprocess.Popen(
+        [str(helpers.BIN), "-i", "0.1", "-n", "20", "--", "sh", "-c", "sleep 1; exit 3"],
+        stdin=subprocess.DEVNULL, stdout=w, stderr=subprocess.PIPE, start_new_session=True))
+    os.close(w)
+    try:
+        _wait_pipe_full(r)
+        time.sleep(1.5)  # the command has exited: SIGCHLD is pending while the write waits
+        prof.send_signal(signal.SIGWINCH)
+        time.sleep(0.3)
+        chunks = []
+        while True:
+            b = os.read(r, 65536)
+            if not b:
+                break
+            chunks.append(b)
+        rc = prof.wait(timeout=30)
+        err = prof.stderr.read().decode(errors="replace")
+    finally:
+        os.close(r)
+    text = b"".join(chunks).decode(errors="replace")
+    assert rc == 3, err
+    assert "asizeof-bpf final report" in text, text[-500:]
+    assert "cannot write" not in err, err
