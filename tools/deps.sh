@@ -3,7 +3,8 @@
 set -e
 PKGS="make gcc g++ clang llvm pkg-config libbpf-dev bpftool libelf-dev libdw-dev zlib1g-dev
 libncurses-dev libmicrohttpd-dev libprotobuf-c-dev protobuf-c-compiler libcriterion-dev
-python3 python3-pytest elfutils libc6-dbg tmux golang-go prometheus bpftrace libjemalloc2 libtcmalloc-minimal4"
+python3 python3-pytest elfutils libc6-dbg tmux golang-go prometheus bpftrace libjemalloc2 libtcmalloc-minimal4
+jq curl"
 missing=""
 for p in $PKGS; do
 	st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)

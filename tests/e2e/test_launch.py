@@ -302,7 +302,7 @@ def test_stack_ids_survive_jq(bpf_ok, workloads, tmp_path):
 
     jq = shutil.which("jq")
     if not jq:
-        pytest.skip("jq is not installed")
+        helpers.skip_or_fail("jq is not installed (make deps)")
     report = tmp_path / "report.json"
     rc, out, err = helpers.run_profiler(["-f", "json", "-n", "0", "-i", "60", "-o", str(report), "--",
                                          workloads["alloc_sites"], "launch", str(tmp_path / "exp.json")])
