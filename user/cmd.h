@@ -35,6 +35,8 @@ FILE *cmd__open_output(const char *path, bool binary);
  * blocked). Closing it closes f (not stdout). NULL: out of memory.
  */
 FILE *cmd__guard_output(FILE *f);
+/* "cannot write WHAT: ..." for err (-errno), ECANCELED as cmd__guard_output() means it. */
+void cmd__write_error(const char *what, int err);
 /* Empty the file cmd__open_output() opened (if a regular file): 0, or -errno after an error. */
 int cmd__truncate_output(FILE *f, const char *path);
 

@@ -177,7 +177,7 @@ int cmd__parse_duration(const char *s, double *out)
  * pending, for ever. Writes wait for the output, looking every 100 ms whether one of them is
  * pending (SIGCHLD, SIGWINCH are not: they do not end a run); then they fail (ECANCELED).
  * Into a pipe as much as it has room for goes at once (4 KiB writes, each after a poll, made a
- * 62 MB report 2.4x slower).
+ * 62 MB report into a pipe ~12% slower: 1.05 s instead of 0.93).
  */
 struct guarded_out {
 	FILE *f; /* the stream whose descriptor is written; closed with the guard (not stdout) */
@@ -274,6 +274,14 @@ FILE *cmd__guard_output(FILE *f)
 	setvbuf(out, NULL, _IOFBF, 65536);
 	__fsetlocking(out, FSETLOCKING_BYCALLER);
 	return out;
+}
+
+void cmd__write_error(const char *what, int err)
+{
+	if (err == -ECANCELED)
+		elog("cannot write %s: its reader stopped reading, and a signal came\n", what);
+	else
+		elog("cannot write %s: %s\n", what, strerror(-err));
 }
 
 bool cmd__options_ended(char **argv, const char *last_arg)

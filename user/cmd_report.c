@@ -329,10 +329,8 @@ static int emit_report(struct session *s, const struct report_args *a, FILE *out
 	err = report__write(out, a->fmt, cur, session__symbolizer(s), &a->ro);
 	if (!err && fflush(out))
 		err = -errno;
-	if (err == -ECANCELED)
-		elog("cannot write the report: its reader stopped reading, and a signal came\n");
-	else if (err)
-		elog("cannot write the report: %s\n", strerror(-err));
+	if (err)
+		cmd__write_error("the report", err);
 	return err;
 }
 

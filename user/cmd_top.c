@@ -343,10 +343,8 @@ static int print_screen(struct top_view *v, FILE *out)
 {
 	int err = top_view__print(v, out);
 
-	if (err == -ECANCELED)
-		elog("cannot write the screen: its reader stopped reading, and a signal came\n");
-	else if (err)
-		elog("cannot write the screen: %s\n", strerror(-err));
+	if (err)
+		cmd__write_error("the screen", err);
 	return err;
 }
 
