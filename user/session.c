@@ -582,6 +582,7 @@ static const char *allocator_error(int err)
 static int find_command(struct session *s, char **cmd)
 {
 	char prog[PATH_MAX];
+	bool script;
 	int err;
 
 	err = target__resolve_cmd(cmd[0], s->child_path, sizeof(s->child_path));
@@ -591,18 +592,19 @@ static int find_command(struct session *s, char **cmd)
 		return err;
 	}
 	err = target__program(s->child_path, prog, sizeof(prog));
-	if (err && strcmp(prog, s->child_path))
+	/* a script's interpreter is the program that runs, and allocates */
+	script = strcmp(prog, s->child_path) != 0;
+	if (err && script)
 		elog("%s: bad interpreter %s: %s\n", s->child_path, prog, program_error(err));
 	else if (err)
 		elog("%s: %s\n", s->child_path, program_error(err));
 	if (err)
 		return err;
-	/* a script's interpreter is the program that runs, and allocates */
-	if (strcmp(prog, s->child_path))
+	if (script)
 		keep_object(prog, s);
 	err = target__exec_allocator(prog, s->child_lib, sizeof(s->child_lib), s->child_libc,
 				     sizeof(s->child_libc), keep_object, s);
-	if (err && strcmp(prog, s->child_path))
+	if (err && script)
 		elog("%s: its interpreter %s: %s\n", s->child_path, prog, allocator_error(err));
 	else if (err)
 		elog("%s: %s\n", s->child_path, allocator_error(err));

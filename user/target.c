@@ -517,6 +517,19 @@ static void trace_line(char *p, struct trace_ctx *c)
 }
 
 /*
+ * In a forked child whose exec failed: its errno to the parent through fd, the write end of a
+ * close-on-exec pipe (EOF there means the exec succeeded), then exit.
+ */
+static void __attribute__((noreturn)) exec_failed(int fd)
+{
+	int exec_err = errno;
+
+	if (write(fd, &exec_err, sizeof(exec_err)) < 0)
+		_exit(126);
+	_exit(127);
+}
+
+/*
  * Run path with LD_TRACE_LOADED_OBJECTS=1 (ld.so lists the objects it would load and exits, the
  * program does not run), each line to trace_line(). 0, the exec's -errno, -ETIMEDOUT (killed).
  */
@@ -557,10 +570,7 @@ static int ld_trace(const char *path, struct trace_ctx *c)
 		}
 		setenv("LD_TRACE_LOADED_OBJECTS", "1", 1);
 		execv(path, argv);
-		exec_err = errno;
-		if (write(ex[1], &exec_err, sizeof(exec_err)) < 0)
-			_exit(126);
-		_exit(127);
+		exec_failed(ex[1]);
 	}
 	close(pfd[1]);
 	close(ex[1]);
@@ -690,7 +700,6 @@ int target__launch(const char *path, char *const argv[], const sigset_t *mask, s
 	}
 	if (pid == 0) {
 		sigset_t none;
-		int exec_err;
 		ssize_t n;
 
 		close(go[1]);
@@ -710,10 +719,7 @@ int target__launch(const char *path, char *const argv[], const sigset_t *mask, s
 		sigprocmask(SIG_SETMASK, mask ? mask : &none, NULL);
 		execve(path, argv, environ);
 		/* the profiler says why: its report would show this process, not the command */
-		exec_err = errno;
-		if (write(ex[1], &exec_err, sizeof(exec_err)) < 0)
-			_exit(126);
-		_exit(127);
+		exec_failed(ex[1]);
 	}
 	close(go[0]);
 	close(ex[1]);
