@@ -379,21 +379,6 @@ static const char *whose(pid_t pid, char *buf, size_t len)
 	return buf;
 }
 
-/*
- * Did pid exit (or is it a zombie)? An attach that failed for it then returns -ESRCH, unlogged
- * (the caller says the process is gone): its error is of a path through /proc/PID/root, or a
- * task, that went with it.
- */
-static bool pid_gone(pid_t pid)
-{
-	int threads = 0;
-	char state = 0;
-	pid_t tgid;
-
-	return pid > 0 && (target__status(pid, &tgid, &state, &threads) ||
-			   ((state == 'Z' || state == 'X') && threads <= 1));
-}
-
 /* free (operator delete) and munmap have an entry program of their own and no return probe */
 static struct bpf_program *release_prog(struct engine *e, __u32 allocator)
 {
@@ -427,7 +412,11 @@ static int attach_perf(struct engine *e, pid_t pid, const char *lib, const struc
 			l = bpf_program__attach_uprobe_opts(prog, pid, lib, s->offset, &uo);
 			if (!l) {
 				err = -errno;
-				if (pid_gone(pid))
+				/*
+				 * Of a path through /proc/PID/root, or a task, gone with the
+				 * process: -ESRCH, unlogged (the caller says it is gone).
+				 */
+				if (target__gone(pid))
 					return -ESRCH;
 				elog("cannot attach to %s in %s (%s): %s\n", s->name, lib,
 				     whose(pid, who, sizeof(who)), strerror(-err));
@@ -500,7 +489,7 @@ static int attach_multi(struct engine *e, pid_t pid, const char *lib, const stru
 		fd = attach__uprobe_multi(bpf_program__fd(plan[i].prog), plan[i].type, plan[i].ret,
 					  lib, plan[i].offs, plan[i].cookies, plan[i].cnt, pid);
 		if (fd < 0) {
-			if (pid_gone(pid))
+			if (target__gone(pid))
 				return -ESRCH;
 			elog("cannot attach to %s (%s): %s\n", lib, whose(pid, who, sizeof(who)),
 			     strerror(-fd));
@@ -585,7 +574,7 @@ static int attach_syms(struct engine *e, pid_t pid, const char *lib, const char 
 	int err;
 
 	err = attach__find_syms(lib, &syms);
-	if (err && pid_gone(pid))
+	if (err && target__gone(pid))
 		return -ESRCH;
 	if (err) {
 		elog("%s: no allocator symbols (malloc, free) found (%s)\n", lib, strerror(-err));

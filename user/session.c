@@ -201,20 +201,6 @@ static void add_vma(const struct asz_vma_key *k, const struct asz_vma *v, void *
 				v->dev & 0xfffff, v->ino);
 }
 
-/*
- * Gone, or a zombie (its /proc/PID/root and map_files are no more), not a main thread that
- * exited while other threads run on.
- */
-static bool process_gone(pid_t pid)
-{
-	char state = 0;
-	pid_t tgid;
-	int threads = 0;
-
-	return target__status(pid, &tgid, &state, &threads) ||
-	       ((state == 'Z' || state == 'X') && threads <= 1);
-}
-
 static int attach_pid(struct session *s, pid_t pid)
 {
 	char comm[ASZ_COMM_LEN] = "", lib[PATH_MAX], libc[PATH_MAX], state = 0;
@@ -238,7 +224,7 @@ static int attach_pid(struct session *s, pid_t pid)
 	}
 	err = target__inspect(pid, comm, sizeof(comm), lib, sizeof(lib), libc, sizeof(libc));
 	/* (its maps, or a library through its /proc/PID/root, gone with it) */
-	if (err && err != -EPERM && process_gone(pid))
+	if (err && err != -EPERM && target__gone(pid))
 		err = -ESRCH;
 	if (err == -ESRCH)
 		elog("pid %d: no such process\n", pid);
@@ -322,7 +308,7 @@ static void adopt(struct session *s, pid_t pid, bool young)
 			links = engine__nr_links(s->eng);
 			if (engine__attach_lib(s->eng, lib, libc[0] ? libc : NULL)) {
 				/* nothing attached (a retry cannot probe twice) */
-				if (process_gone(pid) && engine__nr_links(s->eng) == links)
+				if (target__gone(pid) && engine__nr_links(s->eng) == links)
 					s->nr_libs--;
 				return;
 			}
@@ -463,7 +449,7 @@ static void look_after_exec(struct session *s, struct tracked *t)
 	if (err) {
 		elog("pid %d exec'd into a program with another allocator (%s): not traced: %s\n",
 		     t->pid, lib,
-		     process_gone(t->pid) ? "it exited before it could be probed" : strerror(-err));
+		     target__gone(t->pid) ? "it exited before it could be probed" : strerror(-err));
 		return;
 	}
 	engine__unwind_pid(s->eng, t->pid);

@@ -67,6 +67,16 @@ int target__status(pid_t pid, pid_t *tgid, char *state, int *threads)
 	return found == 3 ? 0 : -EINVAL;
 }
 
+bool target__gone(pid_t pid)
+{
+	int threads = 0;
+	char state = 0;
+	pid_t tgid;
+
+	return pid > 0 && (target__status(pid, &tgid, &state, &threads) ||
+			   ((state == 'Z' || state == 'X') && threads <= 1));
+}
+
 int target__exe(pid_t pid, char *buf, size_t len)
 {
 	char path[64];

@@ -38,6 +38,11 @@ int target__cgroup_path(__u64 id, char *buf, size_t len);
  * its threads.
  */
 int target__status(pid_t pid, pid_t *tgid, char *state, int *threads);
+/*
+ * Did pid exit, or is it a zombie (its /proc/PID/root and map_files are no more)? Not a main
+ * thread that exited while other threads run on. False for pid <= 0.
+ */
+bool target__gone(pid_t pid);
 
 /* Read /proc/PID/comm; returns 0 or -errno. */
 int target__comm(pid_t pid, char *comm, size_t len);
