@@ -1881,17 +1881,11 @@ int top_view__term_check(void)
 
 int top_view__term_open(struct top_view *v)
 {
-	FILE *keys = stdin;
-
 	if (v->term)
 		return 0;
 	/* stdin redirected (top < file, a pipe): the keys come from the terminal we draw on */
-	v->keys = NULL;
-	if (!isatty(fileno(stdin))) {
-		v->keys = fopen("/dev/tty", "re");
-		keys = v->keys;
-	}
-	v->scr = newterm(NULL, stdout, keys ? keys : stdin);
+	v->keys = isatty(fileno(stdin)) ? NULL : fopen("/dev/tty", "re");
+	v->scr = newterm(NULL, stdout, v->keys ? v->keys : stdin);
 	if (!v->scr) {
 		if (v->keys)
 			fclose(v->keys);
