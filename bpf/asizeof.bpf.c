@@ -610,7 +610,6 @@ static __always_inline void block_restore(__u32 tgid, __u64 addr, const struct a
 	struct asz_alloc_key key = {.tgid = tgid, .addr = addr};
 	struct asz_alloc_val val = {.size = ts->old_size,
 				    .stack_id = ts->old_stack_id,
-				    .ts_ns = ts->old_ts_ns,
 				    .allocator = ts->old_allocator,
 				    .count = ts->old_count,
 				    .gen = ts->old_gen};
@@ -648,12 +647,11 @@ static __always_inline void unknown_free(__u32 tgid)
 
 /* Track a new live block; counts a drop and records nothing if a map is full. */
 static __always_inline void block_add(__u32 tgid, __u64 addr, __u64 size, __u32 count,
-				      __u64 stack_id, __u32 allocator, __u64 ts)
+				      __u64 stack_id, __u32 allocator)
 {
 	struct asz_alloc_key key = {.tgid = tgid, .addr = addr};
 	struct asz_alloc_val val = {.size = size,
 				    .stack_id = stack_id,
-				    .ts_ns = ts,
 				    .allocator = allocator,
 				    .count = count};
 	struct asz_agg_key akey = {.tgid = tgid, .allocator = allocator, .stack_id = stack_id};
@@ -902,7 +900,6 @@ static __always_inline int on_entry(struct pt_regs *ctx, __u64 a1, __u64 a2, __u
 			ts->old_valid = 1;
 			ts->old_size = old.size;
 			ts->old_stack_id = old.stack_id;
-			ts->old_ts_ns = old.ts_ns;
 			ts->old_allocator = old.allocator;
 			ts->old_count = old.count;
 			ts->old_gen = old.gen;
@@ -922,7 +919,7 @@ static __always_inline int on_return(__u64 rc)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct asz_tstate *ts;
-	__u64 addr = 0, now;
+	__u64 addr = 0;
 
 	if (empty_probes || !traced(tgid))
 		return 0;
@@ -933,7 +930,6 @@ static __always_inline int on_return(__u64 rc)
 	if (--ts->depth > 0)
 		return 0;
 
-	now = bpf_ktime_get_ns();
 	switch (ts->allocator) {
 	case ASZ_POSIX_MEMALIGN:
 		if ((int)rc != 0)
@@ -967,7 +963,7 @@ static __always_inline int on_return(__u64 rc)
 	}
 	if (!addr || !ts->count)
 		return 0;
-	block_add(tgid, addr, ts->weight, ts->count, ts->stack_id, ts->allocator, now);
+	block_add(tgid, addr, ts->weight, ts->count, ts->stack_id, ts->allocator);
 	return 0;
 }
 

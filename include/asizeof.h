@@ -65,7 +65,6 @@ struct asz_alloc_key {
 struct asz_alloc_val {
 	__u64 size;	/* bytes accounted: asked for, or the estimate a sampled block stands for */
 	__u64 stack_id;
-	__u64 ts_ns;
 	__u32 allocator;
 	__u32 count;	/* allocations accounted: 1, or the estimate a sampled block stands for */
 	__u32 gen;	/* the process image (exec count) it belongs to */
@@ -266,7 +265,6 @@ struct asz_tstate {
 	__u32 old_valid;
 	__u64 old_size; /* realloc: the old block, removed at entry, restored if realloc fails */
 	__u64 old_stack_id;
-	__u64 old_ts_ns;
 	__u32 old_allocator;
 	__u32 old_count;
 	__s64 sample_left; /* sampling: bytes until the next sample point; 0 = not drawn yet */
@@ -287,14 +285,14 @@ struct asz_tstate {
 #define ASZ_WEIGHT_TABLE 1025 /* x = size/period from 0 to 16 */
 
 _Static_assert(sizeof(struct asz_alloc_key) == 16, "asz_alloc_key");
-_Static_assert(sizeof(struct asz_alloc_val) == 40, "asz_alloc_val");
+_Static_assert(sizeof(struct asz_alloc_val) == 32, "asz_alloc_val");
 _Static_assert(sizeof(struct asz_event) == 32 + ASZ_EXEC_PATH_LEN, "asz_event");
 _Static_assert(sizeof(struct asz_agg_key) == 24, "asz_agg_key");
 _Static_assert(sizeof(struct asz_agg_val) == 48, "asz_agg_val");
 _Static_assert(sizeof(struct asz_proc_val) == 136, "asz_proc_val");
 _Static_assert(sizeof(struct asz_stack) == 1024, "asz_stack");
 _Static_assert(sizeof(struct asz_stack_short) == 192, "asz_stack_short");
-_Static_assert(sizeof(struct asz_tstate) == 112, "asz_tstate");
+_Static_assert(sizeof(struct asz_tstate) == 104, "asz_tstate");
 _Static_assert(sizeof(struct asz_vma_key) == 16, "asz_vma_key");
 _Static_assert(sizeof(struct asz_cfi_row) == 16, "asz_cfi_row");
 _Static_assert(sizeof(struct asz_vma) == 32, "asz_vma");
