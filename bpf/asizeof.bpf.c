@@ -595,7 +595,6 @@ static __always_inline bool block_remove(__u32 tgid, __u64 addr, struct asz_allo
 		__sync_fetch_and_add(&a->live_bytes, -(__s64)copy.size);
 		__sync_fetch_and_add(&a->live_allocs, -(__s64)copy.count);
 		__sync_fetch_and_add(&a->frees, copy.count);
-		__sync_fetch_and_add(&a->free_bytes, copy.size);
 	}
 	if (p)
 		proc_move(p, copy.allocator, -(__s64)copy.size, -(__s64)copy.count, false);
@@ -625,7 +624,6 @@ static __always_inline void block_restore(__u32 tgid, __u64 addr, const struct a
 		__sync_fetch_and_add(&a->live_bytes, val.size);
 		__sync_fetch_and_add(&a->live_allocs, val.count);
 		__sync_fetch_and_add(&a->frees, -(__s64)val.count);
-		__sync_fetch_and_add(&a->free_bytes, -val.size);
 	}
 	p = bpf_map_lookup_elem(&procs, &tgid);
 	if (p)
@@ -1029,10 +1027,8 @@ static __always_inline bool mapping_trim_head(__u32 tgid, __u64 addr, __u64 len)
 		return true;
 	}
 	a = agg_of(tgid, &copy);
-	if (a) {
+	if (a)
 		__sync_fetch_and_add(&a->live_bytes, -(__s64)len);
-		__sync_fetch_and_add(&a->free_bytes, len);
-	}
 	__sync_fetch_and_add(&p->mmap_bytes, -(__s64)len);
 	return true;
 }

@@ -86,7 +86,6 @@ struct asz_agg_val {
 	__u64 alloc_bytes;
 	__u64 allocs;
 	__u64 frees;
-	__u64 free_bytes;
 };
 
 struct asz_proc_val {
@@ -288,7 +287,7 @@ _Static_assert(sizeof(struct asz_alloc_key) == 16, "asz_alloc_key");
 _Static_assert(sizeof(struct asz_alloc_val) == 32, "asz_alloc_val");
 _Static_assert(sizeof(struct asz_event) == 32 + ASZ_EXEC_PATH_LEN, "asz_event");
 _Static_assert(sizeof(struct asz_agg_key) == 24, "asz_agg_key");
-_Static_assert(sizeof(struct asz_agg_val) == 48, "asz_agg_val");
+_Static_assert(sizeof(struct asz_agg_val) == 40, "asz_agg_val");
 _Static_assert(sizeof(struct asz_proc_val) == 136, "asz_proc_val");
 _Static_assert(sizeof(struct asz_stack) == 1024, "asz_stack");
 _Static_assert(sizeof(struct asz_stack_short) == 192, "asz_stack_short");
