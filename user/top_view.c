@@ -1456,6 +1456,7 @@ static void render_stacks_view(struct top_view *v, const struct top_model *m, in
 	free(line_of);
 }
 
+/* At most 79 columns a line: an 80-column terminal shows the help whole. */
 static const char *const help_text[] = {
 	"asizeof-bpf top: keys",
 	"",
@@ -1464,15 +1465,17 @@ static const char *const help_text[] = {
 	"                  live bytes, allocations, bytes allocated",
 	"  Up Down j k     move the selection (PgUp PgDn Home End)",
 	"  Enter           the call stacks of the selected process; in the stacks view,",
-	"                  show or hide the frames of the selected stack (also Space, Right)",
+	"                  show or hide the frames of the selected stack (also Space,",
+	"                  Right)",
 	"  Esc Backspace   back to the process list (in the list: clear the filter)",
-	"  /               filter processes by name (substring; Enter keeps it, Esc cancels)",
+	"  /               filter processes by name (substring; Enter keeps it, Esc",
+	"                  cancels)",
 	"  p               freeze the display (the traced processes are never paused)",
 	"  h ?             this help; any key closes it",
 	"  q               quit: probes are detached (also Ctrl-C)",
 	"",
-	"Sizes are the bytes the program asked for; GROWTH is the change of live bytes over",
-	"the last interval; TREND shows the live bytes of the last 20 intervals.",
+	"Sizes are the bytes the program asked for; GROWTH is the change of live bytes",
+	"over the last interval; TREND shows the live bytes of the last 20 intervals.",
 };
 
 static void render_status(struct top_view *v, int width)

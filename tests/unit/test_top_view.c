@@ -760,6 +760,31 @@ Test(top_keys, help_quit_and_unknown)
 	top_view__free(v);
 }
 
+Test(top_keys, help_fits_an_80_column_terminal)
+{
+	struct top_view_opts o = {.sort = TOP_SORT_GROWTH};
+	struct top_view *v = top_view__new(&o);
+	const struct top_line *l;
+	char wide[40][TOP_LINE_LEN];
+	int n, nw;
+
+	feed(v, 1, 1);
+	cr_assert_eq(top_view__key(v, 'h'), TOP_ACT_REDRAW);
+	l = top_view__render(v, 200, 30, &nw);
+	cr_assert_leq(nw, 40);
+	for (int i = 0; i < nw; i++)
+		snprintf(wide[i], sizeof(wide[i]), "%s", l[i].text);
+	/* every line of the help as on a wide terminal: none cut at the 80th column */
+	l = top_view__render(v, 80, 30, &n);
+	cr_assert_eq(n, nw);
+	for (int i = 0; i < n - 1; i++) {
+		cr_assert_str_eq(l[i].text, wide[i], "line %d cut at 80 columns", i);
+		cr_assert_lt(top__text_cols(l[i].text), 80, "'%s'", l[i].text);
+	}
+	cr_assert(has_line(l, n, "(also Ctrl-C)"));
+	top_view__free(v);
+}
+
 /* ------------------------------------------------------------------ scrolling */
 
 static int selected_line(const struct top_line *l, int n)
