@@ -1720,6 +1720,9 @@ static enum top_action key_procs(struct top_view *v, int key)
 		v->nr_expanded = 0;
 		return TOP_ACT_REDRAW;
 	case TOP_KEY_ESC:
+	case TOP_KEY_BACKSPACE:
+	case 8:
+		/* as in the stacks view, "back": here that drops the filter */
 		if (!v->filter[0])
 			return TOP_ACT_NONE;
 		v->filter[0] = '\0';

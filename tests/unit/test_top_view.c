@@ -720,6 +720,30 @@ Test(top_keys, filter_edit_keep_cancel)
 	top_view__free(v);
 }
 
+Test(top_keys, backspace_in_the_list_clears_the_filter)
+{
+	struct top_view_opts o = {.sort = TOP_SORT_GROWTH};
+	struct top_view *v = top_view__new(&o);
+	const struct top_line *l;
+	int n;
+
+	feed(v, 1, 2);
+	top_view__key(v, '/');
+	top_view__key(v, 'c');
+	top_view__key(v, 'h');
+	cr_assert_eq(top_view__key(v, TOP_KEY_ENTER), TOP_ACT_REDRAW);
+	cr_assert_eq(top_view__selected_pid(v), 20);
+	/* the help says: "Esc Backspace ... (in the list: clear the filter)" */
+	cr_assert_eq(top_view__key(v, TOP_KEY_BACKSPACE), TOP_ACT_REDRAW);
+	l = top_view__render(v, 120, 20, &n);
+	cr_assert(has_line(l, n, " grower "));
+	cr_assert(has_line(l, n, " churner"));
+	cr_assert_eq(top_view__selected_pid(v), 10);
+	cr_assert_eq(top_view__key(v, TOP_KEY_BACKSPACE), TOP_ACT_NONE, "no filter: nothing to do");
+	cr_assert_not(top_view__in_stacks(v));
+	top_view__free(v);
+}
+
 Test(top_keys, freeze_holds_the_display_not_the_model)
 {
 	struct top_view_opts o = {.sort = TOP_SORT_GROWTH};
