@@ -529,6 +529,8 @@ int cmd_top(int argc, char **argv)
 	vo.exact_bytes = a.exact_bytes;
 	vo.max_rows = a.rows >= 0 ? a.rows : a.batch ? BATCH_ROWS : 0;
 	vo.sort = a.sort;
+	/* the command's output goes to our terminal: each refresh paints over it */
+	vo.repaint_each_update = a.cmd && !a.batch;
 	/* before anything is attached: a terminal we cannot draw on leaves nothing behind */
 	if (!a.batch && top_view__term_check())
 		return 1;

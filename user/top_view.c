@@ -76,6 +76,7 @@ struct top_view {
 	bool term;
 	bool colors;
 	bool input_idle;
+	bool repaint; /* the next draw repaints every cell: the terminal may not show what we drew */
 };
 
 /* ------------------------------------------------------------------ model */
@@ -1472,6 +1473,7 @@ static const char *const help_text[] = {
 	"                  cancels)",
 	"  p               freeze the display (the traced processes are never paused)",
 	"  h ?             this help; any key closes it",
+	"  Ctrl-L          paint the screen again (after something else wrote over it)",
 	"  q               quit: probes are detached (also Ctrl-C)",
 	"",
 	"Sizes are the bytes the program asked for; GROWTH is the change of live bytes",
@@ -1600,6 +1602,8 @@ void top_view__free(struct top_view *v)
 
 int top_view__update(struct top_view *v, const struct snapshot *s, const struct top_stats *st)
 {
+	if (v->o.repaint_each_update)
+		v->repaint = true;
 	return top_model__ingest(&v->live, s, st);
 }
 
@@ -1784,6 +1788,11 @@ enum top_action top_view__key(struct top_view *v, int key)
 	enum top_sort sort;
 
 	v->message[0] = '\0';
+	if (key == TOP_KEY_CTRL_L) {
+		/* something else wrote over the screen: everything is painted again */
+		v->repaint = true;
+		return TOP_ACT_REDRAW;
+	}
 	if (v->editing) {
 		size_t len = strlen(v->filter);
 
@@ -2050,6 +2059,11 @@ void top_view__term_draw(struct top_view *v)
 	h = LINES;
 	w = COLS;
 	out = top_view__render(v, w, h, &n);
+	if (v->repaint) {
+		/* what curses believes is on the screen is not: the next refresh sends it all */
+		clearok(curscr, TRUE);
+		v->repaint = false;
+	}
 	erase();
 	if (out)
 		for (int i = 0; i < n && i < h; i++)

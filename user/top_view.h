@@ -185,11 +185,14 @@ struct top_view_opts {
 	int max_rows;	  /* process rows at most (0: as many as fit; batch: all) */
 	enum top_sort sort;
 	struct symbolizer *sym; /* may be NULL: frames then show addresses */
+	/* repaint the whole terminal at each update: a launched command writes to it too */
+	bool repaint_each_update;
 };
 
 /* Keys the view understands: characters as themselves, and these. */
 enum top_key {
 	TOP_KEY_ENTER = '\n',
+	TOP_KEY_CTRL_L = 12,
 	TOP_KEY_ESC = 27,
 	TOP_KEY_BACKSPACE = 127,
 	TOP_KEY_UP = 0x1000,

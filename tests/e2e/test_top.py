@@ -379,6 +379,53 @@ def test_top_tmux_keys_from_the_terminal_when_stdin_is_not_one(env, tmux_session
     assert t.exit_status() == "0", t.stderr()
 
 
+def clean_screen(height, junk):
+    """A predicate: the view is whole on a terminal of this height (header first, the table's
+    head, the status line last) and junk is nowhere."""
+    def ok(lines):
+        return (len(lines) >= height and lines[0].startswith(HEADER)
+                and lines[1].startswith("Processes: ") and any(x.split()[:2] == ["PID", "COMM"] for x in lines)
+                and lines[height - 1].startswith(" q quit") and not any(junk in x for x in lines))
+    return ok
+
+
+def test_top_tmux_launched_command_output_is_painted_over(env, tmux_session):
+    """top -- CMD: the command writes to the terminal the view is drawn on (here three lines,
+    scrolling it); the next refresh paints the whole view again, not just what changed."""
+    before = helpers.probe_snapshot()
+    t = tmux_session(["top", "-i", "0.3", "--", "/bin/sh", "-c",
+                      "'sleep 1; echo scribble; echo scribble; echo scribble; exec sleep 1000'"],
+                     width=80, height=20, env="LANG=C.UTF-8")
+    t.wait_attached()
+    # the command has written (its first allocations come after the echo's)
+    t.wait_screen(lambda l: any(r[1] == "sleep" for r in table(l)), 10, "the command as sleep")
+    t.wait_screen(clean_screen(20, "scribble"), 10, "the whole view painted over the output")
+    t.keys("q")
+    t.wait_exit(5)
+    assert t.exit_status() == "0", t.stderr()
+    left = helpers.leftover_probes(before, {t.pid})
+    assert not left, "probes left behind: %r" % left
+
+
+def test_top_tmux_ctrl_l_repaints(env, top_wl, tmux_session):
+    """Something else writes to the terminal (a background job, a wall message): Ctrl-L paints
+    the whole view again."""
+    grower = Workload(env["reaper"], [top_wl["top_grower"], "4096", "100", "0"])
+    t = tmux_session(["top", "-i", "0.3", "-p", str(grower.pid)], width=80, height=20,
+                     env="LANG=C.UTF-8")
+    t.wait_attached()
+    t.wait_screen(clean_screen(20, "junk-from-elsewhere"), 10, "the view")
+    with open(t.pane("#{pane_tty}"), "w") as tty:
+        tty.write("\njunk-from-elsewhere\njunk-from-elsewhere\n")
+    t.wait_screen(lambda l: any("junk-from-elsewhere" in x for x in l), 10, "the junk")
+    t.keys("C-l")
+    t.wait_screen(clean_screen(20, "junk-from-elsewhere"), 10, "the view painted again")
+    t.keys("q")
+    t.wait_exit(5)
+    assert t.exit_status() == "0", t.stderr()
+    grower.send("exit")
+
+
 def test_top_batch_exact(env, top_wl):
     """--batch --bytes: one plain screen per interval; the grower's live bytes, its growth since
     start and its call site's row are exactly what it holds (an odd size, so a rounded figure
