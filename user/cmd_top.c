@@ -105,8 +105,9 @@ static void usage(FILE *f)
 		"  -h, --help             this help\n"
 		"  -V, --version          version\n"
 		"\n"
-		"Keys: g l a t sort, Up/Down (j/k) select, Enter call stacks (Enter again: frames),\n"
-		"Esc back, / filter by name, p freeze the display, h help, q quit.\n"
+		"Keys: g l a t sort, Up/Down (j/k) PgUp/PgDn Home/End select, Enter (Right) call\n"
+		"stacks (Enter, Space, Right again: frames), Esc (Backspace, Left) back or clear the\n"
+		"filter, / filter by name, p freeze the display, Ctrl-L repaint, h (?) help, q quit.\n"
 		"Exit status: 0 done; with -- COMMAND, its status once it has ended; 1 runtime\n"
 		"error; 2 usage error.\n");
 }

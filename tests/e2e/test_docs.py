@@ -131,3 +131,29 @@ def test_examples_give_one_pid_per_option():
     for doc, text in (("man page", _man()), ("README", _readme())):
         bad = re.findall(r"-p \$\(pidof (?!-s )[^)]*\)", text)
         assert not bad, (doc, bad)
+
+
+# the keys top_view__key() and key_procs()/key_stacks() handle (q's twin Q aside)
+TOP_KEYS = ["g", "l", "a", "t", "Up", "Down", "j", "k", "PgUp", "PgDn", "Home", "End", "Enter",
+            "Right", "Space", "Esc", "Backspace", "Left", "/", "p", "Ctrl-L", "h", "?", "q"]
+
+
+def test_top_keys_are_documented(profiler_bin):
+    """Every key the live view handles is named where its keys are listed: top --help, the
+    man page and the README (PgUp/PgDn, Home/End, Space, Left, Backspace and ? were only on
+    the help screen)."""
+    rc, out, err = helpers.run_profiler(["top", "--help"], timeout=30)
+    assert rc == 0
+    man = re.sub(r"^\.[A-Z]+ ?", "", _man(), flags=re.M).replace('"', "")
+    docs = {
+        "top --help": re.search(r"Keys:.*?(?=\nExit status)", out, re.S),
+        "man page": re.search(r"Keys:.*?(?=\n\.?SS |\nasizeof-bpf serve)", man, re.S),
+        "README": re.search(r"Keys:.*?(?=\n\n)", _readme(), re.S),
+    }
+    missing = []
+    for doc, m in docs.items():
+        assert m, "no key list in the %s" % doc
+        text = m.group(0).replace("\n", " ")
+        missing += [(k, doc) for k in TOP_KEYS
+                    if not re.search(r"(?<![\w-])%s(?![\w-])" % re.escape(k), text)]
+    assert not missing, missing
