@@ -61,6 +61,8 @@ struct top_view {
 	struct stack_ref stk_sel;
 	size_t stk_idx, stk_first_line;
 	int stk_page;
+	/* the selected stack's lines (row and frames); how many are scrolled off the top */
+	size_t stk_sel_lines, stk_scroll;
 	struct stack_ref expanded[TOP_MAX_EXPANDED];
 	int nr_expanded;
 	char message[256];
@@ -1401,10 +1403,19 @@ static void render_stacks_view(struct top_view *v, const struct top_model *m, in
 	/* keep the selected row, and as much of its frames as fits, on screen */
 	first_line = v->stk_first_line;
 	sel_end = line_of[v->stk_idx + 1];
-	if (sel_end > first_line + rows_avail)
-		first_line = sel_end - rows_avail;
-	if (line_of[v->stk_idx] < first_line || sel_end - line_of[v->stk_idx] > (size_t)rows_avail)
-		first_line = line_of[v->stk_idx];
+	v->stk_sel_lines = sel_end - line_of[v->stk_idx];
+	if (v->stk_sel_lines > (size_t)rows_avail) {
+		/* taller than the screen: Up and Down scroll through it (stk_scroll lines) */
+		if (v->stk_scroll > v->stk_sel_lines - rows_avail)
+			v->stk_scroll = v->stk_sel_lines - rows_avail;
+		first_line = line_of[v->stk_idx] + v->stk_scroll;
+	} else {
+		v->stk_scroll = 0;
+		if (sel_end > first_line + rows_avail)
+			first_line = sel_end - rows_avail;
+		if (line_of[v->stk_idx] < first_line)
+			first_line = line_of[v->stk_idx];
+	}
 	if (first_line + rows_avail > total_lines)
 		first_line = total_lines > (size_t)rows_avail ? total_lines - rows_avail : 0;
 	v->stk_first_line = first_line;
@@ -1464,7 +1475,8 @@ static const char *const help_text[] = {
 	"  g l a t         sort processes by growth over the last interval, live bytes,",
 	"                  allocations/s, growth since start; in a stacks view: growth,",
 	"                  live bytes, allocations, bytes allocated",
-	"  Up Down j k     move the selection (PgUp PgDn Home End)",
+	"  Up Down j k     move the selection (PgUp PgDn Home End); through the frames",
+	"                  first where an expanded stack is taller than the screen",
 	"  Enter           the call stacks of the selected process; in the stacks view,",
 	"                  show or hide the frames of the selected stack (also Space,",
 	"                  Right)",
@@ -1721,6 +1733,7 @@ static enum top_action key_procs(struct top_view *v, int key)
 		v->stk_follow = false;
 		v->stk_idx = 0;
 		v->stk_first_line = 0;
+		v->stk_sel_lines = v->stk_scroll = 0;
 		v->nr_expanded = 0;
 		return TOP_ACT_REDRAW;
 	case TOP_KEY_ESC:
@@ -1739,6 +1752,37 @@ static enum top_action key_procs(struct top_view *v, int key)
 	return TOP_ACT_NONE;
 }
 
+/*
+ * Up, Down, PgUp, PgDn within a selected stack taller than the screen (as last drawn): they
+ * scroll through its frames, and move the selection only once at its end. True if scrolled.
+ */
+static bool scroll_stack(struct top_view *v, int key)
+{
+	size_t page = v->stk_page > 0 ? (size_t)v->stk_page : 1, max, step;
+
+	if (v->stk_sel_lines <= page)
+		return false;
+	max = v->stk_sel_lines - page;
+	step = key == TOP_KEY_PGDN || key == TOP_KEY_PGUP ? page : 1;
+	switch (key) {
+	case TOP_KEY_DOWN:
+	case 'j':
+	case TOP_KEY_PGDN:
+		if (v->stk_scroll >= max)
+			return false;
+		v->stk_scroll = v->stk_scroll + step < max ? v->stk_scroll + step : max;
+		return true;
+	case TOP_KEY_UP:
+	case 'k':
+	case TOP_KEY_PGUP:
+		if (!v->stk_scroll)
+			return false;
+		v->stk_scroll = v->stk_scroll > step ? v->stk_scroll - step : 0;
+		return true;
+	}
+	return false;
+}
+
 static enum top_action key_stacks(struct top_view *v, int key)
 {
 	const struct top_model *m = shown_model(v);
@@ -1750,11 +1794,14 @@ static enum top_action key_stacks(struct top_view *v, int key)
 	n = top__order_stacks(m, v->stk_pid, v->stack_sort, idx);
 	if (v->stk_idx >= n)
 		v->stk_idx = n ? n - 1 : 0;
+	if (scroll_stack(v, key))
+		return TOP_ACT_REDRAW;
 	c = move_sel(key, v->stk_idx, n, v->stk_page);
 	if (c >= 0) {
 		if (!n)
 			return TOP_ACT_NONE;
 		v->stk_idx = (size_t)c;
+		v->stk_scroll = 0;
 		v->stk_follow = true;
 		v->stk_sel.allocator = m->stacks[idx[c]].allocator;
 		v->stk_sel.stack_id = m->stacks[idx[c]].stack_id;
@@ -1768,6 +1815,7 @@ static enum top_action key_stacks(struct top_view *v, int key)
 		if (!n)
 			return TOP_ACT_NONE;
 		toggle_expanded(v, &m->stacks[idx[v->stk_idx]]);
+		v->stk_scroll = 0;
 		/* the selection stays on this stack while others move around it */
 		v->stk_follow = true;
 		v->stk_sel.allocator = m->stacks[idx[v->stk_idx]].allocator;

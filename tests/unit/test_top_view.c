@@ -905,3 +905,68 @@ Test(top_scroll, stacks_view_scrolls_and_expands)
 	snapshot__free(s);
 	top_view__free(v);
 }
+
+/* The frame lines of an expanded stack on screen: "        0x..." (the addresses less one). */
+static int frame_lines(const struct top_line *l, int n, bool *seen, int nr)
+{
+	int count = 0;
+
+	for (int i = 0; i < n; i++) {
+		unsigned long long a;
+
+		if (sscanf(l[i].text, "        0x%llx", &a) == 1 && a >= 0x10000 &&
+		    a < 0x10000 + (unsigned long long)nr * 0x100) {
+			seen[(a - 0x10000) / 0x100] = true;
+			count++;
+		}
+	}
+	return count;
+}
+
+Test(top_scroll, a_stack_taller_than_the_screen_scrolls_through_its_frames)
+{
+	enum { DEEP = 40 };
+	static __u64 deep[DEEP], shallow[1] = {0x9001};
+	struct top_view_opts o = {.sort = TOP_SORT_LIVE};
+	struct top_view *v = top_view__new(&o);
+	struct snapshot *s = snapshot__new();
+	const struct top_line *l;
+	bool seen[DEEP] = {false};
+	int n, sel, count = 0;
+
+	for (int i = 0; i < DEEP; i++)
+		deep[i] = 0x10001 + i * 0x100; /* shown as 0x10000 + i * 0x100 */
+	add_proc(s, 5, "deep", 0, 1, 0);
+	add_stack(s, 5, 100, 2000, 1, deep, DEEP);
+	add_stack(s, 5, 101, 1000, 1, shallow, 1);
+	snapshot__diff(s, NULL, NULL);
+	cr_assert_eq(top_view__update(v, s, &stats), 0);
+	top_view__key(v, TOP_KEY_ENTER);
+	cr_assert_eq(top_view__key(v, TOP_KEY_ENTER), TOP_ACT_REDRAW);
+	l = top_view__render(v, 100, 20, &n);
+	sel = selected_line(l, n);
+	cr_assert(sel >= 0 && strstr(l[sel].text, "-  1  malloc"), "the deep stack, expanded");
+	frame_lines(l, n, seen, DEEP);
+	cr_assert(seen[0] && !seen[DEEP - 1], "its first frames, not its last");
+	/* Down walks through its frames before it moves on: every frame comes on screen */
+	for (int i = 0; i < DEEP + 5; i++) {
+		top_view__key(v, TOP_KEY_DOWN);
+		l = top_view__render(v, 100, 20, &n);
+		cr_assert_eq(n, 20);
+		frame_lines(l, n, seen, DEEP);
+	}
+	for (int i = 0; i < DEEP; i++)
+		count += seen[i];
+	cr_assert_eq(count, DEEP, "%d of the %d frames were ever on screen", count, DEEP);
+	/* and then the next stack is selected, on screen */
+	sel = selected_line(l, n);
+	cr_assert(sel >= 0 && strstr(l[sel].text, "+  2  malloc"), "sel %d", sel);
+	/* Up goes back to the deep stack's row, then through nothing else: Home is its top */
+	top_view__key(v, TOP_KEY_UP);
+	l = top_view__render(v, 100, 20, &n);
+	sel = selected_line(l, n);
+	cr_assert(sel >= 0 && strstr(l[sel].text, "-  1  malloc"), "sel %d", sel);
+	cr_assert(strstr(l[sel - 1].text, "#  ALLOCATOR"), "its row on top: %s", l[sel - 1].text);
+	snapshot__free(s);
+	top_view__free(v);
+}
