@@ -472,6 +472,9 @@ static int run_loop(struct loop_state *ls)
 	}
 	session__service(s); /* reaps a command that exited by itself */
 	before = session__command_status(s);
+	/* the shell back before a command is stopped: that may take it a while (up to 2 s) */
+	if (!ls->batch)
+		top_view__term_close(v);
 	session__stop_command(s);
 	if (!signaled && end && session__launched(s) && before < 0 &&
 	    session__command_status(s) == 128 + SIGTERM)

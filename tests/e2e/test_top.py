@@ -426,6 +426,23 @@ def test_top_tmux_ctrl_l_repaints(env, top_wl, tmux_session):
     grower.send("exit")
 
 
+def test_top_tmux_quit_restores_the_terminal_before_stopping_the_command(env, tmux_session, tmp_path):
+    """q with -- CMD: the terminal is given back first, then the command is sent SIGTERM (it
+    may take up to 2 s to go): the command, when it gets the signal, finds its terminal in
+    its ordinary modes again (canonical, echoing), not in the view's."""
+    modes = tmp_path / "modes"
+    t = tmux_session(["top", "-i", "0.3", "--", "/bin/sh", "-c",
+                      "'trap \"stty -a >%s; exit 0\" TERM; while :; do sleep 0.05; done'" % modes],
+                     width=80, height=20, env="LANG=C.UTF-8")
+    t.wait_attached()
+    t.wait_screen(lambda l: any(r[1] in ("sh", "sleep") for r in table(l)), 10, "the command")
+    t.keys("q")
+    t.wait_exit(10)
+    assert t.exit_status() == "0", t.stderr()
+    text = modes.read_text()
+    assert re.search(r"(?<![-\w])icanon\b", text) and re.search(r"(?<![-\w])echo\b", text), text
+
+
 def test_top_batch_exact(env, top_wl):
     """--batch --bytes: one plain screen per interval; the grower's live bytes, its growth since
     start and its call site's row are exactly what it holds (an odd size, so a rounded figure
