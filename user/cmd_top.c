@@ -377,10 +377,10 @@ static int run_loop(struct loop_state *ls)
 	if (!ls->batch)
 		top_view__term_draw(v);
 	while (!stop) {
-		struct pollfd pfds[MAX_TARGETS + 2];
+		struct pollfd pfds[MAX_TARGETS + 3];
 		__u64 now, wake = sampling ? session__service(s) : UINT64_MAX;
 		bool redraw = false, resized = false;
-		int n = 0, in = -1, timeout;
+		int n = 0, in = -1, screen = -1, timeout;
 		char msg[256];
 
 		if (sampling && next < wake)
@@ -394,6 +394,11 @@ static int run_loop(struct loop_state *ls)
 		if (use_stdin) {
 			in = n;
 			pfds[n++] = (struct pollfd){.fd = keys, .events = POLLIN};
+		}
+		if (!ls->batch) {
+			/* a hung-up terminal, seen even with no keyboard and no SIGHUP (no ctty) */
+			screen = n;
+			pfds[n++] = (struct pollfd){.fd = 1, .events = 0};
 		}
 		if (sampling)
 			n += session__pollfds(s, pfds + n, MAX_TARGETS);
@@ -412,7 +417,8 @@ static int run_loop(struct loop_state *ls)
 					signaled = stop = true;
 			}
 		}
-		if (in >= 0 && pfds[in].revents & (POLLHUP | POLLERR | POLLNVAL)) {
+		if ((in >= 0 && pfds[in].revents & (POLLHUP | POLLERR | POLLNVAL)) ||
+		    (screen >= 0 && pfds[screen].revents & (POLLHUP | POLLERR))) {
 			/* the terminal is gone: nobody to show anything to */
 			stop = true;
 		} else if (in >= 0 && pfds[in].revents & POLLIN) {

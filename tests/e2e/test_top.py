@@ -443,6 +443,29 @@ def test_top_tmux_quit_restores_the_terminal_before_stopping_the_command(env, tm
     assert re.search(r"(?<![-\w])icanon\b", text) and re.search(r"(?<![-\w])echo\b", text), text
 
 
+@pytest.mark.parametrize("how", ["ctty", "no_ctty"])
+def test_top_tmux_closed_terminal_ends_it(env, top_wl, tmux_session, how):
+    """The terminal closed under the view (tmux kill-window): the profiler exits by itself, no
+    probe left. ctty: it is the terminal's process (SIGHUP, and its keyboard hangs up).
+    no_ctty: started with setsid and stdin from /dev/null, no SIGHUP and no keyboard: only its
+    screen says the terminal is gone (it drew on, to nobody, for ever)."""
+    grower = Workload(env["reaper"], [top_wl["top_grower"], "4096", "100", "0"])
+    before = helpers.probe_snapshot()
+    args = ["top", "-i", "0.3", "-p", str(grower.pid)]
+    if how == "no_ctty":
+        t = tmux_session(args + ["</dev/null"], env="LANG=C.UTF-8 setsid -w")
+    else:
+        t = tmux_session(args, env="LANG=C.UTF-8")
+    t.wait_attached()
+    t.wait_screen(lambda l: first_row_pid(l) == grower.pid, 10, "the grower")
+    t.tmux("kill-window", "-t", "top", check=True)
+    t.wait_exit(10)
+    left = helpers.leftover_probes(before, {t.pid})
+    assert not left, "probes left behind: %r" % left
+    assert grower.p.poll() is None, "the target was disturbed"
+    grower.send("exit")
+
+
 def test_top_batch_exact(env, top_wl):
     """--batch --bytes: one plain screen per interval; the grower's live bytes, its growth since
     start and its call site's row are exactly what it holds (an odd size, so a rounded figure
