@@ -340,6 +340,30 @@ static int sample(struct session *s, struct top_view *v, struct meter *mt,
 	return err;
 }
 
+/*
+ * A launched command inherits our stdin. When that is the view's keyboard, the command and the
+ * view would split the keys between them (q pressed twice, three times...): the command gets
+ * /dev/null instead, and the view reads the keys from /dev/tty, as when stdin is redirected.
+ * Without a controlling terminal to open, things stay as they are.
+ */
+static void command_stdin_devnull(void)
+{
+	int tty, null;
+
+	if (!isatty(0))
+		return;
+	tty = open("/dev/tty", O_RDONLY | O_CLOEXEC);
+	if (tty < 0)
+		return;
+	close(tty);
+	null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (null < 0)
+		return;
+	if (dup2(null, 0) < 0)
+		elog("cannot give the command /dev/null as its stdin: %s\n", strerror(errno));
+	close(null);
+}
+
 static int print_screen(struct top_view *v, FILE *out)
 {
 	int err = top_view__print(v, out);
@@ -544,6 +568,8 @@ int cmd_top(int argc, char **argv)
 	/* before anything is attached: a terminal we cannot draw on leaves nothing behind */
 	if (!a.batch && top_view__term_check())
 		return 1;
+	if (!a.batch && a.cmd)
+		command_stdin_devnull();
 	signal(SIGPIPE, SIG_IGN);
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGINT);

@@ -432,7 +432,7 @@ def test_top_tmux_quit_restores_the_terminal_before_stopping_the_command(env, tm
     its ordinary modes again (canonical, echoing), not in the view's."""
     modes = tmp_path / "modes"
     t = tmux_session(["top", "-i", "0.3", "--", "/bin/sh", "-c",
-                      "'trap \"stty -a >%s; exit 0\" TERM; while :; do sleep 0.05; done'" % modes],
+                      "'trap \"stty -a </dev/tty >%s; exit 0\" TERM; while :; do sleep 0.05; done'" % modes],
                      width=80, height=20, env="LANG=C.UTF-8")
     t.wait_attached()
     t.wait_screen(lambda l: any(r[1] in ("sh", "sleep") for r in table(l)), 10, "the command")
@@ -464,6 +464,22 @@ def test_top_tmux_closed_terminal_ends_it(env, top_wl, tmux_session, how):
     assert not left, "probes left behind: %r" % left
     assert grower.p.poll() is None, "the target was disturbed"
     grower.send("exit")
+
+
+def test_top_tmux_launched_command_does_not_share_the_keyboard(env, tmux_session, tmp_path):
+    """top -- CMD in a terminal: keys are the view's. The command's stdin is not the terminal
+    (a command reading its stdin took keys away from the view: q had to be pressed two or
+    three times); one q quits."""
+    said = tmp_path / "stdin"
+    t = tmux_session(["top", "-i", "0.3", "--", "/bin/sh", "-c",
+                      "'if [ -t 0 ]; then echo tty; else echo notty; fi >%s; exec sleep 1000'" % said],
+                     width=80, height=20, env="LANG=C.UTF-8")
+    t.wait_attached()
+    t.wait_screen(lambda l: any(r[1] == "sleep" for r in table(l)), 10, "the command as sleep")
+    assert said.read_text() == "notty\n"
+    t.keys("q")
+    t.wait_exit(10)
+    assert t.exit_status() == "0", t.stderr()
 
 
 def test_top_batch_exact(env, top_wl):
