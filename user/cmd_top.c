@@ -575,6 +575,8 @@ int cmd_top(int argc, char **argv)
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGHUP);
+	/* Ctrl-\ too: by its default action it left the terminal in the view's modes */
+	sigaddset(&mask, SIGQUIT);
 	sigaddset(&mask, SIGWINCH);
 	sigaddset(&mask, SIGCHLD);
 	sigprocmask(SIG_BLOCK, &mask, &old);

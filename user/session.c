@@ -721,7 +721,7 @@ static bool stop_signal_pending(void)
 
 	return sigpending(&pending) == 0 &&
 	       (sigismember(&pending, SIGINT) == 1 || sigismember(&pending, SIGTERM) == 1 ||
-		sigismember(&pending, SIGHUP) == 1);
+		sigismember(&pending, SIGHUP) == 1 || sigismember(&pending, SIGQUIT) == 1);
 }
 
 int session__start(struct session *s)

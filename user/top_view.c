@@ -1486,7 +1486,7 @@ static const char *const help_text[] = {
 	"  p               freeze the display (the traced processes are never paused)",
 	"  h ?             this help; any key closes it",
 	"  Ctrl-L          paint the screen again (after something else wrote over it)",
-	"  q               quit: probes are detached (also Ctrl-C)",
+	"  q               quit: probes are detached (also Ctrl-C, Ctrl-\\)",
 	"",
 	"Sizes are the bytes the program asked for; GROWTH is the change of live bytes",
 	"over the last interval; TREND shows the live bytes of the last 20 intervals.",

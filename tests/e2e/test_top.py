@@ -482,6 +482,25 @@ def test_top_tmux_launched_command_does_not_share_the_keyboard(env, tmux_session
     assert t.exit_status() == "0", t.stderr()
 
 
+def test_top_tmux_ctrl_backslash_quits_cleanly(env, top_wl, tmux_session):
+    """Ctrl-\\ (SIGQUIT) ends the view like Ctrl-C: status 0, the terminal restored, no probe
+    left (by its default action the profiler dumped core in the view's terminal modes, the
+    screen and the cursor never given back)."""
+    grower = Workload(env["reaper"], [top_wl["top_grower"], "4096", "100", "0"])
+    before = helpers.probe_snapshot()
+    t = tmux_session(["top", "-i", "0.3", "-p", str(grower.pid)], width=80, height=20,
+                     env="LANG=C.UTF-8")
+    t.wait_attached()
+    t.wait_screen(lambda l: first_row_pid(l) == grower.pid, 10, "the grower")
+    t.keys("C-\\")
+    t.wait_exit(10)
+    assert t.exit_status() == "0", t.stderr()
+    assert not any("PID" in x or "q quit" in x for x in t.screen()), "terminal not restored"
+    left = helpers.leftover_probes(before, {t.pid})
+    assert not left, "probes left behind: %r" % left
+    grower.send("exit")
+
+
 def test_top_batch_exact(env, top_wl):
     """--batch --bytes: one plain screen per interval; the grower's live bytes, its growth since
     start and its call site's row are exactly what it holds (an odd size, so a rounded figure

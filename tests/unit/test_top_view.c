@@ -805,7 +805,7 @@ Test(top_keys, help_fits_an_80_column_terminal)
 		cr_assert_str_eq(l[i].text, wide[i], "line %d cut at 80 columns", i);
 		cr_assert_lt(top__text_cols(l[i].text), 80, "'%s'", l[i].text);
 	}
-	cr_assert(has_line(l, n, "(also Ctrl-C)"));
+	cr_assert(has_line(l, n, "(also Ctrl-C, Ctrl-\\)"));
 	top_view__free(v);
 }
 
