@@ -73,6 +73,14 @@ enum modfile_state { MF_NEW, MF_READY, MF_BAD };
 struct modfile {
 	__u64 dev, ino;
 	int fd;		  /* opened while mapped; handed to the Dwfl on load; -1 if none */
+	/*
+	 * The root directory of the first process seen mapping it, when that process is in
+	 * another mount namespace or a chroot: its debug files are there, not here. Until
+	 * loaded; -1 if none. nsfd holds that mount namespace: when its last process exits, its
+	 * mounts are taken apart, and the root alone no longer leads into them.
+	 */
+	int rootfd, nsfd;
+	bool ns_paths;	  /* another mount namespace: the path is as seen from rootfd */
 	const char *path; /* path it was first seen under (interned) */
 	enum modfile_state state;
 	Dwfl *dwfl;
@@ -331,6 +339,16 @@ struct symbolizer *symbolizer__new(void)
 	return calloc(1, sizeof(struct symbolizer));
 }
 
+static void modfile_drop_root(struct modfile *mf)
+{
+	if (mf->rootfd >= 0)
+		close(mf->rootfd);
+	if (mf->nsfd >= 0)
+		close(mf->nsfd);
+	mf->rootfd = -1;
+	mf->nsfd = -1;
+}
+
 static void modfile_free(struct modfile *mf)
 {
 	size_t i;
@@ -347,6 +365,7 @@ static void modfile_free(struct modfile *mf)
 		dwfl_end(mf->dwfl);
 	if (mf->fd >= 0)
 		close(mf->fd);
+	modfile_drop_root(mf);
 	free(mf->segs);
 	free(mf->syms);
 	free(mf);
@@ -516,6 +535,33 @@ static int open_mapped(__u32 pid, const struct mapping *m, __u64 ino)
 	return fd;
 }
 
+static bool same_file(const char *a, const char *b)
+{
+	struct stat x, y;
+
+	return !stat(a, &x) && !stat(b, &y) && x.st_dev == y.st_dev && x.st_ino == y.st_ino;
+}
+
+/*
+ * Open the root directory of pid if it is not ours (another mount namespace, a chroot), so that
+ * the debug files of what it maps can be found there later, also once it is gone.
+ */
+static void modfile_set_root(struct modfile *mf, __u32 pid)
+{
+	char ns[64], root[64];
+
+	snprintf(ns, sizeof(ns), "/proc/%u/ns/mnt", pid);
+	snprintf(root, sizeof(root), "/proc/%u/root", pid);
+	mf->ns_paths = !same_file(ns, "/proc/self/ns/mnt");
+	if (!mf->ns_paths && same_file(root, "/"))
+		return;
+	mf->rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (mf->ns_paths)
+		mf->nsfd = open(ns, O_RDONLY | O_CLOEXEC);
+	if (mf->rootfd < 0 || (mf->ns_paths && mf->nsfd < 0))
+		modfile_drop_root(mf);
+}
+
 static struct modfile *modfile_get(struct symbolizer *s, __u32 pid, const struct mapping *m,
 				   __u64 dev, __u64 ino)
 {
@@ -523,8 +569,11 @@ static struct modfile *modfile_get(struct symbolizer *s, __u32 pid, const struct
 
 	if (mf) {
 		/* Not opened last time (raced with exit?): this mapping is another chance. */
-		if (mf->fd < 0 && mf->state == MF_NEW)
+		if (mf->fd < 0 && mf->state == MF_NEW) {
 			mf->fd = open_mapped(pid, m, ino);
+			if (mf->fd >= 0 && mf->rootfd < 0)
+				modfile_set_root(mf, pid);
+		}
 		return mf;
 	}
 	mf = calloc(1, sizeof(*mf));
@@ -534,7 +583,11 @@ static struct modfile *modfile_get(struct symbolizer *s, __u32 pid, const struct
 	mf->ino = ino;
 	mf->path = m->path;
 	mf->state = MF_NEW;
+	mf->rootfd = -1;
+	mf->nsfd = -1;
 	mf->fd = open_mapped(pid, m, ino);
+	if (mf->fd >= 0)
+		modfile_set_root(mf, pid);
 	if (htab_insert(&s->files, dev, ino, mf)) {
 		modfile_free(mf);
 		return NULL;
@@ -814,6 +867,8 @@ int symbolizer__add_file(struct symbolizer *s, const char *path, bool keep)
 	mf->dev = dev;
 	mf->ino = st.st_ino;
 	mf->fd = fd;
+	mf->rootfd = -1;
+	mf->nsfd = -1;
 	mf->state = MF_NEW;
 	mf->keep = keep;
 	mf->path = str_intern(&s->strs, path);
@@ -1051,13 +1106,62 @@ static const char *sym_starting_at(const struct modfile *mf, __u64 a)
 		       : NULL;
 }
 
+/* Where libdwfl looks for debug files: NULL is its default (":.debug:/usr/lib/debug"). */
+static char *debuginfo_path;
+
+/*
+ * Debug files as libdwfl looks for them, and then, for a module mapped in another root, in that
+ * root: next to the file, in its .debug directory, under its /usr/lib/debug by build-id and by
+ * the file's path. A stripped program in a container had no symbols at all.
+ */
+static int find_debuginfo(Dwfl_Module *mod, void **userdata, const char *modname, Dwarf_Addr base,
+			  const char *file_name, const char *debuglink_file,
+			  GElf_Word debuglink_crc, char **debuginfo_file_name)
+{
+	struct modfile *mf = *userdata;
+	char *in_root = NULL, *path = NULL;
+	int fd;
+
+	fd = dwfl_standard_find_debuginfo(mod, userdata, modname, base, file_name, debuglink_file,
+					  debuglink_crc, debuginfo_file_name);
+	if (fd >= 0 || !mf || mf->rootfd < 0 || !file_name)
+		return fd;
+	if (asprintf(&path, ":.debug:/proc/self/fd/%d/usr/lib/debug", mf->rootfd) < 0) {
+		path = NULL;
+		goto cleanup;
+	}
+	if (mf->ns_paths && asprintf(&in_root, "/proc/self/fd/%d%s", mf->rootfd, file_name) < 0) {
+		in_root = NULL;
+		goto cleanup;
+	}
+	/* next to the file, its .debug directory, the root's build-id directory */
+	debuginfo_path = path;
+	fd = dwfl_standard_find_debuginfo(mod, userdata, modname, base,
+					  in_root ? in_root : file_name, debuglink_file,
+					  debuglink_crc, debuginfo_file_name);
+	/* the root's /usr/lib/debug/<directory of the file>/<debug link> */
+	if (fd < 0 && mf->ns_paths && debuglink_file) {
+		debuginfo_path = strrchr(path, ':') + 1;
+		fd = dwfl_standard_find_debuginfo(mod, userdata, modname, base, file_name,
+						  debuglink_file, debuglink_crc,
+						  debuginfo_file_name);
+	}
+	debuginfo_path = NULL;
+cleanup:
+	free(in_root);
+	free(path);
+	return fd;
+}
+
 /* Create the Dwfl of a module file on first use. On failure the module is marked bad. */
 static void modfile_load(struct modfile *mf)
 {
 	static const Dwfl_Callbacks callbacks = {
-		.find_debuginfo = dwfl_standard_find_debuginfo,
+		.find_debuginfo = find_debuginfo,
 		.section_address = dwfl_offline_section_address,
+		.debuginfo_path = &debuginfo_path,
 	};
+	void **userdata;
 	Dwarf_Addr bias = 0;
 	size_t nph, i;
 	Elf *elf;
@@ -1083,6 +1187,8 @@ static void modfile_load(struct modfile *mf)
 	/* The Dwfl holds its own descriptor; ours is no longer needed. */
 	close(mf->fd);
 	mf->fd = -1;
+	if (dwfl_module_info(mf->mod, &userdata, NULL, NULL, NULL, NULL, NULL, NULL))
+		*userdata = mf;
 
 	elf = dwfl_module_getelf(mf->mod, &bias);
 	if (!elf || elf_getphdrnum(elf, &nph))
@@ -1102,6 +1208,11 @@ static void modfile_load(struct modfile *mf)
 	}
 	if (build_symtab(mf))
 		goto cleanup;
+	if (mf->rootfd >= 0) {
+		/* the debug file is looked for now, while the root is held */
+		dwfl_module_getdwarf(mf->mod, &bias);
+		modfile_drop_root(mf);
+	}
 	mf->state = MF_READY;
 	dlog("symbolizer: loaded %s: %d segments, %zu functions\n", mf->path, mf->nsegs,
 	     mf->nsyms);
@@ -1112,6 +1223,8 @@ cleanup:
 		close(mf->fd);
 		mf->fd = -1;
 	}
+	if (mf->state == MF_BAD)
+		modfile_drop_root(mf);
 }
 
 /* File offset -> ELF virtual address through the PT_LOAD segment holding that offset. */

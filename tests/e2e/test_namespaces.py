@@ -84,3 +84,34 @@ def test_exec_into_a_program_with_another_libc(env, tmp_path):
         assert got[k] == v, (k, got)
     frames = [f["module"] for s in helpers.stacks_of(final, exp["pid"]) for f in s["frames"]]
     assert any(m == str(d / "libc.so.6") for m in frames), frames
+
+
+def test_a_stripped_program_in_another_mount_namespace_finds_its_debug_file(env, tmp_path):
+    """A stripped program whose debug file is next to it (.gnu_debuglink), both in a tmpfs only
+    its mount namespace sees (a container's image): the debug file is looked for in that
+    namespace too. Only the host's directories were searched, and every frame of the program
+    came out with neither function nor file:line. Each site's frame 0 must now say what
+    eu-addr2line says of the unstripped program at that offset."""
+    src, ns_dir = tmp_path / "src", tmp_path / "ns"
+    src.mkdir()
+    ns_dir.mkdir()
+    full = env["workloads"]["alloc_sites"]
+    subprocess.run(["objcopy", "--only-keep-debug", full, str(src / "alloc_sites.debug")], check=True)
+    subprocess.run(["objcopy", "--strip-all", "--add-gnu-debuglink=alloc_sites.debug", full,
+                    str(src / "alloc_sites")], cwd=str(src), check=True)
+    script = "mount -t tmpfs none {d} && cp {s}/alloc_sites {s}/alloc_sites.debug {d}/ && exec {d}/alloc_sites attach"
+    wl = Workload(env["reaper"], ["unshare", "-m", "--propagation", "private", "sh", "-c",
+                                  script.format(d=ns_dir, s=src)])
+    assert not os.listdir(str(ns_dir)), "the namespace's tmpfs is visible from here"
+    rep = _attach_and_check(env, wl)
+    checked = 0
+    for s in helpers.stacks_of(rep, wl.pid):
+        f = s["frames"][0]
+        if f["module"] != str(ns_dir / "alloc_sites") or f["inlined"]:
+            continue
+        a2l = subprocess.run(["eu-addr2line", "-f", "-e", full, hex(f["module_offset"])],
+                             capture_output=True, text=True, check=True).stdout.split("\n")
+        line = a2l[1].rsplit(":", 2)
+        assert (f["func"], f["file"], f["line"]) == (a2l[0], line[0], int(line[1])), (f, a2l)
+        checked += 1
+    assert checked >= 5, rep
