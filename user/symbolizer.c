@@ -601,7 +601,11 @@ static struct modfile *modfile_get(struct symbolizer *s, __u32 pid, const struct
 struct maps_line {
 	__u64 start, end, pgoff, dev, ino;
 	bool exec;
-	const char *path; /* interned */
+	/*
+	 * interned, for executable mappings only: interned strings live to the end, and data files
+	 * (a database's segments, shared memory files) come and go by the thousand
+	 */
+	const char *path;
 };
 
 static int cmp_mapping(const void *a, const void *b)
@@ -684,11 +688,13 @@ static int parse_maps(struct symbolizer *s, const char *buf, size_t len, struct 
 			.dev = (__u64)m.maj << 32 | m.min,
 			.ino = m.ino,
 			.exec = strchr(m.perms, 'x') != NULL,
-			.path = str_intern(&s->strs, m.path),
 		};
-		if (!lines[n].path) {
-			err = -ENOMEM;
-			goto cleanup;
+		if (lines[n].exec) {
+			lines[n].path = str_intern(&s->strs, m.path);
+			if (!lines[n].path) {
+				err = -ENOMEM;
+				goto cleanup;
+			}
 		}
 		n++;
 next:
@@ -773,13 +779,15 @@ int symbolizer__add_pid(struct symbolizer *s, __u32 pid)
 			goto cleanup;
 	}
 	for (i = 0; i < (size_t)n; i++) {
-		if (!htab_find(&execs, lines[i].dev, lines[i].ino))
+		struct maps_line *x = htab_find(&execs, lines[i].dev, lines[i].ino);
+
+		if (!x)
 			continue;
 		tab[ntab] = (struct mapping){
 			.start = lines[i].start,
 			.end = lines[i].end,
 			.pgoff = lines[i].pgoff,
-			.path = lines[i].path,
+			.path = lines[i].exec ? lines[i].path : x->path,
 		};
 		tab[ntab].mf = modfile_get(s, pid, &tab[ntab], lines[i].dev, lines[i].ino);
 		if (!tab[ntab].mf) {
@@ -1583,6 +1591,7 @@ void symbolizer__stats(const struct symbolizer *s, struct symbolizer_stats *out)
 	*out = s->stats;
 	out->files_open = s->files.len;
 	out->results = s->cache.len;
+	out->strings = s->strs.len;
 }
 
 /* Find the process and its mapping of addr, rereading a live process's maps on a miss. */

@@ -31,6 +31,7 @@ struct symbolizer_stats {
 	__u64 files_open;    /* module files known now (each holds an fd or a Dwfl) */
 	__u64 files_closed;  /* module files closed by symbolizer__trim() */
 	__u64 results;	     /* addresses whose frames are cached now */
+	__u64 strings;	     /* strings interned now (names, files, module paths) */
 };
 
 struct symbolizer *symbolizer__new(void);

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -659,5 +660,45 @@ Test(symbolizer, cache_timing)
 			cr_assert_eq(f[j].line, g[j].line);
 		}
 	}
+	symbolizer__free(s);
+}
+
+/*
+ * Files mapped only as data are not kept, and neither are their paths: interned strings live to
+ * the end, and a process that maps data files by the thousand (a database's segments, shared
+ * memory files) made the symbolizer grow at each reading of its maps.
+ */
+Test(symbolizer, data_file_paths_are_not_kept)
+{
+	enum { NFILES = 300 };
+	char dir[] = "/tmp/symtest_data.XXXXXX", path[64];
+	struct symbolizer *s = symbolizer__new();
+	struct symbolizer_stats st0, st1;
+	void *maps[NFILES];
+	int i, fd;
+
+	cr_assert_not_null(mkdtemp(dir));
+	cr_assert_eq(symbolizer__add_pid(s, getpid()), 0);
+	symbolizer__stats(s, &st0);
+	for (i = 0; i < NFILES; i++) {
+		snprintf(path, sizeof(path), "%s/segment-%d", dir, i);
+		fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+		cr_assert_geq(fd, 0);
+		cr_assert_eq(write(fd, "x", 1), 1);
+		maps[i] = mmap(NULL, 1, PROT_READ, MAP_SHARED, fd, 0);
+		cr_assert_neq(maps[i], MAP_FAILED);
+		close(fd);
+	}
+	cr_assert_eq(symbolizer__add_pid(s, getpid()), 0);
+	symbolizer__stats(s, &st1);
+	for (i = 0; i < NFILES; i++) {
+		munmap(maps[i], 1);
+		snprintf(path, sizeof(path), "%s/segment-%d", dir, i);
+		unlink(path);
+	}
+	rmdir(dir);
+	cr_assert_lt(st1.strings - st0.strings, 10, "%llu strings more for %d data files",
+		     (unsigned long long)(st1.strings - st0.strings), NFILES);
+	cr_assert_eq(st1.files_open, st0.files_open);
 	symbolizer__free(s);
 }
