@@ -74,13 +74,10 @@ struct modfile {
 	__u64 dev, ino;
 	int fd;		  /* opened while mapped; handed to the Dwfl on load; -1 if none */
 	/*
-	 * The root directory of the first process seen mapping it, when that process is in
-	 * another mount namespace or a chroot: its debug files are there, not here. Until
-	 * loaded; -1 if none. nsfd holds that mount namespace: when its last process exits, its
-	 * mounts are taken apart, and the root alone no longer leads into them.
+	 * The root of the first process seen mapping it when not ours (another mount namespace,
+	 * a chroot): its debug files are there, not here. Held until loaded; NULL if none.
 	 */
-	int rootfd, nsfd;
-	bool ns_paths;	  /* another mount namespace: the path is as seen from rootfd */
+	struct fsroot *root;
 	const char *path; /* path it was first seen under (interned) */
 	enum modfile_state state;
 	Dwfl *dwfl;
@@ -115,6 +112,19 @@ struct fn_range {
 struct cu_index {
 	struct fn_range *r; /* sorted by lo */
 	size_t n, cap;
+};
+
+/*
+ * The root directory of processes in another mount namespace or a chroot, shared by the module
+ * files they map. nsfd holds that mount namespace: when its last process exits, its mounts are
+ * taken apart, and the root directory alone no longer leads into them.
+ */
+struct fsroot {
+	__u64 ns_ino, root_dev, root_ino;
+	int rootfd; /* O_PATH; -1 once no module file holds it (reopened by the next one) */
+	int nsfd;   /* -1 in our mount namespace (a chroot) */
+	bool ns_paths; /* another mount namespace: maps paths are as seen from rootfd */
+	size_t refs;
 };
 
 struct mapping {
@@ -152,6 +162,7 @@ struct symbolizer {
 	struct htab procs; /* (pid, 0) -> struct proc */
 	struct htab files; /* (dev, ino) -> struct modfile */
 	struct htab cache; /* (struct modfile *, vaddr) -> struct cache_ent */
+	struct htab roots; /* (mount namespace inode, root inode) -> struct fsroot */
 	struct strtab strs;
 	struct symbolizer_stats stats;
 };
@@ -339,14 +350,19 @@ struct symbolizer *symbolizer__new(void)
 	return calloc(1, sizeof(struct symbolizer));
 }
 
+/* A module file no longer needs its root: closed once none does (forgotten at a trim). */
 static void modfile_drop_root(struct modfile *mf)
 {
-	if (mf->rootfd >= 0)
-		close(mf->rootfd);
-	if (mf->nsfd >= 0)
-		close(mf->nsfd);
-	mf->rootfd = -1;
-	mf->nsfd = -1;
+	struct fsroot *r = mf->root;
+
+	mf->root = NULL;
+	if (!r || --r->refs)
+		return;
+	close(r->rootfd);
+	if (r->nsfd >= 0)
+		close(r->nsfd);
+	r->rootfd = -1;
+	r->nsfd = -1;
 }
 
 static void modfile_free(struct modfile *mf)
@@ -395,11 +411,26 @@ void symbolizer__remove_pid(struct symbolizer *s, __u32 pid)
 		proc_free(p);
 }
 
+/* Forget the roots no module file holds (their descriptors are closed already). */
+static void roots_trim(struct symbolizer *s)
+{
+	for (size_t i = 0; i < s->roots.cap;) {
+		struct fsroot *r = s->roots.ents[i].val;
+
+		/* (removing may shift another entry into slot i) */
+		if (r && !r->refs)
+			free(htab_remove(&s->roots, r->ns_ino, r->root_ino));
+		else
+			i++;
+	}
+}
+
 void symbolizer__trim(struct symbolizer *s)
 {
 	struct modfile **dead = NULL;
 	size_t ndead = 0, i;
 
+	roots_trim(s);
 	for (i = 0; i < s->files.cap; i++) {
 		struct modfile *mf = s->files.ents[i].val;
 
@@ -447,11 +478,14 @@ void symbolizer__free(struct symbolizer *s)
 			modfile_free(s->files.ents[i].val);
 	for (i = 0; i < s->cache.cap; i++)
 		free(s->cache.ents[i].val);
+	for (i = 0; i < s->roots.cap; i++)
+		free(s->roots.ents[i].val); /* (their descriptors went with the last module file) */
 	for (i = 0; i < s->strs.cap; i++)
 		free(s->strs.slots[i]);
 	free(s->procs.ents);
 	free(s->files.ents);
 	free(s->cache.ents);
+	free(s->roots.ents);
 	free(s->strs.slots);
 	free(s);
 }
@@ -535,31 +569,58 @@ static int open_mapped(__u32 pid, const struct mapping *m, __u64 ino)
 	return fd;
 }
 
-static bool same_file(const char *a, const char *b)
+/* Open the root (and mount namespace) of pid as r's; 0 or -1. */
+static int fsroot_open(struct fsroot *r, __u32 pid, const char *root, const char *ns)
 {
-	struct stat x, y;
-
-	return !stat(a, &x) && !stat(b, &y) && x.st_dev == y.st_dev && x.st_ino == y.st_ino;
+	r->rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	r->nsfd = r->ns_paths ? open(ns, O_RDONLY | O_CLOEXEC) : -1;
+	if (r->rootfd >= 0 && (!r->ns_paths || r->nsfd >= 0))
+		return 0;
+	dlog("symbolizer: pid %u: cannot hold its root\n", pid);
+	if (r->rootfd >= 0)
+		close(r->rootfd);
+	r->rootfd = -1;
+	r->nsfd = -1;
+	return -1;
 }
 
 /*
- * Open the root directory of pid if it is not ours (another mount namespace, a chroot), so that
- * the debug files of what it maps can be found there later, also once it is gone.
+ * Hold the root directory of pid for mf if it is not ours (another mount namespace, a chroot),
+ * so that the debug files of what it maps can be found there later, also once it is gone.
  */
-static void modfile_set_root(struct modfile *mf, __u32 pid)
+static void modfile_set_root(struct symbolizer *s, struct modfile *mf, __u32 pid)
 {
 	char ns[64], root[64];
+	struct stat ns_st, root_st, self_ns, self_root;
+	struct fsroot *r;
 
 	snprintf(ns, sizeof(ns), "/proc/%u/ns/mnt", pid);
 	snprintf(root, sizeof(root), "/proc/%u/root", pid);
-	mf->ns_paths = !same_file(ns, "/proc/self/ns/mnt");
-	if (!mf->ns_paths && same_file(root, "/"))
+	if (stat(ns, &ns_st) || stat(root, &root_st) || stat("/proc/self/ns/mnt", &self_ns) ||
+	    stat("/", &self_root))
 		return;
-	mf->rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (mf->ns_paths)
-		mf->nsfd = open(ns, O_RDONLY | O_CLOEXEC);
-	if (mf->rootfd < 0 || (mf->ns_paths && mf->nsfd < 0))
-		modfile_drop_root(mf);
+	if (ns_st.st_ino == self_ns.st_ino && root_st.st_dev == self_root.st_dev &&
+	    root_st.st_ino == self_root.st_ino)
+		return;
+	r = htab_find(&s->roots, ns_st.st_ino, root_st.st_ino);
+	if (r && r->root_dev != root_st.st_dev)
+		return; /* (two roots of one inode number in one namespace: not worth a table) */
+	if (!r) {
+		r = calloc(1, sizeof(*r));
+		if (!r)
+			return;
+		*r = (struct fsroot){ .ns_ino = ns_st.st_ino, .root_dev = root_st.st_dev,
+				      .root_ino = root_st.st_ino, .rootfd = -1, .nsfd = -1,
+				      .ns_paths = ns_st.st_ino != self_ns.st_ino };
+		if (htab_insert(&s->roots, r->ns_ino, r->root_ino, r)) {
+			free(r);
+			return;
+		}
+	}
+	if (r->rootfd < 0 && fsroot_open(r, pid, root, ns))
+		return;
+	r->refs++;
+	mf->root = r;
 }
 
 static struct modfile *modfile_get(struct symbolizer *s, __u32 pid, const struct mapping *m,
@@ -571,8 +632,8 @@ static struct modfile *modfile_get(struct symbolizer *s, __u32 pid, const struct
 		/* Not opened last time (raced with exit?): this mapping is another chance. */
 		if (mf->fd < 0 && mf->state == MF_NEW) {
 			mf->fd = open_mapped(pid, m, ino);
-			if (mf->fd >= 0 && mf->rootfd < 0)
-				modfile_set_root(mf, pid);
+			if (mf->fd >= 0 && !mf->root)
+				modfile_set_root(s, mf, pid);
 		}
 		return mf;
 	}
@@ -583,11 +644,9 @@ static struct modfile *modfile_get(struct symbolizer *s, __u32 pid, const struct
 	mf->ino = ino;
 	mf->path = m->path;
 	mf->state = MF_NEW;
-	mf->rootfd = -1;
-	mf->nsfd = -1;
 	mf->fd = open_mapped(pid, m, ino);
 	if (mf->fd >= 0)
-		modfile_set_root(mf, pid);
+		modfile_set_root(s, mf, pid);
 	if (htab_insert(&s->files, dev, ino, mf)) {
 		modfile_free(mf);
 		return NULL;
@@ -875,8 +934,6 @@ int symbolizer__add_file(struct symbolizer *s, const char *path, bool keep)
 	mf->dev = dev;
 	mf->ino = st.st_ino;
 	mf->fd = fd;
-	mf->rootfd = -1;
-	mf->nsfd = -1;
 	mf->state = MF_NEW;
 	mf->keep = keep;
 	mf->path = str_intern(&s->strs, path);
@@ -1127,18 +1184,19 @@ static int find_debuginfo(Dwfl_Module *mod, void **userdata, const char *modname
 			  GElf_Word debuglink_crc, char **debuginfo_file_name)
 {
 	struct modfile *mf = *userdata;
+	struct fsroot *r = mf ? mf->root : NULL;
 	char *in_root = NULL, *path = NULL;
 	int fd;
 
 	fd = dwfl_standard_find_debuginfo(mod, userdata, modname, base, file_name, debuglink_file,
 					  debuglink_crc, debuginfo_file_name);
-	if (fd >= 0 || !mf || mf->rootfd < 0 || !file_name)
+	if (fd >= 0 || !r || !file_name)
 		return fd;
-	if (asprintf(&path, ":.debug:/proc/self/fd/%d/usr/lib/debug", mf->rootfd) < 0) {
+	if (asprintf(&path, ":.debug:/proc/self/fd/%d/usr/lib/debug", r->rootfd) < 0) {
 		path = NULL;
 		goto cleanup;
 	}
-	if (mf->ns_paths && asprintf(&in_root, "/proc/self/fd/%d%s", mf->rootfd, file_name) < 0) {
+	if (r->ns_paths && asprintf(&in_root, "/proc/self/fd/%d%s", r->rootfd, file_name) < 0) {
 		in_root = NULL;
 		goto cleanup;
 	}
@@ -1148,7 +1206,7 @@ static int find_debuginfo(Dwfl_Module *mod, void **userdata, const char *modname
 					  in_root ? in_root : file_name, debuglink_file,
 					  debuglink_crc, debuginfo_file_name);
 	/* the root's /usr/lib/debug/<directory of the file>/<debug link> */
-	if (fd < 0 && mf->ns_paths && debuglink_file) {
+	if (fd < 0 && r->ns_paths && debuglink_file) {
 		debuginfo_path = strrchr(path, ':') + 1;
 		fd = dwfl_standard_find_debuginfo(mod, userdata, modname, base, file_name,
 						  debuglink_file, debuglink_crc,
@@ -1216,7 +1274,7 @@ static void modfile_load(struct modfile *mf)
 	}
 	if (build_symtab(mf))
 		goto cleanup;
-	if (mf->rootfd >= 0) {
+	if (mf->root) {
 		/* the debug file is looked for now, while the root is held */
 		dwfl_module_getdwarf(mf->mod, &bias);
 		modfile_drop_root(mf);

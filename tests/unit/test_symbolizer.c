@@ -702,3 +702,47 @@ Test(symbolizer, data_file_paths_are_not_kept)
 	cr_assert_eq(st1.files_open, st0.files_open);
 	symbolizer__free(s);
 }
+
+/*
+ * The module files of a process in a chroot (or another mount namespace) hold its root, to look
+ * for their debug files there: one descriptor for them all, not one each (system-wide, every
+ * library of every container), closed with the last of them.
+ */
+Test(symbolizer, files_of_one_root_share_it)
+{
+	char dir[] = "/tmp/symtest_root.XXXXXX";
+	struct symbolizer *s = symbolizer__new();
+	struct symbolizer_stats st;
+	int before = symtest_count_fds(), sync[2];
+	pid_t child;
+	char c;
+
+	cr_assert_not_null(mkdtemp(dir));
+	cr_assert_eq(pipe(sync), 0);
+	child = fork();
+	cr_assert_geq(child, 0);
+	if (child == 0) {
+		if (chroot(dir) || chdir("/"))
+			_exit(1);
+		if (write(sync[1], "r", 1) != 1)
+			_exit(1);
+		for (;;)
+			pause();
+	}
+	cr_assert_eq(read(sync[0], &c, 1), 1);
+	close(sync[0]);
+	close(sync[1]);
+	cr_assert_eq(symbolizer__add_pid(s, child), 0);
+	symbolizer__stats(s, &st);
+	symtest_reap(child);
+	rmdir(dir);
+	cr_assert_geq(st.files_open, 3, "this program, libc, libdw...");
+	cr_assert_eq(symtest_count_fds() - before, (int)st.files_open + 1,
+		     "%d descriptors for %llu files", symtest_count_fds() - before,
+		     (unsigned long long)st.files_open);
+	symbolizer__remove_pid(s, child);
+	symbolizer__trim(s);
+	symbolizer__trim(s);
+	cr_assert_eq(symtest_count_fds(), before, "all closed with the files");
+	symbolizer__free(s);
+}
