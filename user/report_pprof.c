@@ -221,7 +221,7 @@ struct elf_seg {
 };
 
 struct elf_info {
-	char *path;
+	char *path; /* the key: the module's path (and file identity, where the symbolizer has it) */
 	char *build_id; /* lowercase hex, or NULL */
 	struct elf_seg *segs;
 	size_t nr_segs;
@@ -235,29 +235,18 @@ struct pprof_builder {
 	bool exited_released; /* see pprof_builder__set_exited_held() */
 };
 
-static void read_elf(struct elf_info *ei, __u32 pid)
+/* The segments and build-id of a module file. */
+static void read_elf(struct elf_info *ei, Elf *e)
 {
 	const void *id = NULL;
-	char alt[PATH_MAX];
 	size_t n = 0, i;
 	ssize_t len;
-	Elf *e = NULL;
-	int fd = -1;
 
-	/* the path is in the process's mount namespace (a container's): its root, while it lives */
-	if (pid && snprintf(alt, sizeof(alt), "/proc/%u/root%s", pid, ei->path) < (int)sizeof(alt))
-		fd = open(alt, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		fd = open(ei->path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	if (elf_kind(e) != ELF_K_ELF || elf_getphdrnum(e, &n))
 		return;
-	elf_version(EV_CURRENT);
-	e = elf_begin(fd, ELF_C_READ_MMAP, NULL);
-	if (!e || elf_kind(e) != ELF_K_ELF || elf_getphdrnum(e, &n))
-		goto cleanup;
 	ei->segs = calloc(n ? n : 1, sizeof(*ei->segs));
 	if (!ei->segs)
-		goto cleanup;
+		return;
 	for (i = 0; i < n; i++) {
 		GElf_Phdr ph;
 
@@ -271,9 +260,28 @@ static void read_elf(struct elf_info *ei, __u32 pid)
 		for (i = 0; ei->build_id && i < (size_t)len; i++)
 			snprintf(ei->build_id + i * 2, 3, "%02x", ((const unsigned char *)id)[i]);
 	}
-cleanup:
-	if (e)
+}
+
+/* The same of a module file the symbolizer does not hold, by path. */
+static void read_elf_path(struct elf_info *ei, const char *path, __u32 pid)
+{
+	char alt[PATH_MAX];
+	Elf *e;
+	int fd = -1;
+
+	/* the path is in the process's mount namespace (a container's): its root, while it lives */
+	if (pid && snprintf(alt, sizeof(alt), "/proc/%u/root%s", pid, path) < (int)sizeof(alt))
+		fd = open(alt, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	elf_version(EV_CURRENT);
+	e = elf_begin(fd, ELF_C_READ_MMAP, NULL);
+	if (e) {
+		read_elf(ei, e);
 		elf_end(e);
+	}
 	close(fd);
 }
 
@@ -282,27 +290,53 @@ static bool elf_eq(const void *ctx, __u32 idx, const void *key)
 	return strcmp(((const struct pprof_builder *)ctx)->elfs[idx].path, key) == 0;
 }
 
-/* What the module file at path says (read once; NULL only when out of memory). */
-static const struct elf_info *elf_get(struct pprof_builder *b, const char *path, __u32 pid)
+/*
+ * What the module file of frame fr of pid says (read once; NULL only when out of memory). By
+ * the file the symbolizer holds where it can: by path, a deleted file had no build-id, and
+ * two containers' libraries at one path shared the first one's.
+ */
+static const struct elf_info *elf_get(struct pprof_builder *b, struct symbolizer *sym, __u32 pid,
+				      const struct sym_frame *fr)
 {
-	__u64 h = hash_str(path);
-	long i = hidx_find(&b->idx, h, elf_eq, b, path);
+	const char *path = fr->module;
+	__u64 dev = 0, ino = 0, h;
+	Elf *elf = sym ? symbolizer__module_elf(sym, pid, fr->addr + 1, &dev, &ino) : NULL;
 	struct elf_info *ei;
+	char *key = NULL;
+	long i;
+
+	if (elf && asprintf(&key, "%s\n%llx:%llu", path, (unsigned long long)dev,
+			    (unsigned long long)ino) < 0)
+		return NULL;
+	if (key)
+		path = key;
+	h = hash_str(path);
+	i = hidx_find(&b->idx, h, elf_eq, b, path);
+	if (i >= 0) {
+		free(key);
+		b->elfs[i].used = true;
+		return &b->elfs[i];
+	}
 
 	if (i >= 0) {
 		b->elfs[i].used = true;
 		return &b->elfs[i];
 	}
-	if (arr_grow(&b->elfs, &b->cap_elfs, b->nr_elfs, sizeof(*b->elfs)))
+	if (arr_grow(&b->elfs, &b->cap_elfs, b->nr_elfs, sizeof(*b->elfs))) {
+		free(key);
 		return NULL;
+	}
 	ei = &b->elfs[b->nr_elfs];
-	*ei = (struct elf_info){.path = strdup(path), .used = true};
+	*ei = (struct elf_info){.path = key ? key : strdup(path), .used = true};
 	if (!ei->path || hidx_add(&b->idx, h, b->nr_elfs)) {
 		free(ei->path);
 		return NULL;
 	}
 	b->nr_elfs++;
-	read_elf(ei, pid);
+	if (elf)
+		read_elf(ei, elf);
+	else
+		read_elf_path(ei, path, pid);
 	return ei;
 }
 
@@ -448,7 +482,7 @@ static long mapping_of(struct build *bd, __u32 pid, const char *exe, const struc
 	if (!fr->module)
 		return 0;
 	file = intern(bd, fr->module);
-	ei = elf_get(bd->b, fr->module, pid);
+	ei = elf_get(bd->b, bd->sym, pid, fr);
 	if (file < 0 || !ei)
 		return -1;
 	if (ei->build_id && (bid = intern(bd, ei->build_id)) < 0)

@@ -1725,3 +1725,16 @@ int symbolizer__resolve(struct symbolizer *s, __u32 pid, __u64 ip, struct sym_fr
 		};
 	return i;
 }
+
+Elf *symbolizer__module_elf(struct symbolizer *s, __u32 pid, __u64 ip, __u64 *dev, __u64 *ino)
+{
+	struct proc *p = htab_find(&s->procs, pid, 0);
+	struct mapping *m = p ? find_mapping(p->tab, p->ntab, ip - 1) : NULL;
+	Dwarf_Addr bias;
+
+	if (!m || m->mf->state != MF_READY)
+		return NULL;
+	*dev = m->mf->dev;
+	*ino = m->mf->ino;
+	return dwfl_module_getelf(m->mf->mod, &bias);
+}

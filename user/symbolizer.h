@@ -8,6 +8,7 @@
 #define ASZ_SYMBOLIZER_H
 
 #include <stdbool.h>
+#include <libelf.h>
 #include <linux/types.h>
 
 struct symbolizer;
@@ -79,5 +80,13 @@ void symbolizer__trim(struct symbolizer *s);
  * Strings are owned by the symbolizer and live until symbolizer__free().
  */
 int symbolizer__resolve(struct symbolizer *s, __u32 pid, __u64 ip, struct sym_frame *out, int max);
+
+/*
+ * The ELF file of the module that return address ip of pid is in, after symbolizer__resolve()
+ * named it: the very file mapped (also deleted, or in another mount namespace), with its
+ * identity (device as major << 32 | minor, inode) in *dev and *ino. Owned by the symbolizer,
+ * valid until symbolizer__trim() or symbolizer__free(). NULL if not known or not loaded.
+ */
+Elf *symbolizer__module_elf(struct symbolizer *s, __u32 pid, __u64 ip, __u64 *dev, __u64 *ino);
 
 #endif

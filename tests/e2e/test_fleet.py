@@ -141,6 +141,53 @@ def test_pprof_mapping_zero_is_the_main_binary(env, tmp_path):
     assert wl.wait() == 0
 
 
+def _raw_mappings(tmp_path, src):
+    """[(path, build id or None)] of a profile's mappings, as go tool pprof -raw lists them."""
+    raw = ft.go_pprof(tmp_path, ["-raw", src]).split("\nMappings\n", 1)[1]
+    out = []
+    for line in raw.splitlines():
+        m = re.match(r"^\s*\d+: 0x[0-9a-f]+/0x[0-9a-f]+/0x[0-9a-f]+ (.*?)\s*((?:\[\w+\])*)$", line)
+        if m:
+            words = m.group(1).rsplit(" ", 1)
+            bid = words[1] if len(words) == 2 and re.fullmatch(r"[0-9a-f]{16,128}", words[1]) else None
+            out.append((words[0] if bid else m.group(1), bid))
+    return out
+
+
+def test_pprof_mapping_build_id_is_the_mapped_files(env, tmp_path):
+    """profile.proto mappings carry the build-id of the file each process maps, read through the
+    symbolizer's descriptor: two programs at one path in two mount namespaces (two containers'
+    images) had the first one's build-id both, and a program deleted while it ran had none."""
+    src = env["workloads"]["alloc_sites"].replace("build/workloads/alloc_sites", "tests/workloads/alloc_sites.c")
+    ids = {"a": "a5" * 19 + "0a", "b": "a5" * 19 + "0b", "c": "a5" * 19 + "0c"}
+    for k, bid in ids.items():
+        subprocess.run(["gcc", "-O2", "-g", "-o", str(tmp_path / k), src, "-lpthread",
+                        "-Wl,--build-id=0x" + bid], check=True)
+    ns_dir = tmp_path / "ns"
+    ns_dir.mkdir()
+    script = "mount -t tmpfs none {d} && cp {src} {d}/app && exec {d}/app attach"
+    wls = [Workload(env["reaper"], ["unshare", "-m", "--propagation", "private", "sh", "-c",
+                                    script.format(d=ns_dir, src=tmp_path / k)]) for k in ("a", "b")]
+    shutil.copy(str(tmp_path / "c"), str(tmp_path / "app_c"))
+    wls.append(Workload(env["reaper"], [str(tmp_path / "app_c"), "attach"]))
+    os.unlink(str(tmp_path / "app_c"))
+    out = tmp_path / "heap.pb.gz"
+    args = ["-f", "pprof", "-o", str(out)]
+    for wl in wls:
+        args += ["-p", str(wl.pid)]
+    prof = Profiler(env["reaper"], args)
+    prof.wait_attached()
+    for wl in wls:
+        wl.expect_json("go")
+    for wl in wls:
+        wl.send("exit")
+        assert wl.wait() == 0
+    assert prof.drain() == 0, prof.err.lines
+    maps = _raw_mappings(tmp_path, str(out))
+    assert {b for p, b in maps if p == str(ns_dir / "app")} == {ids["a"], ids["b"]}, maps
+    assert {b for p, b in maps if p == str(tmp_path / "app_c") + " (deleted)"} == {ids["c"]}, maps
+
+
 def test_pprof_marks_cut_stacks_and_blocks_without_one(env, tmp_path):
     """As the collapsed format does: a stack cut at --max-depth ends (outermost) in a
     [truncated] location, blocks recorded under no stack (--max-stacks full) are a sample whose
