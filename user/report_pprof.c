@@ -317,11 +317,6 @@ static const struct elf_info *elf_get(struct pprof_builder *b, struct symbolizer
 		b->elfs[i].used = true;
 		return &b->elfs[i];
 	}
-
-	if (i >= 0) {
-		b->elfs[i].used = true;
-		return &b->elfs[i];
-	}
 	if (arr_grow(&b->elfs, &b->cap_elfs, b->nr_elfs, sizeof(*b->elfs))) {
 		free(key);
 		return NULL;
