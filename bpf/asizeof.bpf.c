@@ -731,6 +731,13 @@ static __always_inline bool sample(struct asz_tstate *ts, __u64 size)
 	__u32 i, j;
 	__u64 *a, *b;
 
+	/*
+	 * A size that cannot succeed (a calloc whose product overflowed, a negative size) takes
+	 * nothing from the countdown: from 2^63 on, subtracting it moved the next sample point up
+	 * to 2^63 bytes away, leaving the thread unsampled.
+	 */
+	if (size >= NEW_FAILS_FROM)
+		return false;
 	if (!ts->sample_left)
 		ts->sample_left = sample_draw();
 	ts->sample_left -= size;

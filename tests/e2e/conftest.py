@@ -37,6 +37,7 @@ WORKLOAD_SOURCES = {
     "alloc_cxx": "alloc_cxx.cc",
     "print_args": "print_args.c",
     "sampling_sites": "sampling_sites.c",
+    "sampling_tails": "sampling_tails.c",
     "lifecycle": "lifecycle.c",
     "simple_sites": "simple_sites.c",
     "unwind_nocfi": "unwind_nocfi.c",

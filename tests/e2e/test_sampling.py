@@ -171,3 +171,102 @@ def test_operator_new_of_another_allocator_is_sampled_once(bpf_ok, guarded, tmp_
                             helpers.final_report(helpers.parse_reports(report.read_text()))["processes"][0]["pid"])
     live = got["site_bulk()"]["live_bytes"]
     assert abs(live - exp["live_bytes"]) <= 0.05 * exp["live_bytes"], (live, exp)
+
+
+# ---------------------------------------------------------------- the tails (sampling_tails)
+#
+# Bounds at 5 standard deviations of each estimate, computed from the site's live block sizes:
+# a block of size s is sampled with probability p = 1 - e^(-s/N) and then counts s/p bytes, so
+# the estimate of its bytes has variance s^2 (1/p - 1) (about s N for s << N: sqrt(B N) for B
+# bytes). Every site has >= 78 expected samples (site_shrink; most have thousands), where the
+# normal approximation holds well enough: a site fails by chance with probability ~1e-6, the
+# ~15 sites of a run ~1e-5. A failure is a bias, not bad luck.
+
+
+def _byte_sd(sizes, n):
+    return math.sqrt(sum(c * s * s * (1 / -math.expm1(-s / n) - 1) for s, c in sizes if s))
+
+
+def _count_sd(sizes, n):
+    """A sampled block counts 1/p blocks, rounded up with the probability of its fraction."""
+    v = 0.0
+    for s, c in sizes:
+        if not s:
+            continue
+        p = -math.expm1(-s / n)
+        w = 1 / p
+        f = math.floor(w)
+        v += c * (p * ((1 - (w - f)) * f * f + (w - f) * (f + 1) ** 2) - 1)
+    return math.sqrt(v)
+
+
+@pytest.fixture(scope="module")
+def tails_run(bpf_ok, guarded, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("sampling_tails")
+    report, expected = tmp / "report.json", tmp / "expected.json"
+    rc, out, err = guarded.run(["--sample-bytes", str(PERIOD), "-f", "json", "-n", "0", "-i", "60",
+                                "-o", str(report), "--", helpers.workload("sampling_tails"),
+                                str(PERIOD), str(expected)], timeout=300)
+    assert rc == 0, err
+    exp = json.loads(expected.read_text())
+    final = helpers.final_report(helpers.parse_reports(report.read_text()))
+    return final, exp, helpers.by_frame0(final, exp["pid"])
+
+
+def test_tails_estimates_within_5_sigma(tails_run):
+    """Blocks around the period (N/2, N, 2N), tiny blocks among huge ones, realloc chains
+    (grown through unsampled sizes into sampled ones, shrunk the other way, from NULL), calloc,
+    memalign, aligned_alloc, posix_memalign, valloc, and a site after allocations that cannot
+    succeed (an overflowing calloc and a negative malloc once moved the countdown 2^40 bytes
+    on and more: nothing after them was sampled)."""
+    _, exp, got = tails_run
+    bad = []
+    for name, want in exp["sites"].items():
+        if not want["live_bytes"]:
+            continue
+        g = got.get(name, {"live_bytes": 0, "live_allocs": 0})
+        sd = _byte_sd(want["sizes"], PERIOD)
+        if abs(g["live_bytes"] - want["live_bytes"]) > 5 * sd:
+            bad.append("%s: %d bytes estimated, %d exact (sd %.0f)" % (name, g["live_bytes"], want["live_bytes"], sd))
+        sd = _count_sd(want["sizes"], PERIOD)
+        if abs(g["live_allocs"] - want["live_allocs"]) > 5 * sd:
+            bad.append("%s: %d blocks estimated, %d exact (sd %.0f)" % (name, g["live_allocs"], want["live_allocs"], sd))
+    assert not bad, bad
+
+
+def test_tails_blocks_far_above_the_period_are_exact(tails_run):
+    """Blocks of >= 16 periods are always sampled (p = 1 to within e^-16) and count as
+    themselves: one block of their size, also among a million tiny ones."""
+    _, exp, got = tails_run
+    for name in ("site_huge", "mix_huge"):
+        want = exp["sites"][name]
+        assert (got[name]["live_bytes"], got[name]["live_allocs"], got[name]["allocs"]) == \
+            (want["live_bytes"], want["live_allocs"], want["allocs"]), name
+
+
+def test_tails_freed_blocks_leave_exactly_what_they_added(tails_run):
+    """Freed (and realloc(p, 0)'d) sampled blocks come out exactly; unsampled frees cost
+    nothing and are no unknown frees."""
+    final, exp, got = tails_run
+    for name in ("site_freed", "site_realloc_zero"):
+        assert got[name]["allocs"] > 0, name
+        assert (got[name]["live_bytes"], got[name]["live_allocs"]) == (0, 0), (name, got[name])
+        assert got[name]["frees"] == got[name]["allocs"], (name, got[name])
+    assert final["dropped"]["unknown_frees"] == 0
+    assert helpers.proc_of(final, exp["pid"])["unknown_frees"] == 0
+    for reason in helpers.MUST_BE_ZERO_DROPS:
+        assert final["dropped"][reason] == 0, (reason, final["dropped"])
+
+
+def test_tails_entry_points_and_process_totals(tails_run):
+    """Each site under its entry point; the process's estimates are the sums of its stacks'."""
+    final, exp, got = tails_run
+    want = {"site_calloc": {"calloc"}, "site_memalign": {"memalign"},
+            "site_aligned_alloc": {"memalign"}, "site_posix_memalign": {"posix_memalign"},
+            "site_valloc": {"valloc"}, "site_grow": {"malloc", "realloc"},
+            "site_shrink": {"malloc", "realloc"}, "site_realloc_null": {"malloc"}}
+    for name, allocators in want.items():
+        assert got[name]["allocators"] == allocators, (name, got[name])
+    p = helpers.proc_of(final, exp["pid"])
+    assert {k: p[k] for k in helpers.COUNT_KEYS} == helpers.sum_stacks(final, exp["pid"])
+    assert final["sampled"] is True and final["sample_bytes"] == PERIOD
