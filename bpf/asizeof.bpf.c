@@ -759,7 +759,12 @@ static __always_inline bool sample(struct asz_tstate *ts, __u64 size)
 		if (!a || !b)
 			return false;
 		frac = size * ASZ_WEIGHT_STEPS - x64 * sample_bytes; /* in units of 1/sample_bytes */
-		w = (sample_bytes * *a + frac * (*b - *a)) >> 16;
+		w = sample_bytes * *a + frac * (*b - *a); /* in 1/65536 bytes */
+		/*
+		 * Whole bytes, rounded up with the probability of the fraction: truncated, small
+		 * periods were biased low (1-byte blocks by 37% at N = 1, 21% at N = 2).
+		 */
+		w = (w >> 16) + ((bpf_get_prandom_u32() & 0xffff) < (w & 0xffff));
 		if (w < size)
 			w = size;
 	}

@@ -2,7 +2,8 @@
 /*
  * Sampling-mode workload for the tails: blocks far above and around the period, a few huge
  * blocks among many tiny ones, realloc chains (grown, shrunk, from NULL, to 0), calloc and the
- * aligned allocators, and sites whose blocks are all freed. Usage: sampling_tails PERIOD OUTFILE
+ * aligned allocators, sites whose blocks are all freed, a site after allocations that fail; with
+ * a PERIOD below 64, blocks of a few bytes instead. Usage: sampling_tails PERIOD OUTFILE
  * Writes {"pid":..,"period":..,"sites":{"name":{"live_bytes":..,"live_allocs":..,"allocs":..,
  * "sizes":[[size,count],...]}}} to OUTFILE at the end ("sizes": the live blocks, for the
  * variance an estimate should have). No stdio before the end: every allocation the process
@@ -249,16 +250,40 @@ __attribute__((noinline, noclone)) static void site_after_failed(void)
 	site__calls("site_after_failed", 40000);
 }
 
-int main(int argc, char **argv)
+/* periods of a few bytes: blocks of 1, 3 and 17 bytes (1/2, 3/2 and 17/2 periods at N = 2) */
+__attribute__((noinline, noclone)) static void site_bytes1(void)
 {
-	static char buf[16384];
-	int fd, n = 0;
+	for (int i = 0; i < 600000; i++)
+		hold(malloc(1));
+	site__live("site_bytes1", 1, 600000);
+	site__calls("site_bytes1", 600000);
+}
 
-	if (argc < 3 || (period = atol(argv[1])) < 64)
-		return 2;
-	keep = calloc(1300000, sizeof(*keep)); /* before any site: not one of theirs */
-	if (!keep)
-		return 1;
+__attribute__((noinline, noclone)) static void site_bytes3(void)
+{
+	for (int i = 0; i < 300000; i++)
+		hold(malloc(3));
+	site__live("site_bytes3", 3, 300000);
+	site__calls("site_bytes3", 300000);
+}
+
+__attribute__((noinline, noclone)) static void site_bytes17(void)
+{
+	for (int i = 0; i < 100000; i++)
+		hold(malloc(17));
+	site__live("site_bytes17", 17, 100000);
+	site__calls("site_bytes17", 100000);
+}
+
+static void small_periods(void)
+{
+	site_bytes1();
+	site_bytes3();
+	site_bytes17();
+}
+
+static void large_periods(void)
+{
 	site_huge();
 	site_half();
 	site_one();
@@ -275,6 +300,22 @@ int main(int argc, char **argv)
 	site_valloc();
 	site_freed();
 	site_after_failed();
+}
+
+int main(int argc, char **argv)
+{
+	static char buf[16384];
+	int fd, n = 0;
+
+	if (argc < 3 || (period = atol(argv[1])) < 1)
+		return 2;
+	keep = calloc(1300000, sizeof(*keep)); /* before any site: not one of theirs */
+	if (!keep)
+		return 1;
+	if (period < 64)
+		small_periods();
+	else
+		large_periods();
 	n += snprintf(buf + n, sizeof(buf) - n, "{\"pid\":%d,\"period\":%ld,\"sites\":{", getpid(),
 		      period);
 	for (int i = 0; i < nr_sites; i++) {
