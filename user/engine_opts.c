@@ -53,7 +53,8 @@ static const struct {
     {EOPT_MAX_ALLOCS, "--max-allocs", 1024, 1u << 28},
     {EOPT_MAX_STACKS, "--max-stacks", 64, 1u << 24},
     {EOPT_MAX_UNWIND_ROWS, "--max-unwind-rows", 1024, 1u << 26},
-    {EOPT_SAMPLE_BYTES, "--sample-bytes", 1, 1ull << 32},
+    /* a sampled 1-byte block stands for ~N blocks, counted in 32 bits (2^32 wrapped to 0) */
+    {EOPT_SAMPLE_BYTES, "--sample-bytes", 1, 1ull << 31},
 };
 
 int engine_opts__parse(struct engine_opts *eo, int opt, const char *arg, char *err, size_t len)

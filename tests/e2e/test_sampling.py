@@ -110,7 +110,10 @@ def test_no_unknown_frees_reported_when_sampling(sampled_run):
 
 
 def test_bad_sample_bytes(bpf_ok):
-    for bad in ("0", "-5", "abc", "1e3"):
+    # 2^32: a sampled 1-byte block stood for 2^32 blocks, which wrapped to 0 in the kernel's
+    # 32-bit count and dropped it; 2^40, 2^64 and beyond, overflowing
+    for bad in ("0", "-5", "abc", "1e3", "4294967296", "1099511627776", "18446744073709551616",
+                "99999999999999999999999", "", "0x1000", "4096k"):
         rc, out, err = helpers.run_profiler(["--sample-bytes", bad, "--", "/bin/true"])
         helpers.check_one_error_line(rc, out, err, want_rc=2, mentions="--sample-bytes")
 
