@@ -157,3 +157,14 @@ def test_top_keys_are_documented(profiler_bin):
         missing += [(k, doc) for k in TOP_KEYS
                     if not re.search(r"(?<![\w-])%s(?![\w-])" % re.escape(k), text)]
     assert not missing, missing
+
+
+def test_sample_bytes_range_is_documented(profiler_bin):
+    """--sample-bytes: the man page gives the range the program checks (the bound moved from
+    2^32 to 2^31: at 2^32 a sampled 1-byte block's count wrapped to 0 in the kernel)."""
+    rc, out, err = helpers.run_profiler(["--sample-bytes", "0", "-p", "2147483647"], timeout=30)
+    assert rc == 2, err
+    lo, hi = re.search(r"--sample-bytes: '0' is not (\d+)-(\d+)", err).groups()
+    assert int(hi) == 1 << 31
+    entries = _man_entries(_man(), "--sample-bytes")
+    assert entries and all("(%s to %s;" % (lo, hi) in re.sub(r"\s+", " ", e) for e in entries), entries
