@@ -63,6 +63,22 @@ def test_collapsed_and_metrics_say_they_are_estimates(env, tmp_path):
     assert target.wait() == 0
 
 
+def test_text_and_top_say_they_are_estimates(bpf_ok, tmp_path):
+    """Every text report's header and every top screen's name the period; exact runs do not."""
+    wl = helpers.workload("simple_sites")
+    for extra, said in ((["--sample-bytes", str(PERIOD)], True), ([], False)):
+        for cmd in ([], ["top", "-b", "-i", "0.2"]):
+            rc, out, err = helpers.run_profiler(cmd + extra + ["--", wl, "launch", str(tmp_path / "exp.json")])
+            assert rc == 0, err
+            heads = re.findall(r"^asizeof-bpf (?:final report|report|top) .*$", out, re.M)
+            assert heads, out
+            if cmd:
+                marks = [h for h in heads if h.endswith("sampled, 1 byte in %d: estimates" % PERIOD)]
+            else:
+                marks = re.findall(r"^sampled: one byte in %d, figures are estimates$" % PERIOD, out, re.M)
+            assert len(marks) == (len(heads) if said else 0), (cmd, extra, out)
+
+
 def test_estimates_within_5_percent(sampled_run):
     reps, exp = sampled_run
     final = helpers.final_report(reps)
@@ -260,9 +276,10 @@ def test_tails_estimates_within_5_sigma(bpf_ok, guarded, tmp_path_factory, perio
 
 def test_tails_blocks_far_above_the_period_are_exact(tails_run):
     """Blocks of >= 16 periods are always sampled (p = 1 to within e^-16) and count as
-    themselves: one block of their size, also among a million tiny ones."""
+    themselves: one block of their size, also among a million tiny ones, and after reallocs
+    of them that failed."""
     _, exp, got = tails_run
-    for name in ("site_huge", "mix_huge"):
+    for name in ("site_huge", "mix_huge", "site_realloc_fail"):
         want = exp["sites"][name]
         assert (got[name]["live_bytes"], got[name]["live_allocs"], got[name]["allocs"]) == \
             (want["live_bytes"], want["live_allocs"], want["allocs"]), name

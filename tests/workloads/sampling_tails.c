@@ -250,6 +250,21 @@ __attribute__((noinline, noclone)) static void site_after_failed(void)
 	site__calls("site_after_failed", 40000);
 }
 
+/* reallocs that fail keep their blocks, sampled ones with the weight they had */
+__attribute__((noinline, noclone)) static void site_realloc_fail(void)
+{
+	for (int i = 0; i < 20; i++) {
+		void *p = malloc(64 * period), *q;
+
+		/* more than this machine can map, then a negative size: both fail, p stays */
+		if ((q = realloc(p, 1ull << 46)) || (q = realloc(p, neg_size)))
+			exit(3);
+		hold(p);
+	}
+	site__live("site_realloc_fail", 64 * period, 20);
+	site__calls("site_realloc_fail", 20);
+}
+
 /* periods of a few bytes: blocks of 1, 3 and 17 bytes (1/2, 3/2 and 17/2 periods at N = 2) */
 __attribute__((noinline, noclone)) static void site_bytes1(void)
 {
@@ -300,6 +315,7 @@ static void large_periods(void)
 	site_valloc();
 	site_freed();
 	site_after_failed();
+	site_realloc_fail();
 }
 
 int main(int argc, char **argv)
