@@ -885,12 +885,12 @@ static __always_inline int on_entry(struct pt_regs *ctx, __u64 a1, __u64 a2, __u
 	} else if ((min_size && size < min_size) || (sample_bytes && !sample(ts, size))) {
 		ts->count = 0;
 		/*
-		 * Nothing to record. With a session the return trap is skipped, but only where
-		 * glibc never calls another allocator inside (jemalloc's operator new calls
-		 * malloc): elsewhere the depth must be kept.
+		 * Nothing to record. With a session the return trap is skipped, but only for
+		 * malloc and calloc, which call no other allocator we probe: elsewhere the depth
+		 * must be kept, or the allocator called inside is sampled again (jemalloc's
+		 * operator new calls its malloc, tcmalloc's valloc and pvalloc its memalign).
 		 */
-		if (session && allocator != ASZ_REALLOC && allocator != ASZ_MEMALIGN &&
-		    allocator != ASZ_POSIX_MEMALIGN && allocator != ASZ_NEW) {
+		if (session && (allocator == ASZ_MALLOC || allocator == ASZ_CALLOC)) {
 			ts->depth--;
 			ts->skip_sp = PT_REGS_SP(ctx);
 			if (bpf_probe_read_user(&ts->skip_ra, sizeof(ts->skip_ra), (void *)ts->skip_sp))

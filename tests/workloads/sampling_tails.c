@@ -4,6 +4,7 @@
  * blocks among many tiny ones, realloc chains (grown, shrunk, from NULL, to 0), calloc and the
  * aligned allocators, sites whose blocks are all freed, a site after allocations that fail; with
  * a PERIOD below 64, blocks of a few bytes instead. Usage: sampling_tails PERIOD OUTFILE
+ * [entry-points] (then only the calloc and aligned allocator sites).
  * Writes {"pid":..,"period":..,"sites":{"name":{"live_bytes":..,"live_allocs":..,"allocs":..,
  * "sizes":[[size,count],...]}}} to OUTFILE at the end ("sizes": the live blocks, for the
  * variance an estimate should have). No stdio before the end: every allocation the process
@@ -257,7 +258,12 @@ __attribute__((noinline, noclone)) static void site_realloc_fail(void)
 		void *p = malloc(64 * period), *q;
 
 		/* more than this machine can map, then a negative size: both fail, p stays */
-		if ((q = realloc(p, 1ull << 46)) || (q = realloc(p, neg_size)))
+		q = realloc(p, 1ull << 46);
+		if (q) { /* an allocator that maps it lazily (jemalloc): a new block of ours */
+			free(q);
+			p = malloc(64 * period);
+		}
+		if ((q = realloc(p, neg_size)))
 			exit(3);
 		hold(p);
 	}
@@ -297,6 +303,16 @@ static void small_periods(void)
 	site_bytes17();
 }
 
+/* the entry points an allocator may implement with another: few calls (probes that single-step) */
+static void entry_points(void)
+{
+	site_calloc();
+	site_memalign();
+	site_aligned_alloc();
+	site_posix_memalign();
+	site_valloc();
+}
+
 static void large_periods(void)
 {
 	site_huge();
@@ -328,7 +344,9 @@ int main(int argc, char **argv)
 	keep = calloc(1300000, sizeof(*keep)); /* before any site: not one of theirs */
 	if (!keep)
 		return 1;
-	if (period < 64)
+	if (argc > 3 && !strcmp(argv[3], "entry-points"))
+		entry_points();
+	else if (period < 64)
 		small_periods();
 	else
 		large_periods();
