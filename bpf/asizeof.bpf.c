@@ -785,6 +785,12 @@ static __always_inline bool uretprobe_trampoline(__u64 addr)
 	return xol && addr >= xol && addr < xol + 4096;
 }
 
+/* jemalloc's rallocx and xallocx: realloc's accounting, but they never free their block */
+static __always_inline bool resizes(__u32 allocator)
+{
+	return allocator == ASZ_RALLOCX || allocator == ASZ_XALLOCX;
+}
+
 /*
  * An allocator's entry. Returns 1 when its return need not be seen (uprobe sessions then skip
  * the return trap), 0 otherwise.
@@ -833,6 +839,7 @@ static __always_inline int on_entry(struct pt_regs *ctx, __u64 a1, __u64 a2, __u
 	case ASZ_MALLOC:
 	case ASZ_VALLOC:
 	case ASZ_PVALLOC:
+	case ASZ_MALLOCX:
 	case ASZ_NEW: /* every variant: size first (alignment, nothrow after) */
 		size = a1;
 		break;
@@ -841,6 +848,8 @@ static __always_inline int on_entry(struct pt_regs *ctx, __u64 a1, __u64 a2, __u
 		size = a1 * a2;
 		break;
 	case ASZ_REALLOC:
+	case ASZ_RALLOCX:
+	case ASZ_XALLOCX:
 		arg = a1;
 		size = a2;
 		break;
@@ -874,6 +883,7 @@ static __always_inline int on_entry(struct pt_regs *ctx, __u64 a1, __u64 a2, __u
 	ts->allocator = allocator;
 	ts->size = size;
 	ts->arg = arg;
+	ts->extra = allocator == ASZ_XALLOCX ? a3 : 0;
 	ts->old_valid = 0;
 	ts->old_unknown = 0;
 	ts->weight = size;
@@ -901,9 +911,11 @@ static __always_inline int on_entry(struct pt_regs *ctx, __u64 a1, __u64 a2, __u
 	/*
 	 * realloc retires the old block now, before glibc can hand its address to another thread;
 	 * the return probe puts it back if realloc fails. glibc's realloc(p, 0) calls free(p),
-	 * whose probe retires it; other allocators free it themselves: retired here.
+	 * whose probe retires it; other allocators free it themselves: retired here. rallocx and
+	 * xallocx never free their block: it is put back if they fail, whatever the size.
 	 */
-	if ((allocator == ASZ_REALLOC || allocator == ASZ_MREMAP) && arg && (size || frees_itself)) {
+	if ((allocator == ASZ_REALLOC || allocator == ASZ_MREMAP || resizes(allocator)) && arg &&
+	    (size || frees_itself || resizes(allocator))) {
 		struct asz_alloc_val old;
 
 		if (block_remove(tgid, arg, &old)) {
@@ -957,6 +969,26 @@ static __always_inline int on_return(__u64 rc)
 		}
 		if (ts->old_unknown)
 			unknown_free(tgid);
+		break;
+	case ASZ_RALLOCX:
+	case ASZ_XALLOCX:
+		/* rallocx: the new block or NULL; xallocx: the usable size (< size: it failed) */
+		addr = ts->allocator == ASZ_RALLOCX ? rc : (rc >= ts->size ? ts->arg : 0);
+		if (!addr) {
+			if (ts->old_valid)
+				block_restore(tgid, ts->arg, ts);
+			return 0;
+		}
+		if (ts->old_unknown)
+			unknown_free(tgid);
+		/* xallocx holds size bytes, and of the extra ones asked what it could give */
+		if (ts->allocator == ASZ_XALLOCX && !sample_bytes) {
+			__u64 most = ts->size + ts->extra;
+
+			if (most < ts->size) /* no bound */
+				most = ~0ull;
+			ts->weight = rc < most ? rc : most;
+		}
 		break;
 	case ASZ_MREMAP:
 	case ASZ_MMAP:

@@ -28,7 +28,11 @@ enum asz_allocator {
 	/* C++ operator new and delete of an allocator library that has its own (jemalloc, tcmalloc) */
 	ASZ_NEW = 11,
 	ASZ_DELETE = 12, /* retires like free (and may call the public free itself) */
-	ASZ_NR_ALLOCATORS = 13,
+	/* jemalloc's extended API (its dallocx and sdallocx are probed as free) */
+	ASZ_MALLOCX = 13, /* mallocx(size, flags) */
+	ASZ_RALLOCX = 14, /* realloc that never frees: NULL on failure, the block kept */
+	ASZ_XALLOCX = 15, /* resizes in place; returns the usable size (< size: it could not) */
+	ASZ_NR_ALLOCATORS = 16,
 };
 
 #define ASZ_IS_MMAP(a) ((a) >= ASZ_MMAP && (a) <= ASZ_MUNMAP)
@@ -258,6 +262,7 @@ struct asz_tstate {
 	__u32 allocator;
 	__u64 size;   /* bytes asked for */
 	__u64 arg;    /* posix_memalign: memptr; realloc: old pointer */
+	__u64 extra;  /* xallocx: bytes it may add to size */
 	__u64 stack_id;
 	__u64 weight; /* bytes to account: size, or the sampling estimate */
 	__u32 count;  /* allocations to account: 1, the sampling estimate, or 0 (not sampled) */
@@ -291,7 +296,7 @@ _Static_assert(sizeof(struct asz_agg_val) == 40, "asz_agg_val");
 _Static_assert(sizeof(struct asz_proc_val) == 136, "asz_proc_val");
 _Static_assert(sizeof(struct asz_stack) == 1024, "asz_stack");
 _Static_assert(sizeof(struct asz_stack_short) == 192, "asz_stack_short");
-_Static_assert(sizeof(struct asz_tstate) == 104, "asz_tstate");
+_Static_assert(sizeof(struct asz_tstate) == 112, "asz_tstate");
 _Static_assert(sizeof(struct asz_vma_key) == 16, "asz_vma_key");
 _Static_assert(sizeof(struct asz_cfi_row) == 16, "asz_cfi_row");
 _Static_assert(sizeof(struct asz_vma) == 32, "asz_vma");

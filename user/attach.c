@@ -49,8 +49,16 @@ static const struct {
 	{"_ZdaPvmSt11align_val_t", ASZ_DELETE},
 	{"_ZdlPvSt11align_val_tRKSt9nothrow_t", ASZ_DELETE},
 	{"_ZdaPvSt11align_val_tRKSt9nothrow_t", ASZ_DELETE},
+	/* jemalloc's extended API; a tcmalloc function that is no alias of malloc */
+	{"mallocx", ASZ_MALLOCX},
+	{"rallocx", ASZ_RALLOCX},
+	{"xallocx", ASZ_XALLOCX},
+	{"dallocx", ASZ_FREE},
+	{"sdallocx", ASZ_FREE},
+	{"tc_malloc_skip_new_handler", ASZ_MALLOC},
 };
 #define NR_WANTED (sizeof(wanted) / sizeof(wanted[0]))
+_Static_assert(NR_WANTED <= ATTACH_MAX_SYMS, "struct alloc_syms holds every wanted name");
 #define FREE_INDEX 8 /* malloc (0) and free make an allocator */
 
 static int vaddr_to_offset(Elf *elf, __u64 vaddr, __u64 *off)

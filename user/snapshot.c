@@ -19,6 +19,9 @@ static const char *const allocator_names[ASZ_NR_ALLOCATORS] = {
 	[ASZ_MUNMAP] = "munmap",
 	[ASZ_NEW] = "operator new",
 	[ASZ_DELETE] = "operator delete",
+	[ASZ_MALLOCX] = "mallocx",
+	[ASZ_RALLOCX] = "rallocx",
+	[ASZ_XALLOCX] = "xallocx",
 };
 
 /* These are JSON keys: consumers depend on them, keep them stable. */

@@ -55,6 +55,7 @@ WORKLOAD_SOURCES = {
     "short_lived": "short_lived.c",
     "cxx_bulk": "cxx_bulk.cc",
     "exit_on_probe": "exit_on_probe.c",
+    "entry_points": "entry_points.c",
 }
 
 

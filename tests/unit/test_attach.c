@@ -63,6 +63,53 @@ Test(attach, libc_symbols_one_per_address)
 	cr_assert_eq(frees, 1);
 }
 
+/* The probe of a symbol of path, or NULL. */
+static const struct alloc_sym *sym_named(const struct alloc_syms *syms, const char *name)
+{
+	for (int i = 0; i < syms->nr; i++)
+		if (strcmp(syms->syms[i].name, name) == 0)
+			return &syms->syms[i];
+	return NULL;
+}
+
+Test(attach, jemalloc_extended_api)
+{
+	static const struct {
+		const char *name;
+		__u32 allocator;
+	} want[] = {
+		{"mallocx", ASZ_MALLOCX}, {"rallocx", ASZ_RALLOCX}, {"xallocx", ASZ_XALLOCX},
+		{"dallocx", ASZ_FREE},	  {"sdallocx", ASZ_FREE},
+	};
+	const char *je = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2";
+	struct alloc_syms syms;
+
+	cr_assert_eq(attach__find_syms(je, &syms), 0, "%s missing: make deps installs it", je);
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		const struct alloc_sym *s = sym_named(&syms, want[i].name);
+
+		cr_assert(s, "%s not probed", want[i].name);
+		cr_assert_eq(s->allocator, want[i].allocator, "%s", want[i].name);
+	}
+	/* not allocations */
+	cr_assert_null(sym_named(&syms, "nallocx"));
+	cr_assert_null(sym_named(&syms, "sallocx"));
+	cr_assert_null(sym_named(&syms, "malloc_usable_size"));
+}
+
+Test(attach, tcmalloc_function_of_its_own)
+{
+	const char *tc = "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4";
+	struct alloc_syms syms;
+	const struct alloc_sym *s;
+
+	cr_assert_eq(attach__find_syms(tc, &syms), 0, "%s missing: make deps installs it", tc);
+	s = sym_named(&syms, "tc_malloc_skip_new_handler");
+	cr_assert(s && s->allocator == ASZ_MALLOC);
+	/* its other tc_* functions are aliases: their address is probed under the standard name */
+	cr_assert(sym_named(&syms, "malloc") && !sym_named(&syms, "tc_malloc"));
+}
+
 Test(attach, not_an_allocator_library)
 {
 	struct alloc_syms syms;
