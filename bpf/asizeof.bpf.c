@@ -785,6 +785,17 @@ static __always_inline bool uretprobe_trampoline(__u64 addr)
 	return xol && addr >= xol && addr < xol + 4096;
 }
 
+/*
+ * An allocator call whose return will not be seen: the mappings made below its frame are its
+ * own, not the program's (see the skip_sp test at the entry).
+ */
+static __always_inline void note_unseen_call(struct pt_regs *ctx, struct asz_tstate *ts)
+{
+	ts->skip_sp = PT_REGS_SP(ctx);
+	if (bpf_probe_read_user(&ts->skip_ra, sizeof(ts->skip_ra), (void *)ts->skip_sp))
+		ts->skip_sp = 0;
+}
+
 /* jemalloc's rallocx and xallocx: realloc's accounting, but they never free their block */
 static __always_inline bool resizes(__u32 allocator)
 {
@@ -819,21 +830,31 @@ static __always_inline int on_entry(struct pt_regs *ctx, __u64 a1, __u64 a2, __u
 		count_drop(ASZ_DROP_THREAD_STATE);
 		return 0;
 	}
+	/* glibc calls itself (realloc(NULL, n) -> malloc, ...): only the outermost call counts */
+	if (ts->depth++ > 0)
+		return 0;
 	if (ts->skip_sp && ASZ_IS_MMAP(allocator)) {
 		__u64 sp = PT_REGS_SP(ctx), ra = 0;
 
 		/*
 		 * Below that call's frame, which still returns where it did (or to the uretprobe
-		 * trampoline another tracer's return probe put there): made inside it.
+		 * trampoline another tracer's return probe put there): made inside it. Its own
+		 * return probe, where it has one (a huge operator new alone is in a session), must
+		 * find a call that records nothing.
 		 */
 		if (sp < ts->skip_sp && !bpf_probe_read_user(&ra, sizeof(ra), (void *)ts->skip_sp) &&
-		    (ra == ts->skip_ra || uretprobe_trampoline(ra)))
-			return 1;
+		    (ra == ts->skip_ra || uretprobe_trampoline(ra))) {
+			if (session) {
+				ts->depth--;
+				return 1;
+			}
+			ts->allocator = allocator;
+			ts->count = 0;
+			ts->old_valid = 0;
+			return 0;
+		}
 		ts->skip_sp = 0;
 	}
-	/* glibc calls itself (realloc(NULL, n) -> malloc, ...): only the outermost call counts */
-	if (ts->depth++ > 0)
-		return 0;
 
 	switch (allocator) {
 	case ASZ_MALLOC:
@@ -878,6 +899,7 @@ static __always_inline int on_entry(struct pt_regs *ctx, __u64 a1, __u64 a2, __u
 	 */
 	if (session && allocator == ASZ_NEW && size >= NEW_FAILS_FROM) {
 		ts->depth--;
+		note_unseen_call(ctx, ts); /* jemalloc maps memory for it (an arena) */
 		return 1;
 	}
 	ts->allocator = allocator;
@@ -902,9 +924,7 @@ static __always_inline int on_entry(struct pt_regs *ctx, __u64 a1, __u64 a2, __u
 		 */
 		if (session && (allocator == ASZ_MALLOC || allocator == ASZ_CALLOC)) {
 			ts->depth--;
-			ts->skip_sp = PT_REGS_SP(ctx);
-			if (bpf_probe_read_user(&ts->skip_ra, sizeof(ts->skip_ra), (void *)ts->skip_sp))
-				ts->skip_sp = 0;
+			note_unseen_call(ctx, ts);
 			return 1;
 		}
 	}

@@ -56,6 +56,7 @@ WORKLOAD_SOURCES = {
     "cxx_bulk": "cxx_bulk.cc",
     "exit_on_probe": "exit_on_probe.c",
     "entry_points": "entry_points.c",
+    "entry_cxx": "entry_cxx.cc",
 }
 
 

@@ -292,10 +292,10 @@ def test_bad_alloc_gets_through_a_probed_operator_new(env, tmp_path, lib):
 
 @pytest.fixture(scope="module")
 def static_entries(tmp_path_factory):
-    """entry_points linked statically: its own malloc."""
+    """entry_points and entry_cxx linked statically: their own malloc, and operator new."""
     d = tmp_path_factory.mktemp("static_entries")
     progs = {}
-    for name, cc in (("entry_points.c", "gcc"),):
+    for name, cc in (("entry_points.c", "gcc"), ("entry_cxx.cc", "g++")):
         out = d / name.split(".")[0]
         src = helpers.REPO / "tests" / "workloads" / name
         p = subprocess.run([cc, "-O2", "-g", "-static", "-o", str(out), str(src), "-lpthread"],
@@ -381,4 +381,16 @@ def test_tcmalloc_tc_functions(bpf_ok, guarded, workloads, tmp_path):
     final, exp = _run_entries(guarded, tmp_path, [workloads["entry_points"], "tcmalloc"],
                               dict(os.environ, LD_PRELOAD=TCMALLOC))
     check_entries(final, exp, {"site_tc_skip_new_handler": {"malloc"}})
+
+
+@pytest.mark.parametrize("lib", [None, JEMALLOC, TCMALLOC], ids=["glibc", "jemalloc", "tcmalloc"])
+def test_every_operator_new_and_delete(bpf_ok, guarded, workloads, static_entries, tmp_path, lib):
+    """Every operator new and delete (sized, nothrow, aligned, arrays; a nothrow new that fails)
+    at the size the program asked for, or, with glibc, what libstdc++ asks malloc for (1 byte
+    for 0, aligned sizes rounded up to the alignment). With jemalloc, a nothrow new that fails
+    for sure made the mappings jemalloc made inside count as the program's."""
+    prog, run_env = _entry_program(lib, "entry_cxx", workloads, static_entries)
+    final, exp = _run_entries(guarded, tmp_path, [prog, "ops-libstdc++" if lib is None else "ops"], run_env)
+    new = {"malloc"} if lib is None else {"operator new"}
+    check_entries(final, exp, {"site_new": new, "site_new_zero": new, "site_new_nothrow": new})
 
