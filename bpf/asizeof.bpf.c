@@ -830,6 +830,7 @@ static __always_inline int on_entry(struct pt_regs *ctx, __u64 a1, __u64 a2, __u
 		count_drop(ASZ_DROP_THREAD_STATE);
 		return 0;
 	}
+	ts->deleted = 0; /* that delete is over: the next unknown free of its block is news */
 	/* glibc calls itself (realloc(NULL, n) -> malloc, ...): only the outermost call counts */
 	if (ts->depth++ > 0)
 		return 0;
@@ -1115,29 +1116,13 @@ int BPF_KPROBE(munmap_entry)
 	return 0;
 }
 
-/*
- * The block an operator delete retired last on this CPU: jemalloc's call the public free
- * with it, whose probe must not count it again as a free of a block never seen.
- */
-struct deleted {
-	__u64 ptr;
-	__u32 tgid;
-	__u32 pad;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct deleted);
-} last_deleted SEC(".maps");
-
 SEC("uprobe")
 int BPF_KPROBE(free_entry)
 {
 	__u64 ptr = PT_REGS_PARM1(ctx);
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	struct deleted *d;
+	struct task_struct *task;
+	struct asz_tstate *ts;
 	bool in;
 
 	/*
@@ -1149,21 +1134,22 @@ int BPF_KPROBE(free_entry)
 	in = traced(tgid);
 	if (!in && !left_filter(tgid))
 		return 0;
+	task = bpf_get_current_task_btf();
 	if (block_remove(tgid, ptr, NULL)) {
-		/* (not looked up on free's hot path: only deletes note what they retired) */
+		/*
+		 * (not looked up on free's hot path: only deletes note what they retired, per
+		 * thread: a per-CPU note was lost when the thread moved to another CPU, or another
+		 * thread deleted there, before the free inside)
+		 */
 		if (bpf_get_attach_cookie(ctx) == ASZ_DELETE &&
-		    (d = bpf_map_lookup_elem(&last_deleted, &(__u32){0}))) {
-			d->ptr = ptr;
-			d->tgid = tgid;
-		}
+		    (ts = bpf_task_storage_get(&tstates, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE)))
+			ts->deleted = ptr;
 		return 0;
 	}
-	/* inside the operator delete that retired it */
-	d = bpf_map_lookup_elem(&last_deleted, &(__u32){0});
-	if (d && d->ptr == ptr && d->tgid == tgid) {
-		d->ptr = 0;
+	/* inside the operator delete that retired it (kept: a delete may call two more) */
+	ts = bpf_task_storage_get(&tstates, task, 0, 0);
+	if (ts && ts->deleted == ptr)
 		return 0;
-	}
 	/* out of the filters, it allocates unrecorded: those frees are no news */
 	if (in)
 		unknown_free(tgid);

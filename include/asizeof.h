@@ -263,6 +263,12 @@ struct asz_tstate {
 	__u64 size;   /* bytes asked for */
 	__u64 arg;    /* posix_memalign: memptr; realloc: old pointer */
 	__u64 extra;  /* xallocx: bytes it may add to size */
+	/*
+	 * The block the thread's last operator delete retired, until its next allocation: the
+	 * deletes and frees that delete calls (jemalloc's call free, libstdc++'s sized delete the
+	 * unsized one, which calls free) find it gone and must not count it as unknown.
+	 */
+	__u64 deleted;
 	__u64 stack_id;
 	__u64 weight; /* bytes to account: size, or the sampling estimate */
 	__u32 count;  /* allocations to account: 1, the sampling estimate, or 0 (not sampled) */
@@ -296,7 +302,7 @@ _Static_assert(sizeof(struct asz_agg_val) == 40, "asz_agg_val");
 _Static_assert(sizeof(struct asz_proc_val) == 136, "asz_proc_val");
 _Static_assert(sizeof(struct asz_stack) == 1024, "asz_stack");
 _Static_assert(sizeof(struct asz_stack_short) == 192, "asz_stack_short");
-_Static_assert(sizeof(struct asz_tstate) == 112, "asz_tstate");
+_Static_assert(sizeof(struct asz_tstate) == 120, "asz_tstate");
 _Static_assert(sizeof(struct asz_vma_key) == 16, "asz_vma_key");
 _Static_assert(sizeof(struct asz_cfi_row) == 16, "asz_cfi_row");
 _Static_assert(sizeof(struct asz_vma) == 32, "asz_vma");
