@@ -32,7 +32,8 @@ enum asz_allocator {
 	ASZ_MALLOCX = 13, /* mallocx(size, flags) */
 	ASZ_RALLOCX = 14, /* realloc that never frees: NULL on failure, the block kept */
 	ASZ_XALLOCX = 15, /* resizes in place; returns the usable size (< size: it could not) */
-	ASZ_NR_ALLOCATORS = 16,
+	ASZ_THREAD_EXIT = 16, /* glibc's thread teardown begins (no allocator: see the BPF) */
+	ASZ_NR_ALLOCATORS = 17,
 };
 
 #define ASZ_IS_MMAP(a) ((a) >= ASZ_MMAP && (a) <= ASZ_MUNMAP)
@@ -287,6 +288,8 @@ struct asz_tstate {
 	 */
 	__u64 skip_sp;
 	__u64 skip_ra;
+	__u32 exiting; /* a thread in glibc's teardown: it frees blocks of its malloc cache */
+	__u32 pad;
 };
 
 /* Sampling tables, filled by user space: -ln(u) and x/(1-e^-x), both scaled by 2^16. */
@@ -302,7 +305,7 @@ _Static_assert(sizeof(struct asz_agg_val) == 40, "asz_agg_val");
 _Static_assert(sizeof(struct asz_proc_val) == 136, "asz_proc_val");
 _Static_assert(sizeof(struct asz_stack) == 1024, "asz_stack");
 _Static_assert(sizeof(struct asz_stack_short) == 192, "asz_stack_short");
-_Static_assert(sizeof(struct asz_tstate) == 120, "asz_tstate");
+_Static_assert(sizeof(struct asz_tstate) == 128, "asz_tstate");
 _Static_assert(sizeof(struct asz_vma_key) == 16, "asz_vma_key");
 _Static_assert(sizeof(struct asz_cfi_row) == 16, "asz_cfi_row");
 _Static_assert(sizeof(struct asz_vma) == 32, "asz_vma");

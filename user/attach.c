@@ -56,6 +56,12 @@ static const struct {
 	{"dallocx", ASZ_FREE},
 	{"sdallocx", ASZ_FREE},
 	{"tc_malloc_skip_new_handler", ASZ_MALLOC},
+	/*
+	 * A glibc thread's teardown, where it frees its malloc cache (blocks it had freed): the
+	 * malloc part of it where the symbol is there (static programs), else the first step.
+	 */
+	{"__malloc_arena_thread_freeres", ASZ_THREAD_EXIT},
+	{"__call_tls_dtors", ASZ_THREAD_EXIT},
 };
 #define NR_WANTED (sizeof(wanted) / sizeof(wanted[0]))
 _Static_assert(NR_WANTED <= ATTACH_MAX_SYMS, "struct alloc_syms holds every wanted name");

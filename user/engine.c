@@ -222,6 +222,8 @@ int engine__open(struct engine **out, const struct engine_opts *o)
 						      BPF_TRACE_UPROBE_MULTI_TYPE);
 		bpf_program__set_expected_attach_type(e->skel->progs.munmap_entry,
 						      BPF_TRACE_UPROBE_MULTI_TYPE);
+		bpf_program__set_expected_attach_type(e->skel->progs.thread_exit_entry,
+						      BPF_TRACE_UPROBE_MULTI_TYPE);
 	}
 	if (o->cgroup) {
 		struct statfs sf;
@@ -386,6 +388,8 @@ static struct bpf_program *release_prog(struct engine *e, __u32 allocator)
 		return e->skel->progs.free_entry;
 	if (allocator == ASZ_MUNMAP)
 		return e->skel->progs.munmap_entry;
+	if (allocator == ASZ_THREAD_EXIT)
+		return e->skel->progs.thread_exit_entry;
 	return NULL;
 }
 
@@ -437,8 +441,9 @@ static int attach_multi(struct engine *e, pid_t pid, const char *lib, const stru
 	__u64 offs[ATTACH_MAX_SYMS], cookies[ATTACH_MAX_SYMS];
 	__u64 free_offs[ATTACH_MAX_SYMS], free_cookies[ATTACH_MAX_SYMS];
 	__u64 munmap_off = 0, munmap_cookie = ASZ_MUNMAP;
+	__u64 exit_offs[2], exit_cookies[2] = {ASZ_THREAD_EXIT, ASZ_THREAD_EXIT};
 	__u64 new_offs[ATTACH_MAX_SYMS], new_cookies[ATTACH_MAX_SYMS];
-	int i, n = 0, nf = 0, nn = 0, fd, err;
+	int i, n = 0, nf = 0, nn = 0, nx = 0, fd, err;
 	char who[32];
 
 	for (i = 0; i < syms->nr; i++) {
@@ -455,6 +460,11 @@ static int attach_multi(struct engine *e, pid_t pid, const char *lib, const stru
 		}
 		if (syms->syms[i].allocator == ASZ_MUNMAP) {
 			munmap_off = syms->syms[i].offset;
+			continue;
+		}
+		if (syms->syms[i].allocator == ASZ_THREAD_EXIT) {
+			if (nx < 2) /* there are two names */
+				exit_offs[nx++] = syms->syms[i].offset;
 			continue;
 		}
 		offs[n] = syms->syms[i].offset;
@@ -475,6 +485,8 @@ static int attach_multi(struct engine *e, pid_t pid, const char *lib, const stru
 		 &munmap_cookie, munmap_off ? 1 : 0},
 		{e->skel->progs.alloc_session, BPF_TRACE_UPROBE_SESSION_TYPE, false, new_offs,
 		 new_cookies, nn},
+		{e->skel->progs.thread_exit_entry, BPF_TRACE_UPROBE_MULTI_TYPE, false, exit_offs,
+		 exit_cookies, nx},
 	};
 
 	if (e->session) {

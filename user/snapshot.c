@@ -22,6 +22,7 @@ static const char *const allocator_names[ASZ_NR_ALLOCATORS] = {
 	[ASZ_MALLOCX] = "mallocx",
 	[ASZ_RALLOCX] = "rallocx",
 	[ASZ_XALLOCX] = "xallocx",
+	[ASZ_THREAD_EXIT] = "thread exit",
 };
 
 /* These are JSON keys: consumers depend on them, keep them stable. */
