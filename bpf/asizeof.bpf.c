@@ -1121,7 +1121,6 @@ int BPF_KPROBE(free_entry)
 {
 	__u64 ptr = PT_REGS_PARM1(ctx);
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	struct task_struct *task;
 	struct asz_tstate *ts;
 	bool in;
 
@@ -1134,7 +1133,6 @@ int BPF_KPROBE(free_entry)
 	in = traced(tgid);
 	if (!in && !left_filter(tgid))
 		return 0;
-	task = bpf_get_current_task_btf();
 	if (block_remove(tgid, ptr, NULL)) {
 		/*
 		 * (not looked up on free's hot path: only deletes note what they retired, per
@@ -1142,7 +1140,8 @@ int BPF_KPROBE(free_entry)
 		 * thread deleted there, before the free inside)
 		 */
 		if (bpf_get_attach_cookie(ctx) == ASZ_DELETE &&
-		    (ts = bpf_task_storage_get(&tstates, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE)))
+		    (ts = bpf_task_storage_get(&tstates, bpf_get_current_task_btf(), 0,
+					       BPF_LOCAL_STORAGE_GET_F_CREATE)))
 			ts->deleted = ptr;
 		return 0;
 	}
@@ -1150,7 +1149,7 @@ int BPF_KPROBE(free_entry)
 	 * Inside the operator delete that retired it (kept: a delete may call two more); or a
 	 * block of the malloc cache an exiting thread flushes: the program freed it already.
 	 */
-	ts = bpf_task_storage_get(&tstates, task, 0, 0);
+	ts = bpf_task_storage_get(&tstates, bpf_get_current_task_btf(), 0, 0);
 	if (ts && (ts->deleted == ptr || ts->exiting))
 		return 0;
 	/* out of the filters, it allocates unrecorded: those frees are no news */
