@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <gelf.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/syscall.h>
@@ -92,33 +93,265 @@ static bool is_push(const __u8 *c, size_t len)
 	return len >= 2 && c[0] == 0x41 && c[1] >= 0x50 && c[1] <= 0x57;
 }
 
+/* x86-64 register numbers as instructions encode them (REX extends them to 4 bits) */
+#define REG_RCX 1
+#define REG_RDX 2
+#define REG_RSP 4
+#define REG_RSI 6
+#define REG_RDI 7
+#define REG_R8 8
+#define REG_R9 9
+#define REG_BIT(r) (1u << (r))
+#define ARG_REGS                                                                          \
+	(REG_BIT(REG_RDI) | REG_BIT(REG_RSI) | REG_BIT(REG_RDX) | REG_BIT(REG_RCX) |      \
+	 REG_BIT(REG_R8) | REG_BIT(REG_R9))
+
+/* The argument registers the BPF programs read at an allocator's entry (all six if unsure). */
+static __u32 args_read(__u32 allocator)
+{
+	switch (allocator) {
+	case ASZ_MALLOC:
+	case ASZ_VALLOC:
+	case ASZ_PVALLOC:
+	case ASZ_NEW: /* the size only */
+	case ASZ_FREE:
+	case ASZ_DELETE:
+		return REG_BIT(REG_RDI);
+	case ASZ_CALLOC:
+	case ASZ_REALLOC:
+	case ASZ_MEMALIGN:
+		return REG_BIT(REG_RDI) | REG_BIT(REG_RSI);
+	case ASZ_POSIX_MEMALIGN:
+		return REG_BIT(REG_RDI) | REG_BIT(REG_RSI) | REG_BIT(REG_RDX);
+	default:
+		return ARG_REGS;
+	}
+}
+
+enum insn_kind {
+	INSN_UNKNOWN,  /* not decoded here: nothing after it is known */
+	INSN_EMULATED, /* the kernel emulates it at a probe: push, jcc, jmp, call rel32, nop */
+	INSN_PLAIN,    /* straight-line, no memory store: *writes says which registers it sets */
+};
+
+/* Bytes of a ModRM operand from its ModRM byte on (with SIB, displacement), 0 if cut. */
+static size_t modrm_len(const __u8 *c, size_t len)
+{
+	__u8 mod = c[0] >> 6, rm = c[0] & 7;
+	size_t n = 1;
+
+	if (mod != 3 && rm == 4) {
+		if (len < 2)
+			return 0;
+		if (mod == 0 && (c[1] & 7) == 5)
+			n += 4; /* no base: disp32 */
+		n++;
+	}
+	if (mod == 1)
+		n += 1;
+	else if (mod == 2 || (mod == 0 && rm == 5))
+		n += 4;
+	return n <= len ? n : 0;
+}
+
+/*
+ * Decode the instruction at c, of the few kinds prologues begin with: its length in *n, what
+ * it writes in *writes (register bits). Anything else is INSN_UNKNOWN.
+ */
+static enum insn_kind insn_decode(const __u8 *c, size_t len, size_t *n, __u32 *writes)
+{
+	size_t p = 0, m, imm = 0;
+	__u8 rex = 0, op, reg, rm;
+	bool seg = false, store = false, to_rm = false, to_reg = false;
+
+	*writes = 0;
+	if (len >= 4 && c[0] == 0xf3 && c[1] == 0x0f && c[2] == 0x1e && c[3] == 0xfa) {
+		*n = 4; /* endbr64 */
+		return INSN_PLAIN;
+	}
+	if (len >= 1 && (c[0] == 0x64 || c[0] == 0x65)) {
+		seg = true; /* %fs:, %gs: (thread-local loads) */
+		p++;
+	}
+	if (p < len && (c[p] & 0xf0) == 0x40)
+		rex = c[p++];
+	if (p >= len)
+		return INSN_UNKNOWN;
+	op = c[p++];
+	if (!seg && (rex == 0 || rex == 0x41) && op >= 0x50 && op <= 0x57) {
+		*n = p;
+		return INSN_EMULATED; /* push */
+	}
+	if (!seg && !rex) {
+		if ((op >= 0x70 && op <= 0x7f) || op == 0xeb) {
+			*n = p + 1;
+			return p + 1 <= len ? INSN_EMULATED : INSN_UNKNOWN;
+		}
+		if (op == 0xe8 || op == 0xe9) {
+			*n = p + 4;
+			return p + 4 <= len ? INSN_EMULATED : INSN_UNKNOWN;
+		}
+		if (op == 0x0f && p < len && c[p] >= 0x80 && c[p] <= 0x8f) {
+			*n = p + 5;
+			return p + 5 <= len ? INSN_EMULATED : INSN_UNKNOWN;
+		}
+		if (op == 0x90) {
+			*n = p;
+			return INSN_EMULATED;
+		}
+	}
+	if (op >= 0xb8 && op <= 0xbf && !seg) {
+		/* mov $imm, %reg */
+		*n = p + (rex & 8 ? 8 : 4);
+		*writes = REG_BIT((op & 7) | (rex & 1 ? 8 : 0));
+		return *n <= len ? INSN_PLAIN : INSN_UNKNOWN;
+	}
+	if ((op == 0x3c || op == 0xa8 || op == 0x3d || op == 0xa9) && !seg) {
+		*n = p + (op == 0x3c || op == 0xa8 ? 1 : 4); /* cmp, test with %al/%eax */
+		return *n <= len ? INSN_PLAIN : INSN_UNKNOWN;
+	}
+	if ((op == 0x05 || op == 0x0d || op == 0x25 || op == 0x2d || op == 0x35) && !seg) {
+		*n = p + 4; /* add, or, and, sub, xor $imm32 to %eax/%rax */
+		*writes = REG_BIT(0);
+		return *n <= len ? INSN_PLAIN : INSN_UNKNOWN;
+	}
+	if (op == 0x0f) {
+		/* nopl with an operand (multi-byte nop) */
+		if (p >= len || c[p] != 0x1f)
+			return INSN_UNKNOWN;
+		p++;
+		if (p >= len || ((c[p] >> 3) & 7) || !(m = modrm_len(c + p, len - p)))
+			return INSN_UNKNOWN;
+		*n = p + m;
+		return INSN_PLAIN;
+	}
+	switch (op) {
+	case 0x89: /* mov %r, r/m */
+	case 0x01: /* add, or, and, sub, xor %r, r/m */
+	case 0x09:
+	case 0x21:
+	case 0x29:
+	case 0x31:
+		to_rm = true;
+		break;
+	case 0x8b: /* mov r/m, %r */
+	case 0x03: /* add, or, and, sub, xor r/m, %r */
+	case 0x0b:
+	case 0x23:
+	case 0x2b:
+	case 0x33:
+		to_reg = true;
+		break;
+	case 0x8d: /* lea */
+		if (seg)
+			return INSN_UNKNOWN;
+		to_reg = true;
+		break;
+	case 0x84: /* test */
+	case 0x85:
+	case 0x38: /* cmp */
+	case 0x39:
+	case 0x3a:
+	case 0x3b:
+		break;
+	case 0x81: /* group 1 with imm32, imm8: cmp (/7) writes nothing */
+	case 0x83:
+		imm = op == 0x81 ? 4 : 1;
+		to_rm = p < len && ((c[p] >> 3) & 7) != 7;
+		break;
+	case 0xc1: /* shifts by imm8, by 1 */
+		imm = 1;
+		to_rm = true;
+		break;
+	case 0xd1:
+		to_rm = true;
+		break;
+	default:
+		return INSN_UNKNOWN;
+	}
+	if (p >= len || !(m = modrm_len(c + p, len - p)))
+		return INSN_UNKNOWN;
+	reg = ((c[p] >> 3) & 7) | (rex & 4 ? 8 : 0);
+	rm = (c[p] & 7) | (rex & 1 ? 8 : 0);
+	if (to_rm && (c[p] >> 6) != 3)
+		store = true;
+	if (op == 0x8d && (c[p] >> 6) == 3)
+		return INSN_UNKNOWN;
+	*n = p + m + imm;
+	if (store || *n > len)
+		return INSN_UNKNOWN; /* a store might be to the stack we read */
+	if (to_rm)
+		*writes = REG_BIT(rm);
+	else if (to_reg)
+		*writes = REG_BIT(reg);
+	return INSN_PLAIN;
+}
+
 /*
  * Bytes to skip from a symbol's first instruction to the first one the kernel emulates instead
- * of single-stepping (~0.7 us against ~9.5 us per hit). Only free moves: it begins with
- * "test %rdi,%rdi; je <return>", and every non-NULL free falls through to a push with %rdi
- * intact, so a probe there sees every free we record. Allocation entries stay put: their stack
- * walk needs the stack pointer as it is at the call.
+ * of single-stepping (~0.7 us against ~9.5 us per hit):
+ * - free beginning "test %rdi,%rdi; je <return>" (glibc's): the push that every non-NULL free
+ *   falls through to with %rdi intact, so a probe there sees every free we record and no
+ *   free(NULL);
+ * - otherwise the first emulated instruction after straight-line instructions that leave the
+ *   stack pointer and the arguments the programs read as they are at the call (jemalloc's and
+ *   tcmalloc's fast paths begin "cmp $N,%rdi; ja" or "mov x(%rip),%rax; test; jne"): the
+ *   probe there sees the call exactly as its entry would.
+ * A branch from further in to a skipped instruction or to the probe would count a call twice:
+ * attach__branches_into() rules that out with the function's bytes.
  */
 int attach__probe_skip(const __u8 *code, size_t len, __u32 allocator)
 {
-	size_t n;
+	__u32 keep = args_read(allocator) | REG_BIT(REG_RSP), writes;
+	size_t n, off = 0;
 
-	if (allocator != ASZ_FREE || len < 5)
-		return 0;
-	/* test %rdi,%rdi */
-	if (code[0] != 0x48 || code[1] != 0x85 || code[2] != 0xff)
-		return 0;
-	if (code[3] == 0x74) /* je rel8 */
-		n = 5;
-	else if (len >= 9 && code[3] == 0x0f && code[4] == 0x84) /* je rel32 */
-		n = 9;
-	else
-		return 0;
-	return is_push(code + n, len - n) ? (int)n : 0;
+	if (allocator == ASZ_FREE && len >= 5 && code[0] == 0x48 && code[1] == 0x85 &&
+	    code[2] == 0xff) {
+		/* test %rdi,%rdi; je rel8 or rel32; push */
+		n = code[3] == 0x74 ? 5 : len >= 9 && code[3] == 0x0f && code[4] == 0x84 ? 9 : 0;
+		if (n && is_push(code + n, len - n))
+			return (int)n;
+	}
+	for (int i = 0; i < 16 && off < len; i++) {
+		switch (insn_decode(code + off, len - off, &n, &writes)) {
+		case INSN_EMULATED:
+			return (int)off;
+		case INSN_PLAIN:
+			if (writes & keep)
+				return 0;
+			off += n;
+			break;
+		default:
+			return 0;
+		}
+	}
+	return 0;
+}
+
+bool attach__branches_into(const __u8 *code, size_t len, size_t skip)
+{
+	for (size_t i = 0; i < len; i++) {
+		__s64 to;
+
+		if (((code[i] >= 0x70 && code[i] <= 0x7f) || code[i] == 0xeb) && i + 2 <= len)
+			to = (__s64)i + 2 + (__s8)code[i + 1];
+		else if ((code[i] == 0xe8 || code[i] == 0xe9) && i + 5 <= len)
+			to = (__s64)i + 5 + (__s32)(code[i + 1] | code[i + 2] << 8 | code[i + 3] << 16 |
+						    (__u32)code[i + 4] << 24);
+		else if (code[i] == 0x0f && i + 6 <= len && code[i + 1] >= 0x80 && code[i + 1] <= 0x8f)
+			to = (__s64)i + 6 + (__s32)(code[i + 2] | code[i + 3] << 8 | code[i + 4] << 16 |
+						    (__u32)code[i + 5] << 24);
+		else
+			continue;
+		/* (read at every byte, not only where instructions start: it may say yes wrongly) */
+		if (to > 0 && to <= (__s64)skip)
+			return true;
+	}
+	return false;
 }
 
 /* Look the wanted names up in one symbol table; found[] keeps the first definition of each. */
-static void scan_symtab(Elf *elf, Elf_Scn *scn, GElf_Shdr *sh, __u64 *found)
+static void scan_symtab(Elf *elf, Elf_Scn *scn, GElf_Shdr *sh, __u64 *found, __u64 *size)
 {
 	Elf_Data *data = elf_getdata(scn, NULL);
 	size_t i, j, n;
@@ -140,15 +373,34 @@ static void scan_symtab(Elf *elf, Elf_Scn *scn, GElf_Shdr *sh, __u64 *found)
 		if (!name)
 			continue;
 		for (j = 0; j < NR_WANTED; j++)
-			if (!found[j] && strcmp(name, wanted[j].name) == 0)
+			if (!found[j] && strcmp(name, wanted[j].name) == 0) {
 				found[j] = sym.st_value;
+				size[j] = sym.st_size;
+			}
 	}
+}
+
+/*
+ * Might the function at file offset off (size bytes; 0 if unknown) branch back to its first
+ * skip bytes? Unknown sizes and unreadable code say yes.
+ */
+static bool branch_back(int fd, __u64 off, __u64 size, int skip)
+{
+	__u8 *buf;
+	bool in;
+
+	if (!size || size > 1 << 20 || !(buf = malloc(size)))
+		return true;
+	in = pread(fd, buf, size, off) != (ssize_t)size || attach__branches_into(buf, size, skip);
+	free(buf);
+	return in;
 }
 
 int attach__find_syms(const char *path, struct alloc_syms *out)
 {
-	__u64 found[NR_WANTED] = {};
-	__u8 code[16];
+	__u64 found[NR_WANTED] = {}, size[NR_WANTED] = {};
+	__u8 code[64];
+	ssize_t got;
 	Elf_Scn *scn = NULL;
 	GElf_Shdr sh;
 	Elf *elf = NULL;
@@ -167,10 +419,10 @@ int attach__find_syms(const char *path, struct alloc_syms *out)
 	/* .dynsym first: what the dynamic linker binds; .symtab for static programs */
 	while ((scn = elf_nextscn(elf, scn)))
 		if (gelf_getshdr(scn, &sh) && sh.sh_type == SHT_DYNSYM)
-			scan_symtab(elf, scn, &sh, found);
+			scan_symtab(elf, scn, &sh, found, size);
 	while ((scn = elf_nextscn(elf, scn)))
 		if (gelf_getshdr(scn, &sh) && sh.sh_type == SHT_SYMTAB)
-			scan_symtab(elf, scn, &sh, found);
+			scan_symtab(elf, scn, &sh, found, size);
 	if (!found[0] || !found[FREE_INDEX]) {
 		err = -ENOENT;
 		goto cleanup;
@@ -194,8 +446,14 @@ int attach__find_syms(const char *path, struct alloc_syms *out)
 		err = vaddr_to_offset(elf, found[i], &s->offset);
 		if (err)
 			goto cleanup;
-		if (pread(fd, code, sizeof(code), s->offset) == (ssize_t)sizeof(code)) {
-			s->skip = attach__probe_skip(code, sizeof(code), s->allocator);
+		got = pread(fd, code, sizeof(code), s->offset);
+		if (got > 0) {
+			s->skip = attach__probe_skip(code, got, s->allocator);
+			if (s->skip && branch_back(fd, s->offset, size[i], s->skip)) {
+				dlog("%s: %s probed at its entry (+%d might be a branch target)\n",
+				     path, s->name, s->skip);
+				s->skip = 0;
+			}
 			s->offset += s->skip;
 			if (s->skip)
 				dlog("%s: %s probed at +%d (first emulated instruction)\n", path,

@@ -34,6 +34,13 @@ int attach__find_syms(const char *path, struct alloc_syms *out);
 int attach__probe_skip(const __u8 *code, size_t len, __u32 allocator);
 
 /*
+ * Might a branch in a function's code (len bytes from its entry) go to one of its first skip
+ * bytes past the entry, or to the probe there? Every byte is read as a possible branch: true
+ * may be wrong (then the probe stays at the entry), false is not.
+ */
+bool attach__branches_into(const __u8 *code, size_t len, size_t skip);
+
+/*
  * The allocation entry points of libc that syms (another allocator: jemalloc, tcmalloc) lacks,
  * e.g. pvalloc: calls to them still reach glibc's allocator. free is never included (the
  * program's free is the other allocator's). Returns 0 (out may be empty) or a negative errno.

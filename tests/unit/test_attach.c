@@ -24,22 +24,90 @@ Test(attach, free_skips_null_test_rel8_push_r12)
 	cr_assert_eq(attach__probe_skip(code, sizeof(code), ASZ_FREE), 5);
 }
 
-Test(attach, no_skip_when_not_followed_by_push)
+Test(attach, free_without_push_probes_its_je)
 {
+	/* test %rdi,%rdi; je; lea: the je is on every path and emulated (free(NULL) included) */
 	const __u8 code[] = {0x48, 0x85, 0xff, 0x74, 0x10, 0x48, 0x8d, 0x77, 0xf0};
 
-	cr_assert_eq(attach__probe_skip(code, sizeof(code), ASZ_FREE), 0);
+	cr_assert_eq(attach__probe_skip(code, sizeof(code), ASZ_FREE), 3);
 }
 
-Test(attach, no_skip_for_other_prologues)
+Test(attach, entries_move_past_plain_instructions_only)
 {
 	const __u8 endbr[] = {0xf3, 0x0f, 0x1e, 0xfa, 0x55, 0x48, 0x89, 0xe5, 0x90};
-	const __u8 malloc_entry[] = {0x48, 0x85, 0xff, 0x74, 0x10, 0x55, 0x90, 0x90, 0x90};
+	const __u8 push_first[] = {0x41, 0x54, 0x55, 0x53};
+	/* mov %rsi,%rdi; push %rbx: malloc's size is gone by the push */
+	const __u8 arg_written[] = {0x48, 0x89, 0xf7, 0x53};
+	/* sub $8,%rsp; call: the return address is no longer at the stack pointer */
+	const __u8 rsp_written[] = {0x48, 0x83, 0xec, 0x08, 0xe8, 0, 0, 0, 0};
+	/* mov %rdi,(%rsp); push: a store (it might be to what we read) */
+	const __u8 store[] = {0x48, 0x89, 0x3c, 0x24, 0x53};
+	/* mul %rsi (not decoded here); push */
+	const __u8 unknown[] = {0x48, 0xf7, 0xe6, 0x53};
+	/* mov %rdi,%r8; push: r8 is nothing malloc's programs read, everything for others */
+	const __u8 r8_written[] = {0x49, 0x89, 0xf8, 0x53};
 
-	cr_assert_eq(attach__probe_skip(endbr, sizeof(endbr), ASZ_FREE), 0);
-	/* allocation entries never move: their stack walk needs the entry's stack pointer */
-	cr_assert_eq(attach__probe_skip(malloc_entry, sizeof(malloc_entry), ASZ_MALLOC), 0);
-	cr_assert_eq(attach__probe_skip(malloc_entry, 4, ASZ_FREE), 0);
+	cr_assert_eq(attach__probe_skip(endbr, sizeof(endbr), ASZ_FREE), 4);
+	cr_assert_eq(attach__probe_skip(push_first, sizeof(push_first), ASZ_MALLOC), 0);
+	cr_assert_eq(attach__probe_skip(arg_written, sizeof(arg_written), ASZ_MALLOC), 0);
+	cr_assert_eq(attach__probe_skip(arg_written, sizeof(arg_written), ASZ_FREE), 0);
+	cr_assert_eq(attach__probe_skip(rsp_written, sizeof(rsp_written), ASZ_MALLOC), 0);
+	cr_assert_eq(attach__probe_skip(store, sizeof(store), ASZ_MALLOC), 0);
+	cr_assert_eq(attach__probe_skip(unknown, sizeof(unknown), ASZ_MALLOC), 0);
+	cr_assert_eq(attach__probe_skip(r8_written, sizeof(r8_written), ASZ_MEMALIGN), 3);
+	cr_assert_eq(attach__probe_skip(r8_written, sizeof(r8_written), ASZ_MALLOCX), 0);
+	/* cut short: nothing emulated within what was read */
+	cr_assert_eq(attach__probe_skip(rsp_written, 2, ASZ_MALLOC), 0);
+}
+
+/* The first bytes of Debian 12's jemalloc 5.3.0 and tcmalloc 2.10 entry points. */
+Test(attach, jemalloc_and_tcmalloc_fast_paths)
+{
+	/* jemalloc malloc: cmp $0x1000,%rdi; ja */
+	const __u8 je_malloc[] = {0x48, 0x81, 0xff, 0x00, 0x10, 0x00, 0x00, 0x0f, 0x87, 0x93, 0, 0, 0};
+	/* jemalloc free: mov, mov x(%rip), mov, shr, and, and, add %fs:0, add, cmp x(%rax); jne */
+	const __u8 je_free[] = {0x48, 0x89, 0xf8, 0x48, 0x8b, 0x15, 0x0e, 0x53, 0x0a, 0x00, 0x48,
+				0x89, 0xf9, 0x48, 0xc1, 0xe8, 0x1a, 0x48, 0x81, 0xe1, 0x00, 0x00,
+				0x00, 0xc0, 0x25, 0xf0, 0x00, 0x00, 0x00, 0x64, 0x48, 0x03, 0x04,
+				0x25, 0x00, 0x00, 0x00, 0x00, 0x48, 0x01, 0xd0, 0x48, 0x3b, 0x88,
+				0xb0, 0x01, 0x00, 0x00, 0x0f, 0x85, 0x8a, 0x00, 0x00, 0x00};
+	/* tcmalloc malloc: mov x(%rip),%rax; test %rax,%rax; jne */
+	const __u8 tc_malloc[] = {0x48, 0x8b, 0x05, 0x59, 0xab, 0x00, 0x00, 0x48,
+				  0x85, 0xc0, 0x75, 0x75, 0x48, 0x8b, 0x05, 0x05};
+	/* tcmalloc posix_memalign: lea -1(%rsi),%rax; or $7,%rax; test %rsi,%rax; jne */
+	const __u8 tc_posix[] = {0x48, 0x8d, 0x46, 0xff, 0x48, 0x83, 0xc8, 0x07,
+				 0x48, 0x85, 0xf0, 0x75, 0x2b, 0x53, 0xb8, 0x16};
+	/* tcmalloc memalign: mov %rdi,%r8; cmp $0x2000,%rdi; ja */
+	const __u8 tc_memalign[] = {0x49, 0x89, 0xf8, 0x48, 0x81, 0xff, 0x00, 0x20,
+				    0x00, 0x00, 0x0f, 0x87, 0xe8, 0x00, 0x00, 0x00};
+
+	cr_assert_eq(attach__probe_skip(je_malloc, sizeof(je_malloc), ASZ_MALLOC), 7);
+	cr_assert_eq(attach__probe_skip(je_malloc, sizeof(je_malloc), ASZ_NEW), 7);
+	cr_assert_eq(attach__probe_skip(je_free, sizeof(je_free), ASZ_FREE), 48);
+	/* the same code as a realloc would lose its size (%rsi is not written, %rdx is) */
+	cr_assert_eq(attach__probe_skip(je_free, sizeof(je_free), ASZ_POSIX_MEMALIGN), 0);
+	cr_assert_eq(attach__probe_skip(tc_malloc, sizeof(tc_malloc), ASZ_MALLOC), 10);
+	cr_assert_eq(attach__probe_skip(tc_malloc, sizeof(tc_malloc), ASZ_FREE), 10);
+	cr_assert_eq(attach__probe_skip(tc_posix, sizeof(tc_posix), ASZ_POSIX_MEMALIGN), 11);
+	cr_assert_eq(attach__probe_skip(tc_memalign, sizeof(tc_memalign), ASZ_MEMALIGN), 10);
+}
+
+Test(attach, branches_back_into_the_skipped_bytes)
+{
+	/* cmp $0x1000,%rdi; ja +2; nop; nop; then a jmp rel8 back to +7 (the ja) */
+	const __u8 back8[] = {0x48, 0x81, 0xff, 0x00, 0x10, 0x00, 0x00, 0x77, 0x02,
+			      0x90, 0x90, 0xeb, 0xfa};
+	/* the same with a jne rel32 back to +3 (inside the skipped cmp) */
+	const __u8 back32[] = {0x48, 0x81, 0xff, 0x00, 0x10, 0x00, 0x00, 0x77, 0x02,
+			       0x90, 0x90, 0x0f, 0x85, 0xf2, 0xff, 0xff, 0xff};
+	/* branches to the entry itself and forward are fine */
+	const __u8 to_entry[] = {0x48, 0x81, 0xff, 0x00, 0x10, 0x00, 0x00, 0x77, 0x02,
+				 0x90, 0x90, 0xeb, 0xf3};
+
+	cr_assert(attach__branches_into(back8, sizeof(back8), 7));
+	cr_assert_not(attach__branches_into(back8, sizeof(back8), 6));
+	cr_assert(attach__branches_into(back32, sizeof(back32), 7));
+	cr_assert_not(attach__branches_into(to_entry, sizeof(to_entry), 7));
 }
 
 Test(attach, libc_symbols_one_per_address)
