@@ -67,6 +67,7 @@ static const struct {
 #define NR_WANTED (sizeof(wanted) / sizeof(wanted[0]))
 _Static_assert(NR_WANTED <= ATTACH_MAX_SYMS, "struct alloc_syms holds every wanted name");
 #define FREE_INDEX 8 /* malloc (0) and free make an allocator */
+#define FREERES_INDEX (NR_WANTED - 2) /* __malloc_arena_thread_freeres, then __call_tls_dtors */
 
 static int vaddr_to_offset(Elf *elf, __u64 vaddr, __u64 *off)
 {
@@ -97,6 +98,7 @@ static bool is_push(const __u8 *c, size_t len)
 #define REG_RCX 1
 #define REG_RDX 2
 #define REG_RSP 4
+#define REG_RBP 5
 #define REG_RSI 6
 #define REG_RDI 7
 #define REG_R8 8
@@ -133,6 +135,34 @@ enum insn_kind {
 	INSN_EMULATED, /* the kernel emulates it at a probe: push, jcc, jmp, call rel32, nop */
 	INSN_PLAIN,    /* straight-line, no memory store: *writes says which registers it sets */
 };
+
+/*
+ * A jcc, jmp or call with a relative displacement at c (no prefix): its length in *n and its
+ * target, relative to c, in *to.
+ */
+static bool rel_branch(const __u8 *c, size_t len, size_t *n, __s64 *to)
+{
+	__s32 rel32;
+
+	if (len >= 2 && ((c[0] >= 0x70 && c[0] <= 0x7f) || c[0] == 0xeb)) {
+		*n = 2;
+		*to = 2 + (__s8)c[1];
+		return true;
+	}
+	if (len >= 5 && (c[0] == 0xe8 || c[0] == 0xe9)) {
+		memcpy(&rel32, c + 1, 4);
+		*n = 5;
+		*to = 5 + (__s64)rel32;
+		return true;
+	}
+	if (len >= 6 && c[0] == 0x0f && c[1] >= 0x80 && c[1] <= 0x8f) {
+		memcpy(&rel32, c + 2, 4);
+		*n = 6;
+		*to = 6 + (__s64)rel32;
+		return true;
+	}
+	return false;
+}
 
 /* Bytes of a ModRM operand from its ModRM byte on (with SIB, displacement), 0 if cut. */
 static size_t modrm_len(const __u8 *c, size_t len)
@@ -183,18 +213,10 @@ static enum insn_kind insn_decode(const __u8 *c, size_t len, size_t *n, __u32 *w
 		return INSN_EMULATED; /* push */
 	}
 	if (!seg && !rex) {
-		if ((op >= 0x70 && op <= 0x7f) || op == 0xeb) {
-			*n = p + 1;
-			return p + 1 <= len ? INSN_EMULATED : INSN_UNKNOWN;
-		}
-		if (op == 0xe8 || op == 0xe9) {
-			*n = p + 4;
-			return p + 4 <= len ? INSN_EMULATED : INSN_UNKNOWN;
-		}
-		if (op == 0x0f && p < len && c[p] >= 0x80 && c[p] <= 0x8f) {
-			*n = p + 5;
-			return p + 5 <= len ? INSN_EMULATED : INSN_UNKNOWN;
-		}
+		__s64 to;
+
+		if (rel_branch(c, len, n, &to))
+			return INSN_EMULATED;
 		if (op == 0x90) {
 			*n = p;
 			return INSN_EMULATED;
@@ -302,7 +324,8 @@ static enum insn_kind insn_decode(const __u8 *c, size_t len, size_t *n, __u32 *w
  */
 int attach__probe_skip(const __u8 *code, size_t len, __u32 allocator)
 {
-	__u32 keep = args_read(allocator) | REG_BIT(REG_RSP), writes;
+	/* the stack pointer and rbp: the stack walks begin with them */
+	__u32 keep = args_read(allocator) | REG_BIT(REG_RSP) | REG_BIT(REG_RBP), writes;
 	size_t n, off = 0;
 
 	if (allocator == ASZ_FREE && len >= 5 && code[0] == 0x48 && code[1] == 0x85 &&
@@ -331,20 +354,12 @@ int attach__probe_skip(const __u8 *code, size_t len, __u32 allocator)
 bool attach__branches_into(const __u8 *code, size_t len, size_t skip)
 {
 	for (size_t i = 0; i < len; i++) {
+		size_t n;
 		__s64 to;
 
-		if (((code[i] >= 0x70 && code[i] <= 0x7f) || code[i] == 0xeb) && i + 2 <= len)
-			to = (__s64)i + 2 + (__s8)code[i + 1];
-		else if ((code[i] == 0xe8 || code[i] == 0xe9) && i + 5 <= len)
-			to = (__s64)i + 5 + (__s32)(code[i + 1] | code[i + 2] << 8 | code[i + 3] << 16 |
-						    (__u32)code[i + 4] << 24);
-		else if (code[i] == 0x0f && i + 6 <= len && code[i + 1] >= 0x80 && code[i + 1] <= 0x8f)
-			to = (__s64)i + 6 + (__s32)(code[i + 2] | code[i + 3] << 8 | code[i + 4] << 16 |
-						    (__u32)code[i + 5] << 24);
-		else
-			continue;
 		/* (read at every byte, not only where instructions start: it may say yes wrongly) */
-		if (to > 0 && to <= (__s64)skip)
+		if (rel_branch(code + i, len - i, &n, &to) && (__s64)i + to > 0 &&
+		    (__s64)i + to <= (__s64)skip)
 			return true;
 	}
 	return false;
@@ -427,6 +442,9 @@ int attach__find_syms(const char *path, struct alloc_syms *out)
 		err = -ENOENT;
 		goto cleanup;
 	}
+	/* a thread's teardown: the malloc cache's flush where it is a symbol, else its first step */
+	if (found[FREERES_INDEX])
+		found[FREERES_INDEX + 1] = 0;
 	for (i = 0; i < (int)NR_WANTED; i++) {
 		struct alloc_sym *s;
 		bool dup = false;

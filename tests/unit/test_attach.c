@@ -3,6 +3,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/stat.h>
@@ -176,6 +177,41 @@ Test(attach, tcmalloc_function_of_its_own)
 	cr_assert(s && s->allocator == ASZ_MALLOC);
 	/* its other tc_* functions are aliases: their address is probed under the standard name */
 	cr_assert(sym_named(&syms, "malloc") && !sym_named(&syms, "tc_malloc"));
+}
+
+/*
+ * A static C++ program with thread_local destructors has both thread-teardown symbols: only
+ * the malloc cache's flush is probed (from __call_tls_dtors on, a thread's frees of blocks
+ * never seen stopped counting as unknown before its destructors ran).
+ */
+Test(attach, static_thread_teardown_probed_once)
+{
+	char dir[] = "/tmp/asz_attach_XXXXXX", src[64], prog[64], cmd[256];
+	struct alloc_syms syms;
+	int i, n = 0;
+	FILE *f;
+
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(src, sizeof(src), "%s/tl.cc", dir);
+	snprintf(prog, sizeof(prog), "%s/tl", dir);
+	f = fopen(src, "w");
+	cr_assert_not_null(f);
+	fputs("#include <string>\n#include <thread>\nthread_local std::string s;\n"
+	      "int main() { std::thread t([] { s.assign(100, 'x'); }); t.join(); }\n", f);
+	fclose(f);
+	snprintf(cmd, sizeof(cmd), "g++ -O2 -static -o %s %s -lpthread", prog, src);
+	cr_assert_eq(system(cmd), 0, "%s", cmd);
+	cr_assert_eq(attach__find_syms(prog, &syms), 0);
+	for (i = 0; i < syms.nr; i++) {
+		if (syms.syms[i].allocator != ASZ_THREAD_EXIT)
+			continue;
+		n++;
+		cr_assert_str_eq(syms.syms[i].name, "__malloc_arena_thread_freeres");
+	}
+	cr_assert_eq(n, 1);
+	unlink(src);
+	unlink(prog);
+	rmdir(dir);
 }
 
 Test(attach, not_an_allocator_library)
