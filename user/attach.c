@@ -320,7 +320,7 @@ static enum insn_kind insn_decode(const __u8 *c, size_t len, size_t *n, __u32 *w
  *   tcmalloc's fast paths begin "cmp $N,%rdi; ja" or "mov x(%rip),%rax; test; jne"): the
  *   probe there sees the call exactly as its entry would.
  * A branch from further in to a skipped instruction or to the probe would count a call twice:
- * attach__branches_into() rules that out with the function's bytes.
+ * attach__branches_into() rules that out with the bytes of the code segment.
  */
 int attach__probe_skip(const __u8 *code, size_t len, __u32 allocator)
 {
@@ -351,22 +351,22 @@ int attach__probe_skip(const __u8 *code, size_t len, __u32 allocator)
 	return 0;
 }
 
-bool attach__branches_into(const __u8 *code, size_t len, size_t skip)
+bool attach__branches_into(const __u8 *code, size_t len, size_t entry, size_t skip)
 {
 	for (size_t i = 0; i < len; i++) {
 		size_t n;
 		__s64 to;
 
 		/* (read at every byte, not only where instructions start: it may say yes wrongly) */
-		if (rel_branch(code + i, len - i, &n, &to) && (__s64)i + to > 0 &&
-		    (__s64)i + to <= (__s64)skip)
+		if (rel_branch(code + i, len - i, &n, &to) && (__s64)i + to > (__s64)entry &&
+		    (__s64)i + to <= (__s64)(entry + skip))
 			return true;
 	}
 	return false;
 }
 
 /* Look the wanted names up in one symbol table; found[] keeps the first definition of each. */
-static void scan_symtab(Elf *elf, Elf_Scn *scn, GElf_Shdr *sh, __u64 *found, __u64 *size)
+static void scan_symtab(Elf *elf, Elf_Scn *scn, GElf_Shdr *sh, __u64 *found)
 {
 	Elf_Data *data = elf_getdata(scn, NULL);
 	size_t i, j, n;
@@ -388,32 +388,53 @@ static void scan_symtab(Elf *elf, Elf_Scn *scn, GElf_Shdr *sh, __u64 *found, __u
 		if (!name)
 			continue;
 		for (j = 0; j < NR_WANTED; j++)
-			if (!found[j] && strcmp(name, wanted[j].name) == 0) {
+			if (!found[j] && strcmp(name, wanted[j].name) == 0)
 				found[j] = sym.st_value;
-				size[j] = sym.st_size;
-			}
 	}
 }
 
-/*
- * Might the function at file offset off (size bytes; 0 if unknown) branch back to its first
- * skip bytes? Unknown sizes and unreadable code say yes.
- */
-static bool branch_back(int fd, __u64 off, __u64 size, int skip)
-{
+/* The executable segment of a file that probes went into, read once. */
+struct text {
 	__u8 *buf;
-	bool in;
+	__u64 off, len; /* its file offset and size */
+};
 
-	if (!size || size > 1 << 20 || !(buf = malloc(size)))
-		return true;
-	in = pread(fd, buf, size, off) != (ssize_t)size || attach__branches_into(buf, size, skip);
-	free(buf);
-	return in;
+/*
+ * Might a branch anywhere in the executable segment holding file offset off go to its first
+ * skip bytes past off? (Anywhere: a function's cold part, or another function, may jump back
+ * into it.) Unreadable code says yes.
+ */
+static bool branch_back(int fd, Elf *elf, struct text *t, __u64 off, int skip)
+{
+	size_t n = 0, i;
+	GElf_Phdr ph;
+
+	if (!t->buf || off < t->off || off >= t->off + t->len) {
+		free(t->buf);
+		*t = (struct text){};
+		if (elf_getphdrnum(elf, &n))
+			return true;
+		for (i = 0; i < n; i++)
+			if (gelf_getphdr(elf, i, &ph) && ph.p_type == PT_LOAD && (ph.p_flags & PF_X) &&
+			    off >= ph.p_offset && off < ph.p_offset + ph.p_filesz)
+				break;
+		if (i == n || ph.p_filesz > 1u << 28 || !(t->buf = malloc(ph.p_filesz)))
+			return true;
+		if (pread(fd, t->buf, ph.p_filesz, ph.p_offset) != (ssize_t)ph.p_filesz) {
+			free(t->buf);
+			t->buf = NULL;
+			return true;
+		}
+		t->off = ph.p_offset;
+		t->len = ph.p_filesz;
+	}
+	return attach__branches_into(t->buf, t->len, off - t->off, skip);
 }
 
 int attach__find_syms(const char *path, struct alloc_syms *out)
 {
-	__u64 found[NR_WANTED] = {}, size[NR_WANTED] = {};
+	__u64 found[NR_WANTED] = {};
+	struct text text = {};
 	__u8 code[64];
 	ssize_t got;
 	Elf_Scn *scn = NULL;
@@ -434,10 +455,10 @@ int attach__find_syms(const char *path, struct alloc_syms *out)
 	/* .dynsym first: what the dynamic linker binds; .symtab for static programs */
 	while ((scn = elf_nextscn(elf, scn)))
 		if (gelf_getshdr(scn, &sh) && sh.sh_type == SHT_DYNSYM)
-			scan_symtab(elf, scn, &sh, found, size);
+			scan_symtab(elf, scn, &sh, found);
 	while ((scn = elf_nextscn(elf, scn)))
 		if (gelf_getshdr(scn, &sh) && sh.sh_type == SHT_SYMTAB)
-			scan_symtab(elf, scn, &sh, found, size);
+			scan_symtab(elf, scn, &sh, found);
 	if (!found[0] || !found[FREE_INDEX]) {
 		err = -ENOENT;
 		goto cleanup;
@@ -467,7 +488,7 @@ int attach__find_syms(const char *path, struct alloc_syms *out)
 		got = pread(fd, code, sizeof(code), s->offset);
 		if (got > 0) {
 			s->skip = attach__probe_skip(code, got, s->allocator);
-			if (s->skip && branch_back(fd, s->offset, size[i], s->skip)) {
+			if (s->skip && branch_back(fd, elf, &text, s->offset, s->skip)) {
 				dlog("%s: %s probed at its entry (+%d might be a branch target)\n",
 				     path, s->name, s->skip);
 				s->skip = 0;
@@ -480,6 +501,7 @@ int attach__find_syms(const char *path, struct alloc_syms *out)
 		out->nr++;
 	}
 cleanup:
+	free(text.buf);
 	if (elf)
 		elf_end(elf);
 	close(fd);

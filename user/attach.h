@@ -34,11 +34,11 @@ int attach__find_syms(const char *path, struct alloc_syms *out);
 int attach__probe_skip(const __u8 *code, size_t len, __u32 allocator);
 
 /*
- * Might a branch in a function's code (len bytes from its entry) go to one of its first skip
- * bytes past the entry, or to the probe there? Every byte is read as a possible branch: true
- * may be wrong (then the probe stays at the entry), false is not.
+ * Might a branch in code (len bytes) go to one of the first skip bytes past offset entry in it,
+ * or to the probe there? Every byte is read as a possible branch: true may be wrong (then the
+ * probe stays at the entry), false is not.
  */
-bool attach__branches_into(const __u8 *code, size_t len, size_t skip);
+bool attach__branches_into(const __u8 *code, size_t len, size_t entry, size_t skip);
 
 /*
  * The allocation entry points of libc that syms (another allocator: jemalloc, tcmalloc) lacks,

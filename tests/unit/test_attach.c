@@ -105,10 +105,16 @@ Test(attach, branches_back_into_the_skipped_bytes)
 	const __u8 to_entry[] = {0x48, 0x81, 0xff, 0x00, 0x10, 0x00, 0x00, 0x77, 0x02,
 				 0x90, 0x90, 0xeb, 0xf3};
 
-	cr_assert(attach__branches_into(back8, sizeof(back8), 7));
-	cr_assert_not(attach__branches_into(back8, sizeof(back8), 6));
-	cr_assert(attach__branches_into(back32, sizeof(back32), 7));
-	cr_assert_not(attach__branches_into(to_entry, sizeof(to_entry), 7));
+	/* from before the entry: a call 3 bytes into a function starting 5 bytes after it */
+	const __u8 before[] = {0xe8, 0x03, 0x00, 0x00, 0x00, 0x48, 0x81, 0xff, 0x00, 0x10, 0x00,
+			       0x00, 0x77, 0x02};
+
+	cr_assert(attach__branches_into(back8, sizeof(back8), 0, 7));
+	cr_assert_not(attach__branches_into(back8, sizeof(back8), 0, 6));
+	cr_assert(attach__branches_into(back32, sizeof(back32), 0, 7));
+	cr_assert_not(attach__branches_into(to_entry, sizeof(to_entry), 0, 7));
+	cr_assert(attach__branches_into(before, sizeof(before), 5, 7));
+	cr_assert_not(attach__branches_into(before, sizeof(before), 5, 2));
 }
 
 Test(attach, libc_symbols_one_per_address)
