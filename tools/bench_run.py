@@ -12,7 +12,9 @@ Also runs bench_alloc built -DDEPTH=DEEP (the unwinder's cost per frame) and rep
 unwinding adds per allocation against one uprobe trap, and the unwind tables' build cost; and
 bench_alloc built -DPATHS=PATHS with frame pointers (2^PATHS distinct stacks that share their
 outer frames, as a large program's do), where --unwind fp gets the same complete stacks: what
-DWARF unwinding itself costs, apart from having complete stacks at all.
+DWARF unwinding itself costs, apart from having complete stacks at all. And bench_alloc under
+jemalloc and tcmalloc (LD_PRELOAD, where installed): untraced, full mode and its floor, as their
+entry points are probed where the prologue decoder put them.
 
 Environment (defaults in brackets): ROUNDS [9], PAIRS [200000], CC1_FUNCS [40], STACKS [10000],
 HOLD [10] seconds of the CPU/RSS run, DEEP [24] extra frames of bench_alloc_deep, PATHS [13]
@@ -65,6 +67,11 @@ ROUNDS = env_int("ROUNDS", 9)
 DEEP = env_int("DEEP", 24)  # extra frames of bench_alloc_deep
 PATHS = env_int("PATHS", 13)  # bench_alloc_paths: 2^PATHS distinct stacks
 DEEP_CONFIGS = ("untraced", "full", "fp", "floor")
+# bench_alloc under other allocator libraries (LD_PRELOAD): their entry points are placed too
+LIBS = [(name, path) for name, path in (("jemalloc", "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"),
+                                        ("tcmalloc", "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4"))
+        if os.path.exists(path)]
+LIB_CONFIGS = ("untraced", "full", "floor")
 PAIRS = env_int("PAIRS", 200000, 100)
 CC1_FUNCS = env_int("CC1_FUNCS", 40)
 STACKS = env_int("STACKS", 10000)
@@ -413,8 +420,8 @@ HOLDER = ("import os, sys; print('ready', os.getpid(), flush=True); sys.stdin.re
           "os.execv(sys.argv[1], sys.argv[1:])")
 
 
-def run_cmd(argv, timeout=RUN_TIMEOUT):
-    p = spawn(argv)
+def run_cmd(argv, timeout=RUN_TIMEOUT, env=None):
+    p = spawn(argv, env=env)
     try:
         out, err = p.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -458,14 +465,19 @@ class Bench:
     # one measurement of workload `wl` under configuration c
     def measure(self, wl, c):
         report = OUT / ("report.%d.json" % os.getpid())
+        env = None
         if wl in ("alloc", "deep"):
             cmd = [self.alloc if wl == "alloc" else self.deep, PAIRS]
             parse = parse_pair
+        elif wl in dict(LIBS):
+            # the profiler resolves the command's libraries with the environment it is given
+            cmd, parse = [self.alloc, PAIRS], parse_pair
+            env = dict(os.environ, LD_PRELOAD=dict(LIBS)[wl])
         else:
             cmd = [self.cc1, *self.cc1_args]
             parse = parse_total
         if c.untraced:
-            rc, out, err = run_cmd(cmd)
+            rc, out, err = run_cmd(cmd, env=env)
             if rc != 0:
                 raise RuntimeError("%s exited %d: %s" % (cmd[0], rc, err.strip()[-500:]))
             return parse(out + err)
@@ -473,7 +485,7 @@ class Bench:
             if wl == "alloc":
                 return run_peer([self.alloc, PAIRS, "--wait"], parse, "bench_alloc")
             return run_peer([sys.executable, "-c", HOLDER, *cmd], parse, "cc1")
-        rc, out, err = run_cmd(traced_argv(c, cmd, report))
+        rc, out, err = run_cmd(traced_argv(c, cmd, report), env=env)
         if rc != 0:
             raise RuntimeError("asizeof-bpf %s exited %d: %s" % (" ".join(c.opts), rc, err.strip()[-500:]))
         v = parse(out + err)
@@ -1063,11 +1075,13 @@ def main():
             % (subprocess.run([str(BIN), "-V"], capture_output=True, text=True).stdout.split()[-1], ROUNDS)]
     print("\n".join(head), flush=True)
 
-    res = {"alloc": {c.key: [] for c in cs}, "cc1": {c.key: [] for c in cs}, "deep": {c.key: [] for c in cs}}
+    libs = [name for name, _ in LIBS]
+    res = {wl: {c.key: [] for c in cs} for wl in ("alloc", "cc1", "deep", *libs)}
     for r in range(ROUNDS):
-        for wl in ("alloc", "deep", "cc1"):
+        for wl in ("alloc", "deep", "cc1", *libs):
             for c in cs:
-                if c.na or (wl == "deep" and c.key not in DEEP_CONFIGS):
+                if c.na or (wl == "deep" and c.key not in DEEP_CONFIGS) or \
+                        (wl in libs and c.key not in LIB_CONFIGS):
                     continue
                 res[wl][c.key].append(b.measure_clean(wl, c))
         print("bench: round %d/%d done (%.0f s)" % (r + 1, ROUNDS, time.monotonic() - t_start), file=sys.stderr,
@@ -1078,6 +1092,10 @@ def main():
     table("1. bench_alloc: %d malloc+free pairs (16-4111 bytes, 1 in 16 kept), ns per pair by its own clock"
           % PAIRS, "%.1f", cs, res["alloc"], lines)
     lines.append("")
+    for name, path in LIBS:
+        table("1b. bench_alloc under %s (LD_PRELOAD=%s), ns per pair" % (name, os.path.basename(path)),
+              "%.1f", [c for c in cs if c.key in LIB_CONFIGS], res[name], lines)
+        lines.append("")
     counts = ""
     if b.cc1_counts:
         counts = ", %d allocations + %d frees of non-NULL" % b.cc1_counts
