@@ -86,6 +86,36 @@ def test_exec_into_a_program_with_another_libc(env, tmp_path):
     assert any(m == str(d / "libc.so.6") for m in frames), frames
 
 
+def test_a_stripped_program_in_a_chroot_finds_its_debug_file_under_usr_lib_debug(env, tmp_path):
+    """A stripped program in a chroot whose debug file is in the chroot's
+    /usr/lib/debug/<directory of the program>/ (the layout of debug files by path): each
+    site's frame 0 says what eu-addr2line says of the unstripped program. (A review feared
+    that maps paths of a chroot, ours with its directory in front, would miss this layout.)"""
+    root = tmp_path / "root"
+    for d in ("app", "lib/x86_64-linux-gnu", "lib64", "usr/lib/debug/app"):
+        (root / d).mkdir(parents=True)
+    full = env["workloads"]["alloc_sites"]
+    debug = root / "usr/lib/debug/app/alloc_sites.debug"
+    subprocess.run(["objcopy", "--only-keep-debug", full, str(debug)], check=True)
+    subprocess.run(["objcopy", "--strip-all", "--add-gnu-debuglink=" + str(debug), full,
+                    str(root / "app/alloc_sites")], check=True)
+    shutil.copy(helpers.libc_path(), root / "lib/x86_64-linux-gnu/libc.so.6")
+    shutil.copy("/lib64/ld-linux-x86-64.so.2", root / "lib64/ld-linux-x86-64.so.2")
+    wl = Workload(env["reaper"], ["chroot", str(root), "/app/alloc_sites", "attach"])
+    rep = _attach_and_check(env, wl)
+    checked = 0
+    for s in helpers.stacks_of(rep, wl.pid):
+        f = s["frames"][0]
+        if f["module"] != str(root / "app/alloc_sites") or f["inlined"]:
+            continue
+        a2l = subprocess.run(["eu-addr2line", "-f", "-e", full, hex(f["module_offset"])],
+                             capture_output=True, text=True, check=True).stdout.split("\n")
+        line = a2l[1].rsplit(":", 2)
+        assert (f["func"], f["file"], f["line"]) == (a2l[0], line[0], int(line[1])), (f, a2l)
+        checked += 1
+    assert checked >= 5, rep
+
+
 def test_a_stripped_program_in_another_mount_namespace_finds_its_debug_file(env, tmp_path):
     """A stripped program whose debug file is next to it (.gnu_debuglink), both in a tmpfs only
     its mount namespace sees (a container's image): the debug file is looked for in that
