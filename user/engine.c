@@ -65,6 +65,7 @@ struct engine {
 	int sweeps_due;		   /* sweeps still to run for stacks of images exec'd away */
 	__u64 start_ns;
 	__u64 sample_bytes;
+	__u64 min_size;
 	bool system_wide;
 	int ncpus;
 	struct unwind *unwind; /* NULL: frame pointers */
@@ -200,6 +201,7 @@ int engine__open(struct engine **out, const struct engine_opts *o)
 	for (int i = 0; i < o->nr_comms; i++)
 		strncpy((char *)e->skel->rodata->comms[i], o->comms[i], ASZ_COMM_LEN - 1);
 	e->sample_bytes = o->sample_bytes;
+	e->min_size = o->min_size;
 	e->system_wide = o->system_wide;
 	bpf_map__set_max_entries(e->skel->maps.allocs, o->max_allocs);
 	/* as many of each: a workload's stacks are mostly one kind */
@@ -1159,6 +1161,7 @@ int engine__collect(struct engine *e, struct snapshot **out)
 	s->mono_ns = util__mono_ns();
 	s->elapsed_s = (s->mono_ns - e->start_ns) / 1e9;
 	s->sample_bytes = e->sample_bytes;
+	s->min_size = e->min_size;
 	err = collect_procs(e, s, &g);
 	if (!err)
 		err = collect_stacks(e, s, &g);

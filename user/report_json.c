@@ -147,6 +147,8 @@ int report_json__write(FILE *f, const struct snapshot *s, struct symbolizer *sym
 	/* sampled figures are estimates: say so, with the period */
 	json_writer__field_bool(&w, "sampled", s->sample_bytes != 0);
 	json_writer__field_u64(&w, "sample_bytes", s->sample_bytes);
+	/* totals leave out blocks below --min-size: say so, or they read as the whole heap */
+	json_writer__field_u64(&w, "min_size", s->min_size);
 	json_writer__key(&w, "unwind");
 	json_writer__begin_object(&w);
 	json_writer__field_string(&w, "mode", s->unwind.dwarf ? "dwarf" : "fp");

@@ -141,6 +141,9 @@ static void print_header(FILE *f, const struct snapshot *s)
 	if (s->sample_bytes)
 		fprintf(f, "sampled: one byte in %llu, figures are estimates\n",
 			(unsigned long long)s->sample_bytes);
+	if (s->min_size)
+		fprintf(f, "blocks under %llu bytes (--min-size) are not counted\n",
+			(unsigned long long)s->min_size);
 }
 
 /* Process rows shown in text; system-wide there may be hundreds (JSON has them all). */

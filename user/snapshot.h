@@ -69,6 +69,7 @@ struct snapshot {
 	__u64 mono_ns;
 	bool final;
 	__u64 sample_bytes; /* 0: exact; else the sampling period, and the figures are estimates */
+	__u64 min_size;	    /* 0: every size; else smaller blocks are in no figure */
 	struct snap_proc *procs;
 	size_t nr_procs;
 	struct snap_stack *stacks;

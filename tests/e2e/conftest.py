@@ -40,6 +40,7 @@ WORKLOAD_SOURCES = {
     "sampling_tails": "sampling_tails.c",
     "lifecycle": "lifecycle.c",
     "simple_sites": "simple_sites.c",
+    "min_size_sites": "min_size_sites.c",
     "unwind_nocfi": "unwind_nocfi.c",
     "clone_vm": "clone_vm.c",
     "cxx_bad_alloc": "cxx_bad_alloc.cc",

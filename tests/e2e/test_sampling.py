@@ -134,6 +134,31 @@ def test_bad_sample_bytes(bpf_ok):
         helpers.check_one_error_line(rc, out, err, want_rc=2, mentions="--sample-bytes")
 
 
+def test_min_size_is_exact_at_the_threshold(bpf_ok, guarded, tmp_path):
+    """--min-size 4096: every block of 4096 bytes or more counted exactly (calloc by n*m, a
+    block realloc grows across by its new size at the realloc, one shrunk below freed), none
+    below, no unknown frees for the unrecorded ones; the report says the threshold."""
+    wl = helpers.workload("min_size_sites")
+    report, expected = tmp_path / "report.json", tmp_path / "expected.json"
+    rc, out, err = guarded.run(["--min-size", "4096", "-f", "json", "-n", "0", "-i", "60",
+                                "-o", str(report), "--", wl, str(expected)])
+    assert rc == 0, err
+    exp = json.loads(expected.read_text())
+    final = helpers.final_report(helpers.parse_reports(report.read_text()))
+    assert final["min_size"] == 4096 and final["sampled"] is False, final
+    helpers.check_sites(final, exp["pid"], exp["sites"])
+    helpers.check_proc_exact(final, exp["pid"], exp["proc"])
+    helpers.check_proc_is_sum_of_stacks(final, exp["pid"])
+    helpers.check_drops(final, unknown_frees=0)
+
+
+def test_min_size_off_by_default(bpf_ok, guarded, tmp_path):
+    report = tmp_path / "report.json"
+    rc, out, err = guarded.run(["-f", "json", "-o", str(report), "--", "/bin/true"])
+    assert rc == 0, err
+    assert helpers.final_report(helpers.parse_reports(report.read_text()))["min_size"] == 0
+
+
 def test_free_probe_placement_by_disassembly(env):
     """free is probed at its first emulated instruction: on this glibc the push after
     `test %rdi,%rdi; je`; the disassembly must agree with the offset the profiler chose."""

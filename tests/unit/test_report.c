@@ -239,7 +239,7 @@ Test(report_json, checker_sanity)
 
 static const char expect_json[] =
 	"{\"type\":\"report\",\"time\":1700000000.25,\"elapsed_s\":4,\"final\":true,\"sampled\":false,\"sample_bytes\":0,"
-	"\"unwind\":{\"mode\":\"fp\",\"modules\":0,\"tables\":0,\"rows\":0,\"bytes\":0,\"build_ms\":0,"
+	"\"min_size\":0,\"unwind\":{\"mode\":\"fp\",\"modules\":0,\"tables\":0,\"rows\":0,\"bytes\":0,\"build_ms\":0,"
 	"\"stacks\":0,\"frames_unwound\":0,\"frames_checked\":0,\"rule_searches\":0,"
 	"\"stack_reads\":0,\"stacks_repeated\":0},"
 	"\"processes\":["
@@ -337,7 +337,7 @@ Test(report_json, empty_snapshot)
 	out = render(REPORT_JSON, s, &o, &ret);
 	cr_assert_eq(ret, 0);
 	cr_assert_str_eq(out, "{\"type\":\"report\",\"time\":12.5,\"elapsed_s\":0.5,"
-			      "\"final\":false,\"sampled\":false,\"sample_bytes\":0,"
+			      "\"final\":false,\"sampled\":false,\"sample_bytes\":0,\"min_size\":0,"
 			      "\"unwind\":{\"mode\":\"fp\",\"modules\":0,\"tables\":0,\"rows\":0,\"bytes\":0,"
 			      "\"build_ms\":0,\"stacks\":0,\"frames_unwound\":0,\"frames_checked\":0,"
 			      "\"rule_searches\":0,\"stack_reads\":0,\"stacks_repeated\":0},"
@@ -371,6 +371,23 @@ Test(report_json, odd_strings_stay_valid)
 	cr_assert(json_line_ok(out), "%s", out);
 	cr_assert_eq(count(out, "\"comm\":\"ab\\\"c\\u0001\\ufffd0123456789\""), 2);
 	cr_assert_eq(count(out, "\"alloc_rate\":0.1,"), 1);
+	free(out);
+	snapshot__free(s);
+}
+
+/* totals without the blocks under --min-size must say so, or they read as the whole heap */
+Test(report_json, min_size_is_reported)
+{
+	struct report_opts o = { .top_n = 10 };
+	struct snapshot *s = snapshot__new();
+	char *out;
+	int ret;
+
+	s->min_size = 4096;
+	out = render(REPORT_JSON, s, &o, &ret);
+	cr_assert_eq(ret, 0);
+	cr_assert(json_line_ok(out), "%s", out);
+	cr_assert_eq(count(out, "\"sample_bytes\":0,\"min_size\":4096,"), 1, "%s", out);
 	free(out);
 	snapshot__free(s);
 }
@@ -508,6 +525,23 @@ Test(report_text, empty_snapshot, .init = utc)
 			      "\n"
 			      "dropped: none\n"
 			      "\n");
+	free(out);
+	snapshot__free(s);
+}
+
+Test(report_text, min_size_is_said, .init = utc)
+{
+	struct report_opts o = { .top_n = 10, .sort = SNAP_SORT_BYTES, .max_frames = 10 };
+	struct snapshot *s = snapshot__new();
+	char *out;
+	int ret;
+
+	s->elapsed_s = 1.25;
+	s->min_size = 4096;
+	out = render(REPORT_TEXT, s, &o, &ret);
+	cr_assert_eq(ret, 0);
+	cr_assert_eq(count(out, "\nblocks under 4096 bytes (--min-size) are not counted\n"), 1,
+		     "%s", out);
 	free(out);
 	snapshot__free(s);
 }
