@@ -96,7 +96,8 @@ void cmd_report__usage(FILE *f)
 		"  --comm NAME            system-wide: only processes named NAME (repeatable)\n"
 		"  --cgroup PATH          system-wide: only processes in this cgroup v2 directory\n"
 		"  --no-exclude-self      system-wide: trace the profiler too (excluded by default)\n"
-		"  --min-size BYTES       do not record blocks smaller than BYTES\n"
+		"  --min-size BYTES       do not record blocks smaller than BYTES (0 to 2^48;\n"
+		"                         realloc: the new size decides)\n"
 		"Reports:\n"
 		"  -i, --interval SECS    report every SECS seconds (default 5); a final report\n"
 		"                         is always printed at the end\n"
@@ -217,7 +218,9 @@ static int parse_args(int argc, char **argv, struct report_args *a)
 			break;
 		case OPT_MIN_SIZE:
 			if (util__parse_range(optarg, 0, 1ull << 48, &v))
-				return usage_error("--min-size: '%s' is not a size in bytes", optarg);
+				return usage_error(
+					"--min-size: '%s' is not 0-281474976710656 bytes",
+					optarg);
 			a->eo.min_size = v;
 			break;
 		case OPT_WEIGHT:

@@ -176,7 +176,9 @@ static int parse_args(int argc, char **argv, struct top_args *a)
 			break;
 		case OPT_MIN_SIZE:
 			if (util__parse_range(optarg, 0, 1ull << 48, &v))
-				return usage_error("--min-size: '%s' is not a size in bytes", optarg);
+				return usage_error(
+					"--min-size: '%s' is not 0-281474976710656 bytes",
+					optarg);
 			a->eo.min_size = v;
 			break;
 		case 'v':

@@ -159,6 +159,14 @@ def test_min_size_off_by_default(bpf_ok, guarded, tmp_path):
     assert helpers.final_report(helpers.parse_reports(report.read_text()))["min_size"] == 0
 
 
+def test_bad_min_size(bpf_ok):
+    # the error gives the range the program takes (2^48: a size no allocation reaches)
+    for bad in ("-1", "abc", " 5", "", "1k", "0x1000", "281474976710657", "18446744073709551616",
+                "99999999999999999999999"):
+        rc, out, err = helpers.run_profiler(["--min-size", bad, "--", "/bin/true"])
+        helpers.check_one_error_line(rc, out, err, want_rc=2, mentions="is not 0-281474976710656 bytes")
+
+
 def test_free_probe_placement_by_disassembly(env):
     """free is probed at its first emulated instruction: on this glibc the push after
     `test %rdi,%rdi; je`; the disassembly must agree with the offset the profiler chose."""
