@@ -226,6 +226,7 @@ int top_model__ingest(struct top_model *m, const struct snapshot *s, const struc
 	m->elapsed_s = s->elapsed_s;
 	m->final = s->final;
 	m->sample_bytes = s->sample_bytes;
+	m->min_size = s->min_size;
 	memcpy(m->drops, s->drops, sizeof(m->drops));
 	if (st)
 		m->stats = *st;
@@ -963,6 +964,9 @@ static void render_header(struct top_view *v, const struct top_model *m, int wid
 	if (m->sample_bytes)
 		seg_add(&g, TOP_ATTR_NORMAL, "sampled, 1 byte in %llu: estimates",
 			(unsigned long long)m->sample_bytes);
+	if (m->min_size)
+		seg_add(&g, TOP_ATTR_NORMAL, "blocks under %llu bytes not counted",
+			(unsigned long long)m->min_size);
 	put_segs(v, &g, width, TOP_ATTR_TITLE);
 
 	g.n = 0;

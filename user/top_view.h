@@ -89,6 +89,7 @@ struct top_model {
 	double elapsed_s;
 	bool final;
 	__u64 sample_bytes;
+	__u64 min_size; /* blocks under it are in no figure */
 	struct top_proc *procs; /* sorted by pid */
 	size_t nr_procs;
 	struct top_stack *stacks; /* sorted by pid */

@@ -544,6 +544,24 @@ Test(top_screen, drops_are_highlighted)
 	top_view__free(v);
 }
 
+/* totals without the blocks under --min-size must say so, or they read as the whole heap */
+Test(top_screen, min_size_is_in_the_title)
+{
+	struct top_view_opts o = {.sort = TOP_SORT_GROWTH};
+	struct top_view *v = top_view__new(&o);
+	struct snapshot *s = run_snapshot(1, NULL);
+	const struct top_line *l;
+	int n;
+
+	s->min_size = 4096;
+	cr_assert_eq(top_view__update(v, s, &stats), 0);
+	l = top_view__render(v, 160, 20, &n);
+	cr_assert_geq(n, 1);
+	cr_assert(strstr(l[0].text, "blocks under 4096 bytes not counted"), "%s", l[0].text);
+	snapshot__free(s);
+	top_view__free(v);
+}
+
 Test(top_screen, batch_text_exact_bytes)
 {
 	struct top_view_opts o = {.batch = true, .sort = TOP_SORT_GROWTH, .exact_bytes = true};
