@@ -118,7 +118,10 @@ static int usage_error(const char *fmt, const char *arg)
 
 /* ---------------------------------------------------------------- arguments */
 
-/* Parse ADDR:PORT (a dotted quad, or [IPv6]) into ss. Returns 0 or -EINVAL. */
+/*
+ * Parse ADDR:PORT (a dotted quad, or [IPv6]) into ss. Returns 0, -EINVAL, or -EADDRNOTAVAIL for
+ * a multicast or broadcast address: a TCP listener binds to one, but no client reaches it.
+ */
 static int parse_listen(const char *spec, struct sockaddr_storage *ss, socklen_t *sslen)
 {
 	char host[INET6_ADDRSTRLEN];
@@ -144,6 +147,9 @@ static int parse_listen(const char *spec, struct sockaddr_storage *ss, socklen_t
 		/* inet_pton, unlike inet_aton, takes nothing but four decimal parts */
 		if (inet_pton(AF_INET, host, &s4->sin_addr) != 1)
 			return -EINVAL;
+		if (IN_MULTICAST(ntohl(s4->sin_addr.s_addr)) ||
+		    s4->sin_addr.s_addr == htonl(INADDR_BROADCAST))
+			return -EADDRNOTAVAIL;
 		s4->sin_family = AF_INET;
 		s4->sin_port = htons(port);
 		*sslen = sizeof(*s4);
@@ -152,6 +158,8 @@ static int parse_listen(const char *spec, struct sockaddr_storage *ss, socklen_t
 
 		if (inet_pton(AF_INET6, host, &s6->sin6_addr) != 1)
 			return -EINVAL;
+		if (IN6_IS_ADDR_MULTICAST(&s6->sin6_addr))
+			return -EADDRNOTAVAIL;
 		s6->sin6_family = AF_INET6;
 		s6->sin6_port = htons(port);
 		*sslen = sizeof(*s6);
@@ -166,7 +174,7 @@ static int parse_args(int argc, char **argv, struct serve_args *a)
 	const char *last_arg = NULL;
 	char msg[160];
 	__u64 v;
-	int c;
+	int c, err;
 
 	optind = 1;
 	opterr = 0;
@@ -229,7 +237,11 @@ static int parse_args(int argc, char **argv, struct serve_args *a)
 		return usage_error("%s", "give either -p PID or -- COMMAND, not both");
 	if ((a->cmd || a->nr_pids) && a->eo.nr_comms)
 		return usage_error("%s", "--comm filters system-wide mode (no -p, no command)");
-	if (parse_listen(a->listen, &a->addr, &a->addr_len))
+	err = parse_listen(a->listen, &a->addr, &a->addr_len);
+	if (err == -EADDRNOTAVAIL)
+		return usage_error("--listen: '%s' is a multicast or broadcast address (no client "
+				   "can connect to it)", a->listen);
+	if (err)
 		return usage_error("--listen: '%s' is not ADDR:PORT (e.g. 127.0.0.1:9464, "
 				   "[::1]:9464)", a->listen);
 	a->eo.system_wide = !a->cmd && !a->nr_pids;

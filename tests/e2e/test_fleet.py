@@ -526,6 +526,16 @@ def test_serve_usage_errors(profiler_bin, args, mentions):
     helpers.check_one_error_line(rc, out, err, want_rc=2, mentions=mentions)
 
 
+@pytest.mark.parametrize("listen", ["224.0.0.1:0", "239.255.0.1:0", "255.255.255.255:0", "[ff02::1]:0"])
+def test_serve_refuses_multicast_and_broadcast_listen(profiler_bin, listen):
+    """A TCP listener binds to a multicast or broadcast address, but no client can connect to
+    it: a usage error (it was "serving on http://224.0.0.1:..." that nothing could reach). The
+    command after -- keeps a wrongly accepted address from starting a system-wide run."""
+    rc, out, err = helpers.run_profiler(["serve", "--listen", listen, "--", "/bin/true"], timeout=30)
+    helpers.check_one_error_line(rc, out, err, want_rc=2, mentions=listen)
+    assert "multicast or broadcast" in err, err
+
+
 def test_serve_launched_command_exits(env):
     """serve -- CMD: ends with the command's status once it exits."""
     rc, _, err = helpers.run_profiler(
