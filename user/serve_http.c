@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 #include <microhttpd.h>
 #include "log.h"
@@ -203,6 +204,12 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 	const char *text;
 
 	(void)version, (void)upload;
+	/* absolute-form ("GET http://host/metrics"), which HTTP/1.1 servers must take too */
+	if (strncasecmp(url, "http://", 7) == 0 || strncasecmp(url, "https://", 8) == 0) {
+		url = strchr(strchr(url, ':') + 3, '/');
+		if (!url)
+			url = "/";
+	}
 	for (i = 0; i < sizeof(paths) / sizeof(paths[0]); i++)
 		if (strcmp(url, paths[i]) == 0)
 			break;

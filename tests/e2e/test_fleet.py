@@ -659,6 +659,21 @@ def test_serve_keeps_connections_and_answers_pipelined_requests(env):
     sv.stop()
 
 
+def test_serve_takes_absolute_form_urls(env):
+    """HTTP/1.1 servers must take a request target in absolute-form ("GET http://host/metrics",
+    as sent through proxies): it got 404, the path compared with the whole URL."""
+    sv = Served(env)
+    for target, want in ((b"http://127.0.0.1/metrics", b"# HELP asizeof_"), (b"HTTP://x:1/healthz", b"ok\n"),
+                         (b"http://x/debug/pprof/heap?seconds=abc", b"seconds: 'abc'")):
+        out = _raw(sv.port, b"GET " + target + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert out.startswith(b"HTTP/1.1 " + (b"400" if b"abc" in target else b"200")), (target, out[:200])
+        assert want in out, (target, out[:300])
+    for target in (b"http://x", b"http://x/nothere"):
+        out = _raw(sv.port, b"GET " + target + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert out.startswith(b"HTTP/1.1 404"), (target, out[:200])
+    sv.stop()
+
+
 def test_serve_query_edge_cases(env):
     """A NUL in a value (%00) is refused, not cut there; 1,000 parameters get an answer at
     once (past ~500, libmicrohttpd's default connection memory ran out: no answer, 10 s)."""
