@@ -443,9 +443,9 @@ static int attach_multi(struct engine *e, pid_t pid, const char *lib, const stru
 	__u64 offs[ATTACH_MAX_SYMS], cookies[ATTACH_MAX_SYMS];
 	__u64 free_offs[ATTACH_MAX_SYMS], free_cookies[ATTACH_MAX_SYMS];
 	__u64 munmap_off = 0, munmap_cookie = ASZ_MUNMAP;
-	__u64 exit_offs[2], exit_cookies[2] = {ASZ_THREAD_EXIT, ASZ_THREAD_EXIT};
+	__u64 exit_off = 0, exit_cookie = ASZ_THREAD_EXIT;
 	__u64 new_offs[ATTACH_MAX_SYMS], new_cookies[ATTACH_MAX_SYMS];
-	int i, n = 0, nf = 0, nn = 0, nx = 0, fd, err;
+	int i, n = 0, nf = 0, nn = 0, fd, err;
 	char who[32];
 
 	for (i = 0; i < syms->nr; i++) {
@@ -465,8 +465,7 @@ static int attach_multi(struct engine *e, pid_t pid, const char *lib, const stru
 			continue;
 		}
 		if (syms->syms[i].allocator == ASZ_THREAD_EXIT) {
-			if (nx < 2) /* there are two names */
-				exit_offs[nx++] = syms->syms[i].offset;
+			exit_off = syms->syms[i].offset; /* one of its two names (attach.c) */
 			continue;
 		}
 		offs[n] = syms->syms[i].offset;
@@ -487,8 +486,8 @@ static int attach_multi(struct engine *e, pid_t pid, const char *lib, const stru
 		 &munmap_cookie, munmap_off ? 1 : 0},
 		{e->skel->progs.alloc_session, BPF_TRACE_UPROBE_SESSION_TYPE, false, new_offs,
 		 new_cookies, nn},
-		{e->skel->progs.thread_exit_entry, BPF_TRACE_UPROBE_MULTI_TYPE, false, exit_offs,
-		 exit_cookies, nx},
+		{e->skel->progs.thread_exit_entry, BPF_TRACE_UPROBE_MULTI_TYPE, false, &exit_off,
+		 &exit_cookie, exit_off ? 1 : 0},
 	};
 
 	if (e->session) {
