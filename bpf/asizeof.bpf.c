@@ -981,22 +981,16 @@ static __always_inline int on_return(__u64 rc)
 			return 0;
 		break;
 	case ASZ_REALLOC:
-		addr = rc;
-		if (!addr) {
-			/* realloc(p, 0) freed p; any other NULL is a failure that kept p */
-			if (ts->old_valid && ts->size != 0)
-				block_restore(tgid, ts->arg, ts);
-			return 0;
-		}
-		if (ts->old_unknown)
-			unknown_free(tgid);
-		break;
 	case ASZ_RALLOCX:
 	case ASZ_XALLOCX:
 		/* rallocx: the new block or NULL; xallocx: the usable size (< size: it failed) */
-		addr = ts->allocator == ASZ_RALLOCX ? rc : (rc >= ts->size ? ts->arg : 0);
+		addr = ts->allocator != ASZ_XALLOCX ? rc : (rc >= ts->size ? ts->arg : 0);
 		if (!addr) {
-			if (ts->old_valid)
+			/*
+			 * realloc(p, 0) freed p; any other NULL is a failure that kept p (rallocx
+			 * and xallocx never free it)
+			 */
+			if (ts->old_valid && (ts->size != 0 || resizes(ts->allocator)))
 				block_restore(tgid, ts->arg, ts);
 			return 0;
 		}
