@@ -27,6 +27,22 @@ def _attach_and_check(env, wl, frames_module=None):
     return rep
 
 
+def _check_frames_named(rep, pid, module, full):
+    """Each stack's frame 0 in module (a stripped copy of full) says what eu-addr2line says of
+    full at that offset: function, file and line; at least 5 of them."""
+    checked = 0
+    for s in helpers.stacks_of(rep, pid):
+        f = s["frames"][0]
+        if f["module"] != str(module) or f["inlined"]:
+            continue
+        a2l = subprocess.run(["eu-addr2line", "-f", "-e", full, hex(f["module_offset"])],
+                             capture_output=True, text=True, check=True).stdout.split("\n")
+        line = a2l[1].rsplit(":", 2)
+        assert (f["func"], f["file"], f["line"]) == (a2l[0], line[0], int(line[1])), (f, a2l)
+        checked += 1
+    assert checked >= 5, rep
+
+
 def test_a_process_in_a_chroot(env, tmp_path):
     """/proc/PID/maps of a chrooted process names its files as seen from here (the chroot's
     directory included): /proc/PID/root in front named the directory twice, and the process
@@ -103,17 +119,7 @@ def test_a_stripped_program_in_a_chroot_finds_its_debug_file_under_usr_lib_debug
     shutil.copy("/lib64/ld-linux-x86-64.so.2", root / "lib64/ld-linux-x86-64.so.2")
     wl = Workload(env["reaper"], ["chroot", str(root), "/app/alloc_sites", "attach"])
     rep = _attach_and_check(env, wl)
-    checked = 0
-    for s in helpers.stacks_of(rep, wl.pid):
-        f = s["frames"][0]
-        if f["module"] != str(root / "app/alloc_sites") or f["inlined"]:
-            continue
-        a2l = subprocess.run(["eu-addr2line", "-f", "-e", full, hex(f["module_offset"])],
-                             capture_output=True, text=True, check=True).stdout.split("\n")
-        line = a2l[1].rsplit(":", 2)
-        assert (f["func"], f["file"], f["line"]) == (a2l[0], line[0], int(line[1])), (f, a2l)
-        checked += 1
-    assert checked >= 5, rep
+    _check_frames_named(rep, wl.pid, root / "app/alloc_sites", full)
 
 
 def test_a_stripped_program_in_another_mount_namespace_finds_its_debug_file(env, tmp_path):
@@ -134,14 +140,4 @@ def test_a_stripped_program_in_another_mount_namespace_finds_its_debug_file(env,
                                   script.format(d=ns_dir, s=src)])
     assert not os.listdir(str(ns_dir)), "the namespace's tmpfs is visible from here"
     rep = _attach_and_check(env, wl)
-    checked = 0
-    for s in helpers.stacks_of(rep, wl.pid):
-        f = s["frames"][0]
-        if f["module"] != str(ns_dir / "alloc_sites") or f["inlined"]:
-            continue
-        a2l = subprocess.run(["eu-addr2line", "-f", "-e", full, hex(f["module_offset"])],
-                             capture_output=True, text=True, check=True).stdout.split("\n")
-        line = a2l[1].rsplit(":", 2)
-        assert (f["func"], f["file"], f["line"]) == (a2l[0], line[0], int(line[1])), (f, a2l)
-        checked += 1
-    assert checked >= 5, rep
+    _check_frames_named(rep, wl.pid, ns_dir / "alloc_sites", full)
