@@ -18,7 +18,8 @@ entry points are probed where the prologue decoder put them.
 
 Environment (defaults in brackets): ROUNDS [9], PAIRS [200000], CC1_FUNCS [40], STACKS [10000],
 HOLD [10] seconds of the CPU/RSS run, DEEP [24] extra frames of bench_alloc_deep, PATHS [13]
-levels of bench_alloc_paths, SAMPLE_BYTES
+levels of bench_alloc_paths, BPF_ROUNDS [3, at most ROUNDS] interleaved runs of each BPF run-time
+figure (cc1's is noisy: 9 or more to trust its sign), SAMPLE_BYTES
 [524288], QUIET_WAIT [120] seconds to wait for another profiler's uprobes to go away mid-run,
 BENCH_DIR [build/bench].
 """
@@ -77,6 +78,7 @@ CC1_FUNCS = env_int("CC1_FUNCS", 40)
 STACKS = env_int("STACKS", 10000)
 HOLD = env_int("HOLD", 10)
 SAMPLE_BYTES = env_int("SAMPLE_BYTES", 524288)
+BPF_ROUNDS = env_int("BPF_ROUNDS", min(3, ROUNDS))
 QUIET_WAIT = env_int("QUIET_WAIT", 120, 0)
 OUT = Path(os.environ.get("BENCH_DIR") or REPO / "build" / "bench")
 BPFTOOL = shutil.which("bpftool") or "/usr/sbin/bpftool"
@@ -830,7 +832,7 @@ def bpf_time(b, cmd, unwind):
         report.unlink(missing_ok=True)
 
 
-def bpf_times(b, trap, lines, rounds=min(3, ROUNDS)):
+def bpf_times(b, trap, lines, rounds=BPF_ROUNDS):
     """The unwinder's added cost as the kernel accounts it: steadier than the difference of two
     timed medians (no trap, no noise of the workload's own run), one run each, interleaved."""
     lines.append("   BPF run time per allocation, all programs (kernel.bpf_stats_enabled; medians of %d"
@@ -842,15 +844,15 @@ def bpf_times(b, trap, lines, rounds=min(3, ROUNDS)):
         got = {"dwarf": [], "fp": []}
         for _ in range(rounds):
             for u in ("dwarf", "fp"):
-                v = bpf_time(b, cmd, u)
-                if v is not None:
-                    got[u].append(v)
-        d, f = stats(got["dwarf"]), stats(got["fp"])
-        if not d or not f:
+                got[u].append(bpf_time(b, cmd, u))
+        d, f, diff = stats(got["dwarf"]), stats(got["fp"]), per_round_diff(got, "dwarf", "fp")
+        if not d or not f or not diff:
             lines.append("     %-36s n/a" % name)
             continue
-        lines.append("     %-36s dwarf %5.0f ns, fp %5.0f ns: %+.0f ns = %.2f traps"
-                     % (name, d[0], f[0], d[0] - f[0], (d[0] - f[0]) / trap if trap > 0 else float("nan")))
+        # the difference is the median of the rounds' paired differences (one round: dwarf, fp)
+        lines.append("     %-36s dwarf %5.0f ns, fp %5.0f ns: %+.0f ns (%+.0f..%+.0f) = %.2f traps"
+                     % (name, d[0], f[0], diff[0], diff[1], diff[2],
+                        diff[0] / trap if trap > 0 else float("nan")))
     lines.append("     (*) %d distinct stacks of %d frames that share their outer frames, built with frame"
                  % (2 ** PATHS, PATHS + 6))
     lines.append("         pointers: --unwind fp gets the same complete stacks (to main: 2 frames fewer),"

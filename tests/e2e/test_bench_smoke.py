@@ -134,8 +134,8 @@ def test_bench_unwind_cost(bench):
         assert m and int(m.group(1)) > 1000, out
     # the same cost as the kernel accounts BPF run time, and what the unwinder did on cc1
     for name in ("bench_alloc, 6 frames", "bench_alloc -DDEPTH=24, 30 frames", "cc1"):
-        assert re.search(r"^     %s +dwarf +%s ns, fp +%s ns: [+-]%s ns = -?%s traps$"
-                         % (re.escape(name), NUM, NUM, NUM, NUM), out, re.M), out
+        assert re.search(r"^     %s +dwarf +%s ns, fp +%s ns: [+-]%s ns \([+-]%s\.\.[+-]%s\) = -?%s traps$"
+                         % (re.escape(name), NUM, NUM, NUM, NUM, NUM, NUM), out, re.M), out
     assert re.search(r"^   cc1, per stack: %s frames \(%s%% checked against the last stack\), %s table searches, "
                      r"%s reads of the user stack$" % ((NUM,) * 4), out, re.M), out
     for frames in (6, 30):
