@@ -1200,18 +1200,16 @@ static int find_debuginfo(Dwfl_Module *mod, void **userdata, const char *modname
 		in_root = NULL;
 		goto cleanup;
 	}
-	/* next to the file, its .debug directory, the root's build-id directory */
+	/*
+	 * Next to the file, its .debug directory, the root's build-id directory, and the root's
+	 * /usr/lib/debug/<directory of the file>/<debug link>: libdwfl tries an absolute entry
+	 * with the file's directory cut by one leading component at a time, so the path as we
+	 * open it (/proc/self/fd/N/..., or a chroot's directory in front) ends at the file's own.
+	 */
 	debuginfo_path = path;
 	fd = dwfl_standard_find_debuginfo(mod, userdata, modname, base,
 					  in_root ? in_root : file_name, debuglink_file,
 					  debuglink_crc, debuginfo_file_name);
-	/* the root's /usr/lib/debug/<directory of the file>/<debug link> */
-	if (fd < 0 && r->ns_paths && debuglink_file) {
-		debuginfo_path = strrchr(path, ':') + 1;
-		fd = dwfl_standard_find_debuginfo(mod, userdata, modname, base, file_name,
-						  debuglink_file, debuglink_crc,
-						  debuginfo_file_name);
-	}
 	debuginfo_path = NULL;
 cleanup:
 	free(in_root);

@@ -75,22 +75,24 @@ def test_exec_into_a_program_with_another_libc(env, tmp_path):
     """`-- env LD_LIBRARY_PATH=COPY lifecycle ...`: env runs on the host's libc, lifecycle on a
     copy. The probes stayed on the host's libc and nothing of lifecycle was counted, silently;
     now it is probed again once ld.so has mapped its libc (said on stderr), and what it allocates
-    from then on is exact (it waits 300 ms first)."""
+    from then on is exact (it waits until the profiler has said so)."""
     d = tmp_path / "lib"
     d.mkdir()
     shutil.copy(helpers.libc_path(), d / "libc.so.6")
     report = tmp_path / "report.out"
-    proc = env["reaper"].add(subprocess.Popen(
-        [str(helpers.BIN), "-f", "json", "-n", "0", "-i", "60", "-o", str(report), "--", "env",
-         "LD_LIBRARY_PATH=%s" % d, env["workloads"]["lifecycle"], "image2", str(tmp_path), "late"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True))
+    prof = helpers.Profiler(env["reaper"], ["-f", "json", "-n", "0", "-i", "60", "-o", str(report), "--", "env",
+                                            "LD_LIBRARY_PATH=%s" % d, env["workloads"]["lifecycle"], "image2",
+                                            str(tmp_path), "late"], stdin=subprocess.PIPE)
+    helpers.send_after_stderr(prof, "traced there from now on")
     t0 = time.time()
     while not list(tmp_path.glob("*.json")) and time.time() - t0 < 60:
         time.sleep(0.05)
     time.sleep(0.3)
-    out, err = proc.communicate(b"\n", timeout=60)
-    err = err.decode(errors="replace")
-    assert proc.returncode == 0, err
+    prof.p.stdin.write(b"\n")
+    prof.p.stdin.close()
+    rc = prof.drain()
+    err = "\n".join(prof.err.lines)
+    assert rc == 0, err
     assert "exec'd into a program with another allocator (" in err, err
     assert "%s): traced there from now on" % (d / "libc.so.6") in err, err
     (exp,) = [json.loads(p.read_text()) for p in tmp_path.glob("*.json")]
@@ -140,4 +142,27 @@ def test_a_stripped_program_in_another_mount_namespace_finds_its_debug_file(env,
                                   script.format(d=ns_dir, s=src)])
     assert not os.listdir(str(ns_dir)), "the namespace's tmpfs is visible from here"
     rep = _attach_and_check(env, wl)
+    _check_frames_named(rep, wl.pid, ns_dir / "alloc_sites", full)
+
+
+def test_a_stripped_program_in_another_mount_namespace_finds_its_debug_file_under_usr_lib_debug(env, tmp_path):
+    """As above, but the debug file is in the namespace's own /usr/lib/debug/<directory of the
+    program>/ (a tmpfs over /usr/lib/debug that only the namespace sees), the layout of debug
+    files by path: frame 0 of each site must say what eu-addr2line says of the unstripped
+    program."""
+    src, ns_dir = tmp_path / "src", tmp_path / "ns"
+    src.mkdir()
+    ns_dir.mkdir()
+    full = env["workloads"]["alloc_sites"]
+    subprocess.run(["objcopy", "--only-keep-debug", full, str(src / "alloc_sites.debug")], check=True)
+    subprocess.run(["objcopy", "--strip-all", "--add-gnu-debuglink=alloc_sites.debug", full,
+                    str(src / "alloc_sites")], cwd=str(src), check=True)
+    debug_dir = "/usr/lib/debug" + str(ns_dir)
+    script = ("mount -t tmpfs none {d} && cp {s}/alloc_sites {d}/ && mkdir -p /usr/lib/debug && "
+              "mount -t tmpfs none /usr/lib/debug && mkdir -p {g} && cp {s}/alloc_sites.debug {g}/ && "
+              "rm {s}/alloc_sites.debug && exec {d}/alloc_sites attach")
+    wl = Workload(env["reaper"], ["unshare", "-m", "--propagation", "private", "sh", "-c",
+                                  script.format(d=ns_dir, s=src, g=debug_dir)])
+    rep = _attach_and_check(env, wl)
+    assert not os.path.exists(debug_dir), "the namespace's /usr/lib/debug is visible from here"
     _check_frames_named(rep, wl.pid, ns_dir / "alloc_sites", full)
