@@ -161,6 +161,21 @@ class Workload:
         return self.p.wait(timeout=timeout)
 
 
+def send_after_stderr(prof, text, timeout=60):
+    """Send a line to a Profiler's stdin (a launched command's) once its stderr has a line with
+    text: a workload waiting for the profiler to say it probes it."""
+    deadline = time.monotonic() + timeout
+    while not any(text in line for line in list(prof.err.lines)):
+        if prof.p.poll() is not None and prof.err.done.is_set():
+            raise AssertionError("profiler exited (%s) before saying %r; stderr: %r"
+                                 % (prof.p.returncode, text, prof.err.lines))
+        if time.monotonic() > deadline:
+            raise AssertionError("profiler did not say %r within %d s; stderr: %r" % (text, timeout, prof.err.lines))
+        time.sleep(0.02)
+    prof.p.stdin.write(b"\n")
+    prof.p.stdin.flush()
+
+
 def libc_path():
     """The libc the host's programs run with."""
     out = subprocess.run(["ldd", "/bin/true"], capture_output=True, text=True).stdout

@@ -149,22 +149,24 @@ def test_fork_keeps_exact_accounts(env, tmp_path):
     p.stdin.flush()
 
 
-def _launch_lifecycle(env, tmp_path, opts, args, run_env=None):
-    """Run `-- lifecycle ARGS` to its expectation file, let it exit: (final report, expectation)."""
+def _launch_lifecycle(env, tmp_path, opts, args, run_env=None, go_after=None):
+    """Run `-- lifecycle ARGS` to its expectation file, let it exit: (final report, expectation,
+    stderr). go_after: a line is sent to the workload once stderr has it (an image that waits
+    for the profiler to probe it)."""
     report = tmp_path / "report.out"  # not *.json: those are the workload's
-    proc = env["reaper"].add(
-        subprocess.Popen(
-            [str(helpers.BIN), "-f", "json", "-n", "0", *opts, "-o", str(report), "--", env["workloads"]["lifecycle"],
-             *args],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-            env=run_env,
-        )
-    )
+    prof = helpers.Profiler(env["reaper"], ["-f", "json", "-n", "0", *opts, "-o", str(report), "--",
+                                            env["workloads"]["lifecycle"], *args],
+                            stdin=subprocess.PIPE, env=run_env)
+    if go_after:
+        helpers.send_after_stderr(prof, go_after)
     (exp,) = _wait_files(tmp_path, 1, timeout=60)
     time.sleep(0.3)  # a report or more after its last allocation
-    out, err = proc.communicate(b"\n", timeout=60)
-    assert proc.returncode == 0, err.decode(errors="replace")
-    return helpers.final_report(helpers.parse_reports(report.read_text())), exp, err.decode(errors="replace")
+    prof.p.stdin.write(b"\n")
+    prof.p.stdin.close()
+    rc = prof.drain()
+    err = "\n".join(prof.err.lines)
+    assert rc == 0, err
+    return helpers.final_report(helpers.parse_reports(report.read_text())), exp, err
 
 
 @pytest.mark.parametrize("attach", ["multi", "perf"])
@@ -174,7 +176,8 @@ def test_exec_of_a_launched_command(env, tmp_path, mode, attach):
     process's pid to that thread, and the old main thread is gone: probes made for the pid
     are made again): the new image is traced exactly, the process's figures are the new
     image's."""
-    final, exp, err = _launch_lifecycle(env, tmp_path, ["-i", "60", "--attach", attach], [mode, str(tmp_path)])
+    final, exp, err = _launch_lifecycle(env, tmp_path, ["-i", "60", "--attach", attach], [mode, str(tmp_path)],
+                                        go_after="exec'd from a thread" if mode == "thread-exec" else None)
     if mode == "thread-exec" and attach == "perf":
         # perf-event links cannot follow (the kernel refuses them, or takes them and never fires,
         # while the pid names the old main thread): said in one line, nothing counted

@@ -17,7 +17,11 @@
  *                        another exe, another comm), run as "PROG image2 DIR".
  *   lifecycle thread-exec DIR
  *                        as exec, but another thread than the main one calls exec (the kernel
- *                        then gives it the process's pid, and the old main thread is gone).
+ *                        then gives it the process's pid, and the old main thread is gone);
+ *                        the new image ("image2 DIR late") waits for a line on stdin before
+ *                        it allocates (the profiler probes it after the fact).
+ *   lifecycle image2 DIR late
+ *                        the new image of exec, run directly: waits for a line, then as there.
  *   lifecycle exec-chain DIR N
  *                        N images, each making DEPTHS distinct stacks (one block each, freed at
  *                        once) and living ~300 ms, exec themselves; the last one keeps 30 x 100 B
@@ -258,8 +262,11 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	if (argc == 4 && !strcmp(argv[1], "image2") && !strcmp(argv[3], "late")) {
-		/* the profiler learns of an exec by a thread after the fact: give it time */
-		usleep(300000);
+		/*
+		 * The profiler probes the new image after the fact (an exec by a thread, another
+		 * libc): the test sends a line once it says so (a sleep was too short under load).
+		 */
+		wait_line();
 		argc = 3;
 	}
 	if (argc == 4 && !strcmp(argv[1], "exec-other")) {
