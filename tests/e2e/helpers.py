@@ -161,17 +161,27 @@ class Workload:
         return self.p.wait(timeout=timeout)
 
 
+def wait_stderr(prof, *texts, timeout=60):
+    """Wait until a Profiler's stderr has, for each of texts (a string or a compiled regex), a
+    line with it: what it does after the fact (probing a library first seen, building a module's
+    unwind table) it says (-v)."""
+    def has(t, line):
+        return t.search(line) if isinstance(t, re.Pattern) else t in line
+
+    deadline = time.monotonic() + timeout
+    while not all(any(has(t, line) for line in list(prof.err.lines)) for t in texts):
+        if prof.p.poll() is not None and prof.err.done.is_set():
+            raise AssertionError("profiler exited (%s) before saying %r; stderr: %r"
+                                 % (prof.p.returncode, texts, prof.err.lines))
+        if time.monotonic() > deadline:
+            raise AssertionError("profiler did not say %r within %d s; stderr: %r" % (texts, timeout, prof.err.lines))
+        time.sleep(0.02)
+
+
 def send_after_stderr(prof, text, timeout=60):
     """Send a line to a Profiler's stdin (a launched command's) once its stderr has a line with
     text: a workload waiting for the profiler to say it probes it."""
-    deadline = time.monotonic() + timeout
-    while not any(text in line for line in list(prof.err.lines)):
-        if prof.p.poll() is not None and prof.err.done.is_set():
-            raise AssertionError("profiler exited (%s) before saying %r; stderr: %r"
-                                 % (prof.p.returncode, text, prof.err.lines))
-        if time.monotonic() > deadline:
-            raise AssertionError("profiler did not say %r within %d s; stderr: %r" % (text, timeout, prof.err.lines))
-        time.sleep(0.02)
+    wait_stderr(prof, text, timeout=timeout)
     prof.p.stdin.write(b"\n")
     prof.p.stdin.flush()
 

@@ -4,6 +4,7 @@ exact accounts across fork and exec (system-wide mode)."""
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -76,7 +77,7 @@ def test_system_wide_static_and_jemalloc(env, static_simple, tmp_path):
     """Started after the profiler: a static program and one with jemalloc preloaded (library
     files never probed before), both exact once they are running."""
     reaper = env["reaper"]
-    prof = Profiler(reaper, ["-f", "json", "-n", "0", "-i", "1", "--comm", "alloc_sites"])
+    prof = Profiler(reaper, ["-f", "json", "-n", "0", "-i", "1", "-v", "--comm", "alloc_sites"])
     prof.wait_attached()
     st = Workload(reaper, [static_simple, "attach"])
     je_env = dict(os.environ, LD_PRELOAD=JEMALLOC)
@@ -85,7 +86,9 @@ def test_system_wide_static_and_jemalloc(env, static_simple, tmp_path):
     je = reaper.add(subprocess.Popen([str(je_bin), "attach"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, env=je_env, start_new_session=True))
     assert je.stdout.readline().decode().startswith("ready ")
-    time.sleep(0.5)  # new library files are probed within ~100 ms of the exec
+    # new library files are probed after the exec (~100 ms; said at -v)
+    helpers.wait_stderr(prof, "probe points in /proc/%d/exe " % st.pid,
+                        re.compile(r"probe points in /proc/\d+/root%s " % re.escape(JEMALLOC)))
     exp_st = st.expect_json("go")
     je.stdin.write(b"go\n")
     je.stdin.flush()
