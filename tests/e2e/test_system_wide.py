@@ -164,10 +164,12 @@ def test_a_process_with_many_live_blocks_is_forgotten_without_stalling(env):
     cmd = [env["workloads"]["lifecycle"], "keep-many", "400000"]
     prof = Profiler(env["reaper"], ["-f", "json", "-n", "1", "-i", "0.5", "-d", "5", "--comm", "lifecycle"])
     prof.wait_attached()
-    assert subprocess.run(cmd, timeout=60).returncode == 0
+    wl = env["reaper"].add(subprocess.Popen(cmd, start_new_session=True))
+    assert wl.wait(timeout=60) == 0
     assert prof.drain(timeout=60) == 0, prof.err.lines
-    seen = [r for r in prof.reports if r["processes"]]
-    assert seen and seen[-1]["processes"][0]["live_allocs"] == 400001, seen[-1]["processes"]
+    # by pid: another program named lifecycle may run meanwhile
+    seen = [r for r in prof.reports if any(p["pid"] == wl.pid for p in r["processes"])]
+    assert seen and helpers.proc_of(seen[-1], wl.pid)["live_allocs"] == 400001, seen[-1]["processes"]
     assert seen[-1] is not prof.reports[-1], "the exited process was never forgotten"
 
 
