@@ -114,6 +114,8 @@ struct pprof_model {
 	double elapsed_s;
 	__u64 sample_bytes;
 	__u32 mode_comment; /* string index: exact or sampled */
+	/* string indexes: what --min-size left out, the drop counters (0: none) */
+	__u32 min_size_comment, drops_comment;
 };
 
 /* ---------------------------------------------------------------- small tools */
@@ -711,7 +713,8 @@ int pprof_builder__build(struct pprof_builder *b, const struct snapshot *s,
 			 struct symbolizer *sym, struct pprof_model **out)
 {
 	struct build bd = {.b = b, .sym = sym, .page = sysconf(_SC_PAGESIZE)};
-	char mode[96];
+	char mode[96], drops[ASZ_NR_DROPS * 48];
+	bool lost = false;
 	long i;
 	int err = -ENOMEM;
 
@@ -726,15 +729,37 @@ int pprof_builder__build(struct pprof_builder *b, const struct snapshot *s,
 	for (i = 0; i < S_NR_FIXED; i++)
 		if (intern(&bd, fixed_strings[i]) != i)
 			goto cleanup;
+	for (i = 0; i < ASZ_NR_DROPS; i++)
+		lost |= s->drops[i] && snapshot__drop_is_loss(i);
+	/* "every allocation counted" is said only when it is true */
 	if (s->sample_bytes)
 		snprintf(mode, sizeof(mode), "sampled: one allocated byte in %llu, values estimated",
 			 (unsigned long long)s->sample_bytes);
+	else if (s->min_size || lost)
+		snprintf(mode, sizeof(mode), "exact, except what the next comments say was not "
+			 "recorded");
 	else
 		snprintf(mode, sizeof(mode), "exact: every allocation counted");
 	i = intern(&bd, mode);
 	if (i < 0)
 		goto cleanup;
 	bd.m->mode_comment = i;
+	if (s->min_size) {
+		snprintf(mode, sizeof(mode), "blocks under %llu bytes (--min-size) are not counted",
+			 (unsigned long long)s->min_size);
+		i = intern(&bd, mode);
+		if (i < 0)
+			goto cleanup;
+		bd.m->min_size_comment = i;
+	}
+	/* the profile has no other place for what was lost: say it as the text report does */
+	strcpy(drops, "dropped: ");
+	if (snapshot__drops_text(s, drops + strlen(drops), sizeof(drops) - strlen(drops))) {
+		i = intern(&bd, drops);
+		if (i < 0)
+			goto cleanup;
+		bd.m->drops_comment = i;
+	}
 	bd.m->time_ns = (__s64)(s->time * 1e9);
 	bd.m->elapsed_s = s->elapsed_s;
 	bd.m->sample_bytes = s->sample_bytes;
@@ -915,7 +940,7 @@ int pprof_model__encode(const struct pprof_model *m, const struct pprof_encode_o
 	size_t nfunc = 0, nstr, packed_len;
 	__u32 main_pid = 0;
 	bool has_main = false;
-	int64_t comments[3];
+	int64_t comments[5];
 	size_t ncomments = 0;
 	struct enc e = {};
 	int err = -ENOMEM;
@@ -1113,6 +1138,10 @@ int pprof_model__encode(const struct pprof_model *m, const struct pprof_encode_o
 	period_type.unit = S_BYTES;
 	comments[ncomments++] = S_VERSION;
 	comments[ncomments++] = m->mode_comment;
+	if (m->min_size_comment)
+		comments[ncomments++] = m->min_size_comment;
+	if (m->drops_comment)
+		comments[ncomments++] = m->drops_comment;
 	if (o->comment)
 		comments[ncomments++] = m->nr_strs;
 

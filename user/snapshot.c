@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /* Snapshots: plain copies of the aggregates, diffed against earlier ones for growth and rates. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "snapshot.h"
@@ -354,6 +355,34 @@ const char *snapshot__drop_name(int drop)
 	if (drop < 0 || drop >= ASZ_NR_DROPS)
 		return "unknown";
 	return drop_names[drop];
+}
+
+bool snapshot__drop_is_loss(int drop)
+{
+	return drop != ASZ_DROP_STACK_COLLISION && drop != ASZ_DROP_STACK_TRUNCATED &&
+	       drop != ASZ_DROP_STACK_INCOMPLETE && drop != ASZ_DROP_UNKNOWN_FREE;
+}
+
+int snapshot__drops_text(const struct snapshot *s, char *buf, size_t size)
+{
+	size_t len = 0;
+	int nr = 0;
+
+	if (size)
+		buf[0] = '\0';
+	for (int i = 0; i < ASZ_NR_DROPS; i++) {
+		int n;
+
+		if (!s->drops[i])
+			continue;
+		nr++;
+		if (len >= size)
+			continue;
+		n = snprintf(buf + len, size - len, "%s%s=%llu", len ? " " : "",
+			     snapshot__drop_name(i), (unsigned long long)s->drops[i]);
+		len = n < 0 ? size : len + n;
+	}
+	return nr;
 }
 
 int snapshot__parse_sort(const char *s, enum snap_sort *out)

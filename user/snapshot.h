@@ -105,6 +105,13 @@ const struct snap_proc *snapshot__find_proc(const struct snapshot *s, __u32 pid)
 
 const char *snapshot__allocator_name(__u32 allocator);
 const char *snapshot__drop_name(int drop);
+/* Does the counter mean blocks or calls went unrecorded (else it is informational)? */
+bool snapshot__drop_is_loss(int drop);
+/*
+ * The non-zero counters of s as "name=N name=N" into buf (cut to size, NUL-terminated; "" when
+ * all are zero); returns how many are non-zero.
+ */
+int snapshot__drops_text(const struct snapshot *s, char *buf, size_t size);
 int snapshot__parse_sort(const char *s, enum snap_sort *out);
 
 #endif

@@ -881,13 +881,6 @@ static size_t *scratch_idx(struct top_view *v, size_t n)
 	return v->idx;
 }
 
-/* Counters that mean something was not tracked; the others are informational. */
-static bool drop_is_loss(int d)
-{
-	return d != ASZ_DROP_STACK_COLLISION && d != ASZ_DROP_STACK_TRUNCATED &&
-	       d != ASZ_DROP_STACK_INCOMPLETE && d != ASZ_DROP_UNKNOWN_FREE;
-}
-
 /*
  * The header is made of segments ("Live: 40.0 MiB"), joined three spaces apart and wrapped at
  * segment boundaries on narrow terminals; a segment may be painted (drops, the frozen mark).
@@ -987,8 +980,8 @@ static void render_header(struct top_view *v, const struct top_model *m, int wid
 	seg_add(&g, TOP_ATTR_NORMAL, "Frees/s: %s", b);
 	/* losses painted; informational counters (unknown frees...) listed after them, plain */
 	for (int d = 0; d < ASZ_NR_DROPS; d++) {
-		char *buf = drop_is_loss(d) ? drops : info;
-		size_t *len = drop_is_loss(d) ? &dl : &il;
+		char *buf = snapshot__drop_is_loss(d) ? drops : info;
+		size_t *len = snapshot__drop_is_loss(d) ? &dl : &il;
 		int n;
 
 		if (!m->drops[d] || *len >= SEG_LEN - 1)

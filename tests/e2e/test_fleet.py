@@ -214,6 +214,29 @@ def test_pprof_marks_cut_stacks_and_blocks_without_one(env, tmp_path):
     assert "[unknown]" in top
 
 
+def test_pprof_comments_say_what_was_not_counted(env, tmp_path):
+    """A profile whose blocks did not all fit (--max-allocs), or left small ones out
+    (--min-size), must not read as the whole heap: its comments (go tool pprof -comments) say
+    so, with the same counters as the JSON report's `dropped`."""
+    out = tmp_path / "lossy.pb.gz"
+    rc, _, err = helpers.run_profiler(["-f", "pprof", "--max-allocs", "1024", "--min-size", "100",
+                                       "-o", str(out), "--", env["workloads"]["cxx_bulk"],
+                                       str(tmp_path / "exp.json")])
+    assert rc == 0, err
+    comments = ft.go_pprof(tmp_path, ["-comments", str(out)]).splitlines()
+    assert not any("every allocation counted" in c for c in comments), comments
+    assert "blocks under 100 bytes (--min-size) are not counted" in comments, comments
+    dropped = [c for c in comments if c.startswith("dropped: ")]
+    assert len(dropped) == 1, comments
+    counters = dict(kv.split("=") for kv in dropped[0][len("dropped: "):].split())
+    full = int(counters["allocs_map_full"])
+    raw = ft.parse_raw(ft.go_pprof(tmp_path, ["-raw", str(out)]))
+    recorded = sum(s["values"][0] for s in raw["samples"])
+    # 100,000 kept blocks of 200 B, and the C++ runtime's few: each recorded or dropped
+    assert 1000 <= recorded <= 1024, recorded
+    assert 100000 <= recorded + full <= 100000 + 20, (recorded, full)
+
+
 # ---------------------------------------------------------------- serve
 
 

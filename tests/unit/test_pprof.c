@@ -323,6 +323,55 @@ Test(pprof, empty_snapshot)
 	snapshot__free(s);
 }
 
+/* The comments a profile carries, joined by newlines (for strstr). */
+static void comments_of(const Profile *p, char *buf, size_t size)
+{
+	size_t len = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < p->n_comment && len < size; i++)
+		len += snprintf(buf + len, size - len, "%s\n", str(p, p->comment[i]));
+}
+
+Test(pprof, profile_says_what_was_not_counted)
+{
+	struct snapshot *s = fixture();
+	char text[1024];
+	Profile *p;
+
+	/* only informational counters: still every allocation counted, and the counters said */
+	s->drops[ASZ_DROP_UNKNOWN_FREE] = 2;
+	p = write_profile(s, NULL);
+	comments_of(p, text, sizeof(text));
+	cr_assert(strstr(text, "exact: every allocation counted\n"), "%s", text);
+	cr_assert(strstr(text, "dropped: unknown_frees=2\n"), "%s", text);
+	perftools__profiles__profile__free_unpacked(p, NULL);
+
+	/* blocks not tracked, and --min-size: "every allocation counted" would be false */
+	s->drops[ASZ_DROP_ALLOCS_FULL] = 90;
+	s->drops[ASZ_DROP_STACK_TRUNCATED] = 7;
+	s->min_size = 4096;
+	p = write_profile(s, NULL);
+	comments_of(p, text, sizeof(text));
+	cr_assert_null(strstr(text, "every allocation counted"), "%s", text);
+	cr_assert(strstr(text, "exact, except"), "%s", text);
+	cr_assert(strstr(text, "blocks under 4096 bytes (--min-size) are not counted\n"), "%s",
+		  text);
+	cr_assert(strstr(text, "dropped: allocs_map_full=90 stack_truncated=7 unknown_frees=2\n"),
+		  "%s", text);
+	perftools__profiles__profile__free_unpacked(p, NULL);
+
+	/* nothing lost, every size: no such comment */
+	memset(s->drops, 0, sizeof(s->drops));
+	s->min_size = 0;
+	p = write_profile(s, NULL);
+	comments_of(p, text, sizeof(text));
+	cr_assert_null(strstr(text, "dropped"), "%s", text);
+	cr_assert_null(strstr(text, "min-size"), "%s", text);
+	perftools__profiles__profile__free_unpacked(p, NULL);
+	snapshot__free(s);
+}
+
 Test(pprof, sampled_profile_says_so)
 {
 	struct snapshot *s = fixture();
