@@ -334,6 +334,13 @@ static int emit_report(struct session *s, const struct report_args *a, FILE *out
 		err = -errno;
 	if (err)
 		cmd__write_error("the report", err);
+	/* folded stacks have no place for the drop counters either: they are said here */
+	if (!err && a->fmt == REPORT_COLLAPSED) {
+		char drops[ASZ_NR_DROPS * 48];
+
+		if (snapshot__drops_text(cur, drops, sizeof(drops)))
+			elog("dropped: %s (drop counters in asizeof-bpf(8))\n", drops);
+	}
 	return err;
 }
 
@@ -466,6 +473,9 @@ int cmd_report(int argc, char **argv)
 	if (a.fmt == REPORT_COLLAPSED && a.eo.sample_bytes)
 		elog("sampled (--sample-bytes %llu): the collapsed stacks' weights are estimates\n",
 		     (unsigned long long)a.eo.sample_bytes);
+	if (a.fmt == REPORT_COLLAPSED && a.eo.min_size)
+		elog("blocks under %llu bytes (--min-size) are not in the collapsed stacks\n",
+		     (unsigned long long)a.eo.min_size);
 	if (session__start(s))
 		goto cleanup;
 	/* traced, and a command released: only now may an existing FILE lose what it held */

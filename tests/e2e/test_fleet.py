@@ -63,6 +63,36 @@ def test_collapsed_sums_per_site(env, tmp_path, weight, key):
     assert texts == sorted(texts) and len(set(texts)) == len(texts)
 
 
+def test_collapsed_says_on_stderr_what_it_does_not_hold(env, tmp_path):
+    """Folded stacks have no place for a note (flamegraph.pl reads `stack count` lines only):
+    blocks left out by --min-size and every drop counter are said on stderr, the file stays
+    folded lines only; the counts are the ones the stacks miss."""
+    out = tmp_path / "lossy.folded"
+    rc, _, err = helpers.run_profiler(["-f", "collapsed", "--max-allocs", "1024", "--min-size", "100",
+                                       "--max-depth", "2", "-o", str(out), "--",
+                                       env["workloads"]["cxx_bulk"], str(tmp_path / "exp.json")])
+    assert rc == 0, err
+    stacks = ft.parse_collapsed(out.read_text())
+    assert stacks and all("[truncated]" in f for f, _ in stacks), stacks
+    lines = err.splitlines()
+    assert "asizeof-bpf: blocks under 100 bytes (--min-size) are not in the collapsed stacks" in lines, err
+    dropped = [l for l in lines if l.startswith("asizeof-bpf: dropped: ")]
+    assert len(dropped) == 1, err
+    counters = dict(kv.split("=") for kv in dropped[0].split(": ", 2)[2].split(" (")[0].split())
+    full = int(counters["allocs_map_full"])
+    # 100,000 kept blocks of 200 B, and the C++ runtime's few: each in the stacks or dropped
+    held = sum(w for f, w in stacks if f[-1].startswith("operator new")) // 200
+    assert 1000 <= held <= 1024, stacks
+    assert 100000 <= held + full <= 100000 + 20, (held, full)
+    assert int(counters["stack_truncated"]) >= 100000, counters
+
+    # nothing lost, every size: nothing said
+    rc, _, err = helpers.run_profiler(["-f", "collapsed", "-o", str(out), "--",
+                                       env["workloads"]["cxx_bulk"], str(tmp_path / "exp.json")])
+    assert rc == 0, err
+    assert "dropped" not in err and "min-size" not in err, err
+
+
 def test_pprof_file_read_by_go_pprof(env, tmp_path):
     """`-f pprof`: go tool pprof -raw shows every site with its exact four values, -top and
     -traces read it too."""
