@@ -168,3 +168,23 @@ def test_sample_bytes_range_is_documented(profiler_bin):
     assert int(hi) == 1 << 31
     entries = _man_entries(_man(), "--sample-bytes")
     assert entries and all("(%s to %s;" % (lo, hi) in re.sub(r"\s+", " ", e) for e in entries), entries
+
+
+def test_every_drop_counter_is_documented():
+    """Nothing is lost silently only if the user can tell what a counter means: each name the
+    program writes (user/snapshot.c's drop_names, JSON's `dropped` keys) is described in the
+    man page's Drop counters and the README's list, and neither names one it does not write."""
+    src = (helpers.REPO / "user" / "snapshot.c").read_text()
+    table = re.search(r"drop_names\[ASZ_NR_DROPS\] = \{(.*?)\};", src, re.S).group(1)
+    names = set(re.findall(r"\] = \"([a-z_]+)\"", table))
+    header = (helpers.REPO / "include" / "asizeof.h").read_text()
+    assert len(names) == int(re.search(r"ASZ_NR_DROPS = (\d+)", header).group(1)), names
+    man = _man()
+    section = man[man.index(".SS Drop counters"):man.index(".SH EXIT STATUS")]
+    man_named = set(re.findall(r"^\.B ([a-z_]+)$", section, re.M))
+    readme = _readme()
+    para = readme[readme.index("Nothing is lost silently."):]
+    para = para[:para.index("\n\n")]
+    readme_named = set(re.findall(r"`([a-z_]+)`", para))
+    assert man_named == names, (sorted(names - man_named), sorted(man_named - names))
+    assert names <= readme_named, sorted(names - readme_named)
