@@ -1178,8 +1178,11 @@ static __always_inline void emit(__u32 type, __u32 tgid, __u32 gen, __u32 flags,
 {
 	struct asz_event *ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
 
-	if (!ev)
+	/* user space fell behind: it will not look at this exec (or exit), say so */
+	if (!ev) {
+		count_drop(ASZ_DROP_EVENTS_LOST);
 		return;
+	}
 	ev->type = type;
 	ev->tgid = tgid;
 	ev->gen = gen;

@@ -58,7 +58,8 @@ enum asz_drop {
 	ASZ_DROP_STACK_INCOMPLETE = 10, /* DWARF unwinding stopped before the outermost frame */
 	ASZ_DROP_UNWIND_TABLE_FULL = 11, /* a module's unwind table did not fit (user space) */
 	ASZ_DROP_STACK_PREEMPTED = 12, /* this CPU's stack scratch busy (a preempted program) */
-	ASZ_NR_DROPS = 13,
+	ASZ_DROP_EVENTS_LOST = 13,  /* exec or exit event not sent: the ring buffer was full */
+	ASZ_NR_DROPS = 14,
 };
 
 struct asz_alloc_key {

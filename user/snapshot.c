@@ -41,6 +41,7 @@ static const char *const drop_names[ASZ_NR_DROPS] = {
 	[ASZ_DROP_STACK_INCOMPLETE] = "stack_incomplete",
 	[ASZ_DROP_UNWIND_TABLE_FULL] = "unwind_table_full",
 	[ASZ_DROP_STACK_PREEMPTED] = "stack_preempted",
+	[ASZ_DROP_EVENTS_LOST] = "events_lost",
 };
 
 static const char *const sort_names[] = {

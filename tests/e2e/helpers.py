@@ -30,6 +30,7 @@ MUST_BE_ZERO_DROPS = (
     "thread_state_unavailable",
     "missed_frees",
     "stack_preempted",
+    "events_lost",
 )
 
 # Generous: these bound waits on events that normally take milliseconds.
@@ -548,6 +549,7 @@ DROP_KEYS = {
     "stack_incomplete",
     "unwind_table_full",
     "stack_preempted",
+    "events_lost",
 }
 ALLOCATORS = {"malloc", "calloc", "realloc", "memalign", "posix_memalign", "valloc", "pvalloc"}
 MMAP_CALLS = {"mmap", "mremap"}

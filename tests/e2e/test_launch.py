@@ -653,3 +653,28 @@ def test_a_dynamic_linker_that_never_answers(bpf_ok, guarded, tmp_path):
         except OSError:
             pass
     assert not left, "the program asked is left running: %r" % left
+
+
+def test_exec_events_lost_are_counted(env, tmp_path):
+    """The kernel tells the profiler of each exec (and exit) through a ring buffer; when the
+    profiler falls behind (here: stopped) and the ring fills, the events it cannot send are
+    counted in events_lost, not lost silently. 1,500 images: 1,499 exec events and an exit;
+    the 256 KiB ring holds 885 of them (296 bytes each with its header)."""
+    report, wl_dir = tmp_path / "report.json", tmp_path / "wl"
+    wl_dir.mkdir()
+    prof = helpers.Profiler(env["reaper"], ["-f", "json", "-n", "0", "-i", "60", "-o", str(report), "--",
+                                            helpers.workload("lifecycle"), "exec-loop", str(wl_dir), "1500"])
+    prof.wait_attached()
+    prof.p.send_signal(signal.SIGSTOP)
+    try:
+        (wl_dir / "go").touch()
+        deadline = time.monotonic() + 120
+        while not list(wl_dir.glob("*.json")):
+            assert time.monotonic() < deadline, "the exec loop did not end"
+            time.sleep(0.05)
+        time.sleep(0.5)  # its exit too
+    finally:
+        prof.p.send_signal(signal.SIGCONT)
+    assert prof.p.wait(timeout=60) == 0, prof.err.lines
+    final = helpers.final_report(helpers.parse_reports(report.read_text()))
+    assert final["dropped"]["events_lost"] == 1500 - 885, final["dropped"]

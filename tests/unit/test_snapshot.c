@@ -518,7 +518,7 @@ Test(snapshot, drop_names)
 		"allocs_map_full", "aggs_map_full", "procs_map_full", "stacks_map_full",
 		"stack_collisions", "stack_unresolved", "stack_truncated",
 		"thread_state_unavailable", "unknown_frees", "missed_frees",
-		"stack_incomplete", "unwind_table_full", "stack_preempted",
+		"stack_incomplete", "unwind_table_full", "stack_preempted", "events_lost",
 	};
 	int i;
 

@@ -26,6 +26,10 @@
  *                        N images, each making DEPTHS distinct stacks (one block each, freed at
  *                        once) and living ~300 ms, exec themselves; the last one keeps 30 x 100 B
  *                        from 30 distinct stacks (site_chain_keep) and writes DIR/<pid>.json.
+ *   lifecycle exec-loop DIR N
+ *                        waits for a file DIR/go, then execs itself N - 1 times at once, as
+ *                        fast as it can (exec events by the thousand), each image keeping one
+ *                        16 B block; the last image writes DIR/<pid>.json and exits.
  *   lifecycle many-stacks DIR N
  *                        keeps one 10 B block from each of N distinct stacks (N <= 120: deeper
  *                        ones would share their innermost 127 frames), writes DIR/<pid>.json.
@@ -259,6 +263,23 @@ int main(int argc, char **argv)
 		expect(argv[2], "\"sites\":{},\"stacks\":30,\"live_bytes\":3000,\"live_allocs\":30,"
 				"\"unknown_frees\":0,\"alloc_bytes\":3000,\"allocs\":30,\"frees\":0");
 		wait_line();
+		return 0;
+	}
+	if (argc == 4 && !strcmp(argv[1], "exec-loop")) {
+		char go[512], next[16];
+		int left = atoi(argv[3]);
+
+		/* one block per image: the kernel tells of the execs of processes that allocated */
+		blocks[0] = malloc(16);
+		/* the first image waits for DIR/go: a test stops the profiler's reading first */
+		snprintf(go, sizeof(go), "%s/go", argv[2]);
+		while (access(go, F_OK))
+			usleep(1000);
+		if (left > 1) {
+			snprintf(next, sizeof(next), "%d", left - 1);
+			exec_self(argv, "exec-loop", next);
+		}
+		expect(argv[2], "\"sites\":{}");
 		return 0;
 	}
 	if (argc == 4 && !strcmp(argv[1], "image2") && !strcmp(argv[3], "late")) {
