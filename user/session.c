@@ -903,6 +903,13 @@ int session__snapshot(struct session *s, bool final, struct snapshot **out)
 	engine__consume_events(s->eng, on_event, s);
 	check_exits(s);
 	refresh_maps(s);
+	/*
+	 * With -p or -- CMD the targets' tables are current now: a library a target dlclose'd is
+	 * closed at the second report after (a plugin loaded again and again from a new file
+	 * held an fd, a Dwfl with its debuginfod client and, deleted, its disk space each).
+	 */
+	if (!s->system_wide)
+		symbolizer__trim(s->sym);
 	err = engine__collect(s->eng, &cur);
 	if (err) {
 		elog("cannot read the kernel maps: %s\n", strerror(-err));

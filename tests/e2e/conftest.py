@@ -49,6 +49,7 @@ WORKLOAD_SOURCES = {
     "unwind_libc": "unwind_libc.c",
     "unwind_cxx": "unwind_cxx.cc",
     "unwind_dlopen": "unwind_dlopen.c",
+    "plugin_reload": "plugin_reload.c",
     "unwind_memo": "unwind_memo.c",
     "unwind_alternate": "unwind_alternate.c",
     "unwind_span": "unwind_span.c",

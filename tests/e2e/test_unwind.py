@@ -346,6 +346,30 @@ def test_dlopen_library_used_late_is_complete_at_once(bpf_ok, workloads, guarded
     helpers.check_drops(rep, unknown_frees=0)
 
 
+PLUGIN_LOADS = 12
+
+
+def test_dlclosed_library_files_are_closed(bpf_ok, workloads, guarded, tmp_path):
+    """A target that loads a plugin again and again, each time from a new file deleted after
+    dlclose: the profiler's descriptor on a copy (and the copy's disk space) goes at the second
+    report after another mapping took its addresses (the symbolizer keeps an unloaded library's
+    mappings for the stacks recorded in it until then), as system-wide; it held every copy ever
+    loaded to the end. Each copy is mapped where the last one was: the last copy stays (nothing
+    replaced it), a second one only if a copy was mapped elsewhere."""
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    out = tmp_path / "report.json"
+    rc, stdout, err = guarded.run(["-f", "json", "-n", "0", "-i", "1", "-o", str(out), "--",
+                                   workloads["plugin_reload"], str(plugins), str(PLUGIN_LOADS)])
+    assert rc == 0, err
+    held = [int(line.split()[1]) for line in stdout.splitlines() if line.startswith("held ")]
+    assert len(held) == 1 and 1 <= held[0] <= 2, (stdout, PLUGIN_LOADS)
+    rep = helpers.final_report(helpers.parse_reports(out.read_text()))
+    pid = rep["processes"][0]["pid"]
+    helpers.check_proc_is_sum_of_stacks(rep, pid)
+    helpers.check_drops(rep, unknown_frees=0)
+
+
 # ---------------------------------------------------------------- stacks like the last one
 
 MEMO_ROUNDS, TWIN_SIZE, DEPTHS, DEPTH_BASE, CALL_SIZE = 3000, 48, 12, 1000, 77
