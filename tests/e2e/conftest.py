@@ -55,6 +55,7 @@ WORKLOAD_SOURCES = {
     "unwind_span": "unwind_span.c",
     "cfi_recurse": "cfi_recurse.c",
     "short_lived": "short_lived.c",
+    "scale_hold": "scale_hold.c",
     "cxx_bulk": "cxx_bulk.cc",
     "exit_on_probe": "exit_on_probe.c",
     "entry_points": "entry_points.c",
