@@ -546,9 +546,19 @@ int engine__track(struct engine *e, pid_t pid)
 {
 	struct etarget *t;
 
-	for (int i = 0; i < e->nr_targets; i++)
-		if (e->targets[i].pid == pid && !e->targets[i].exited)
-			return 0;
+	for (int i = 0; i < e->nr_targets; i++) {
+		if (e->targets[i].pid != pid)
+			continue;
+		/*
+		 * A pid given again (system-wide, the old process not yet forgotten): the same
+		 * entry, alive; a second one would leave the first, exited, to name it forever.
+		 */
+		if (e->targets[i].exited) {
+			e->targets[i].exited = false;
+			read_identity(&e->targets[i]);
+		}
+		return 0;
+	}
 	t = realloc(e->targets, (e->nr_targets + 1) * sizeof(*t));
 	if (!t)
 		return -ENOMEM;

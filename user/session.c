@@ -275,6 +275,18 @@ static bool same_root(pid_t pid)
 	       a.st_ino == b.st_ino;
 }
 
+/*
+ * A pid reported exited and given to a new process before it was forgotten: forgetting it
+ * would delete the new process's entries. The old image's are stale by its exec generation, and
+ * go as after an exec.
+ */
+static void unforget(struct session *s, pid_t pid)
+{
+	for (int i = 0; i < s->nr_reported_dead; i++)
+		if (s->reported_dead[i] == pid)
+			s->reported_dead[i--] = s->reported_dead[--s->nr_reported_dead];
+}
+
 static void adopt(struct session *s, pid_t pid, bool young)
 {
 	char comm[ASZ_COMM_LEN], lib[PATH_MAX], libc[PATH_MAX];
@@ -336,6 +348,7 @@ static void adopt(struct session *s, pid_t pid, bool young)
 		t = &s->t[s->nr - 1];
 	}
 	t->exited = false;
+	unforget(s, pid);
 	if (young) {
 		t->looks_left = NEW_LOOKS;
 		t->next_look_ns = util__mono_ns() + NEW_LOOK_NS;

@@ -256,3 +256,48 @@ def test_exec_paths_of_processes_never_shown_are_forgotten(env):
     assert prof.stop() == 0, prof.err.lines
     kept = [int(re.search(r"(\d+) exec paths kept", l)[1]) for l in prof.err.lines if "exec paths kept" in l]
     assert kept and kept[-1] <= 3, kept
+
+
+def _hold_expect(k):
+    return {"live_bytes": k * 1000 + 666, "live_allocs": k + 2, "allocs": k + 3, "frees": 1}
+
+
+def test_a_pid_given_again_is_the_new_process(env, tmp_path):
+    """A process exits and a new one gets its pid (forced with ns_last_pid) before, while and
+    after the old one is reported exited: the new one is reported alive, with its own exe,
+    blocks and stacks. A pid adopted again before it was forgotten was shown exited for the
+    rest of the run (a second target of that pid, the first exited, named it); one adopted after
+    its exit was reported had its entries deleted by the forgetting: never reported at all."""
+    wl = env["workloads"]["scale_hold"]
+    copy = tmp_path / "scale_hold"
+    shutil.copy(wl, copy)
+    prof = Profiler(env["reaper"], ["-f", "json", "-n", "0", "-i", "0.5", "--comm", "scale_hold"])
+    prof.wait_attached()
+    news = []
+    for gap in (0, 0.2, 0.4, 0.6):
+        old = Workload(env["reaper"], [wl, "hold", "5"])
+        time.sleep(0.6)  # reported alive once
+        old.p.stdin.close()
+        assert old.wait() == 0
+        time.sleep(gap)
+        new = env["reaper"].add(subprocess.Popen([wl, "at", str(old.pid), str(copy), "hold", "2"],
+                                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                                 start_new_session=True))
+        assert new.stdout.readline().decode() == "pid %d\n" % old.pid
+        assert new.stdout.readline().decode() == "ready %d\n" % old.pid
+        news.append((new, old.pid))
+    prof.reports_after(prof.sync(), 4)
+    rc = prof.stop()
+    assert rc == 0, prof.err.lines
+    final = helpers.final_report(prof.reports)
+    for new, pid in news:
+        p = helpers.proc_of(final, pid)
+        assert p["exited"] is False, p
+        assert p["exe"] == str(copy), p
+        assert {k: p[k] for k in _hold_expect(2)} == _hold_expect(2), p
+        live = sorted((s["frames"][0]["func"], s["live_bytes"])
+                      for s in helpers.stacks_of(final, pid) if s["live_bytes"])
+        assert live == [("site_keep", 2000), ("site_pair", 333), ("site_pair", 333)], live
+    for new, _ in news:
+        new.stdin.close()
+        assert new.wait(timeout=30) == 0
