@@ -218,10 +218,35 @@ static __always_inline void read_comm(struct task_struct *task, __u64 comm[2])
 	bpf_probe_read_kernel_str(comm, ASZ_COMM_LEN, task->group_leader->comm);
 }
 
+/* A new image of the process (an exec), or a new process under an exited one's pid. */
+static __always_inline __u32 proc_restart(struct asz_proc_val *p, struct task_struct *task)
+{
+	p->live_bytes = 0;
+	p->live_allocs = 0;
+	p->exec_alloc_bytes = p->alloc_bytes;
+	p->exec_allocs = p->allocs;
+	p->exec_frees = p->frees;
+	p->exec_unknown_frees = p->unknown_frees;
+	p->mmap_bytes = 0;
+	p->mmap_regions = 0;
+	p->dead = 0;
+	read_comm(task, p->comm);
+	return ++p->gen;
+}
+
+static __always_inline void emit(__u32 type, __u32 tgid, __u32 gen, __u32 flags,
+				 struct linux_binprm *bprm);
+
 static __always_inline struct asz_proc_val *proc_get(__u32 tgid)
 {
 	struct asz_proc_val *p = bpf_map_lookup_elem(&procs, &tgid), init = {};
 
+	/*
+	 * Its pid was given again before user space forgot the exited process: the new one must
+	 * not count to the old one's accounts (the old blocks are stale by the generation).
+	 */
+	if (p && p->dead)
+		emit(ASZ_EV_REUSED, tgid, proc_restart(p, bpf_get_current_task_btf()), 0, NULL);
 	if (p)
 		return p;
 	read_comm(bpf_get_current_task_btf(), init.comm);
@@ -587,8 +612,11 @@ static __always_inline bool block_remove(__u32 tgid, __u64 addr, struct asz_allo
 	if (bpf_map_delete_elem(&allocs, &key))
 		return false;
 	p = bpf_map_lookup_elem(&procs, &tgid);
-	/* a block of an image the process has since exec'd away: already gone from the totals */
-	if (p && p->gen != copy.gen)
+	/*
+	 * A block of an image the process has since exec'd away: already gone from the totals; or
+	 * of an exited process whose pid is another's now.
+	 */
+	if (p && (p->gen != copy.gen || p->dead))
 		return false;
 	a = agg_of(tgid, &copy);
 	if (a) {
@@ -1213,19 +1241,9 @@ int BPF_PROG(on_exec, struct task_struct *p_task, pid_t old_pid, struct linux_bi
 	struct asz_proc_val *p = bpf_map_lookup_elem(&procs, &tgid);
 	__u32 gen = 0;
 
-	if (p) {
-		/* reports show the image its stacks are in: the new one counts from here */
-		gen = ++p->gen;
-		p->live_bytes = 0;
-		p->live_allocs = 0;
-		p->exec_alloc_bytes = p->alloc_bytes;
-		p->exec_allocs = p->allocs;
-		p->exec_frees = p->frees;
-		p->exec_unknown_frees = p->unknown_frees;
-		p->mmap_bytes = 0;
-		p->mmap_regions = 0;
-		read_comm(p_task, p->comm);
-	}
+	/* reports show the image its stacks are in: the new one counts from here */
+	if (p)
+		gen = proc_restart(p, p_task);
 	if (p || (system_wide && traced(tgid)))
 		emit(ASZ_EV_EXEC, tgid, gen, old_pid != (pid_t)tgid ? ASZ_EV_NEW_LEADER : 0, bprm);
 	return 0;
@@ -1235,11 +1253,15 @@ SEC("tp_btf/sched_process_exit")
 int BPF_PROG(on_exit, struct task_struct *task)
 {
 	__u32 tgid = BPF_CORE_READ(task, tgid);
+	struct asz_proc_val *p;
 
 	/* the last thread of the group is leaving */
 	if (BPF_CORE_READ(task, signal, live.counter) != 0)
 		return 0;
-	if (system_wide || bpf_map_lookup_elem(&procs, &tgid))
+	p = bpf_map_lookup_elem(&procs, &tgid);
+	if (p)
+		p->dead = 1;
+	if (system_wide || p)
 		emit(ASZ_EV_EXIT, tgid, 0, 0, NULL);
 	return 0;
 }

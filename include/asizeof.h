@@ -103,7 +103,7 @@ struct asz_proc_val {
 	__u64 unknown_frees;
 	__u64 drops;
 	__u32 gen; /* bumped at each exec: the old image's blocks and aggregates are gone */
-	__u32 pad;
+	__u32 dead; /* its last thread exited: a process met under this pid later is another one */
 	__u64 comm[2]; /* char[16]: the process's name when first seen and at each exec */
 	__s64 mmap_bytes;   /* anonymous mappings made directly by the program, live */
 	__s64 mmap_regions;
@@ -119,6 +119,7 @@ struct asz_proc_val {
 enum asz_event_type {
 	ASZ_EV_EXEC = 1,
 	ASZ_EV_EXIT = 2,
+	ASZ_EV_REUSED = 3, /* a new process (forked, no exec) allocates under an exited one's pid */
 };
 
 /* exec by another thread than the main one: the kernel gave it the pid, the old main is gone */

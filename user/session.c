@@ -527,6 +527,11 @@ static void on_event(const struct asz_event *ev, void *ctx)
 		if (t)
 			mark_exited(s, t);
 		break;
+	case ASZ_EV_REUSED:
+		/* the new process under that pid: tracked (and not forgotten) like an exec'd one */
+		if (s->system_wide)
+			adopt(s, ev->tgid, true);
+		break;
 	}
 }
 

@@ -264,40 +264,43 @@ def _hold_expect(k):
 
 def test_a_pid_given_again_is_the_new_process(env, tmp_path):
     """A process exits and a new one gets its pid (forced with ns_last_pid) before, while and
-    after the old one is reported exited: the new one is reported alive, with its own exe,
-    blocks and stacks. A pid adopted again before it was forgotten was shown exited for the
-    rest of the run (a second target of that pid, the first exited, named it); one adopted after
-    its exit was reported had its entries deleted by the forgetting: never reported at all."""
+    after the old one is reported exited, exec'd or forked from a process that allocated nothing
+    (a fork counted to the exited one's accounts, which then were forgotten with it): the new
+    one is reported alive, with its own exe, blocks and stacks. A pid adopted again before it
+    was forgotten was shown exited for the rest of the run (a second target of that pid, the
+    first exited, named it); one adopted after its exit was reported had its entries deleted by
+    the forgetting: never reported at all."""
     wl = env["workloads"]["scale_hold"]
     copy = tmp_path / "scale_hold"
     shutil.copy(wl, copy)
     prof = Profiler(env["reaper"], ["-f", "json", "-n", "0", "-i", "0.5", "--comm", "scale_hold"])
     prof.wait_attached()
     news = []
-    for gap in (0, 0.2, 0.4, 0.6):
+    for gap, prog in [(g, p) for g in (0, 0.2, 0.4, 0.6) for p in (copy, "-")]:
         old = Workload(env["reaper"], [wl, "hold", "5"])
         time.sleep(0.6)  # reported alive once
         old.p.stdin.close()
         assert old.wait() == 0
         time.sleep(gap)
-        new = env["reaper"].add(subprocess.Popen([wl, "at", str(old.pid), str(copy), "hold", "2"],
+        argv = [wl, "at", str(old.pid)] + ([str(prog), "hold", "2"] if prog != "-" else ["-", "2"])
+        new = env["reaper"].add(subprocess.Popen(argv,
                                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                                  start_new_session=True))
         assert new.stdout.readline().decode() == "pid %d\n" % old.pid
         assert new.stdout.readline().decode() == "ready %d\n" % old.pid
-        news.append((new, old.pid))
+        news.append((new, old.pid, str(prog) if prog != "-" else wl))
     prof.reports_after(prof.sync(), 4)
     rc = prof.stop()
     assert rc == 0, prof.err.lines
     final = helpers.final_report(prof.reports)
-    for new, pid in news:
+    for new, pid, exe in news:
         p = helpers.proc_of(final, pid)
         assert p["exited"] is False, p
-        assert p["exe"] == str(copy), p
+        assert p["exe"] == exe, p
         assert {k: p[k] for k in _hold_expect(2)} == _hold_expect(2), p
         live = sorted((s["frames"][0]["func"], s["live_bytes"])
                       for s in helpers.stacks_of(final, pid) if s["live_bytes"])
         assert live == [("site_keep", 2000), ("site_pair", 333), ("site_pair", 333)], live
-    for new, _ in news:
+    for new, _, _ in news:
         new.stdin.close()
         assert new.wait(timeout=30) == 0
