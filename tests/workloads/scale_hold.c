@@ -8,6 +8,9 @@
  *   scale_hold storm SECS
  *                        for SECS seconds forks children that each allocate 10 x 64 B from
  *                        site_child, free 5 and exit, up to 32 at a time; prints the count.
+ *   scale_hold storm SECS exec
+ *                        the same, but each child execs "scale_hold hold 0" (stdin, stdout
+ *                        /dev/null): a new image a process, which exits at once.
  *   scale_hold at PID PROG [ARGS]
  *                        runs PROG with pid PID (writes PID - 1 to /proc/sys/kernel/ns_last_pid
  *                        and forks, until the child gets it: other processes may take it);
@@ -16,6 +19,7 @@
  * No stdio in the sites' processes: every allocation of hold is one of the sites'.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -93,7 +97,7 @@ static double now(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static int storm(double secs)
+static int storm(double secs, char *self, bool exec_self)
 {
 	double end = now() + secs;
 	long n = 0;
@@ -108,6 +112,15 @@ static int storm(double secs)
 				running--;
 		}
 		c = fork();
+		if (c == 0 && exec_self) {
+			char *argv[] = {self, "hold", "0", NULL};
+			int fd = open("/dev/null", O_RDONLY);
+
+			if (fd < 0 || dup2(fd, 0) < 0 || dup2(open("/dev/null", O_WRONLY), 1) < 0)
+				_exit(4);
+			execv(self, argv);
+			_exit(127);
+		}
 		if (c == 0) {
 			site_child();
 			_exit(0);
@@ -168,8 +181,8 @@ int main(int argc, char **argv)
 {
 	if (argc == 3 && !strcmp(argv[1], "hold"))
 		return hold(atoi(argv[2]));
-	if (argc == 3 && !strcmp(argv[1], "storm"))
-		return storm(atof(argv[2]));
+	if ((argc == 3 || (argc == 4 && !strcmp(argv[3], "exec"))) && !strcmp(argv[1], "storm"))
+		return storm(atof(argv[2]), argv[0], argc == 4);
 	if (argc >= 4 && !strcmp(argv[1], "at"))
 		return at(atoi(argv[2]), argv + 3);
 	return 2;
