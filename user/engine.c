@@ -1184,20 +1184,35 @@ int engine__collect(struct engine *e, struct snapshot **out)
 	return 0;
 }
 
-void engine__for_each_vma(struct engine *e, pid_t pid,
+static int cmp_pid(const void *a, const void *b);
+
+void engine__for_each_vma(struct engine *e, const pid_t *pids, int n,
 			  void (*fn)(const struct asz_vma_key *k, const struct asz_vma *v, void *ctx),
 			  void *ctx)
 {
 	int fd = bpf_map__fd(e->skel->maps.vmas);
 	struct asz_vma_key key, next, *prev = NULL;
 	struct asz_vma v;
+	pid_t *sorted;
 
+	if (n <= 0)
+		return;
+	/* one walk for all of them: one per process was quadratic (seconds a report in a storm) */
+	sorted = malloc(n * sizeof(*sorted));
+	if (!sorted)
+		return;
+	memcpy(sorted, pids, n * sizeof(*sorted));
+	qsort(sorted, n, sizeof(*sorted), cmp_pid);
 	while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+		pid_t tgid = next.tgid;
+
 		key = next;
 		prev = &key;
-		if (key.tgid == (__u32)pid && bpf_map_lookup_elem(fd, &key, &v) == 0)
+		if (bsearch(&tgid, sorted, n, sizeof(*sorted), cmp_pid) &&
+		    bpf_map_lookup_elem(fd, &key, &v) == 0)
 			fn(&key, &v, ctx);
 	}
+	free(sorted);
 }
 
 static int cmp_pid(const void *a, const void *b)

@@ -106,10 +106,11 @@ const char *engine__attach_mode(const struct engine *e);
 /* Copy the kernel's aggregates into a new snapshot (no BPF access after this). */
 int engine__collect(struct engine *e, struct snapshot **out);
 /*
- * Call fn for each file mapping the kernel recorded under pid's stacks (see struct asz_vma):
+ * Call fn for each file mapping the kernel recorded under the stacks of pids (n of them; see
+ * struct asz_vma), in one walk of the map:
  * the fallback for processes that exited before their /proc/PID/maps could be read.
  */
-void engine__for_each_vma(struct engine *e, pid_t pid,
+void engine__for_each_vma(struct engine *e, const pid_t *pids, int n,
 			  void (*fn)(const struct asz_vma_key *k, const struct asz_vma *v, void *ctx),
 			  void *ctx);
 struct engine_stats {

@@ -913,7 +913,8 @@ static void name_by_exec_paths(struct session *s, struct snapshot *cur)
 int session__snapshot(struct session *s, bool final, struct snapshot **out)
 {
 	struct snapshot *cur;
-	int err;
+	pid_t *gone;
+	int err, nr_gone = 0;
 
 	if (s->system_wide)
 		forget_reported(s);
@@ -934,9 +935,14 @@ int session__snapshot(struct session *s, bool final, struct snapshot **out)
 		return err;
 	}
 	/* gone processes (also forked children never seen alive): the kernel-recorded mappings */
-	for (size_t i = 0; i < cur->nr_procs; i++)
-		if (cur->procs[i].exited)
-			engine__for_each_vma(s->eng, cur->procs[i].pid, add_vma, s->sym);
+	gone = malloc((cur->nr_procs + 1) * sizeof(*gone));
+	if (gone) {
+		for (size_t i = 0; i < cur->nr_procs; i++)
+			if (cur->procs[i].exited)
+				gone[nr_gone++] = cur->procs[i].pid;
+		engine__for_each_vma(s->eng, gone, nr_gone, add_vma, s->sym);
+		free(gone);
+	}
 	name_by_exec_paths(s, cur);
 	cur->final = final;
 	/* counting starts at attach, so growth since attach is measured from zero */
