@@ -50,6 +50,7 @@ WORKLOAD_SOURCES = {
     "unwind_cxx": "unwind_cxx.cc",
     "unwind_dlopen": "unwind_dlopen.c",
     "plugin_reload": "plugin_reload.c",
+    "dlopen_reuse": "dlopen_reuse.c",
     "unwind_memo": "unwind_memo.c",
     "unwind_alternate": "unwind_alternate.c",
     "unwind_span": "unwind_span.c",
