@@ -281,6 +281,12 @@ static enum insn_kind insn_decode(const __u8 *c, size_t len, size_t *n, __u32 *w
 		imm = op == 0x81 ? 4 : 1;
 		to_rm = p < len && ((c[p] >> 3) & 7) != 7;
 		break;
+	case 0xf6: /* test $imm, r/m (/0 only: the rest of the group writes) */
+	case 0xf7:
+		if (p >= len || ((c[p] >> 3) & 7))
+			return INSN_UNKNOWN;
+		imm = op == 0xf6 ? 1 : 4;
+		break;
 	case 0xc1: /* shifts by imm8, by 1 */
 		imm = 1;
 		to_rm = true;

@@ -93,6 +93,26 @@ Test(attach, jemalloc_and_tcmalloc_fast_paths)
 	cr_assert_eq(attach__probe_skip(tc_memalign, sizeof(tc_memalign), ASZ_MEMALIGN), 10);
 }
 
+/* Debian 12's glibc 2.36 mmap64: the flags' move and the offset's test, then jne (emulated). */
+Test(attach, glibc_mmap_past_its_offset_test)
+{
+	/* mov %ecx,%r10d; test $0xfff,%r9d; jne; mov $9,%eax; syscall */
+	const __u8 mmap64[] = {0x41, 0x89, 0xca, 0x41, 0xf7, 0xc1, 0xff, 0x0f, 0x00, 0x00,
+			       0x75, 0x14, 0xb8, 0x09, 0x00, 0x00, 0x00, 0x0f, 0x05};
+	/* test $1,%dil (f6 /0, imm8); jne */
+	const __u8 test8[] = {0x40, 0xf6, 0xc7, 0x01, 0x75, 0x02};
+	/* neg %rdi (f7 /3) writes its operand: not skipped */
+	const __u8 neg[] = {0x48, 0xf7, 0xdf, 0x75, 0x02};
+	/* munmap: mov $0xb,%eax; syscall (not emulated): at its entry */
+	const __u8 munmap[] = {0xb8, 0x0b, 0x00, 0x00, 0x00, 0x0f, 0x05, 0x48, 0x3d};
+
+	cr_assert_eq(attach__probe_skip(mmap64, sizeof(mmap64), ASZ_MMAP), 10);
+	cr_assert_eq(attach__probe_skip(test8, sizeof(test8), ASZ_MALLOC), 4);
+	cr_assert_eq(attach__probe_skip(neg, sizeof(neg), ASZ_MALLOC), 0);
+	cr_assert_eq(attach__probe_skip(neg, sizeof(neg), ASZ_CALLOC), 0);
+	cr_assert_eq(attach__probe_skip(munmap, sizeof(munmap), ASZ_MUNMAP), 0);
+}
+
 Test(attach, branches_back_into_the_skipped_bytes)
 {
 	/* cmp $0x1000,%rdi; ja +2; nop; nop; then a jmp rel8 back to +7 (the ja) */
@@ -131,6 +151,8 @@ Test(attach, libc_symbols_one_per_address)
 		if (syms.syms[i].allocator == ASZ_FREE) {
 			frees++;
 			cr_assert_eq(syms.syms[i].skip, 9);
+		} else if (syms.syms[i].allocator == ASZ_MMAP) {
+			cr_assert_eq(syms.syms[i].skip, 10); /* past mov %ecx,%r10d; test $0xfff,%r9d */
 		} else {
 			cr_assert_eq(syms.syms[i].skip, 0, "%s moved", syms.syms[i].name);
 		}
