@@ -9,6 +9,8 @@ import shutil
 import subprocess
 import time
 
+import pytest
+
 import helpers
 from helpers import Workload
 
@@ -124,12 +126,14 @@ def test_a_stripped_program_in_a_chroot_finds_its_debug_file_under_usr_lib_debug
     _check_frames_named(rep, wl.pid, root / "app/alloc_sites", full)
 
 
-def test_a_stripped_program_in_another_mount_namespace_finds_its_debug_file(env, tmp_path):
-    """A stripped program whose debug file is next to it (.gnu_debuglink), both in a tmpfs only
-    its mount namespace sees (a container's image): the debug file is looked for in that
-    namespace too. Only the host's directories were searched, and every frame of the program
-    came out with neither function nor file:line. Each site's frame 0 must now say what
-    eu-addr2line says of the unstripped program at that offset."""
+@pytest.mark.parametrize("where", ["next_to_it", "usr_lib_debug"])
+def test_a_stripped_program_in_another_mount_namespace_finds_its_debug_file(env, tmp_path, where):
+    """A stripped program whose debug file is next to it (.gnu_debuglink), or in the namespace's
+    own /usr/lib/debug/<directory of the program>/ (a tmpfs over /usr/lib/debug: the layout of
+    debug files by path), in a tmpfs only its mount namespace sees (a container's image): the
+    debug file is looked for in that namespace too. Only the host's directories were searched,
+    and every frame of the program came out with neither function nor file:line. Each site's
+    frame 0 must now say what eu-addr2line says of the unstripped program at that offset."""
     src, ns_dir = tmp_path / "src", tmp_path / "ns"
     src.mkdir()
     ns_dir.mkdir()
@@ -137,32 +141,14 @@ def test_a_stripped_program_in_another_mount_namespace_finds_its_debug_file(env,
     subprocess.run(["objcopy", "--only-keep-debug", full, str(src / "alloc_sites.debug")], check=True)
     subprocess.run(["objcopy", "--strip-all", "--add-gnu-debuglink=alloc_sites.debug", full,
                     str(src / "alloc_sites")], cwd=str(src), check=True)
-    script = "mount -t tmpfs none {d} && cp {s}/alloc_sites {s}/alloc_sites.debug {d}/ && exec {d}/alloc_sites attach"
-    wl = Workload(env["reaper"], ["unshare", "-m", "--propagation", "private", "sh", "-c",
-                                  script.format(d=ns_dir, s=src)])
-    assert not os.listdir(str(ns_dir)), "the namespace's tmpfs is visible from here"
-    rep = _attach_and_check(env, wl)
-    _check_frames_named(rep, wl.pid, ns_dir / "alloc_sites", full)
-
-
-def test_a_stripped_program_in_another_mount_namespace_finds_its_debug_file_under_usr_lib_debug(env, tmp_path):
-    """As above, but the debug file is in the namespace's own /usr/lib/debug/<directory of the
-    program>/ (a tmpfs over /usr/lib/debug that only the namespace sees), the layout of debug
-    files by path: frame 0 of each site must say what eu-addr2line says of the unstripped
-    program."""
-    src, ns_dir = tmp_path / "src", tmp_path / "ns"
-    src.mkdir()
-    ns_dir.mkdir()
-    full = env["workloads"]["alloc_sites"]
-    subprocess.run(["objcopy", "--only-keep-debug", full, str(src / "alloc_sites.debug")], check=True)
-    subprocess.run(["objcopy", "--strip-all", "--add-gnu-debuglink=alloc_sites.debug", full,
-                    str(src / "alloc_sites")], cwd=str(src), check=True)
-    debug_dir = "/usr/lib/debug" + str(ns_dir)
-    script = ("mount -t tmpfs none {d} && cp {s}/alloc_sites {d}/ && mkdir -p /usr/lib/debug && "
-              "mount -t tmpfs none /usr/lib/debug && mkdir -p {g} && cp {s}/alloc_sites.debug {g}/ && "
-              "rm {s}/alloc_sites.debug && exec {d}/alloc_sites attach")
+    debug_dir = "/usr/lib/debug" + str(ns_dir) if where == "usr_lib_debug" else str(ns_dir)
+    script = "mount -t tmpfs none {d} && cp {s}/alloc_sites {d}/ && "
+    if where == "usr_lib_debug":
+        script += "mkdir -p /usr/lib/debug && mount -t tmpfs none /usr/lib/debug && mkdir -p {g} && "
+    script += "cp {s}/alloc_sites.debug {g}/ && rm {s}/alloc_sites.debug && exec {d}/alloc_sites attach"
     wl = Workload(env["reaper"], ["unshare", "-m", "--propagation", "private", "sh", "-c",
                                   script.format(d=ns_dir, s=src, g=debug_dir)])
+    assert not os.listdir(str(ns_dir)), "the namespace's tmpfs is visible from here"
+    assert where != "usr_lib_debug" or not os.path.exists(debug_dir), "its /usr/lib/debug is visible from here"
     rep = _attach_and_check(env, wl)
-    assert not os.path.exists(debug_dir), "the namespace's /usr/lib/debug is visible from here"
     _check_frames_named(rep, wl.pid, ns_dir / "alloc_sites", full)
