@@ -115,6 +115,8 @@ void cmd_report__usage(FILE *f)
 		"  --max-allocs N         live blocks tracked (default 1048576)\n"
 		"  --max-stacks N         distinct stacks kept (default 65536, and as many deeper\n"
 		"                         than 23 frames)\n"
+		"  --max-procs N          processes accounted at once, exited ones until they are\n"
+		"                         forgotten (1-4194304, default 4096; 65536 system-wide)\n"
 		"  --unwind MODE          auto (default): dwarf where the kernel can, else fp;\n"
 		"                         dwarf (.eh_frame tables in the kernel: complete without\n"
 		"                         frame pointers) or fp (frame pointers only)\n"

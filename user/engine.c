@@ -136,7 +136,7 @@ int engine__open(struct engine **out, const struct engine_opts *o)
 {
 	struct kfeatures feat = {};
 	struct engine *e;
-	__u32 rows = o->max_unwind_rows;
+	__u32 rows = o->max_unwind_rows, procs = o->max_procs;
 	bool dwarf;
 	int err;
 
@@ -208,7 +208,9 @@ int engine__open(struct engine **out, const struct engine_opts *o)
 	bpf_map__set_max_entries(e->skel->maps.stacks, o->max_stacks);
 	bpf_map__set_max_entries(e->skel->maps.long_stacks, o->max_stacks);
 	bpf_map__set_max_entries(e->skel->maps.aggs, o->max_aggs);
-	bpf_map__set_max_entries(e->skel->maps.procs, o->max_procs);
+	if (!procs)
+		procs = o->system_wide ? ENGINE_DEFAULT_PROCS_ALL : ENGINE_DEFAULT_PROCS;
+	bpf_map__set_max_entries(e->skel->maps.procs, procs);
 	/* load only the programs this mode attaches (the session one needs kernel support) */
 	bpf_program__set_autoload(e->skel->progs.alloc_session, e->session || e->new_session);
 	bpf_program__set_autoload(e->skel->progs.alloc_entry, !e->session);

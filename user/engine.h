@@ -16,7 +16,7 @@ struct engine_opts {
 	__u32 max_allocs; /* live blocks tracked */
 	__u32 max_stacks;
 	__u32 max_aggs;	  /* (process, allocator, stack) aggregates */
-	__u32 max_procs;
+	__u32 max_procs; /* processes accounted at once (exited ones until forgotten); 0: default */
 	__u32 max_depth;  /* stack frames */
 	enum attach_mode attach;
 	bool empty_probes; /* benchmarks: attach programs that do nothing */
@@ -45,11 +45,18 @@ struct engine_opts {
  */
 #define ENGINE_DEFAULT_UNWIND_ROWS (1u << 21)
 #define ENGINE_DEFAULT_UNWIND_ROWS_ALL (1u << 22)
+/*
+ * Process entries by default: 4096 for given targets, 65536 system-wide (a fork storm of 3,000
+ * processes a second keeps ~30,000 until they are forgotten, two reports after they exit). The
+ * kernel charges 16 bytes per entry up front (1 MiB system-wide), ~200 more per entry used.
+ */
+#define ENGINE_DEFAULT_PROCS (1u << 12)
+#define ENGINE_DEFAULT_PROCS_ALL (1u << 16)
 
 #define ENGINE_DEFAULT_OPTS                                                                        \
 	{                                                                                          \
 		.max_allocs = 1u << 20, .max_stacks = 1u << 16,                                    \
-		.max_aggs = ENGINE_AGGS_PER_STACK << 16, .max_procs = 4096,                        \
+		.max_aggs = ENGINE_AGGS_PER_STACK << 16, .max_procs = 0,                           \
 		.max_depth = ASZ_MAX_FRAMES, .attach = ATTACH_AUTO,                                \
 	}
 

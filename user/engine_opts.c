@@ -52,6 +52,8 @@ static const struct {
     {EOPT_MAX_DEPTH, "--max-depth", 1, ASZ_MAX_FRAMES},
     {EOPT_MAX_ALLOCS, "--max-allocs", 1024, 1u << 28},
     {EOPT_MAX_STACKS, "--max-stacks", 64, 1u << 24},
+    /* the kernel's bucket array (16 bytes each) is allocated whole: 64 MiB at most */
+    {EOPT_MAX_PROCS, "--max-procs", 1, 1u << 22},
     {EOPT_MAX_UNWIND_ROWS, "--max-unwind-rows", 1024, 1u << 26},
     /* a sampled 1-byte block stands for ~N blocks, counted in 32 bits (2^32 wrapped to 0) */
     {EOPT_SAMPLE_BYTES, "--sample-bytes", 1, 1ull << 31},
@@ -82,6 +84,9 @@ int engine_opts__parse(struct engine_opts *eo, int opt, const char *arg, char *e
 	case EOPT_MAX_STACKS:
 		eo->max_stacks = v;
 		eo->max_aggs = ENGINE_AGGS_PER_STACK * v;
+		return 0;
+	case EOPT_MAX_PROCS:
+		eo->max_procs = v;
 		return 0;
 	case EOPT_MAX_UNWIND_ROWS:
 		eo->max_unwind_rows = v;

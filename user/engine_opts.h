@@ -17,6 +17,7 @@ enum engine_opt {
 	EOPT_MAX_UNWIND_ROWS,
 	EOPT_ATTACH,
 	EOPT_SAMPLE_BYTES,
+	EOPT_MAX_PROCS,
 	EOPT_END,
 };
 
@@ -27,7 +28,8 @@ enum engine_opt {
 		{"unwind", required_argument, NULL, EOPT_UNWIND},                                  \
 		{"max-unwind-rows", required_argument, NULL, EOPT_MAX_UNWIND_ROWS},                \
 		{"attach", required_argument, NULL, EOPT_ATTACH},                                  \
-		{"sample-bytes", required_argument, NULL, EOPT_SAMPLE_BYTES}
+		{"sample-bytes", required_argument, NULL, EOPT_SAMPLE_BYTES},                      \
+		{"max-procs", required_argument, NULL, EOPT_MAX_PROCS}
 
 static inline bool engine_opts__is(int opt)
 {

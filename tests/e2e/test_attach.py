@@ -326,3 +326,33 @@ def test_a_target_that_exits_while_being_attached(env, attach):
                                      mentions="pid %d: no such process" % wl.pid)
         caught += 1
     assert caught, "the target never exited during the attach"
+
+
+def test_processes_beyond_max_procs_are_counted(env):
+    """--max-procs N with N + 1 targets: the N that allocated first are exact, every allocation
+    of the last is counted under procs_map_full and each of its frees under unknown_frees (the
+    kernel's process map was a fixed 4096 entries, filled by a fork storm system-wide)."""
+    a, b, c = attach_sites(env), attach_sites(env), attach_sites(env)
+    prof = Profiler(env["reaper"], JSON_ARGS + ["--max-procs", "2", "-p", str(a.pid), "-p", str(b.pid),
+                                                "-p", str(c.pid)])
+    prof.wait_attached()
+    exp_a = a.expect_json("go")
+    exp_b = b.expect_json("go")
+    exp_c = c.expect_json("go")
+    rc = prof.stop(signal.SIGTERM)
+    assert rc == 0, prof.err.lines
+    rep = helpers.final_report(prof.reports)
+    check_exact(rep, exp_a, exited=False)
+    check_exact(rep, exp_b, exited=False)
+    assert helpers.proc_of(rep, c.pid)["allocs"] == 0
+    d = rep["dropped"]
+    c_allocs = exp_c["proc"]["allocs"]
+    assert c_allocs > 0
+    assert d["procs_map_full"] == c_allocs, (d, exp_c["proc"])
+    assert d["unknown_frees"] == 2 * PRE_ATTACH_BLOCKS + exp_c["proc"]["frees"] + exp_c["proc"]["unknown_frees"], \
+        (d, exp_c["proc"])
+    assert {k: v for k, v in d.items() if k not in ("procs_map_full", "unknown_frees")} == \
+        {k: 0 for k in d if k not in ("procs_map_full", "unknown_frees")}, d
+    for w in (a, b, c):
+        w.send("exit")
+        assert w.wait() == 0

@@ -188,3 +188,18 @@ def test_every_drop_counter_is_documented():
     readme_named = set(re.findall(r"`([a-z_]+)`", para))
     assert man_named == names, (sorted(names - man_named), sorted(man_named - names))
     assert names <= readme_named, sorted(names - readme_named)
+
+
+def test_max_procs_range_is_documented(profiler_bin):
+    """--max-procs (the kernel's process map had a fixed size): the range the program checks is
+    the man page's and the README's, and each command's --help offers it."""
+    rc, out, err = helpers.run_profiler(["--max-procs", "0", "-p", "2147483647"], timeout=30)
+    assert rc == 2, err
+    lo, hi = re.search(r"--max-procs: '0' is not (\d+)-(\d+)", err).groups()
+    entries = _man_entries(_man(), "--max-procs")
+    assert entries and all("(%s to %s," % (lo, hi) in re.sub(r"\s+", " ", e) for e in entries), entries
+    rows = _readme_entries(_readme(), "--max-procs")
+    assert rows and "(%s to %s;" % (lo, "{:,}".format(int(hi))) in rows[0], rows
+    for cmd in ("report", "top", "serve"):
+        rc, out, _ = helpers.run_profiler([cmd, "--help"], timeout=30)
+        assert rc == 0 and "--max-procs N" in out, cmd
