@@ -59,7 +59,8 @@ enum asz_drop {
 	ASZ_DROP_UNWIND_TABLE_FULL = 11, /* a module's unwind table did not fit (user space) */
 	ASZ_DROP_STACK_PREEMPTED = 12, /* this CPU's stack scratch busy (a preempted program) */
 	ASZ_DROP_EVENTS_LOST = 13,  /* exec or exit event not sent: the ring buffer was full */
-	ASZ_NR_DROPS = 14,
+	ASZ_DROP_PROCS_UNTRACED = 14, /* a process or exec'd image that could not be probed (user) */
+	ASZ_NR_DROPS = 15,
 };
 
 struct asz_alloc_key {

@@ -41,6 +41,7 @@ struct tracked {
 struct libid {
 	dev_t dev;
 	ino_t ino;
+	bool failed; /* could not be probed: the processes using it are not traced */
 };
 
 /* A process's program as its exec event named it: it may be gone before /proc/PID/exe is read. */
@@ -63,6 +64,9 @@ struct session {
 	int nr_reported_dead;
 	struct exec_path *exec_paths; /* system-wide: each process's program, by its exec event */
 	int nr_exec_paths;
+	__u64 untraced; /* processes and exec'd images not traced (ASZ_DROP_PROCS_UNTRACED) */
+	pid_t *untraced_pids; /* system-wide: those counted, until their next exec or exit */
+	int nr_untraced_pids;
 	struct launched child;
 	char child_path[PATH_MAX];
 	char child_lib[PATH_MAX], child_libc[PATH_MAX]; /* its allocator; libc "": lib is libc */
@@ -287,10 +291,39 @@ static void unforget(struct session *s, pid_t pid)
 			s->reported_dead[i--] = s->reported_dead[--s->nr_reported_dead];
 }
 
-static void adopt(struct session *s, pid_t pid, bool young)
+/* System-wide: pid (named comm) uses an allocator library that could not be probed. */
+static void count_untraced(struct session *s, pid_t pid, const char *comm)
+{
+	pid_t *p;
+
+	if (!comm_wanted(s, comm))
+		return;
+	/* once per image: it is looked at again and again */
+	for (int i = 0; i < s->nr_untraced_pids; i++)
+		if (s->untraced_pids[i] == pid)
+			return;
+	s->untraced++;
+	p = realloc(s->untraced_pids, (s->nr_untraced_pids + 1) * sizeof(*p));
+	if (!p)
+		return;
+	s->untraced_pids = p;
+	s->untraced_pids[s->nr_untraced_pids++] = pid;
+}
+
+/* Its next image (or a new process under its pid) is counted again if not traced. */
+static void uncount_untraced(struct session *s, pid_t pid)
+{
+	for (int i = 0; i < s->nr_untraced_pids; i++)
+		if (s->untraced_pids[i] == pid)
+			s->untraced_pids[i--] = s->untraced_pids[--s->nr_untraced_pids];
+}
+
+/* young: it exec'd just now; last: the last look at one that did (no allocator yet: none) */
+static void adopt(struct session *s, pid_t pid, bool young, bool last)
 {
 	char comm[ASZ_COMM_LEN], lib[PATH_MAX], libc[PATH_MAX];
 	struct tracked *t = find_tracked(s, pid);
+	bool lib_failed = false;
 	struct stat st;
 	int i, err, links;
 
@@ -298,13 +331,18 @@ static void adopt(struct session *s, pid_t pid, bool young)
 		return;
 	err = target__inspect(pid, comm, sizeof(comm), lib, sizeof(lib), libc, sizeof(libc));
 	/* right after exec ld.so has not mapped libc yet: look again soon */
-	if (err && !(young && err == -ENOENT))
+	if (err && !(young && err == -ENOENT)) {
+		/* a static program without malloc symbols, a file we cannot read... */
+		if (last && err == -ENOENT && !target__gone(pid))
+			count_untraced(s, pid, comm);
 		return;
+	}
 	/* probed whatever its name: a process started later with a wanted name may use it */
 	if (!err && stat(lib, &st) == 0) {
 		for (i = 0; i < s->nr_libs; i++)
 			if (s->libs[i].dev == st.st_dev && s->libs[i].ino == st.st_ino)
 				break;
+		lib_failed = i < s->nr_libs && s->libs[i].failed;
 		if (i == s->nr_libs) {
 			struct libid *l = realloc(s->libs, (s->nr_libs + 1) * sizeof(*l));
 
@@ -316,12 +354,16 @@ static void adopt(struct session *s, pid_t pid, bool young)
 			 * process. But not when the process was gone before its library could be
 			 * opened by its path: the next process mapping it tries again.
 			 */
-			s->libs[s->nr_libs++] = (struct libid){st.st_dev, st.st_ino};
+			s->libs[s->nr_libs++] = (struct libid){st.st_dev, st.st_ino, false};
 			links = engine__nr_links(s->eng);
 			if (engine__attach_lib(s->eng, lib, libc[0] ? libc : NULL)) {
 				/* nothing attached (a retry cannot probe twice) */
-				if (target__gone(pid) && engine__nr_links(s->eng) == links)
+				if (target__gone(pid) && engine__nr_links(s->eng) == links) {
 					s->nr_libs--;
+					return;
+				}
+				s->libs[s->nr_libs - 1].failed = true;
+				count_untraced(s, pid, comm);
 				return;
 			}
 			/*
@@ -340,6 +382,8 @@ static void adopt(struct session *s, pid_t pid, bool young)
 			}
 		}
 	}
+	if (lib_failed)
+		count_untraced(s, pid, comm);
 	if (!comm_wanted(s, comm))
 		return;
 	if (!t) {
@@ -368,7 +412,7 @@ static void look_again(struct session *s, __u64 now)
 			continue;
 		t->looks_left--;
 		t->next_look_ns = now + NEW_LOOK_NS * (NEW_LOOKS - t->looks_left + 1);
-		adopt(s, t->pid, false);
+		adopt(s, t->pid, false, !t->looks_left);
 	}
 }
 
@@ -385,7 +429,7 @@ static int scan_all(struct session *s)
 
 		if (*end || pid <= 0)
 			continue;
-		adopt(s, pid, false);
+		adopt(s, pid, false, false);
 	}
 	closedir(dir);
 	if (!s->nr_libs) {
@@ -411,10 +455,12 @@ static void follow_exec(struct session *s, struct tracked *t)
 		elog("pid %d exec'd from a thread: its new image is not traced (perf-event links "
 		     "cannot follow that; uprobe_multi links can)\n",
 		     t->pid);
+		s->untraced++;
 		return;
 	}
 	if (err) {
 		engine__detach_pid(s->eng, t->pid);
+		s->untraced++;
 		elog("pid %d exec'd from a thread: its new image is not traced: %s\n", t->pid,
 		     strerror(-err));
 		return;
@@ -451,15 +497,18 @@ static void look_after_exec(struct session *s, struct tracked *t)
 		return; /* ld.so has not mapped it yet */
 	t->looks_left = 0;
 	if (err || stat(lib, &st) || (st.st_dev == t->lib_dev && st.st_ino == t->lib_ino)) {
-		if (err && err != -ESRCH)
+		if (err && err != -ESRCH) {
+			s->untraced++;
 			elog("pid %d exec'd: %s: its new image is not traced\n", t->pid,
 			     err == -ENOENT ? "no allocator found" : strerror(-err));
+		}
 		return;
 	}
 	err = engine__reprobe(s->eng, t->pid, lib, libc[0] ? libc : NULL);
 	if (!err)
 		err = set_libs(t, lib, libc[0] ? libc : NULL);
 	if (err) {
+		s->untraced++;
 		elog("pid %d exec'd into a program with another allocator (%s): not traced: %s\n",
 		     t->pid, lib,
 		     target__gone(t->pid) ? "it exited before it could be probed" : strerror(-err));
@@ -513,7 +562,8 @@ static void on_event(const struct asz_event *ev, void *ctx)
 				engine__unwind_file(s->eng, ev->path);
 				note_exec_path(s, ev->tgid, ev->path);
 			}
-			adopt(s, ev->tgid, true);
+			uncount_untraced(s, ev->tgid);
+			adopt(s, ev->tgid, true, false);
 		} else if (t) {
 			if (ev->flags & ASZ_EV_NEW_LEADER)
 				follow_exec(s, t);
@@ -524,13 +574,16 @@ static void on_event(const struct asz_event *ev, void *ctx)
 		engine__refresh(s->eng);
 		break;
 	case ASZ_EV_EXIT:
+		uncount_untraced(s, ev->tgid);
 		if (t)
 			mark_exited(s, t);
 		break;
 	case ASZ_EV_REUSED:
 		/* the new process under that pid: tracked (and not forgotten) like an exec'd one */
-		if (s->system_wide)
-			adopt(s, ev->tgid, true);
+		if (s->system_wide) {
+			uncount_untraced(s, ev->tgid);
+			adopt(s, ev->tgid, true, false);
+		}
 		break;
 	}
 }
@@ -934,6 +987,7 @@ int session__snapshot(struct session *s, bool final, struct snapshot **out)
 		elog("cannot read the kernel maps: %s\n", strerror(-err));
 		return err;
 	}
+	cur->drops[ASZ_DROP_PROCS_UNTRACED] = s->untraced;
 	/* gone processes (also forked children never seen alive): the kernel-recorded mappings */
 	gone = malloc((cur->nr_procs + 1) * sizeof(*gone));
 	if (gone) {
@@ -1041,5 +1095,6 @@ void session__close(struct session *s)
 	free(s->libs);
 	free(s->reported_dead);
 	free(s->exec_paths);
+	free(s->untraced_pids);
 	free(s);
 }

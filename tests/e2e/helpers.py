@@ -31,6 +31,7 @@ MUST_BE_ZERO_DROPS = (
     "missed_frees",
     "stack_preempted",
     "events_lost",
+    "procs_untraced",
 )
 
 # Generous: these bound waits on events that normally take milliseconds.
@@ -713,3 +714,35 @@ def free_pid():
         if not os.path.exists("/proc/%d" % pid):
             return pid
     raise RuntimeError("no free pid")
+
+
+STRIPPED_STATIC_C = r"""
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+void *volatile kept[16];
+int main(int argc, char **argv)
+{
+	char c;
+
+	for (int i = 0; i < 16; i++)
+		kept[i] = malloc(1000);
+	if (argc > 1 && !strcmp(argv[1], "wait"))
+		while (read(0, &c, 1) > 0)
+			;
+	else
+		usleep(800000); /* looked at after its exec: at 1, 4, 16, 64 and 256 ms */
+	return 0;
+}
+"""
+
+
+def stripped_static(d):
+    """A static program without symbols: no malloc the profiler can find. It keeps 16 blocks,
+    then exits after 0.8 s, or with argument "wait" at the end of its stdin."""
+    src, out = d / "stripped_static.c", d / "stripped_static"
+    src.write_text(STRIPPED_STATIC_C)
+    p = subprocess.run(["gcc", "-O2", "-static", "-s", "-o", str(out), str(src)], capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    return str(out)

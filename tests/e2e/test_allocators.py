@@ -186,6 +186,7 @@ def test_exec_of_a_launched_command(env, tmp_path, mode, attach):
         # while the pid names the old main thread): said in one line, nothing counted
         assert "exec'd from a thread: its new image is not traced" in err, err
         assert helpers.proc_of(final, exp["pid"])["allocs"] == 0
+        assert final["dropped"]["procs_untraced"] == 1, final["dropped"]  # not on stderr only
         return
     # after an exec by a thread the probes follow late (the workload waits for them): said so
     assert ("exec'd from a thread" in err) == (mode == "thread-exec"), err

@@ -760,3 +760,25 @@ def test_serve_answers_while_slow_clients_hold_connections(env):
     finally:
         for s in slow:
             s.close()
+
+
+def test_serve_counts_an_image_it_cannot_probe(env, tmp_path):
+    """serve -- CMD whose command execs into a static program whose malloc cannot be found:
+    asizeof_dropped_events_total{reason="procs_untraced"} is 1 (it was said on stderr only)."""
+    prog = helpers.stripped_static(tmp_path)
+    prof = Profiler(env["reaper"], ["serve", "--listen", "127.0.0.1:0", "-i", SERVE_INTERVAL, "--", "/bin/sh",
+                                    "-c", "exec %s wait" % prog], stdin=subprocess.PIPE)
+    prof.wait_attached()
+    host, port = ft.wait_serving(prof)
+
+    def counted():
+        status, body, _ = ft.http_get("http://%s:%d/metrics" % (host, port))
+        assert status == 200, (status, body)
+        v = ft.metric_value(body.decode(), "asizeof_dropped_events_total", reason="procs_untraced")
+        return v if v == 1 else None
+
+    assert ft.wait_for(counted, 30, "procs_untraced in /metrics") == 1
+    prof.p.stdin.close()  # the command's stdin: it exits at its end, and serve with it
+    rc = prof.p.wait(timeout=helpers.EXIT_TIMEOUT)
+    assert rc == 0, prof.err.lines
+    assert any("its new image is not traced" in l for l in prof.err.lines), prof.err.lines

@@ -678,3 +678,24 @@ def test_exec_events_lost_are_counted(env, tmp_path):
     assert prof.p.wait(timeout=60) == 0, prof.err.lines
     final = helpers.final_report(helpers.parse_reports(report.read_text()))
     assert final["dropped"]["events_lost"] == 1500 - 885, final["dropped"]
+
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_an_exec_into_a_program_it_cannot_probe_is_counted(bpf_ok, guarded, tmp_path, fmt):
+    """-- CMD that execs into a static program whose malloc cannot be found (stripped): "its new
+    image is not traced" on stderr, and procs_untraced counts it in the report (it was said on
+    stderr only: no JSON field, nothing in the text report)."""
+    prog = helpers.stripped_static(tmp_path)
+    report = tmp_path / "r.out"
+    rc, out, err = guarded.run(["-f", fmt, "-n", "0", "-o", str(report), "--", "/bin/sh", "-c",
+                                "exec " + prog], timeout=60)
+    assert rc == 0, err
+    assert "no allocator found: its new image is not traced" in err, err
+    text = report.read_text()
+    if fmt == "text":
+        drops = [l for l in text.splitlines() if l.startswith("dropped:")]
+        assert drops and "procs_untraced=1" in drops[-1].split(), drops
+    else:
+        d = helpers.final_report(helpers.parse_reports(text))["dropped"]
+        assert d["procs_untraced"] == 1, d

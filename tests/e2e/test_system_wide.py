@@ -304,3 +304,29 @@ def test_a_pid_given_again_is_the_new_process(env, tmp_path):
     for new, _, _ in news:
         new.stdin.close()
         assert new.wait(timeout=30) == 0
+
+
+def test_a_new_process_it_cannot_probe_is_counted(env, tmp_path):
+    """System-wide, a process started later whose malloc cannot be found (a stripped static
+    program): counted once under procs_untraced, however often it is looked at and reported
+    (nothing said it, not even stderr); one started before the profiler is not counted."""
+    prog = helpers.stripped_static(tmp_path)
+    comm = os.path.basename(prog)[:15]
+    before = env["reaper"].add(subprocess.Popen([prog, "wait"], stdin=subprocess.PIPE))
+    time.sleep(0.1)
+    prof = Profiler(env["reaper"], ["-f", "json", "-n", "0", "-i", "0.3", "-d", "20", "--comm", comm])
+    prof.wait_attached()
+    p = env["reaper"].add(subprocess.Popen([prog, "wait"], stdin=subprocess.PIPE))
+    deadline = time.monotonic() + 15
+    while not prof.reports or prof.reports[-1]["dropped"]["procs_untraced"] < 1:
+        assert time.monotonic() < deadline, prof.reports[-1:]
+        prof.next_report()
+    prof.reports_after(prof.sync(), 3)
+    for w in (p, before):
+        w.stdin.close()
+        assert w.wait(timeout=30) == 0
+    prof.reports_after(prof.sync(), 2)
+    assert prof.stop() == 0, prof.err.lines
+    final = helpers.final_report(prof.reports)
+    assert final["dropped"]["procs_untraced"] == 1, final["dropped"]
+    assert all(r["dropped"]["procs_untraced"] <= 1 for r in prof.reports)

@@ -568,6 +568,23 @@ def test_top_batch_launch_exits_with_command(env, top_wl, tmp_path):
     assert g and g[0][1] == "top_grower" and int(g[0][2]) == 5 * 4096 and g[0][-1] == "exited", final
 
 
+def test_top_batch_counts_an_image_it_cannot_probe(env, tmp_path):
+    """top -- CMD whose command execs into a static program whose malloc cannot be found: the
+    header's drops say procs_untraced=1 (stderr alone said it, and the view painted over it)."""
+    prog = helpers.stripped_static(tmp_path)
+    prof = Profiler(env["reaper"], ["top", "-b", "-i", "0.2", "--", "/bin/sh", "-c", "exec %s wait" % prog],
+                    stdin=subprocess.PIPE)
+    prof.wait_attached()
+    deadline = time.monotonic() + 30
+    while not any("procs_untraced=1" in l for l in prof.out.lines if "Drops:" in l):
+        assert prof.p.poll() is None and time.monotonic() < deadline, (prof.out.lines[-20:], prof.err.lines)
+        time.sleep(0.05)
+    prof.p.stdin.close()  # the command's stdin: it exits at its end
+    rc = finish(prof)
+    assert rc == 0, prof.err.lines
+    assert any("its new image is not traced" in l for l in prof.err.lines), prof.err.lines
+
+
 def test_top_batch_system_wide_comm(env, top_wl):
     """No -p: every process, here filtered with --comm: only the grower's row, exact."""
     reaper = env["reaper"]

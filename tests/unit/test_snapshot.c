@@ -519,6 +519,7 @@ Test(snapshot, drop_names)
 		"stack_collisions", "stack_unresolved", "stack_truncated",
 		"thread_state_unavailable", "unknown_frees", "missed_frees",
 		"stack_incomplete", "unwind_table_full", "stack_preempted", "events_lost",
+		"procs_untraced",
 	};
 	int i;
 
