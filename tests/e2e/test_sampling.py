@@ -188,8 +188,9 @@ def test_free_probe_placement_by_disassembly(env):
     assert by_addr[first_after[0]][0] == "je"
     assert first_after[1] == addr + skip, "probe not at the instruction after je"
     assert by_addr[addr + skip][0] == "push"
-    # the allocation entry points stay at their first instruction: no other placement line
-    assert len(re.findall(r"probed at \+", err)) == 1
+    # the allocation entry points stay at their first instruction: only free and mmap move
+    # (mmap past mov %ecx,%r10d and test $0xfff,%r9d, to its jne)
+    assert sorted(re.findall(r"(\w+) probed at \+", err)) == ["free", "mmap"], err
 
 
 def test_mappings_made_inside_unrecorded_calls_are_not_the_programs(bpf_ok, guarded, tmp_path):
