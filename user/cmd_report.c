@@ -295,7 +295,8 @@ static int emit_report(struct session *s, const struct report_args *a, FILE *out
 	if (!final && report__final_only(a->fmt))
 		return 0;
 	snapshot__sort_procs(cur, a->ro.sort);
-	snapshot__sort_stacks(cur, a->ro.sort);
+	/* -n 10 of 60,000 stacks: the 10 selected, not the 60,000 sorted, every interval */
+	snapshot__rank_stacks(cur, a->ro.sort, report__stacks_ranked(a->fmt, &a->ro));
 	if (env_verbosity) {
 		struct engine_stats st;
 

@@ -36,7 +36,19 @@ static inline bool report__final_only(enum report_format fmt)
 }
 
 /*
- * Write one report. The snapshot's stacks must already be sorted; the first top_n are written.
+ * How many of the sorted stacks a format reads in their order (0: all of them): text and JSON
+ * only the first top_n, the profiles every one (their tables are built in the stacks' order).
+ */
+static inline size_t report__stacks_ranked(enum report_format fmt, const struct report_opts *o)
+{
+	if ((fmt == REPORT_TEXT || fmt == REPORT_JSON) && o->top_n > 0)
+		return (size_t)o->top_n;
+	return 0;
+}
+
+/*
+ * Write one report. The snapshot's first report__stacks_ranked() stacks must be in order (of
+ * snapshot__rank_stacks()); the first top_n are written.
  * sym may be NULL (frames then carry addresses only). Returns 0 or a negative errno.
  */
 int report__write(FILE *f, enum report_format fmt, const struct snapshot *s,

@@ -97,8 +97,16 @@ int snapshot__add_stack(struct snapshot *s, const struct snap_stack *st);
  * the first snapshot against first (NULL: same as live).
  */
 void snapshot__diff(struct snapshot *cur, const struct snapshot *prev, const struct snapshot *first);
-/* Sort stacks by key, descending, ties broken by live bytes then pid then stack id. */
+/*
+ * Sort stacks by key, descending, ties broken by live bytes (descending) then pid, stack id and
+ * allocator (ascending).
+ */
 void snapshot__sort_stacks(struct snapshot *s, enum snap_sort key);
+/*
+ * The first n stacks as snapshot__sort_stacks() orders them, the others after them in no
+ * particular order (n = 0, or n at least as many as there are: all sorted).
+ */
+void snapshot__rank_stacks(struct snapshot *s, enum snap_sort key, size_t n);
 /* Sort processes by key, descending. */
 void snapshot__sort_procs(struct snapshot *s, enum snap_sort key);
 const struct snap_proc *snapshot__find_proc(const struct snapshot *s, __u32 pid);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "report.h"
 #include "snapshot.h"
 
 static struct snap_proc mkproc(__u32 pid, __s64 live, __u64 allocs, __u64 frees)
@@ -529,4 +530,241 @@ Test(snapshot, drop_names)
 	cr_assert_str_eq(snapshot__drop_name(ASZ_DROP_MISSED_FREE), "missed_frees");
 	cr_assert_str_eq(snapshot__drop_name(ASZ_NR_DROPS), "unknown");
 	cr_assert_str_eq(snapshot__drop_name(-1), "unknown");
+}
+
+/*
+ * Diff and ranking against straightforward references on random snapshots: a linear search
+ * for the previous stack, a full sort written from the documented order. Keys and live bytes
+ * from small ranges, so that most comparisons tie down to the identity.
+ */
+static __u64 rnd_state;
+
+static __u64 rnd(void)
+{
+	rnd_state ^= rnd_state << 13;
+	rnd_state ^= rnd_state >> 7;
+	rnd_state ^= rnd_state << 17;
+	return rnd_state;
+}
+
+/* n stacks of distinct identities (as the kernel's map keys are) from a domain of 4n. */
+static struct snapshot *random_snap(size_t n, int spread)
+{
+	struct snapshot *s = new_snap(1.0);
+	size_t dom = 4 * n + 4, i, j;
+	bool *taken = calloc(dom, sizeof(*taken));
+
+	cr_assert_not_null(taken);
+	for (i = 0; i < n; i++) {
+		struct snap_stack st;
+
+		do
+			j = rnd() % dom;
+		while (taken[j]);
+		taken[j] = true;
+		/* identity from j: pid, allocator and id each vary alone too */
+		st = mkstack(j % 5 + 1, (j / 5) % 3, j / 15, (__s64)(rnd() % spread));
+		st.growth_bytes = (__s64)(rnd() % (2 * spread + 1)) - spread;
+		st.allocs = rnd() % spread;
+		st.alloc_bytes = rnd() % spread;
+		st.frees = rnd(); /* in no key: must travel with its stack */
+		add_stack(s, st);
+	}
+	free(taken);
+	return s;
+}
+
+static bool same_identity(const struct snap_stack *a, const struct snap_stack *b)
+{
+	return a->pid == b->pid && a->allocator == b->allocator && a->stack_id == b->stack_id;
+}
+
+Test(snapshot, diff_matches_linear_reference_on_random_snapshots)
+{
+	rnd_state = 0x9e3779b97f4a7c15ULL;
+	for (int round = 0; round < 200; round++) {
+		size_t np = round % 10 == 0 ? 0 : rnd() % (round < 100 ? 40 : 3000);
+		size_t nc = round % 13 == 0 ? 0 : rnd() % (round < 100 ? 40 : 3000);
+		struct snapshot *prev = random_snap(np, 1000), *cur = random_snap(nc, 1000);
+		size_t i, j;
+
+		snapshot__diff(cur, round % 17 == 0 ? NULL : prev, NULL);
+		for (i = 0; i < cur->nr_stacks; i++) {
+			const struct snap_stack *st = &cur->stacks[i];
+			__s64 want = st->live_bytes;
+
+			for (j = 0; round % 17 && j < prev->nr_stacks; j++) {
+				if (same_identity(&prev->stacks[j], st)) {
+					want -= prev->stacks[j].live_bytes;
+					break;
+				}
+			}
+			cr_assert_eq(st->growth_bytes, want, "round %d stack %zu: %lld, expected %lld",
+				     round, i, (long long)st->growth_bytes, (long long)want);
+		}
+		snapshot__free(prev);
+		snapshot__free(cur);
+	}
+}
+
+/* The documented order, spelled out: key desc, live desc, pid, stack id, allocator asc. */
+static int ref_before(const struct snap_stack *a, const struct snap_stack *b, enum snap_sort key)
+{
+	__s64 ka, kb;
+
+	switch (key) {
+	case SNAP_SORT_GROWTH:
+		ka = a->growth_bytes, kb = b->growth_bytes;
+		break;
+	case SNAP_SORT_LIVE:
+		ka = a->live_bytes, kb = b->live_bytes;
+		break;
+	case SNAP_SORT_ALLOCS:
+		ka = (__s64)a->allocs, kb = (__s64)b->allocs; /* small: no sign issue */
+		break;
+	default:
+		ka = (__s64)a->alloc_bytes, kb = (__s64)b->alloc_bytes;
+		break;
+	}
+	if (ka != kb)
+		return ka > kb;
+	if (a->live_bytes != b->live_bytes)
+		return a->live_bytes > b->live_bytes;
+	if (a->pid != b->pid)
+		return a->pid < b->pid;
+	if (a->stack_id != b->stack_id)
+		return a->stack_id < b->stack_id;
+	return a->allocator < b->allocator;
+}
+
+/* Insertion sort: slow, obviously right. */
+static void ref_sort(struct snap_stack *st, size_t n, enum snap_sort key)
+{
+	for (size_t i = 1; i < n; i++) {
+		struct snap_stack x = st[i];
+		size_t j = i;
+
+		for (; j > 0 && ref_before(&x, &st[j - 1], key); j--)
+			st[j] = st[j - 1];
+		st[j] = x;
+	}
+}
+
+static int identity_cmp(const void *a, const void *b)
+{
+	const struct snap_stack *x = a, *y = b;
+
+	if (x->pid != y->pid)
+		return x->pid < y->pid ? -1 : 1;
+	if (x->allocator != y->allocator)
+		return x->allocator < y->allocator ? -1 : 1;
+	if (x->stack_id != y->stack_id)
+		return x->stack_id < y->stack_id ? -1 : 1;
+	return 0;
+}
+
+Test(snapshot, rank_matches_full_reference_sort_on_random_snapshots)
+{
+	rnd_state = 12345;
+	for (int round = 0; round < 300; round++) {
+		size_t nr = rnd() % (round < 200 ? 60 : 2000);
+		size_t n, shown, i;
+		enum snap_sort key = (enum snap_sort)(round % 4);
+		struct snapshot *s = random_snap(nr, round % 3 ? 4 : 100000);
+		struct snap_stack *want = malloc((nr + 1) * sizeof(*want));
+		struct snap_stack *a = malloc((nr + 1) * sizeof(*a));
+		struct snap_stack *b = malloc((nr + 1) * sizeof(*b));
+
+		cr_assert(want && a && b);
+		/* 0 (all), 1, a few, all but one, all, more than all */
+		switch (round % 6) {
+		case 0: n = 0; break;
+		case 1: n = 1; break;
+		case 2: n = rnd() % 12 + 1; break;
+		case 3: n = nr > 1 ? nr - 1 : 1; break;
+		case 4: n = nr; break;
+		default: n = nr + 5; break;
+		}
+		if (nr)
+			memcpy(want, s->stacks, nr * sizeof(*want));
+		ref_sort(want, nr, key);
+		snapshot__rank_stacks(s, key, n);
+		cr_assert_eq(s->nr_stacks, nr);
+		shown = n && n < nr ? n : nr;
+		for (i = 0; i < shown; i++)
+			cr_assert(!memcmp(&s->stacks[i], &want[i], sizeof(want[i])),
+				  "round %d (key %d, %zu of %zu): position %zu is pid %u id %llu, "
+				  "expected pid %u id %llu", round, key, n, nr, i, s->stacks[i].pid,
+				  (unsigned long long)s->stacks[i].stack_id, want[i].pid,
+				  (unsigned long long)want[i].stack_id);
+		/* the others are all there, each whole, once */
+		if (nr) {
+			memcpy(a, s->stacks, nr * sizeof(*a));
+			memcpy(b, want, nr * sizeof(*b));
+		}
+		qsort(a, nr, sizeof(*a), identity_cmp);
+		qsort(b, nr, sizeof(*b), identity_cmp);
+		for (i = 0; i < nr; i++)
+			cr_assert(!memcmp(&a[i], &b[i], sizeof(a[i])), "round %d: stack %zu lost",
+				  round, i);
+		/* the array keeps room to grow as before */
+		for (i = 0; i < 70; i++)
+			add_stack(s, mkstack(9, 0, 1000000 + i, 1));
+		cr_assert_eq(s->stacks[nr + 69].stack_id, 1000069);
+		if (nr)
+			cr_assert(!memcmp(&s->stacks[0], shown ? &want[0] : &s->stacks[0],
+					  sizeof(want[0])));
+		free(want);
+		free(a);
+		free(b);
+		snapshot__free(s);
+	}
+}
+
+static char *render_report(enum report_format fmt, const struct snapshot *s, int top_n,
+			   enum snap_sort key)
+{
+	struct report_opts o = {.top_n = top_n, .sort = key, .max_frames = 8};
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+
+	cr_assert_not_null(f);
+	cr_assert_eq(report__write(f, fmt, s, NULL, &o), 0);
+	fclose(f);
+	return buf;
+}
+
+/* What a report prints is the same from the ranked front as from the whole array sorted. */
+Test(snapshot, ranked_reports_are_byte_identical_to_sorted_ones)
+{
+	static const enum report_format fmts[] = {REPORT_TEXT, REPORT_JSON, REPORT_COLLAPSED};
+
+	rnd_state = 777;
+	for (int round = 0; round < 60; round++) {
+		enum report_format fmt = fmts[round % 3];
+		enum snap_sort key = (enum snap_sort)(round % 4);
+		int top_n = round % 5 == 0 ? 0 : (int)(rnd() % 15) + 1;
+		__u64 seed = rnd();
+		struct snapshot *s[2];
+		char *out[2];
+
+		for (int k = 0; k < 2; k++) {
+			rnd_state = seed;
+			s[k] = random_snap(rnd() % 500, round % 2 ? 3 : 5000);
+			for (__u32 pid = 1; pid <= 5; pid++)
+				add_proc(s[k], mkproc(pid, 100 * pid, pid, 0));
+		}
+		snapshot__sort_stacks(s[0], key);
+		snapshot__rank_stacks(s[1], key, report__stacks_ranked(fmt, &(struct report_opts){
+							   .top_n = top_n}));
+		for (int k = 0; k < 2; k++)
+			out[k] = render_report(fmt, s[k], top_n, key);
+		cr_assert_str_eq(out[1], out[0], "round %d (format %d, key %d, -n %d)", round, fmt,
+				 key, top_n);
+		for (int k = 0; k < 2; k++) {
+			free(out[k]);
+			snapshot__free(s[k]);
+		}
+	}
 }
