@@ -29,10 +29,19 @@ struct etarget {
 	bool exited;
 };
 
-/* Stack contents never change for an id, so each is fetched from the kernel once. */
+/*
+ * Stack contents never change for an id, so each is fetched from the kernel once. A slot holds
+ * what a snapshot copies (the frame count and flags too): collecting 60,000 stacks an interval
+ * then costs one cache miss a stack, not three (key, pointer, stack).
+ */
+struct stack_slot {
+	__u64 key; /* 0: free */
+	struct asz_stack *st;
+	__u32 nr, flags;
+};
+
 struct stack_cache {
-	__u64 *keys;
-	struct asz_stack **vals;
+	struct stack_slot *slot;
 	size_t cap, nr;
 };
 
@@ -742,7 +751,7 @@ static size_t cache_slot(const struct stack_cache *c, __u64 key)
 {
 	size_t i = (key * 0x9e3779b97f4a7c15ull) & (c->cap - 1);
 
-	while (c->keys[i] && c->keys[i] != key)
+	while (c->slot[i].key && c->slot[i].key != key)
 		i = (i + 1) & (c->cap - 1);
 	return i;
 }
@@ -752,31 +761,20 @@ static int cache_grow(struct stack_cache *c)
 	struct stack_cache n = {.cap = c->cap ? c->cap * 2 : 1024};
 	size_t i;
 
-	n.keys = calloc(n.cap, sizeof(*n.keys));
-	n.vals = calloc(n.cap, sizeof(*n.vals));
-	if (!n.keys || !n.vals) {
-		free(n.keys);
-		free(n.vals);
+	n.slot = calloc(n.cap, sizeof(*n.slot));
+	if (!n.slot)
 		return -ENOMEM;
-	}
-	for (i = 0; i < c->cap; i++) {
-		size_t s;
-
-		if (!c->keys[i])
-			continue;
-		s = cache_slot(&n, c->keys[i]);
-		n.keys[s] = c->keys[i];
-		n.vals[s] = c->vals[i];
-	}
+	for (i = 0; i < c->cap; i++)
+		if (c->slot[i].key)
+			n.slot[cache_slot(&n, c->slot[i].key)] = c->slot[i];
 	n.nr = c->nr;
-	free(c->keys);
-	free(c->vals);
+	free(c->slot);
 	*c = n;
 	return 0;
 }
 
 /* The stack of an id, from the cache or the kernel; NULL for id 0 or on error. */
-static const struct asz_stack *stack_get(struct engine *e, __u64 id)
+static const struct stack_slot *stack_get(struct engine *e, __u64 id)
 {
 	struct stack_cache *c = &e->stacks;
 	struct asz_stack buf, *st;
@@ -789,8 +787,8 @@ static const struct asz_stack *stack_get(struct engine *e, __u64 id)
 	if (c->nr * 2 >= c->cap && cache_grow(c))
 		return NULL;
 	i = cache_slot(c, id);
-	if (c->keys[i])
-		return c->vals[i];
+	if (c->slot[i].key)
+		return &c->slot[i];
 	is_long = id & ASZ_STACK_LONG;
 	map = is_long ? e->skel->maps.long_stacks : e->skel->maps.stacks;
 	/* a short stack's value is the first bytes of a struct asz_stack */
@@ -804,10 +802,9 @@ static const struct asz_stack *stack_get(struct engine *e, __u64 id)
 	if (!st)
 		return NULL;
 	memcpy(st, &buf, len);
-	c->keys[i] = id;
-	c->vals[i] = st;
+	c->slot[i] = (struct stack_slot){id, st, st->nr, st->flags};
 	c->nr++;
-	return st;
+	return &c->slot[i];
 }
 
 static struct etarget *find_target(struct engine *e, __u32 pid)
@@ -972,7 +969,7 @@ static int add_agg(struct engine *e, struct snapshot *s, const struct gens *g,
 		   struct stale_aggs *stale, const struct asz_agg_key *key,
 		   const struct asz_agg_val *v)
 {
-	const struct asz_stack *st;
+	const struct stack_slot *st;
 	struct snap_stack ss = {};
 
 	switch (agg_age(g, key)) {
@@ -1005,7 +1002,7 @@ static int add_agg(struct engine *e, struct snapshot *s, const struct gens *g,
 	if (st) {
 		ss.nr_frames = st->nr;
 		ss.flags = st->flags;
-		ss.ips = st->ips;
+		ss.ips = st->st->ips;
 	}
 	return snapshot__add_stack(s, &ss);
 }
@@ -1329,29 +1326,20 @@ static void cache_drop(struct stack_cache *c, const struct idset *gone)
 
 	if (!gone->nr || !c->cap)
 		return;
-	n.keys = calloc(n.cap, sizeof(*n.keys));
-	n.vals = calloc(n.cap, sizeof(*n.vals));
-	if (!n.keys || !n.vals) {
-		free(n.keys);
-		free(n.vals);
+	n.slot = calloc(n.cap, sizeof(*n.slot));
+	if (!n.slot)
 		return;
-	}
 	for (i = 0; i < c->cap; i++) {
-		size_t s;
-
-		if (!c->keys[i])
+		if (!c->slot[i].key)
 			continue;
-		if (idset_has(gone, c->keys[i])) {
-			free(c->vals[i]);
+		if (idset_has(gone, c->slot[i].key)) {
+			free(c->slot[i].st);
 			continue;
 		}
-		s = cache_slot(&n, c->keys[i]);
-		n.keys[s] = c->keys[i];
-		n.vals[s] = c->vals[i];
+		n.slot[cache_slot(&n, c->slot[i].key)] = c->slot[i];
 		n.nr++;
 	}
-	free(c->keys);
-	free(c->vals);
+	free(c->slot);
 	*c = n;
 }
 
@@ -1539,9 +1527,8 @@ void engine__close(struct engine *e)
 	unwind__free(e->unwind);
 	asizeof_bpf__destroy(e->skel);
 	for (i = 0; i < e->stacks.cap; i++)
-		free(e->stacks.vals[i]);
-	free(e->stacks.keys);
-	free(e->stacks.vals);
+		free(e->stacks.slot[i].st);
+	free(e->stacks.slot);
 	free(e->unreferenced.ids);
 	free(e->links);
 	free(e->link_pids);
