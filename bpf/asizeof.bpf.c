@@ -1124,10 +1124,8 @@ static __always_inline bool mapping_trim_head(__u32 tgid, __u64 addr, __u64 len)
  * munmap of a mapping the program made: retired (a head unmap keeps the rest). Mappings made
  * inside malloc were never recorded, so their munmap (from free) finds nothing: no depth check.
  */
-SEC("uprobe")
-int BPF_KPROBE(munmap_entry)
+static __always_inline int munmap_of(__u64 addr, __u64 len)
 {
-	__u64 addr = PT_REGS_PARM1(ctx), len = PT_REGS_PARM2(ctx);
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 
 	if (empty_probes || (!traced(tgid) && !left_filter(tgid)))
@@ -1136,6 +1134,23 @@ int BPF_KPROBE(munmap_entry)
 	if (!mapping_trim_head(tgid, addr, len))
 		block_remove(tgid, addr, NULL);
 	return 0;
+}
+
+/*
+ * The munmap system call, where the kernel has its tracepoint: no trap (libc's munmap begins
+ * mov $11,%eax; syscall, single-stepped at a probe), and a raw syscall(SYS_munmap) is seen too.
+ */
+SEC("tracepoint/syscalls/sys_enter_munmap")
+int munmap_syscall(struct trace_event_raw_sys_enter *ctx)
+{
+	return munmap_of(ctx->args[0], ctx->args[1]);
+}
+
+/* libc's munmap, where the tracepoint is not there */
+SEC("uprobe")
+int BPF_KPROBE(munmap_entry)
+{
+	return munmap_of(PT_REGS_PARM1(ctx), PT_REGS_PARM2(ctx));
 }
 
 SEC("uprobe")

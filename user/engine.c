@@ -60,6 +60,7 @@ struct engine {
 	pid_t *link_pids;	 /* the pid each link is for (-1: every process) */
 	int nr_links, cap_links;
 	struct bpf_link *tp_exec, *tp_exit;
+	struct bpf_link *tp_munmap; /* munmap's syscall tracepoint; NULL: libc's munmap probed */
 	int stats_fd; /* BPF_ENABLE_STATS: run-time accounting while we hold it (-v) */
 	struct ring_buffer *rb;
 	void (*ev_fn)(const struct asz_event *ev, void *ctx);
@@ -279,6 +280,13 @@ int engine__open(struct engine **out, const struct engine_opts *o)
 		elog("cannot attach the exec/exit tracepoints: %s\n", strerror(-err));
 		goto cleanup;
 	}
+	/* munmap by its syscall where the kernel can (no trap); else libc's munmap is probed */
+	e->tp_munmap = bpf_program__attach(e->skel->progs.munmap_syscall);
+	if (e->tp_munmap)
+		vlog("munmap: followed by its syscall tracepoint\n");
+	else
+		vlog("munmap: no syscall tracepoint (%s): libc's munmap is probed\n",
+		     strerror(errno));
 	e->rb = ring_buffer__new(bpf_map__fd(e->skel->maps.events), on_event, e, NULL);
 	if (!e->rb) {
 		err = -errno;
@@ -422,7 +430,7 @@ static int attach_perf(struct engine *e, pid_t pid, const char *lib, const struc
 			struct bpf_link *l;
 
 			prog = release_prog(e, s->allocator);
-			if (!!prog != (pass == 2))
+			if (!!prog != (pass == 2) || (s->allocator == ASZ_MUNMAP && e->tp_munmap))
 				continue;
 			if (!prog)
 				prog = progs[pass];
@@ -472,7 +480,8 @@ static int attach_multi(struct engine *e, pid_t pid, const char *lib, const stru
 			continue;
 		}
 		if (syms->syms[i].allocator == ASZ_MUNMAP) {
-			munmap_off = syms->syms[i].offset;
+			if (!e->tp_munmap)
+				munmap_off = syms->syms[i].offset;
 			continue;
 		}
 		if (syms->syms[i].allocator == ASZ_THREAD_EXIT) {
@@ -583,17 +592,19 @@ int engine__track(struct engine *e, pid_t pid)
 
 static int attach_set(struct engine *e, pid_t pid, const char *lib, const struct alloc_syms *syms)
 {
-	int err;
+	int err, nr = syms->nr;
 
 	if (!syms->nr)
 		return 0;
 	err = e->multi ? attach_multi(e, pid < 0 ? 0 : pid, lib, syms)
 		       : attach_perf(e, pid, lib, syms);
+	for (int i = 0; i < syms->nr && e->tp_munmap; i++)
+		nr -= syms->syms[i].allocator == ASZ_MUNMAP; /* followed by its tracepoint */
 	if (!err && pid < 0)
-		vlog("all processes: %d probe points in %s (%s links)\n", syms->nr, lib,
+		vlog("all processes: %d probe points in %s (%s links)\n", nr, lib,
 		     engine__attach_mode(e));
 	else if (!err)
-		vlog("pid %d: %d probe points in %s (%s links)\n", pid, syms->nr, lib,
+		vlog("pid %d: %d probe points in %s (%s links)\n", pid, nr, lib,
 		     engine__attach_mode(e));
 	return err;
 }
@@ -1523,6 +1534,7 @@ void engine__close(struct engine *e)
 		close(e->stats_fd);
 	bpf_link__destroy(e->tp_exec);
 	bpf_link__destroy(e->tp_exit);
+	bpf_link__destroy(e->tp_munmap);
 	ring_buffer__free(e->rb);
 	unwind__free(e->unwind);
 	asizeof_bpf__destroy(e->skel);

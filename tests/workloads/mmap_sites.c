@@ -5,7 +5,8 @@
  * site_map_keep: 3 x 64 KiB kept; site_map_drop: 2 x 32 KiB, unmapped; site_map_head: 4 pages,
  * the first unmapped (3 pages stay, accounted from the mapping's call site); site_remap:
  * 2 pages grown to 64 pages with MREMAP_MAYMOVE (mremap's call site owns it after);
- * a file mapping (not counted); site_big_malloc: a 4 MiB malloc (glibc maps it: heap only).
+ * a file mapping (not counted); site_big_malloc: a 4 MiB malloc (glibc maps it: heap only);
+ * site_map_raw: 2 x 16 KiB unmapped by syscall(SYS_munmap), not libc's munmap.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -13,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 void *volatile keep[16];
@@ -56,6 +58,16 @@ __attribute__((noinline, noclone)) static void site_remap(void)
 	keep[5] = mremap(site_remap_src(), 2 * 4096, 64 * 4096, MREMAP_MAYMOVE);
 }
 
+__attribute__((noinline, noclone)) static void site_map_raw(void)
+{
+	for (int i = 0; i < 2; i++) {
+		void *p = anon(16384);
+
+		keep[11] = p;
+		syscall(SYS_munmap, p, 16384);
+	}
+}
+
 __attribute__((noinline, noclone)) static void site_big_malloc(void)
 {
 	keep[6] = malloc(4 << 20);
@@ -72,13 +84,14 @@ int main(int argc, char **argv)
 	site_map_drop();
 	site_map_head();
 	site_remap();
+	site_map_raw();
 	site_big_malloc();
 	fd = open("/proc/self/exe", O_RDONLY);
 	keep[7] = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE, fd, 0);
 	close(fd);
 	n = snprintf(buf, sizeof(buf),
 		     "{\"pid\":%d,\"mmap\":{\"site_map_keep\":196608,\"site_map_drop\":0,"
-		     "\"site_map_head\":12288,\"site_remap\":262144},\"mmap_bytes\":471040,"
+		     "\"site_map_head\":12288,\"site_remap\":262144,\"site_map_raw\":0},\"mmap_bytes\":471040,"
 		     "\"mmap_regions\":5,\"heap\":{\"site_big_malloc\":4194304}}\n",
 		     getpid());
 	fd = open(argv[1], O_WRONLY | O_CREAT | O_TRUNC, 0644);
