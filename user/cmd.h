@@ -35,6 +35,13 @@ FILE *cmd__open_output(const char *path, bool binary);
  * blocked). Closing it closes f (not stdout). NULL: out of memory.
  */
 FILE *cmd__guard_output(FILE *f);
+/*
+ * The same guard for diagnostics, once the signals that end a run are blocked: stderr becomes
+ * such a stream on descriptor 2 (with -v a run writes ~50 KB/s there, and a stalled log reader
+ * held it in the write past -d and SIGTERM). Once a write gave up for a signal, no guarded
+ * write waits for a stalled reader any more. 0, or -ENOMEM (stderr as it was).
+ */
+int cmd__guard_stderr(void);
 /* "cannot write WHAT: ..." for err (-errno), ECANCELED as cmd__guard_output() means it. */
 void cmd__write_error(const char *what, int err);
 /* Empty the file cmd__open_output() opened (if a regular file): 0, or -errno after an error. */

@@ -185,13 +185,23 @@ struct guarded_out {
 	bool file, pipe; /* a regular file (never waits for a reader); a pipe or FIFO */
 };
 
+/*
+ * Set once a write gave up on a stalled reader for such a signal: the run is ending, and the
+ * loop reads the signal, so the writes of its shutdown (the final report, diagnostics into a
+ * stalled stderr) would wait for a second one. They give up at once instead.
+ */
+static bool gave_up_on_signal;
+
 static bool ending_signal_pending(void)
 {
 	sigset_t set;
 
-	return sigpending(&set) == 0 &&
-	       (sigismember(&set, SIGINT) == 1 || sigismember(&set, SIGTERM) == 1 ||
-		sigismember(&set, SIGHUP) == 1);
+	if (gave_up_on_signal)
+		return true;
+	gave_up_on_signal = sigpending(&set) == 0 &&
+			    (sigismember(&set, SIGINT) == 1 || sigismember(&set, SIGTERM) == 1 ||
+			     sigismember(&set, SIGHUP) == 1);
+	return gave_up_on_signal;
 }
 
 /* What a write may take without blocking once poll said POLLOUT. */
@@ -245,13 +255,14 @@ static int guarded_close(void *cookie)
 	struct guarded_out *g = cookie;
 	int err = 0;
 
-	if (g->f != stdout)
+	if (g->f && g->f != stdout)
 		err = fclose(g->f);
 	free(g);
 	return err;
 }
 
-FILE *cmd__guard_output(FILE *f)
+/* A guarded stream writing fd; f (NULL: none) is closed with it. */
+static FILE *guard_fd(FILE *f, int fd)
 {
 	cookie_io_functions_t io = {.write = guarded_write, .close = guarded_close};
 	struct guarded_out *g = calloc(1, sizeof(*g));
@@ -260,20 +271,39 @@ FILE *cmd__guard_output(FILE *f)
 
 	if (!g)
 		return NULL;
-	*g = (struct guarded_out){.f = f, .fd = fileno(f)};
+	*g = (struct guarded_out){.f = f, .fd = fd};
 	if (fstat(g->fd, &st) == 0) {
 		g->file = S_ISREG(st.st_mode);
 		g->pipe = S_ISFIFO(st.st_mode);
 	}
 	out = fopencookie(g, "w", io);
-	if (!out) {
+	if (!out)
 		free(g);
+	return out;
+}
+
+FILE *cmd__guard_output(FILE *f)
+{
+	FILE *out = guard_fd(f, fileno(f));
+
+	if (!out)
 		return NULL;
-	}
 	/* big reports: fewer, larger writes; one thread writes it: no lock per character */
 	setvbuf(out, NULL, _IOFBF, 65536);
 	__fsetlocking(out, FSETLOCKING_BYCALLER);
 	return out;
+}
+
+int cmd__guard_stderr(void)
+{
+	FILE *err = guard_fd(NULL, STDERR_FILENO);
+
+	if (!err)
+		return -ENOMEM;
+	/* unbuffered as stderr is (each fprintf is one write); the HTTP threads log too: locked */
+	setvbuf(err, NULL, _IONBF, 0);
+	stderr = err;
+	return 0;
 }
 
 void cmd__write_error(const char *what, int err)

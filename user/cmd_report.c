@@ -452,6 +452,10 @@ int cmd_report(int argc, char **argv)
 		elog("signalfd: %s\n", strerror(errno));
 		goto cleanup;
 	}
+	if (cmd__guard_stderr()) {
+		elog("out of memory\n");
+		goto cleanup;
+	}
 	/* before anything is attached: a bad output path leaves nothing behind */
 	if (a.output) {
 		out = cmd__open_output(a.output, a.fmt == REPORT_PPROF);

@@ -420,6 +420,10 @@ int cmd_serve(int argc, char **argv)
 		elog("signalfd: %s\n", strerror(errno));
 		goto cleanup;
 	}
+	if (cmd__guard_stderr()) {
+		elog("out of memory\n");
+		goto cleanup;
+	}
 	sp.builder = pprof_builder__new();
 	if (sp.builder)
 		pprof_builder__set_exited_held(sp.builder, false);

@@ -587,6 +587,10 @@ int cmd_top(int argc, char **argv)
 		elog("signalfd: %s\n", strerror(errno));
 		goto cleanup;
 	}
+	if (cmd__guard_stderr()) {
+		elog("out of memory\n");
+		goto cleanup;
+	}
 	so = (struct session_opts){.pids = a.pids, .nr_pids = a.nr_pids, .cmd = a.cmd, .eo = a.eo};
 	so.cmd_sigmask = &old; /* the command's, as it would run without us */
 	err = session__open(&s, &so);

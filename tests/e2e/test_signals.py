@@ -89,6 +89,37 @@ def test_a_reader_that_stopped_reading_does_not_hold_the_run(env, cmd, what):
     assert wl.wait() == 0
 
 
+def test_a_stderr_reader_that_stopped_reading_does_not_hold_the_run(env, tmp_path):
+    """Diagnostics (-v: ~50 KB/s at -i 0.01) into a pipe nobody reads, a stalled log reader:
+    once it is full, SIGTERM still ends the run and the final report is written (the write to
+    stderr slept with the signal blocked: the run hung, probes attached, until SIGKILL)."""
+    wl = Workload(env["reaper"], [env["workloads"]["alloc_sites"], "attach"])
+    out = tmp_path / "report.json"
+    r, w = os.pipe()
+    fcntl.fcntl(r, F_SETPIPE_SZ, 4096)
+    prof = env["reaper"].add(subprocess.Popen(
+        [str(helpers.BIN), "-v", "-f", "json", "-n", "0", "-i", "0.01", "-o", str(out),
+         "-p", str(wl.pid)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=w, start_new_session=True))
+    os.close(w)
+    try:
+        _wait_pipe_full(r)
+        t0 = time.monotonic()
+        prof.send_signal(signal.SIGTERM)
+        try:
+            rc = prof.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            rc = None
+        took = time.monotonic() - t0
+    finally:
+        os.close(r)
+    assert rc == 0, (rc, took)
+    rep = helpers.final_report(helpers.parse_reports(out.read_text()))
+    assert rep["final"] is True
+    wl.send("exit")
+    assert wl.wait() == 0
+
+
 def test_a_slow_reader_and_signals_that_do_not_end_the_run(env):
     """SIGCHLD (the command exits) and SIGWINCH come while the reader is slow: the writes wait
     for it (they gave up on any signal: the final report was cut and the status was 1)."""
