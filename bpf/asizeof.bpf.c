@@ -62,6 +62,18 @@ struct {
 	__type(value, struct asz_alloc_val);
 } allocs SEC(".maps");
 
+/*
+ * The keys of the allocs entries that are the programs' own mappings: an munmap, mremap or
+ * MAP_FIXED that starts inside one (or spans several) finds them here, without walking allocs.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 1 << 13);
+	__type(key, struct asz_alloc_key);
+	__type(value, __u8);
+} mappings SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
@@ -597,6 +609,15 @@ static __always_inline struct asz_agg_val *agg_of(__u32 tgid, const struct asz_a
 	return bpf_map_lookup_elem(&aggs, &key);
 }
 
+/* Note a block that is a mapping in the mappings index (counted when the index is full). */
+static __always_inline void mapping_index(const struct asz_alloc_key *key, __u32 allocator)
+{
+	__u8 one = 1;
+
+	if (ASZ_IS_MMAP(allocator) && bpf_map_update_elem(&mappings, key, &one, BPF_ANY))
+		count_drop(ASZ_DROP_ALLOCS_FULL);
+}
+
 /* Retire a live block: its bytes leave its stack's and its process's live totals. */
 static __always_inline bool block_remove(__u32 tgid, __u64 addr, struct asz_alloc_val *out)
 {
@@ -611,6 +632,8 @@ static __always_inline bool block_remove(__u32 tgid, __u64 addr, struct asz_allo
 	/* a failed delete means a racing free of the same block already accounted it */
 	if (bpf_map_delete_elem(&allocs, &key))
 		return false;
+	if (ASZ_IS_MMAP(copy.allocator))
+		bpf_map_delete_elem(&mappings, &key);
 	p = bpf_map_lookup_elem(&procs, &tgid);
 	/*
 	 * A block of an image the process has since exec'd away: already gone from the totals; or
@@ -647,6 +670,7 @@ static __always_inline void block_restore(__u32 tgid, __u64 addr, const struct a
 		count_drop(ASZ_DROP_ALLOCS_FULL);
 		return;
 	}
+	mapping_index(&key, val.allocator);
 	a = agg_of(tgid, &val);
 	if (a) {
 		__sync_fetch_and_add(&a->live_bytes, val.size);
@@ -713,6 +737,7 @@ static __always_inline void block_add(__u32 tgid, __u64 addr, __u64 size, __u32 
 		__sync_fetch_and_add(&p->drops, 1);
 		return;
 	}
+	mapping_index(&key, allocator);
 	__sync_fetch_and_add(&a->live_bytes, size);
 	__sync_fetch_and_add(&a->live_allocs, count);
 	__sync_fetch_and_add(&a->alloc_bytes, size);
@@ -830,6 +855,187 @@ static __always_inline bool resizes(__u32 allocator)
 	return allocator == ASZ_RALLOCX || allocator == ASZ_XALLOCX;
 }
 
+/* The end of a mapping of len bytes: the kernel maps whole pages (its size is the bytes asked) */
+static __always_inline __u64 page_up(__u64 len)
+{
+	return (len + 4095) & ~4095ull;
+}
+
+/*
+ * munmap of the first len bytes of a mapping the program made: its rest stays, the same
+ * mapping of the same stack (no free, no new allocation), only len bytes fewer. True if done;
+ * false when addr starts no mapping we know, or len covers it all (then it is retired whole).
+ */
+static __always_inline bool mapping_trim_head(__u32 tgid, __u64 addr, __u64 len)
+{
+	struct asz_alloc_key key = {.tgid = tgid, .addr = addr}, rest = {.tgid = tgid};
+	struct asz_alloc_val *v = bpf_map_lookup_elem(&allocs, &key), copy;
+	struct asz_proc_val *p;
+	struct asz_agg_val *a;
+
+	if (!v || len >= v->size || !ASZ_IS_MMAP(v->allocator))
+		return false;
+	copy = *v;
+	p = bpf_map_lookup_elem(&procs, &tgid);
+	if (!p || p->gen != copy.gen)
+		return false; /* stale: retired whole (block_remove knows) */
+	rest.addr = addr + len;
+	copy.size -= len;
+	if (bpf_map_update_elem(&allocs, &rest, &copy, BPF_NOEXIST)) {
+		count_drop(ASZ_DROP_ALLOCS_FULL);
+		return false; /* no room: retired whole */
+	}
+	if (bpf_map_delete_elem(&allocs, &key)) {
+		/* a racing munmap retired it meanwhile */
+		bpf_map_delete_elem(&allocs, &rest);
+		return true;
+	}
+	bpf_map_delete_elem(&mappings, &key);
+	mapping_index(&rest, copy.allocator);
+	a = agg_of(tgid, &copy);
+	if (a)
+		__sync_fetch_and_add(&a->live_bytes, -(__s64)len);
+	__sync_fetch_and_add(&p->mmap_bytes, -(__s64)len);
+	return true;
+}
+
+/*
+ * munmap from lo (page-aligned, inside a mapping the program made) to its end: the same mapping,
+ * lo - start bytes long. With keep_from inside it, the bytes from there on stay: the kernel split
+ * the mapping, and its rest is a region of its own (of the same stack, not a new allocation).
+ */
+static __always_inline void mapping_cut(__u32 tgid, __u64 start, __u64 lo, __u64 keep_from)
+{
+	struct asz_alloc_key key = {.tgid = tgid, .addr = start}, rest = {.tgid = tgid};
+	struct asz_alloc_val *v = bpf_map_lookup_elem(&allocs, &key), copy;
+	struct asz_proc_val *p = bpf_map_lookup_elem(&procs, &tgid);
+	struct asz_agg_val *a;
+	__u64 end, gone;
+	__u32 split = 0;
+
+	if (!v || !p || p->gen != v->gen || !ASZ_IS_MMAP(v->allocator))
+		return;
+	copy = *v;
+	end = start + copy.size;
+	if (lo <= start || lo >= end)
+		return; /* only the pages' slack past the bytes asked: nothing held there */
+	gone = end - lo;
+	if (keep_from > lo && keep_from < end) {
+		rest.addr = keep_from;
+		copy.size = end - keep_from;
+		if (bpf_map_update_elem(&allocs, &rest, &copy, BPF_NOEXIST)) {
+			count_drop(ASZ_DROP_ALLOCS_FULL); /* no room: the rest goes too */
+		} else {
+			mapping_index(&rest, copy.allocator);
+			gone = keep_from - lo;
+			split = copy.count;
+		}
+	}
+	v->size = lo - start;
+	a = agg_of(tgid, &copy);
+	if (a) {
+		__sync_fetch_and_add(&a->live_bytes, -(__s64)gone);
+		__sync_fetch_and_add(&a->live_allocs, split);
+		__sync_fetch_and_add(&a->allocs, split);
+	}
+	__sync_fetch_and_add(&p->mmap_bytes, -(__s64)gone);
+	__sync_fetch_and_add(&p->mmap_regions, split);
+}
+
+/* What [lo, hi) takes of the mapping at start: all of it, its head, its tail or its middle. */
+static __noinline void mapping_unmap_one(__u32 tgid, __u64 start, __u64 lo, __u64 hi)
+{
+	struct asz_alloc_key key = {.tgid = tgid, .addr = start};
+	struct asz_alloc_val *v = bpf_map_lookup_elem(&allocs, &key);
+	__u64 end;
+
+	if (!v)
+		return;
+	end = start + page_up(v->size);
+	if (lo > start)
+		mapping_cut(tgid, start, lo, hi < end ? hi : 0);
+	else if (hi >= end || !mapping_trim_head(tgid, start, hi - start))
+		block_remove(tgid, start, NULL);
+}
+
+/* Mappings a range overlaps, found per walk of the index (a range over more is rare). */
+#define UNMAP_MAX 8
+#define UNMAP_PASSES 4
+
+struct unmap_ctx {
+	__u32 tgid;
+	__u32 n;
+	__u64 lo;
+	__u64 hi;
+	__u64 starts[UNMAP_MAX];
+};
+
+static long unmap_find(struct bpf_map *map, struct asz_alloc_key *key, __u8 *val,
+		       struct unmap_ctx *c)
+{
+	struct asz_alloc_val *v;
+	__u32 n = c->n;
+
+	if (key->tgid != c->tgid)
+		return 0;
+	v = bpf_map_lookup_elem(&allocs, key);
+	if (!v || key->addr >= c->hi || key->addr + page_up(v->size) <= c->lo)
+		return 0;
+	if (n >= UNMAP_MAX)
+		return 1;
+	c->starts[n] = key->addr;
+	c->n = n + 1;
+	return c->n >= UNMAP_MAX;
+}
+
+/*
+ * [lo, hi) (page-aligned) is no longer mapped (munmap, or a fixed mapping put there): each
+ * mapping of the program's it overlaps loses those bytes. True if there was any.
+ */
+static __always_inline bool mappings_unmap(__u32 tgid, __u64 lo, __u64 hi)
+{
+	struct asz_alloc_key key = {.tgid = tgid, .addr = lo};
+	struct asz_alloc_val *v = bpf_map_lookup_elem(&allocs, &key);
+	struct unmap_ctx c = {.tgid = tgid, .lo = lo, .hi = hi};
+	struct asz_proc_val *p;
+	bool any = false;
+
+	if (hi <= lo)
+		return false;
+	/* the common case, the whole of one mapping or its head: no walk */
+	if (v && ASZ_IS_MMAP(v->allocator) && hi - lo <= page_up(v->size)) {
+		mapping_unmap_one(tgid, lo, lo, hi);
+		return true;
+	}
+	p = bpf_map_lookup_elem(&procs, &tgid);
+	if (!p || p->mmap_regions <= 0)
+		return false;
+	/* those done leave the range: a full walk is followed by another, to UNMAP_PASSES */
+	for (int pass = 0; pass < UNMAP_PASSES; pass++) {
+		c.n = 0;
+		bpf_for_each_map_elem(&mappings, unmap_find, &c, 0);
+		for (int i = 0; i < UNMAP_MAX; i++) {
+			if (i >= c.n)
+				break;
+			mapping_unmap_one(tgid, c.starts[i], lo, hi);
+		}
+		any |= c.n > 0;
+		if (c.n < UNMAP_MAX)
+			return any;
+	}
+	count_drop(ASZ_DROP_ALLOCS_FULL); /* more mappings than followed: said, not silent */
+	return any;
+}
+
+/* Is [addr, addr + len) all of a mapping the program made (or more)? */
+static __always_inline bool mapping_whole(__u32 tgid, __u64 addr, __u64 len)
+{
+	struct asz_alloc_key key = {.tgid = tgid, .addr = addr};
+	struct asz_alloc_val *v = bpf_map_lookup_elem(&allocs, &key);
+
+	return v && ASZ_IS_MMAP(v->allocator) && len >= page_up(v->size);
+}
+
 /*
  * An allocator's entry. Returns 1 when its return need not be seen (uprobe sessions then skip
  * the return trap), 0 otherwise.
@@ -880,6 +1086,7 @@ static __always_inline int on_entry(struct pt_regs *ctx, __u64 a1, __u64 a2, __u
 			ts->allocator = allocator;
 			ts->count = 0;
 			ts->old_valid = 0;
+			ts->flags = 0;
 			return 0;
 		}
 		ts->skip_sp = 0;
@@ -935,6 +1142,13 @@ static __always_inline int on_entry(struct pt_regs *ctx, __u64 a1, __u64 a2, __u
 	ts->size = size;
 	ts->arg = arg;
 	ts->extra = allocator == ASZ_XALLOCX ? a3 : 0;
+	ts->flags = ASZ_IS_MMAP(allocator) ? a4 : 0;
+	if (allocator == ASZ_MREMAP) {
+		ts->extra = page_up(a2);
+		/* a part of a mapping moves or grows: followed at the return, if it succeeds */
+		if (!mapping_whole(tgid, arg, ts->extra))
+			ts->flags |= ASZ_MREMAP_PART;
+	}
 	ts->old_valid = 0;
 	ts->old_unknown = 0;
 	ts->weight = size;
@@ -963,8 +1177,9 @@ static __always_inline int on_entry(struct pt_regs *ctx, __u64 a1, __u64 a2, __u
 	 * whose probe retires it; other allocators free it themselves: retired here. rallocx and
 	 * xallocx never free their block: it is put back if they fail, whatever the size.
 	 */
-	if ((allocator == ASZ_REALLOC || allocator == ASZ_MREMAP || resizes(allocator)) && arg &&
-	    (size || frees_itself || resizes(allocator))) {
+	if ((allocator == ASZ_REALLOC || resizes(allocator) ||
+	     (allocator == ASZ_MREMAP && !(ts->flags & ASZ_MREMAP_PART))) &&
+	    arg && (size || frees_itself || resizes(allocator))) {
 		struct asz_alloc_val old;
 
 		if (block_remove(tgid, arg, &old)) {
@@ -1041,6 +1256,13 @@ static __always_inline int on_return(__u64 rc)
 				block_restore(tgid, ts->arg, ts);
 			return 0;
 		}
+		/* what was mapped where a fixed mapping goes is gone: the kernel unmapped it */
+		if (ts->flags & (ts->allocator == ASZ_MMAP ? 0x10 /* MAP_FIXED */ : 2 /* MREMAP_FIXED */))
+			mappings_unmap(tgid, rc, rc + page_up(ts->size));
+		/* a part moved: the mapping it was in loses it (none: not the program's) */
+		if ((ts->flags & ASZ_MREMAP_PART) &&
+		    !mappings_unmap(tgid, ts->arg, ts->arg + ts->extra))
+			return 0;
 		break;
 	default:
 		addr = rc;
@@ -1085,42 +1307,6 @@ int BPF_KPROBE(alloc_session)
 }
 
 /*
- * munmap of the first len bytes of a mapping the program made: its rest stays, the same
- * mapping of the same stack (no free, no new allocation), only len bytes fewer. True if done;
- * false when addr starts no mapping we know, or len covers it all (then it is retired whole).
- */
-static __always_inline bool mapping_trim_head(__u32 tgid, __u64 addr, __u64 len)
-{
-	struct asz_alloc_key key = {.tgid = tgid, .addr = addr}, rest = {.tgid = tgid};
-	struct asz_alloc_val *v = bpf_map_lookup_elem(&allocs, &key), copy;
-	struct asz_proc_val *p;
-	struct asz_agg_val *a;
-
-	if (!v || len >= v->size || !ASZ_IS_MMAP(v->allocator))
-		return false;
-	copy = *v;
-	p = bpf_map_lookup_elem(&procs, &tgid);
-	if (!p || p->gen != copy.gen)
-		return false; /* stale: retired whole (block_remove knows) */
-	rest.addr = addr + len;
-	copy.size -= len;
-	if (bpf_map_update_elem(&allocs, &rest, &copy, BPF_NOEXIST)) {
-		count_drop(ASZ_DROP_ALLOCS_FULL);
-		return false; /* no room: retired whole */
-	}
-	if (bpf_map_delete_elem(&allocs, &key)) {
-		/* a racing munmap retired it meanwhile */
-		bpf_map_delete_elem(&allocs, &rest);
-		return true;
-	}
-	a = agg_of(tgid, &copy);
-	if (a)
-		__sync_fetch_and_add(&a->live_bytes, -(__s64)len);
-	__sync_fetch_and_add(&p->mmap_bytes, -(__s64)len);
-	return true;
-}
-
-/*
  * munmap of a mapping the program made: retired (a head unmap keeps the rest). Mappings made
  * inside malloc were never recorded, so their munmap (from free) finds nothing: no depth check.
  */
@@ -1130,9 +1316,10 @@ static __always_inline int munmap_of(__u64 addr, __u64 len)
 
 	if (empty_probes || (!traced(tgid) && !left_filter(tgid)))
 		return 0;
-	len = (len + 4095) & ~4095ull;
-	if (!mapping_trim_head(tgid, addr, len))
-		block_remove(tgid, addr, NULL);
+	/* the kernel refuses these (EINVAL): nothing is unmapped */
+	if (!len || (addr & 4095))
+		return 0;
+	mappings_unmap(tgid, addr, addr + page_up(len));
 	return 0;
 }
 

@@ -266,7 +266,7 @@ struct asz_tstate {
 	__u32 allocator;
 	__u64 size;   /* bytes asked for */
 	__u64 arg;    /* posix_memalign: memptr; realloc: old pointer */
-	__u64 extra;  /* xallocx: bytes it may add to size */
+	__u64 extra;  /* xallocx: bytes it may add to size; mremap: the old length (pages) */
 	/*
 	 * The block the thread's last operator delete retired, until its next allocation: the
 	 * deletes and frees that delete calls (jemalloc's call free, libstdc++'s sized delete the
@@ -292,8 +292,11 @@ struct asz_tstate {
 	__u64 skip_sp;
 	__u64 skip_ra;
 	__u32 exiting; /* a thread in glibc's teardown: it frees blocks of its malloc cache */
-	__u32 pad;
+	__u32 flags;   /* mmap, mremap: their flags argument (ASZ_MREMAP_PART: a part of a mapping) */
 };
+
+/* tstate.flags: an mremap of a part of a mapping (or from inside one): followed at its return */
+#define ASZ_MREMAP_PART (1u << 31)
 
 /* Sampling tables, filled by user space: -ln(u) and x/(1-e^-x), both scaled by 2^16. */
 #define ASZ_EXP_TABLE 4096

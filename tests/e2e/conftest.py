@@ -46,6 +46,7 @@ WORKLOAD_SOURCES = {
     "cxx_bad_alloc": "cxx_bad_alloc.cc",
     "unwind_signal": "unwind_signal.c",
     "mmap_sites": "mmap_sites.c",
+    "mmap_partial": "mmap_partial.c",
     "unwind_libc": "unwind_libc.c",
     "unwind_cxx": "unwind_cxx.cc",
     "unwind_dlopen": "unwind_dlopen.c",

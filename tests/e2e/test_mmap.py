@@ -5,6 +5,8 @@ while serving a large block are not (that block is heap)."""
 
 import json
 
+import pytest
+
 import fleet_tools
 import helpers
 
@@ -73,3 +75,25 @@ def test_collapsed_stacks_end_mappings_in_an_mmap_frame(bpf_ok, workloads, guard
     assert sum(heap.values()) == sum(exp["heap"].values()), heap
     for site, want in exp["mmap"].items():
         assert maps.get(site, 0) == want, (site, maps)
+
+
+PARTIAL_STEPS = ["middle", "tail", "span", "span_whole", "span_many", "grow", "move", "shrink", "fixed", "part",
+                 "map_fixed", "map_fixed_same", "dontneed"]
+
+
+@pytest.mark.parametrize("step", PARTIAL_STEPS)
+def test_mmap_parts_unmapped_remapped_mapped_over(bpf_ok, workloads, guarded, tmp_path, step):
+    """Only a whole mapping or its head was followed: an munmap of a mapping's tail or middle, one
+    spanning two mappings, an mremap of a part or onto another mapping (MREMAP_FIXED) and a
+    MAP_FIXED mapping over one left the old bytes counted. madvise(MADV_DONTNEED) keeps them: the
+    program still holds the mapping (sizes are what it asked for)."""
+    report, expected = tmp_path / "r.json", tmp_path / "e.json"
+    rc, out, err = guarded.run(["-f", "json", "-n", "0", "-o", str(report), "--", workloads["mmap_partial"],
+                                step, str(expected)])
+    assert rc == 0, err
+    exp = json.loads(expected.read_text())
+    rep = helpers.final_report(helpers.parse_reports(report.read_text()))
+    p = helpers.check_proc_is_sum_of_stacks(rep, exp["pid"])
+    assert (p["mmap_bytes"], p["mmap_regions"]) == (exp["mmap_bytes"], exp["mmap_regions"]), p
+    helpers.check_drops(rep)
+    assert rep["dropped"]["missed_frees"] == 0, rep["dropped"]
