@@ -78,7 +78,8 @@ def test_collapsed_stacks_end_mappings_in_an_mmap_frame(bpf_ok, workloads, guard
 
 
 PARTIAL_STEPS = ["middle", "tail", "span", "span_whole", "span_many", "grow", "move", "shrink", "fixed", "part",
-                 "map_fixed", "map_fixed_same", "dontneed"]
+                 "map_fixed", "map_fixed_same", "dontneed",
+                 "zero_len"]
 
 
 @pytest.mark.parametrize("step", PARTIAL_STEPS)
@@ -86,7 +87,8 @@ def test_mmap_parts_unmapped_remapped_mapped_over(bpf_ok, workloads, guarded, tm
     """Only a whole mapping or its head was followed: an munmap of a mapping's tail or middle, one
     spanning two mappings, an mremap of a part or onto another mapping (MREMAP_FIXED) and a
     MAP_FIXED mapping over one left the old bytes counted. madvise(MADV_DONTNEED) keeps them: the
-    program still holds the mapping (sizes are what it asked for)."""
+    program still holds the mapping (sizes are what it asked for). An munmap of 0 bytes (EINVAL)
+    retired the whole mapping (and counted allocs_map_full)."""
     report, expected = tmp_path / "r.json", tmp_path / "e.json"
     rc, out, err = guarded.run(["-f", "json", "-n", "0", "-o", str(report), "--", workloads["mmap_partial"],
                                 step, str(expected)])

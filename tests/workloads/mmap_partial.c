@@ -10,7 +10,8 @@
  * of another 8P mapping: 4P + 4P), part (mremap of the first 2P of 8P, moved and grown to 6P:
  * 6P stay, 6P new), map_fixed (MAP_FIXED of 2P over the middle of 8P: 8P in 3 regions),
  * map_fixed_same (MAP_FIXED over the whole of a 4P mapping), dontneed (madvise(MADV_DONTNEED) of
- * 4P: the program still holds them).
+ * 4P: the program still holds them), zero_len (munmap of 0 bytes of a 4P mapping: EINVAL, it
+ * stays).
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -129,6 +130,12 @@ static int step(const char *s, unsigned long *bytes, unsigned long *regions)
 	} else if (!strcmp(s, "map_fixed_same")) {
 		a = map_at(NULL, 4 * P, 0);
 		if (!a || map_at(a, 4 * P, MAP_FIXED) != a)
+			return -1;
+		keep[0] = a;
+		*bytes = 4 * P, *regions = 1;
+	} else if (!strcmp(s, "zero_len")) {
+		a = map_at(NULL, 4 * P, 0);
+		if (!a || munmap(a, 0) == 0)
 			return -1;
 		keep[0] = a;
 		*bytes = 4 * P, *regions = 1;
