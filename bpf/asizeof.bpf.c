@@ -74,6 +74,18 @@ struct {
 	__type(value, __u8);
 } mappings SEC(".maps");
 
+/* Per process, the starts of its mappings in order (struct asz_mapidx): no walk of mappings. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct asz_mapidx);
+} mapidx SEC(".maps");
+
+/* A new process's index (too large for the stack) */
+static const struct asz_mapidx mapidx_empty;
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
@@ -257,8 +269,10 @@ static __always_inline struct asz_proc_val *proc_get(__u32 tgid)
 	 * Its pid was given again before user space forgot the exited process: the new one must
 	 * not count to the old one's accounts (the old blocks are stale by the generation).
 	 */
-	if (p && p->dead)
+	if (p && p->dead) {
 		emit(ASZ_EV_REUSED, tgid, proc_restart(p, bpf_get_current_task_btf()), 0, NULL);
+		bpf_map_delete_elem(&mapidx, &tgid); /* the index holds one image's mappings */
+	}
 	if (p)
 		return p;
 	read_comm(bpf_get_current_task_btf(), init.comm);
@@ -609,13 +623,190 @@ static __always_inline struct asz_agg_val *agg_of(__u32 tgid, const struct asz_a
 	return bpf_map_lookup_elem(&aggs, &key);
 }
 
-/* Note a block that is a mapping in the mappings index (counted when the index is full). */
-static __always_inline void mapping_index(const struct asz_alloc_key *key, __u32 allocator)
+/* The end of a mapping of len bytes: the kernel maps whole pages (its size is the bytes asked) */
+static __always_inline __u64 page_up(__u64 len)
+{
+	return (len + 4095) & ~4095ull;
+}
+
+/*
+ * A process's index of its mappings' starts. Its lock is held for a few hundred instructions,
+ * with no helper calls: a holder on another CPU is soon done; one preempted on this CPU is not,
+ * and then the caller does without the index.
+ */
+static __always_inline bool mapidx_lock(struct asz_mapidx *m)
+{
+	for (int i = 0; i < 256; i++)
+		if (!__sync_val_compare_and_swap(&m->lock, 0, 1))
+			return true;
+	return false;
+}
+
+static __always_inline void mapidx_unlock(struct asz_mapidx *m)
+{
+	__sync_lock_test_and_set(&m->lock, 0);
+}
+
+/* An index into starts the verifier can bound (where it may not see the test before it). */
+static __always_inline __u32 slot(__u32 i)
+{
+	return i & (ASZ_MAPIDX_SLOTS - 1);
+}
+
+/*
+ * With the lock held: the starts that are <= x (the index after them), of the first n. Global:
+ * its callers go on with one unknown result, not one per path through the search.
+ */
+__noinline __u32 mapidx_rank(const struct asz_mapidx *m, __u32 n, __u64 x)
+{
+	__u32 l = 0, h = n;
+
+	if (!m)
+		return 0;
+	for (int k = 0; k < 8; k++) {
+		__u32 mid = (l + h) / 2;
+
+		if (l >= h || mid >= ASZ_MAPIDX_SLOTS)
+			break;
+		if (m->starts[slot(mid)] <= x)
+			l = mid + 1;
+		else
+			h = mid;
+	}
+	return l;
+}
+
+/* With the lock held: the count of starts, as the verifier can bound it. */
+static __always_inline __u32 mapidx_n(const struct asz_mapidx *m)
+{
+	__u32 n = m->n;
+
+	return n < ASZ_MAPIDX_SLOTS ? n : ASZ_MAPIDX_SLOTS;
+}
+
+/* With the lock held: an index of an image the process has exec'd away starts over empty. */
+static __always_inline bool mapidx_current(struct asz_mapidx *m, __u32 gen)
+{
+	if (m->gen == gen)
+		return true;
+	if ((__s32)(gen - m->gen) < 0)
+		return false; /* a stale block's: not indexed any more */
+	m->gen = gen;
+	m->n = 0;
+	m->outside = 0;
+	m->stale = 0;
+	return true;
+}
+
+/*
+ * A new mapping of image gen starts at addr: put in order (counted when it does not fit).
+ * The index's functions are global: verified once, not at each of the many places they serve.
+ */
+__noinline int mapidx_add(__u32 tgid, __u32 gen, __u64 addr, __u64 end)
+{
+	struct asz_mapidx *m = bpf_map_lookup_elem(&mapidx, &tgid);
+	__u32 n, pos;
+
+	if (!m) {
+		/* generation 0: the first add starts it over at gen */
+		bpf_map_update_elem(&mapidx, &tgid, &mapidx_empty, BPF_NOEXIST);
+		m = bpf_map_lookup_elem(&mapidx, &tgid);
+		if (!m) {
+			count_drop(ASZ_DROP_MAPPINGS_UNINDEXED); /* no index: munmaps walk */
+			return 0;
+		}
+	}
+	if (!mapidx_lock(m)) {
+		__sync_fetch_and_add(&m->outside, 1);
+		count_drop(ASZ_DROP_MAPPINGS_UNINDEXED);
+		return 0;
+	}
+	if (!mapidx_current(m, gen))
+		goto unlock;
+	n = mapidx_n(m);
+	pos = mapidx_rank(m, n, addr);
+	if (end > m->top)
+		m->top = end;
+	if (pos > 0 && pos <= ASZ_MAPIDX_SLOTS && m->starts[slot(pos - 1)] == addr)
+		goto unlock;
+	if (n >= ASZ_MAPIDX_SLOTS) {
+		__sync_fetch_and_add(&m->outside, 1);
+		mapidx_unlock(m);
+		count_drop(ASZ_DROP_MAPPINGS_UNINDEXED);
+		return 0;
+	}
+	for (int i = ASZ_MAPIDX_SLOTS - 1; i > 0; i--) {
+		if (i <= pos)
+			break;
+		if (i <= n)
+			m->starts[i] = m->starts[i - 1];
+	}
+	if (pos < ASZ_MAPIDX_SLOTS)
+		m->starts[slot(pos)] = addr;
+	m->n = n + 1;
+unlock:
+	mapidx_unlock(m);
+	return 0;
+}
+
+/* The mapping of image gen at addr is gone: out of the index. */
+__noinline int mapidx_remove(__u32 tgid, __u32 gen, __u64 addr)
+{
+	struct asz_mapidx *m = bpf_map_lookup_elem(&mapidx, &tgid);
+	__u32 n, pos;
+
+	if (!m)
+		return 0;
+	if (!mapidx_lock(m)) {
+		/* its start stays: a mapping made there later could hide behind it */
+		m->stale = 1;
+		count_drop(ASZ_DROP_MAPPINGS_UNINDEXED);
+		return 0;
+	}
+	if (m->gen != gen)
+		goto unlock;
+	n = mapidx_n(m);
+	pos = mapidx_rank(m, n, addr);
+	if (pos == 0 || pos > ASZ_MAPIDX_SLOTS || m->starts[slot(pos - 1)] != addr) {
+		/* one of those that did not fit */
+		if (m->outside)
+			m->outside--;
+		goto unlock;
+	}
+	for (int i = 0; i < ASZ_MAPIDX_SLOTS - 1; i++) {
+		if (i + 1 >= n)
+			break;
+		if (i >= pos - 1)
+			m->starts[i] = m->starts[i + 1];
+	}
+	m->n = n - 1;
+	if (n == 1)
+		m->top = 0;
+unlock:
+	mapidx_unlock(m);
+	return 0;
+}
+
+/* Note a block that is a mapping in the mappings indexes (counted when they are full). */
+static __always_inline void mapping_index(__u32 tgid, const struct asz_alloc_key *key,
+					  const struct asz_alloc_val *v)
 {
 	__u8 one = 1;
 
-	if (ASZ_IS_MMAP(allocator) && bpf_map_update_elem(&mappings, key, &one, BPF_ANY))
+	if (!ASZ_IS_MMAP(v->allocator))
+		return;
+	if (bpf_map_update_elem(&mappings, key, &one, BPF_NOEXIST)) {
 		count_drop(ASZ_DROP_ALLOCS_FULL);
+		return;
+	}
+	mapidx_add(tgid, v->gen, key->addr, key->addr + page_up(v->size));
+}
+
+/* The block at key (a mapping of image gen) leaves the mappings indexes. */
+static __always_inline void mapping_unindex(__u32 tgid, const struct asz_alloc_key *key, __u32 gen)
+{
+	if (!bpf_map_delete_elem(&mappings, key))
+		mapidx_remove(tgid, gen, key->addr);
 }
 
 /* Retire a live block: its bytes leave its stack's and its process's live totals. */
@@ -633,7 +824,7 @@ static __always_inline bool block_remove(__u32 tgid, __u64 addr, struct asz_allo
 	if (bpf_map_delete_elem(&allocs, &key))
 		return false;
 	if (ASZ_IS_MMAP(copy.allocator))
-		bpf_map_delete_elem(&mappings, &key);
+		mapping_unindex(tgid, &key, copy.gen);
 	p = bpf_map_lookup_elem(&procs, &tgid);
 	/*
 	 * A block of an image the process has since exec'd away: already gone from the totals; or
@@ -670,7 +861,7 @@ static __always_inline void block_restore(__u32 tgid, __u64 addr, const struct a
 		count_drop(ASZ_DROP_ALLOCS_FULL);
 		return;
 	}
-	mapping_index(&key, val.allocator);
+	mapping_index(tgid, &key, &val);
 	a = agg_of(tgid, &val);
 	if (a) {
 		__sync_fetch_and_add(&a->live_bytes, val.size);
@@ -737,7 +928,7 @@ static __always_inline void block_add(__u32 tgid, __u64 addr, __u64 size, __u32 
 		__sync_fetch_and_add(&p->drops, 1);
 		return;
 	}
-	mapping_index(&key, allocator);
+	mapping_index(tgid, &key, &val);
 	__sync_fetch_and_add(&a->live_bytes, size);
 	__sync_fetch_and_add(&a->live_allocs, count);
 	__sync_fetch_and_add(&a->alloc_bytes, size);
@@ -855,12 +1046,6 @@ static __always_inline bool resizes(__u32 allocator)
 	return allocator == ASZ_RALLOCX || allocator == ASZ_XALLOCX;
 }
 
-/* The end of a mapping of len bytes: the kernel maps whole pages (its size is the bytes asked) */
-static __always_inline __u64 page_up(__u64 len)
-{
-	return (len + 4095) & ~4095ull;
-}
-
 /*
  * munmap of the first len bytes of a mapping the program made: its rest stays, the same
  * mapping of the same stack (no free, no new allocation), only len bytes fewer. True if done;
@@ -890,8 +1075,8 @@ static __always_inline bool mapping_trim_head(__u32 tgid, __u64 addr, __u64 len)
 		bpf_map_delete_elem(&allocs, &rest);
 		return true;
 	}
-	bpf_map_delete_elem(&mappings, &key);
-	mapping_index(&rest, copy.allocator);
+	mapping_unindex(tgid, &key, copy.gen);
+	mapping_index(tgid, &rest, &copy);
 	a = agg_of(tgid, &copy);
 	if (a)
 		__sync_fetch_and_add(&a->live_bytes, -(__s64)len);
@@ -926,7 +1111,7 @@ static __always_inline void mapping_cut(__u32 tgid, __u64 start, __u64 lo, __u64
 		if (bpf_map_update_elem(&allocs, &rest, &copy, BPF_NOEXIST)) {
 			count_drop(ASZ_DROP_ALLOCS_FULL); /* no room: the rest goes too */
 		} else {
-			mapping_index(&rest, copy.allocator);
+			mapping_index(tgid, &rest, &copy);
 			gone = keep_from - lo;
 			split = copy.count;
 		}
@@ -942,20 +1127,24 @@ static __always_inline void mapping_cut(__u32 tgid, __u64 start, __u64 lo, __u64
 	__sync_fetch_and_add(&p->mmap_regions, split);
 }
 
-/* What [lo, hi) takes of the mapping at start: all of it, its head, its tail or its middle. */
-static __noinline void mapping_unmap_one(__u32 tgid, __u64 start, __u64 lo, __u64 hi)
+/*
+ * What [lo, hi) takes of the mapping at start: all of it, its head, its tail or its middle.
+ * Global: verified once, not at each of the up to UNMAP_PASSES * UNMAP_MAX calls.
+ */
+__noinline int mapping_unmap_one(__u32 tgid, __u64 start, __u64 lo, __u64 hi)
 {
 	struct asz_alloc_key key = {.tgid = tgid, .addr = start};
 	struct asz_alloc_val *v = bpf_map_lookup_elem(&allocs, &key);
 	__u64 end;
 
 	if (!v)
-		return;
+		return 0;
 	end = start + page_up(v->size);
 	if (lo > start)
 		mapping_cut(tgid, start, lo, hi < end ? hi : 0);
 	else if (hi >= end || !mapping_trim_head(tgid, start, hi - start))
 		block_remove(tgid, start, NULL);
+	return 0;
 }
 
 /* Mappings a range overlaps, found per walk of the index (a range over more is rare). */
@@ -967,6 +1156,7 @@ struct unmap_ctx {
 	__u32 n;
 	__u64 lo;
 	__u64 hi;
+	__u64 after; /* mapidx_find: the last start looked at */
 	__u64 starts[UNMAP_MAX];
 };
 
@@ -989,6 +1179,106 @@ static long unmap_find(struct bpf_map *map, struct asz_alloc_key *key, __u8 *val
 }
 
 /*
+ * From the process's index, into c: the starts of the mappings that overlap [c->lo, c->hi),
+ * of up to UNMAP_MAX looked at from the last that starts at or before c->lo (c->after = 0)
+ * or after c->after, which becomes the last looked at. 1 if more may follow, 0 if not, -1 if
+ * the index cannot tell (then the mappings map is walked), -2 if the process has none. The
+ * index is of the process's current image (an exec or a pid's reuse removes it).
+ */
+__noinline int mapidx_find(struct unmap_ctx *c)
+{
+	struct asz_mapidx *m;
+	__u64 seen[UNMAP_MAX];
+	__u32 n, i0, nseen = 0;
+
+	if (!c)
+		return -1;
+	m = bpf_map_lookup_elem(&mapidx, &c->tgid);
+	if (!m)
+		return -2;
+	if (!mapidx_lock(m))
+		return -1;
+	if (m->outside || m->stale) {
+		mapidx_unlock(m);
+		return -1;
+	}
+	n = mapidx_n(m);
+	i0 = mapidx_rank(m, n, c->after ? c->after : c->lo);
+	if (!c->after && i0 > 0)
+		i0--;
+	for (int j = 0; j < UNMAP_MAX; j++) {
+		__u32 i = i0 + j;
+		__u64 start;
+
+		if (i >= n || i >= ASZ_MAPIDX_SLOTS)
+			break;
+		start = m->starts[slot(i)];
+		if (start >= c->hi)
+			break;
+		seen[j] = start;
+		nseen = j + 1;
+	}
+	mapidx_unlock(m);
+	/* the one before lo may end before it */
+	c->n = 0;
+	for (int j = 0; j < UNMAP_MAX; j++) {
+		struct asz_alloc_key key = {.tgid = c->tgid};
+		struct asz_alloc_val *v;
+
+		if (j >= nseen)
+			break;
+		key.addr = seen[j];
+		c->after = seen[j];
+		v = bpf_map_lookup_elem(&allocs, &key);
+		if (!v || key.addr + page_up(v->size) <= c->lo)
+			continue;
+		c->starts[c->n & (UNMAP_MAX - 1)] = key.addr;
+		c->n++;
+	}
+	return nseen == UNMAP_MAX;
+}
+
+/*
+ * The mappings [lo, hi) overlaps, each cut; 1 if there was any. Those done leave the range (a
+ * cut one stays before lo): each pass goes on after the last start the one before found, to
+ * UNMAP_PASSES. The index finds them in its sorted starts; without it (mappings that did not
+ * fit), a walk of the mappings map. Global: verified once, for its three callers.
+ */
+__noinline int mappings_search(__u32 tgid, __u64 lo, __u64 hi)
+{
+	struct unmap_ctx c = {.tgid = tgid, .lo = lo, .hi = hi};
+	struct asz_proc_val *p;
+	int any = 0;
+
+	for (int pass = 0; pass < UNMAP_PASSES; pass++) {
+		int more;
+
+		c.n = 0;
+		more = mapidx_find(&c);
+		if (more == -2) {
+			/* no index: none of its own, or one could not be made (counted) */
+			p = bpf_map_lookup_elem(&procs, &tgid);
+			if (!p || p->mmap_regions <= 0)
+				return any;
+		}
+		if (more < 0) {
+			bpf_for_each_map_elem(&mappings, unmap_find, &c, 0);
+			more = c.n >= UNMAP_MAX;
+		}
+		for (int i = 0; i < UNMAP_MAX; i++) {
+			if (i >= c.n)
+				break;
+			mapping_unmap_one(tgid, c.starts[i], lo, hi);
+		}
+		any |= c.n > 0;
+		if (!more)
+			return any;
+	}
+	count_drop(ASZ_DROP_ALLOCS_FULL); /* more mappings than followed: said, not silent */
+	return any;
+}
+
+/*
  * [lo, hi) (page-aligned) is no longer mapped (munmap, or a fixed mapping put there): each
  * mapping of the program's it overlaps loses those bytes. True if there was any.
  */
@@ -996,35 +1286,25 @@ static __always_inline bool mappings_unmap(__u32 tgid, __u64 lo, __u64 hi)
 {
 	struct asz_alloc_key key = {.tgid = tgid, .addr = lo};
 	struct asz_alloc_val *v = bpf_map_lookup_elem(&allocs, &key);
-	struct unmap_ctx c = {.tgid = tgid, .lo = lo, .hi = hi};
-	struct asz_proc_val *p;
-	bool any = false;
+	struct asz_mapidx *m;
 
 	if (hi <= lo)
 		return false;
-	/* the common case, the whole of one mapping or its head: no walk */
+	/* the common case, the whole of one mapping or its head: no search */
 	if (v && ASZ_IS_MMAP(v->allocator) && hi - lo <= page_up(v->size)) {
 		mapping_unmap_one(tgid, lo, lo, hi);
 		return true;
 	}
-	p = bpf_map_lookup_elem(&procs, &tgid);
-	if (!p || p->mmap_regions <= 0)
+	/*
+	 * The next most common: below or above all of them (malloc's, the C library's, file
+	 * mappings), told without the lock: starts[0] and top only move with mappings made or
+	 * unmapped, which an munmap that overlaps none of them does not race with.
+	 */
+	m = bpf_map_lookup_elem(&mapidx, &tgid);
+	if (m && !m->outside && !m->stale &&
+	    (!m->n || hi <= m->starts[0] || lo >= m->top))
 		return false;
-	/* those done leave the range: a full walk is followed by another, to UNMAP_PASSES */
-	for (int pass = 0; pass < UNMAP_PASSES; pass++) {
-		c.n = 0;
-		bpf_for_each_map_elem(&mappings, unmap_find, &c, 0);
-		for (int i = 0; i < UNMAP_MAX; i++) {
-			if (i >= c.n)
-				break;
-			mapping_unmap_one(tgid, c.starts[i], lo, hi);
-		}
-		any |= c.n > 0;
-		if (c.n < UNMAP_MAX)
-			return any;
-	}
-	count_drop(ASZ_DROP_ALLOCS_FULL); /* more mappings than followed: said, not silent */
-	return any;
+	return mappings_search(tgid, lo, hi);
 }
 
 /* Is [addr, addr + len) all of a mapping the program made (or more)? */
@@ -1444,8 +1724,10 @@ int BPF_PROG(on_exec, struct task_struct *p_task, pid_t old_pid, struct linux_bi
 	__u32 gen = 0;
 
 	/* reports show the image its stacks are in: the new one counts from here */
-	if (p)
+	if (p) {
 		gen = proc_restart(p, p_task);
+		bpf_map_delete_elem(&mapidx, &tgid); /* the index holds one image's mappings */
+	}
 	if (p || (system_wide && traced(tgid)))
 		emit(ASZ_EV_EXEC, tgid, gen, old_pid != (pid_t)tgid ? ASZ_EV_NEW_LEADER : 0, bprm);
 	return 0;

@@ -60,7 +60,8 @@ enum asz_drop {
 	ASZ_DROP_STACK_PREEMPTED = 12, /* this CPU's stack scratch busy (a preempted program) */
 	ASZ_DROP_EVENTS_LOST = 13,  /* exec or exit event not sent: the ring buffer was full */
 	ASZ_DROP_PROCS_UNTRACED = 14, /* a process or exec'd image that could not be probed (user) */
-	ASZ_NR_DROPS = 15,
+	ASZ_DROP_MAPPINGS_UNINDEXED = 15, /* a mapping not in its process's index: munmaps walk */
+	ASZ_NR_DROPS = 16,
 };
 
 struct asz_alloc_key {
@@ -295,6 +296,26 @@ struct asz_tstate {
 	__u32 flags;   /* mmap, mremap: their flags argument (ASZ_MREMAP_PART: a part of a mapping) */
 };
 
+/*
+ * The starts of a process's own mappings (mapidx, one per tgid), sorted: an munmap inside one
+ * finds the mappings it overlaps by binary search. lock is taken by compare-and-swap (tracing
+ * programs may not use bpf_spin_lock). outside: mappings of the image gen the starts do not hold
+ * (there were ASZ_MAPIDX_SLOTS, or the lock was busy); stale: a start that is gone could not be
+ * taken out. Either makes the munmaps of the process walk the mappings map instead. top: at
+ * least the end of every mapping held; with starts[0], an munmap elsewhere is told at once.
+ */
+#define ASZ_MAPIDX_SLOTS 64
+struct asz_mapidx {
+	__u32 lock;
+	__u32 n;
+	__u32 gen;
+	__u32 outside;
+	__u32 stale;
+	__u32 pad;
+	__u64 top;
+	__u64 starts[ASZ_MAPIDX_SLOTS];
+};
+
 /* tstate.flags: an mremap of a part of a mapping (or from inside one): followed at its return */
 #define ASZ_MREMAP_PART (1u << 31)
 
@@ -319,5 +340,6 @@ _Static_assert(sizeof(struct asz_mod_key) == 16, "asz_mod_key");
 _Static_assert(sizeof(struct asz_mod) == 24, "asz_mod");
 _Static_assert(sizeof(struct asz_mod_want) == 24, "asz_mod_want");
 _Static_assert(sizeof(struct asz_unwind_stats) == 48, "asz_unwind_stats");
+_Static_assert(sizeof(struct asz_mapidx) == 32 + 8 * ASZ_MAPIDX_SLOTS, "asz_mapidx");
 
 #endif /* ASIZEOF_H */

@@ -1418,6 +1418,7 @@ void engine__forget(struct engine *e, const pid_t *pids, int n)
 		qsort(sorted, n, sizeof(*sorted), cmp_pid);
 		forget_in(e->skel->maps.allocs, sizeof(struct asz_alloc_key), sorted, n);
 		forget_in(e->skel->maps.mappings, sizeof(struct asz_alloc_key), sorted, n);
+		forget_in(e->skel->maps.mapidx, sizeof(__u32), sorted, n);
 		forget_in(e->skel->maps.aggs, sizeof(struct asz_agg_key), sorted, n);
 		forget_in(e->skel->maps.vmas, sizeof(struct asz_vma_key), sorted, n);
 		forget_in(e->skel->maps.procs, sizeof(__u32), sorted, n);

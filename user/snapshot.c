@@ -43,6 +43,7 @@ static const char *const drop_names[ASZ_NR_DROPS] = {
 	[ASZ_DROP_STACK_PREEMPTED] = "stack_preempted",
 	[ASZ_DROP_EVENTS_LOST] = "events_lost",
 	[ASZ_DROP_PROCS_UNTRACED] = "procs_untraced",
+	[ASZ_DROP_MAPPINGS_UNINDEXED] = "mappings_unindexed",
 };
 
 static const char *const sort_names[] = {

@@ -551,6 +551,7 @@ DROP_KEYS = {
     "unwind_table_full",
     "stack_preempted",
     "events_lost",
+    "mappings_unindexed",
 }
 ALLOCATORS = {"malloc", "calloc", "realloc", "memalign", "posix_memalign", "valloc", "pvalloc"}
 MMAP_CALLS = {"mmap", "mremap"}

@@ -330,3 +330,37 @@ def test_a_new_process_it_cannot_probe_is_counted(env, tmp_path):
     final = helpers.final_report(prof.reports)
     assert final["dropped"]["procs_untraced"] == 1, final["dropped"]
     assert all(r["dropped"]["procs_untraced"] <= 1 for r in prof.reports)
+
+
+def _mapidx_keys():
+    """The tgids in the newest kernel map named mapidx (the running profiler's index of its
+    processes' mappings; older ones are other runs')."""
+    maps = json.loads(subprocess.run(["bpftool", "map", "show", "-j"], capture_output=True, check=True,
+                                     timeout=30).stdout)
+    ids = [m["id"] for m in maps if m.get("name") == "mapidx"]
+    assert ids, "no mapidx map"
+    dump = subprocess.run(["bpftool", "map", "dump", "id", str(max(ids)), "-j"], capture_output=True, check=True,
+                          timeout=30).stdout
+    return {e["formatted"]["key"] if "formatted" in e else e["key"] for e in json.loads(dump)}
+
+
+def test_mapping_index_of_an_exited_process_is_deleted(env, tmp_path):
+    """A process's index of its own mappings (mapidx) is deleted with its other entries when it
+    is forgotten: left, the map fills (4,096) and a later process under the same pid would find
+    the old starts there."""
+    if not shutil.which("bpftool"):
+        pytest.skip("no bpftool")
+    expected = tmp_path / "e.json"
+    prof = Profiler(env["reaper"], ["-f", "json", "-n", "0", "-i", "0.3", "--comm", "mmap_partial"])
+    prof.wait_attached()
+    wl = subprocess.run([env["workloads"]["mmap_partial"], "many", str(expected)], timeout=60)
+    assert wl.returncode == 0
+    pid = json.loads(expected.read_text())["pid"]
+    n = prof.sync()
+    prof.reports_after(n, 4)  # reported exited, forgotten, then two more
+    keys = _mapidx_keys()
+    assert prof.stop() == 0, prof.err.lines
+    last = [r for r in prof.reports if any(p["pid"] == pid for p in r["processes"])][-1]
+    p = helpers.proc_of(last, pid)
+    assert p["exited"] is True and p["mmap_regions"] == 70, p
+    assert pid not in keys, keys

@@ -11,11 +11,15 @@
  * 6P stay, 6P new), map_fixed (MAP_FIXED of 2P over the middle of 8P: 8P in 3 regions),
  * map_fixed_same (MAP_FIXED over the whole of a 4P mapping), dontneed (madvise(MADV_DONTNEED) of
  * 4P: the program still holds them), zero_len (munmap of 0 bytes of a 4P mapping: EINVAL, it
- * stays).
+ * stays), many (80 mappings of 2P, more than a process's index holds: the last page of two
+ * unmapped, 10 unmapped whole), foreign (a 4P mapping held while 4,000 munmaps of mappings not
+ * the program's: malloc's of 256 KiB blocks, and of a file).
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <malloc.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -23,6 +27,7 @@
 #define P 4096ul
 
 void *volatile keep[8];
+void *volatile many[80];
 
 static char *map_at(void *hint, size_t len, int flags)
 {
@@ -138,6 +143,36 @@ static int step(const char *s, unsigned long *bytes, unsigned long *regions)
 		if (!a || munmap(a, 0) == 0)
 			return -1;
 		keep[0] = a;
+		*bytes = 4 * P, *regions = 1;
+	} else if (!strcmp(s, "many")) {
+		for (int i = 0; i < 80; i++)
+			if (!(many[i] = map_at(NULL, 2 * P, 0)))
+				return -1;
+		/* one the index holds (the first made), one it could not (the last) */
+		if (munmap((char *)many[3] + P, P) || munmap((char *)many[75] + P, P))
+			return -1;
+		for (int i = 30; i < 40; i++)
+			if (munmap(many[i], 2 * P))
+				return -1;
+		*bytes = 70 * 2 * P - 2 * P, *regions = 70;
+	} else if (!strcmp(s, "foreign")) {
+		int fd = open("/proc/self/exe", O_RDONLY);
+
+		a = map_at(NULL, 4 * P, 0);
+		/* every free of a 256 KiB block munmaps malloc's mapping */
+		if (!a || fd < 0 || !mallopt(M_MMAP_THRESHOLD, 128 << 10))
+			return -1;
+		keep[0] = a;
+		for (int i = 0; i < 2000; i++) {
+			keep[1] = malloc(256 << 10);
+			if (!keep[1])
+				return -1;
+			free(keep[1]);
+			b = mmap(NULL, P, PROT_READ, MAP_PRIVATE, fd, 0);
+			if (b == MAP_FAILED || munmap(b, P))
+				return -1;
+		}
+		close(fd);
 		*bytes = 4 * P, *regions = 1;
 	} else if (!strcmp(s, "dontneed")) {
 		a = map_at(NULL, 4 * P, 0);
