@@ -691,9 +691,14 @@ static __always_inline bool mapidx_current(struct asz_mapidx *m, __u32 gen)
 		return true;
 	if ((__s32)(gen - m->gen) < 0)
 		return false; /* a stale block's: not indexed any more */
+	/*
+	 * A new entry (generation 0, empty) keeps its count of mappings left out: another thread
+	 * of this image may have found it locked and counted one between its creation and now.
+	 */
+	if (m->gen || m->n)
+		m->outside = 0;
 	m->gen = gen;
 	m->n = 0;
-	m->outside = 0;
 	m->stale = 0;
 	return true;
 }
@@ -1062,7 +1067,7 @@ static __always_inline bool mapping_trim_head(__u32 tgid, __u64 addr, __u64 len)
 		return false;
 	copy = *v;
 	p = bpf_map_lookup_elem(&procs, &tgid);
-	if (!p || p->gen != copy.gen)
+	if (!p || p->gen != copy.gen || p->dead)
 		return false; /* stale: retired whole (block_remove knows) */
 	rest.addr = addr + len;
 	copy.size -= len;
@@ -1098,7 +1103,7 @@ static __always_inline void mapping_cut(__u32 tgid, __u64 start, __u64 lo, __u64
 	__u64 end, gone;
 	__u32 split = 0;
 
-	if (!v || !p || p->gen != v->gen || !ASZ_IS_MMAP(v->allocator))
+	if (!v || !p || p->gen != v->gen || p->dead || !ASZ_IS_MMAP(v->allocator))
 		return;
 	copy = *v;
 	end = start + copy.size;

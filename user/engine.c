@@ -221,6 +221,9 @@ int engine__open(struct engine **out, const struct engine_opts *o)
 	if (!procs)
 		procs = o->system_wide ? ENGINE_DEFAULT_PROCS_ALL : ENGINE_DEFAULT_PROCS;
 	bpf_map__set_max_entries(e->skel->maps.procs, procs);
+	/* the programs' own mappings are allocs entries, their index one entry per process */
+	bpf_map__set_max_entries(e->skel->maps.mappings, o->max_allocs);
+	bpf_map__set_max_entries(e->skel->maps.mapidx, procs);
 	/* load only the programs this mode attaches (the session one needs kernel support) */
 	bpf_program__set_autoload(e->skel->progs.alloc_session, e->session || e->new_session);
 	bpf_program__set_autoload(e->skel->progs.alloc_entry, !e->session);

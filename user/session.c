@@ -332,8 +332,12 @@ static void adopt(struct session *s, pid_t pid, bool young, bool last)
 	err = target__inspect(pid, comm, sizeof(comm), lib, sizeof(lib), libc, sizeof(libc));
 	/* right after exec ld.so has not mapped libc yet: look again soon */
 	if (err && !(young && err == -ENOENT)) {
-		/* a static program without malloc symbols, a file we cannot read... */
-		if (last && err == -ENOENT && !target__gone(pid))
+		/*
+		 * A static program without malloc symbols, a file we cannot read... Counted only
+		 * when asked for by name: every Go program of a machine has no malloc either, and
+		 * nothing of it is lost.
+		 */
+		if (last && err == -ENOENT && s->nr_comms && !target__gone(pid))
 			count_untraced(s, pid, comm);
 		return;
 	}

@@ -544,7 +544,8 @@ const char *snapshot__drop_name(int drop)
 bool snapshot__drop_is_loss(int drop)
 {
 	return drop != ASZ_DROP_STACK_COLLISION && drop != ASZ_DROP_STACK_TRUNCATED &&
-	       drop != ASZ_DROP_STACK_INCOMPLETE && drop != ASZ_DROP_UNKNOWN_FREE;
+	       drop != ASZ_DROP_STACK_INCOMPLETE && drop != ASZ_DROP_UNKNOWN_FREE &&
+	       drop != ASZ_DROP_MAPPINGS_UNINDEXED; /* still followed exactly, only slower */
 }
 
 int snapshot__drops_text(const struct snapshot *s, char *buf, size_t size)

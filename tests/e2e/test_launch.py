@@ -655,6 +655,14 @@ def test_a_dynamic_linker_that_never_answers(bpf_ok, guarded, tmp_path):
     assert not left, "the program asked is left running: %r" % left
 
 
+def _proc_state(pid):
+    """A process's state letter (R, S, Z, ...), None if it is gone."""
+    try:
+        return open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
 def test_exec_events_lost_are_counted(env, tmp_path):
     """The kernel tells the profiler of each exec (and exit) through a ring buffer; when the
     profiler falls behind (here: stopped) and the ring fills, the events it cannot send are
@@ -672,7 +680,11 @@ def test_exec_events_lost_are_counted(env, tmp_path):
         while not list(wl_dir.glob("*.json")):
             assert time.monotonic() < deadline, "the exec loop did not end"
             time.sleep(0.05)
-        time.sleep(0.5)  # its exit too
+        # its exit too: the last image is the stopped profiler's child, a zombie once it exited
+        (exp,) = [json.loads(f.read_text()) for f in wl_dir.glob("*.json")]
+        while _proc_state(exp["pid"]) not in ("Z", None):
+            assert time.monotonic() < deadline, "the last image did not exit"
+            time.sleep(0.05)
     finally:
         prof.p.send_signal(signal.SIGCONT)
     assert prof.p.wait(timeout=60) == 0, prof.err.lines

@@ -107,7 +107,7 @@ def test_a_stderr_reader_that_stopped_reading_does_not_hold_the_run(env, tmp_pat
         t0 = time.monotonic()
         prof.send_signal(signal.SIGTERM)
         try:
-            rc = prof.wait(timeout=10)
+            rc = prof.wait(timeout=helpers.EXIT_TIMEOUT)
         except subprocess.TimeoutExpired:
             rc = None
         took = time.monotonic() - t0

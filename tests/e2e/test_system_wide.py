@@ -332,14 +332,28 @@ def test_a_new_process_it_cannot_probe_is_counted(env, tmp_path):
     assert all(r["dropped"]["procs_untraced"] <= 1 for r in prof.reports)
 
 
-def _mapidx_keys():
-    """The tgids in the newest kernel map named mapidx (the running profiler's index of its
-    processes' mappings; older ones are other runs')."""
+def _map_ids_of(pid):
+    """The ids of the BPF maps a process holds open (its fds' fdinfo map_id)."""
+    ids = set()
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            for line in open("/proc/%d/fdinfo/%s" % (pid, fd)):
+                if line.startswith("map_id:"):
+                    ids.add(int(line.split()[1]))
+        except OSError:
+            pass
+    return ids
+
+
+def _mapidx_keys(prof_pid):
+    """The tgids in the map named mapidx of the profiler prof_pid (its index of its processes'
+    mappings; another profiler running meanwhile has its own)."""
     maps = json.loads(subprocess.run(["bpftool", "map", "show", "-j"], capture_output=True, check=True,
                                      timeout=30).stdout)
-    ids = [m["id"] for m in maps if m.get("name") == "mapidx"]
-    assert ids, "no mapidx map"
-    dump = subprocess.run(["bpftool", "map", "dump", "id", str(max(ids)), "-j"], capture_output=True, check=True,
+    ours = _map_ids_of(prof_pid)
+    ids = [m["id"] for m in maps if m.get("name") == "mapidx" and m["id"] in ours]
+    assert len(ids) == 1, (ids, ours)
+    dump = subprocess.run(["bpftool", "map", "dump", "id", str(ids[0]), "-j"], capture_output=True, check=True,
                           timeout=30).stdout
     return {e["formatted"]["key"] if "formatted" in e else e["key"] for e in json.loads(dump)}
 
@@ -358,7 +372,7 @@ def test_mapping_index_of_an_exited_process_is_deleted(env, tmp_path):
     pid = json.loads(expected.read_text())["pid"]
     n = prof.sync()
     prof.reports_after(n, 4)  # reported exited, forgotten, then two more
-    keys = _mapidx_keys()
+    keys = _mapidx_keys(prof.p.pid)
     assert prof.stop() == 0, prof.err.lines
     last = [r for r in prof.reports if any(p["pid"] == pid for p in r["processes"])][-1]
     p = helpers.proc_of(last, pid)
