@@ -12,7 +12,8 @@
  * map_fixed_same (MAP_FIXED over the whole of a 4P mapping), dontneed (madvise(MADV_DONTNEED) of
  * 4P: the program still holds them), zero_len (munmap of 0 bytes of a 4P mapping: EINVAL, it
  * stays), many (80 mappings of 2P, more than a process's index holds: the last page of two
- * unmapped, 10 unmapped whole), foreign (a 4P mapping held while 4,000 munmaps of mappings not
+ * unmapped, 10 unmapped whole), over_8192 (9,000 mappings of 3P, more than the kernel's index of
+ * mappings once held for all processes: the last page of the last one unmapped), foreign (a 4P mapping held while 4,000 munmaps of mappings not
  * the program's: malloc's of 256 KiB blocks, and of a file).
  */
 #define _GNU_SOURCE
@@ -28,6 +29,7 @@
 
 void *volatile keep[8];
 void *volatile many[80];
+void *volatile lots[9000];
 
 static char *map_at(void *hint, size_t len, int flags)
 {
@@ -155,6 +157,13 @@ static int step(const char *s, unsigned long *bytes, unsigned long *regions)
 			if (munmap(many[i], 2 * P))
 				return -1;
 		*bytes = 70 * 2 * P - 2 * P, *regions = 70;
+	} else if (!strcmp(s, "over_8192")) {
+		for (int i = 0; i < 9000; i++)
+			if (!(lots[i] = map_at(NULL, 3 * P, 0)))
+				return -1;
+		if (munmap((char *)lots[8999] + 2 * P, P))
+			return -1;
+		*bytes = 9000 * 3 * P - P, *regions = 9000;
 	} else if (!strcmp(s, "foreign")) {
 		int fd = open("/proc/self/exe", O_RDONLY);
 
