@@ -194,13 +194,8 @@ static bool gave_up_on_signal;
 
 static bool ending_signal_pending(void)
 {
-	sigset_t set;
-
-	if (gave_up_on_signal)
-		return true;
-	gave_up_on_signal = sigpending(&set) == 0 &&
-			    (sigismember(&set, SIGINT) == 1 || sigismember(&set, SIGTERM) == 1 ||
-			     sigismember(&set, SIGHUP) == 1);
+	if (!gave_up_on_signal)
+		gave_up_on_signal = util__ending_signal_pending();
 	return gave_up_on_signal;
 }
 

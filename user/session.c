@@ -789,16 +789,6 @@ cleanup:
 	return err;
 }
 
-/* A signal that ends the run, pending (the caller blocks them and reads a signalfd)? */
-static bool stop_signal_pending(void)
-{
-	sigset_t pending;
-
-	return sigpending(&pending) == 0 &&
-	       (sigismember(&pending, SIGINT) == 1 || sigismember(&pending, SIGTERM) == 1 ||
-		sigismember(&pending, SIGHUP) == 1 || sigismember(&pending, SIGQUIT) == 1);
-}
-
 int session__start(struct session *s)
 {
 	char exe[PATH_MAX];
@@ -810,7 +800,7 @@ int session__start(struct session *s)
 	 * Ctrl-C while attaching (the held child has it blocked): the run ends as at any later
 	 * time, the command never started.
 	 */
-	if (stop_signal_pending()) {
+	if (util__ending_signal_pending()) {
 		vlog("a signal came while attaching: %s is not started\n", s->child_path);
 		return 0;
 	}

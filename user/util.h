@@ -44,6 +44,12 @@ int util__write_error(FILE *f);
 /* CLOCK_MONOTONIC in nanoseconds: the clock bpf_ktime_get_ns() uses. */
 __u64 util__mono_ns(void);
 
+/*
+ * Is a signal that ends a run pending: SIGINT, SIGTERM, SIGHUP, or SIGQUIT (top's Ctrl-\)?
+ * (The commands block them and read them from a signalfd.)
+ */
+bool util__ending_signal_pending(void);
+
 /* Wall-clock time as unix seconds with sub-second precision. */
 double util__wall_s(void);
 

@@ -59,14 +59,15 @@ def test_signals_during_the_final_report_keep_the_exit_status(env, cmd):
     assert wl.wait() == 0
 
 
-@pytest.mark.parametrize("cmd,what", [
-    (["-f", "json", "-n", "0", "-i", "0.01"], "the report"),
-    (["top", "-b", "-i", "0.1"], "the screen"),
-])
-def test_a_reader_that_stopped_reading_does_not_hold_the_run(env, cmd, what):
-    """Reports into a pipe nobody reads: once it is full, SIGTERM still ends the run at once
-    (one line on stderr, status 1: the report was not written) and detaches, instead of
-    sleeping in the write with the signal blocked."""
+@pytest.mark.parametrize("cmd,what,sig", [
+    (["-f", "json", "-n", "0", "-i", "0.01"], "the report", signal.SIGTERM),
+    (["top", "-b", "-i", "0.1"], "the screen", signal.SIGTERM),
+    (["top", "-b", "-i", "0.1"], "the screen", signal.SIGQUIT),
+], ids=["report", "top", "top-sigquit"])
+def test_a_reader_that_stopped_reading_does_not_hold_the_run(env, cmd, what, sig):
+    """Reports into a pipe nobody reads: once it is full, SIGTERM (and top's Ctrl-\\, SIGQUIT)
+    still ends the run at once (one line on stderr, status 1: the report was not written) and
+    detaches, instead of sleeping in the write with the signal blocked."""
     wl = Workload(env["reaper"], [env["workloads"]["alloc_sites"], "attach"])
     r, w = os.pipe()
     prof = env["reaper"].add(subprocess.Popen(
@@ -76,7 +77,7 @@ def test_a_reader_that_stopped_reading_does_not_hold_the_run(env, cmd, what):
     try:
         _wait_pipe_full(r)
         t0 = time.monotonic()
-        prof.send_signal(signal.SIGTERM)
+        prof.send_signal(sig)
         rc = prof.wait(timeout=20)
         took = time.monotonic() - t0
         err = prof.stderr.read().decode(errors="replace")
