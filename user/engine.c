@@ -1197,7 +1197,33 @@ int engine__collect(struct engine *e, struct snapshot **out)
 	return 0;
 }
 
-static int cmp_pid(const void *a, const void *b);
+static int cmp_pid(const void *a, const void *b)
+{
+	pid_t x = *(const pid_t *)a, y = *(const pid_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* A sorted copy of n pids, for key_of(); NULL if out of memory. */
+static pid_t *sorted_pids(const pid_t *pids, int n)
+{
+	pid_t *sorted = malloc(n * sizeof(*sorted));
+
+	if (sorted) {
+		memcpy(sorted, pids, n * sizeof(*sorted));
+		qsort(sorted, n, sizeof(*sorted), cmp_pid);
+	}
+	return sorted;
+}
+
+/* Is the entry of this key (its first 4 bytes a tgid) one of the sorted pids'? */
+static bool key_of(const void *key, const pid_t *pids, int n)
+{
+	pid_t tgid;
+
+	memcpy(&tgid, key, sizeof(tgid));
+	return bsearch(&tgid, pids, n, sizeof(*pids), cmp_pid) != NULL;
+}
 
 void engine__for_each_vma(struct engine *e, const pid_t *pids, int n,
 			  void (*fn)(const struct asz_vma_key *k, const struct asz_vma *v, void *ctx),
@@ -1208,40 +1234,19 @@ void engine__for_each_vma(struct engine *e, const pid_t *pids, int n,
 	struct asz_vma v;
 	pid_t *sorted;
 
+	/* one walk for all of them: one per process was quadratic (seconds a report in a storm) */
 	if (n <= 0)
 		return;
-	/* one walk for all of them: one per process was quadratic (seconds a report in a storm) */
-	sorted = malloc(n * sizeof(*sorted));
+	sorted = sorted_pids(pids, n);
 	if (!sorted)
 		return;
-	memcpy(sorted, pids, n * sizeof(*sorted));
-	qsort(sorted, n, sizeof(*sorted), cmp_pid);
 	while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-		pid_t tgid = next.tgid;
-
 		key = next;
 		prev = &key;
-		if (bsearch(&tgid, sorted, n, sizeof(*sorted), cmp_pid) &&
-		    bpf_map_lookup_elem(fd, &key, &v) == 0)
+		if (key_of(&key, sorted, n) && bpf_map_lookup_elem(fd, &key, &v) == 0)
 			fn(&key, &v, ctx);
 	}
 	free(sorted);
-}
-
-static int cmp_pid(const void *a, const void *b)
-{
-	pid_t x = *(const pid_t *)a, y = *(const pid_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-/* Is the entry of this key (its first 4 bytes a tgid) one of the sorted pids'? */
-static bool key_of(const void *key, const pid_t *pids, int n)
-{
-	pid_t tgid;
-
-	memcpy(&tgid, key, sizeof(tgid));
-	return bsearch(&tgid, pids, n, sizeof(*pids), cmp_pid) != NULL;
 }
 
 #define FORGET_BATCH 4096
@@ -1415,10 +1420,8 @@ void engine__forget(struct engine *e, const pid_t *pids, int n)
 		sweep_stacks(e);
 		return;
 	}
-	sorted = malloc(n * sizeof(*sorted));
+	sorted = sorted_pids(pids, n);
 	if (sorted) {
-		memcpy(sorted, pids, n * sizeof(*sorted));
-		qsort(sorted, n, sizeof(*sorted), cmp_pid);
 		forget_in(e->skel->maps.allocs, sizeof(struct asz_alloc_key), sorted, n);
 		forget_in(e->skel->maps.mappings, sizeof(struct asz_alloc_key), sorted, n);
 		forget_in(e->skel->maps.mapidx, sizeof(__u32), sorted, n);
