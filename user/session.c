@@ -279,6 +279,14 @@ static bool same_root(pid_t pid)
 	       a.st_ino == b.st_ino;
 }
 
+/* Take pid out of a list of pids (in any order). */
+static void pids_remove(pid_t *pids, int *nr, pid_t pid)
+{
+	for (int i = 0; i < *nr; i++)
+		if (pids[i] == pid)
+			pids[i--] = pids[--*nr];
+}
+
 /*
  * A pid reported exited and given to a new process before it was forgotten: forgetting it
  * would delete the new process's entries. The old image's are stale by its exec generation, and
@@ -286,9 +294,7 @@ static bool same_root(pid_t pid)
  */
 static void unforget(struct session *s, pid_t pid)
 {
-	for (int i = 0; i < s->nr_reported_dead; i++)
-		if (s->reported_dead[i] == pid)
-			s->reported_dead[i--] = s->reported_dead[--s->nr_reported_dead];
+	pids_remove(s->reported_dead, &s->nr_reported_dead, pid);
 }
 
 /* System-wide: pid (named comm) uses an allocator library that could not be probed. */
@@ -313,9 +319,7 @@ static void count_untraced(struct session *s, pid_t pid, const char *comm)
 /* Its next image (or a new process under its pid) is counted again if not traced. */
 static void uncount_untraced(struct session *s, pid_t pid)
 {
-	for (int i = 0; i < s->nr_untraced_pids; i++)
-		if (s->untraced_pids[i] == pid)
-			s->untraced_pids[i--] = s->untraced_pids[--s->nr_untraced_pids];
+	pids_remove(s->untraced_pids, &s->nr_untraced_pids, pid);
 }
 
 /* young: it exec'd just now; last: the last look at one that did (no allocator yet: none) */
