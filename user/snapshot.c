@@ -455,23 +455,11 @@ static int select_top(struct snapshot *s, enum snap_sort key, size_t n)
 
 		if (from < n)
 			continue;
-		/* the next front slot not of the top: a stack pushed out of the front */
+		/* the next front slot not of the top (top is sorted by address): pushed out */
 		while (front < n) {
-			size_t lo = 0, hi = n;
-			bool in_top = false;
+			const struct snap_stack *f = &base[front];
 
-			/* top is sorted by address: is this front slot one of them? */
-			while (lo < hi) {
-				size_t mid = (lo + hi) / 2;
-
-				if (top[mid] < &base[front]) {
-					lo = mid + 1;
-				} else {
-					in_top = top[mid] == &base[front];
-					hi = mid;
-				}
-			}
-			if (!in_top)
+			if (!bsearch(&f, top, n, sizeof(*top), ptr_cmp))
 				break;
 			front++;
 		}
