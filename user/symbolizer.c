@@ -623,6 +623,15 @@ static void modfile_set_root(struct symbolizer *s, struct modfile *mf, __u32 pid
 	mf->root = r;
 }
 
+/* Open the file pid maps at m for mf, and hold pid's root with it if not ours. */
+static void modfile_open(struct symbolizer *s, struct modfile *mf, __u32 pid,
+			 const struct mapping *m, __u64 ino)
+{
+	mf->fd = open_mapped(pid, m, ino);
+	if (mf->fd >= 0 && !mf->root)
+		modfile_set_root(s, mf, pid);
+}
+
 static struct modfile *modfile_get(struct symbolizer *s, __u32 pid, const struct mapping *m,
 				   __u64 dev, __u64 ino)
 {
@@ -630,11 +639,8 @@ static struct modfile *modfile_get(struct symbolizer *s, __u32 pid, const struct
 
 	if (mf) {
 		/* Not opened last time (raced with exit?): this mapping is another chance. */
-		if (mf->fd < 0 && mf->state == MF_NEW) {
-			mf->fd = open_mapped(pid, m, ino);
-			if (mf->fd >= 0 && !mf->root)
-				modfile_set_root(s, mf, pid);
-		}
+		if (mf->fd < 0 && mf->state == MF_NEW)
+			modfile_open(s, mf, pid, m, ino);
 		return mf;
 	}
 	mf = calloc(1, sizeof(*mf));
@@ -644,9 +650,7 @@ static struct modfile *modfile_get(struct symbolizer *s, __u32 pid, const struct
 	mf->ino = ino;
 	mf->path = m->path;
 	mf->state = MF_NEW;
-	mf->fd = open_mapped(pid, m, ino);
-	if (mf->fd >= 0)
-		modfile_set_root(s, mf, pid);
+	modfile_open(s, mf, pid, m, ino);
 	if (htab_insert(&s->files, dev, ino, mf)) {
 		modfile_free(mf);
 		return NULL;
