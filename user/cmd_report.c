@@ -339,7 +339,7 @@ static int emit_report(struct session *s, const struct report_args *a, FILE *out
 		cmd__write_error("the report", err);
 	/* folded stacks have no place for the drop counters either: they are said here */
 	if (!err && a->fmt == REPORT_COLLAPSED) {
-		char drops[ASZ_NR_DROPS * 48];
+		char drops[SNAPSHOT_DROPS_TEXT];
 
 		if (snapshot__drops_text(cur, drops, sizeof(drops)))
 			elog("dropped: %s (drop counters in asizeof-bpf(8))\n", drops);

@@ -302,17 +302,9 @@ static void print_stacks(FILE *f, const struct snapshot *s, struct symbolizer *s
 /* Nothing is lost silently: every non-zero counter is listed. */
 static void print_drops(FILE *f, const struct snapshot *s)
 {
-	bool any = false;
-	int i;
+	char drops[SNAPSHOT_DROPS_TEXT];
 
-	fputs("dropped:", f);
-	for (i = 0; i < ASZ_NR_DROPS; i++) {
-		if (!s->drops[i])
-			continue;
-		fprintf(f, " %s=%llu", snapshot__drop_name(i), (unsigned long long)s->drops[i]);
-		any = true;
-	}
-	fputs(any ? "\n" : " none\n", f);
+	fprintf(f, "dropped: %s\n", snapshot__drops_text(s, drops, sizeof(drops)) ? drops : "none");
 }
 
 int report_text__write(FILE *f, const struct snapshot *s, struct symbolizer *sym,

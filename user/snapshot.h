@@ -117,9 +117,10 @@ const char *snapshot__drop_name(int drop);
 bool snapshot__drop_is_loss(int drop);
 /*
  * The non-zero counters of s as "name=N name=N" into buf (cut to size, NUL-terminated; "" when
- * all are zero); returns how many are non-zero.
+ * all are zero); returns how many are non-zero. SNAPSHOT_DROPS_TEXT bytes hold them all.
  */
 int snapshot__drops_text(const struct snapshot *s, char *buf, size_t size);
+#define SNAPSHOT_DROPS_TEXT (ASZ_NR_DROPS * 48) /* a name, '=', 20 digits, ' ' each */
 int snapshot__parse_sort(const char *s, enum snap_sort *out);
 
 #endif
