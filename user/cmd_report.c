@@ -219,11 +219,8 @@ static int parse_args(int argc, char **argv, struct report_args *a)
 			a->eo.include_self = true;
 			break;
 		case OPT_MIN_SIZE:
-			if (util__parse_range(optarg, 0, 1ull << 48, &v))
-				return usage_error(
-					"--min-size: '%s' is not 0-281474976710656 bytes",
-					optarg);
-			a->eo.min_size = v;
+			if (engine_opts__min_size(&a->eo, optarg, msg, sizeof(msg)))
+				return usage_error("%s", msg);
 			break;
 		case OPT_WEIGHT:
 			a->weight = true;

@@ -43,6 +43,18 @@ int engine_opts__add_comm(struct engine_opts *eo, const char **comms, const char
 	return 0;
 }
 
+int engine_opts__min_size(struct engine_opts *eo, const char *arg, char *err, size_t len)
+{
+	__u64 v;
+
+	if (count(arg, 0, 1ull << 48, &v)) {
+		snprintf(err, len, "--min-size: '%s' is not 0-%llu bytes", arg, 1ull << 48);
+		return -EINVAL;
+	}
+	eo->min_size = v;
+	return 0;
+}
+
 /* The numeric engine options: each range is checked and quoted in the error from here. */
 static const struct {
 	int opt;

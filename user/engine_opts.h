@@ -46,5 +46,7 @@ int engine_opts__parse(struct engine_opts *eo, int opt, const char *arg, char *e
 int engine_opts__add_pid(pid_t *pids, int *nr, int max, const char *arg, char *err, size_t len);
 int engine_opts__add_comm(struct engine_opts *eo, const char **comms, const char *arg, char *err,
 			  size_t len);
+/* --min-size BYTES (report and top; serve has none): 0 or -EINVAL as above. */
+int engine_opts__min_size(struct engine_opts *eo, const char *arg, char *err, size_t len);
 
 #endif
