@@ -14,10 +14,12 @@
  *   scale_hold at PID PROG [ARGS]
  *                        runs PROG with pid PID (writes PID - 1 to /proc/sys/kernel/ns_last_pid
  *                        and forks, until the child gets it: other processes may take it);
- *                        prints "pid PID" once the child has it, waits for it, exits with its
- *                        status. PROG "-": the child does not exec, it runs "hold ARGS[0]".
+ *                        prints "pid PID" once the child has it (before the child goes on),
+ *                        waits for it, exits with its status. PROG "-": the child does not
+ *                        exec, it runs "hold ARGS[0]".
  * No stdio in the sites' processes: every allocation of hold is one of the sites'.
  */
+#define _GNU_SOURCE
 #include <errno.h>
 #include <stdbool.h>
 #include <fcntl.h>
@@ -143,8 +145,9 @@ static int at(pid_t want, char **argv)
 	int status;
 
 	for (int tries = 0; tries < 100000; tries++) {
-		int fd = open("/proc/sys/kernel/ns_last_pid", O_WRONLY);
+		int fd = open("/proc/sys/kernel/ns_last_pid", O_WRONLY), go[2];
 		pid_t c;
+		char b;
 
 		if (fd < 0)
 			return 4;
@@ -154,24 +157,39 @@ static int at(pid_t want, char **argv)
 			return 4;
 		}
 		close(fd);
+		if (pipe2(go, O_CLOEXEC))
+			return 4;
 		c = fork();
 		if (c == 0) {
+			close(go[1]);
 			if (getpid() != want)
 				_exit(99);
+			/* "pid PID" is written before the program's own "ready PID" */
+			if (read(go[0], &b, 1) != 1)
+				_exit(98);
+			close(go[0]);
 			if (!strcmp(argv[0], "-"))
 				_exit(hold(atoi(argv[1])));
 			execv(argv[0], argv);
 			_exit(127);
 		}
-		if (c < 0)
+		close(go[0]);
+		if (c < 0) {
+			close(go[1]);
 			return 4;
+		}
 		if (c == want) {
 			snprintf(buf, sizeof(buf), "pid %d\n", (int)c);
 			say(buf);
+			b = 1;
+			if (write(go[1], &b, 1) != 1)
+				return 4;
+			close(go[1]);
 			if (waitpid(c, &status, 0) < 0)
 				return 4;
 			return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 		}
+		close(go[1]);
 		waitpid(c, NULL, 0);
 	}
 	return 5;
