@@ -86,13 +86,33 @@ struct {
 /* A new process's index (too large for the stack) */
 static const struct asz_mapidx mapidx_empty;
 
+/* an aggregate's key -> its slot in agg_slots (see struct asz_agg_slot) */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, 1 << 16);
 	__type(key, struct asz_agg_key);
-	__type(value, struct asz_agg_val);
+	__type(value, __u32);
 } aggs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE); /* user space reads every aggregate in place */
+	__uint(max_entries, 1 << 16);	   /* as aggs (the loader sets both) */
+	__type(key, __u32);
+	__type(value, struct asz_agg_slot);
+} agg_slots SEC(".maps");
+
+/* Slots user space retired, once no program can still hold them (see struct asz_agg_slot). */
+struct {
+	__uint(type, BPF_MAP_TYPE_QUEUE);
+	__uint(max_entries, 1 << 16);
+	__type(value, __u32);
+} agg_free SEC(".maps");
+
+/* Slots never used start here (then the queue): user space reads slots below it. */
+__u64 agg_next = 0;
+const volatile __u32 nr_agg_slots = 1 << 16;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -261,9 +281,11 @@ static __always_inline __u32 proc_restart(struct asz_proc_val *p, struct task_st
 static __always_inline void emit(__u32 type, __u32 tgid, __u32 gen, __u32 flags,
 				 struct linux_binprm *bprm);
 
+static const struct asz_proc_val proc_empty;
+
 static __always_inline struct asz_proc_val *proc_get(__u32 tgid)
 {
-	struct asz_proc_val *p = bpf_map_lookup_elem(&procs, &tgid), init = {};
+	struct asz_proc_val *p = bpf_map_lookup_elem(&procs, &tgid);
 
 	/*
 	 * Its pid was given again before user space forgot the exited process: the new one must
@@ -275,21 +297,77 @@ static __always_inline struct asz_proc_val *proc_get(__u32 tgid)
 	}
 	if (p)
 		return p;
-	read_comm(bpf_get_current_task_btf(), init.comm);
-	init.cgroup_id = bpf_get_current_cgroup_id();
-	bpf_map_update_elem(&procs, &tgid, &init, BPF_NOEXIST);
+	/* made from a zero value, filled in place (136 bytes are too many for the stack here) */
+	if (bpf_map_update_elem(&procs, &tgid, &proc_empty, BPF_NOEXIST) == 0) {
+		p = bpf_map_lookup_elem(&procs, &tgid);
+		if (p) {
+			read_comm(bpf_get_current_task_btf(), p->comm);
+			p->cgroup_id = bpf_get_current_cgroup_id();
+		}
+		return p;
+	}
 	return bpf_map_lookup_elem(&procs, &tgid);
 }
 
-static __always_inline struct asz_agg_val *agg_get(struct asz_agg_key *key)
+/* A free slot for a new aggregate, or ~0: none left. */
+static __always_inline __u32 agg_slot_new(void)
 {
-	static const struct asz_agg_val zero;
-	struct asz_agg_val *a = bpf_map_lookup_elem(&aggs, key);
+	__u32 n;
 
-	if (a)
-		return a;
-	bpf_map_update_elem(&aggs, key, &zero, BPF_NOEXIST);
-	return bpf_map_lookup_elem(&aggs, key);
+	if (agg_next < nr_agg_slots) {
+		n = __sync_fetch_and_add(&agg_next, 1);
+		if (n < nr_agg_slots)
+			return n;
+	}
+	if (bpf_map_pop_elem(&agg_free, &n) == 0)
+		return n;
+	return ~0u;
+}
+
+/* The aggregate in slot n (NULL: out of range). */
+static __always_inline struct asz_agg_val *agg_at(__u32 n)
+{
+	struct asz_agg_slot *a = bpf_map_lookup_elem(&agg_slots, &n);
+
+	return a ? &a->v : NULL;
+}
+
+/*
+ * The slot of an aggregate, found or made; ~0 if no slot is left. Global (verified once, its key
+ * in a frame of its own: the callers' frames are near the stack limit).
+ */
+__noinline __u32 agg_find(__u32 tgid, __u32 gen, __u64 stack_id, __u32 allocator)
+{
+	struct asz_agg_key key = {.tgid = tgid, .gen = gen, .stack_id = stack_id,
+				  .allocator = allocator};
+	__u32 *found = bpf_map_lookup_elem(&aggs, &key), n;
+	struct asz_agg_slot *a;
+	long err;
+
+	if (found)
+		return *found;
+	n = agg_slot_new();
+	a = bpf_map_lookup_elem(&agg_slots, &n);
+	if (!a)
+		return ~0u;
+	a->v = (struct asz_agg_val){};
+	a->key.gen = gen;
+	a->key.stack_id = stack_id;
+	a->key.allocator = allocator;
+	a->key.pad = 0;
+	/* taken (user space reads slots as they are): tgid last */
+	asm volatile("" ::: "memory");
+	*(volatile __u32 *)&a->key.tgid = tgid;
+	err = bpf_map_update_elem(&aggs, &key, &n, BPF_NOEXIST);
+	if (err == 0)
+		return n;
+	/* another CPU made it meanwhile (or aggs is full): the slot was never seen, give it back */
+	*(volatile __u32 *)&a->key.tgid = 0;
+	bpf_map_push_elem(&agg_free, &n, 0);
+	if (err != -EEXIST)
+		return ~0u;
+	found = bpf_map_lookup_elem(&aggs, &key);
+	return found ? *found : ~0u;
 }
 
 /*
@@ -612,17 +690,6 @@ static __always_inline void proc_move(struct asz_proc_val *p, __u32 allocator, _
 	}
 }
 
-/* The aggregate a live block counts in (NULL if gone). */
-static __always_inline struct asz_agg_val *agg_of(__u32 tgid, const struct asz_alloc_val *v)
-{
-	struct asz_agg_key key = {.tgid = tgid,
-				  .gen = v->gen,
-				  .stack_id = v->stack_id,
-				  .allocator = v->allocator};
-
-	return bpf_map_lookup_elem(&aggs, &key);
-}
-
 /* The end of a mapping of len bytes: the kernel maps whole pages (its size is the bytes asked) */
 static __always_inline __u64 page_up(__u64 len)
 {
@@ -837,7 +904,7 @@ static __always_inline bool block_remove(__u32 tgid, __u64 addr, struct asz_allo
 	 */
 	if (p && (p->gen != copy.gen || p->dead))
 		return false;
-	a = agg_of(tgid, &copy);
+	a = agg_at(copy.slot);
 	if (a) {
 		__sync_fetch_and_add(&a->live_bytes, -(__s64)copy.size);
 		__sync_fetch_and_add(&a->live_allocs, -(__s64)copy.count);
@@ -850,32 +917,41 @@ static __always_inline bool block_remove(__u32 tgid, __u64 addr, struct asz_allo
 	return true;
 }
 
-/* Undo block_remove() for a realloc that failed and kept its block. */
-static __always_inline void block_restore(__u32 tgid, __u64 addr, const struct asz_tstate *ts)
+/* Undo block_remove() for a realloc that failed and kept its block. Global: a frame of its own. */
+__noinline int block_restore(__u32 tgid, __u64 addr, const struct asz_tstate *ts)
 {
 	struct asz_alloc_key key = {.tgid = tgid, .addr = addr};
-	struct asz_alloc_val val = {.size = ts->old_size,
-				    .stack_id = ts->old_stack_id,
-				    .allocator = ts->old_allocator,
-				    .count = ts->old_count,
-				    .gen = ts->old_gen};
+	struct asz_alloc_val val = {};
 	struct asz_agg_val *a;
-	struct asz_proc_val *p;
+	struct asz_proc_val *p = bpf_map_lookup_elem(&procs, &tgid);
 
+	if (!ts)
+		return 0;
+	val.size = ts->old_size;
+	val.stack_id = ts->old_stack_id;
+	val.allocator = ts->old_allocator;
+	val.count = ts->old_count;
+	val.gen = ts->old_gen;
+	/* by its key: its slot may have been retired since (no block held it) */
+	val.slot = agg_find(tgid, ts->old_gen, ts->old_stack_id, ts->old_allocator);
+	a = agg_at(val.slot);
+	if (!a) {
+		count_drop(ASZ_DROP_AGGS_FULL);
+		if (p)
+			__sync_fetch_and_add(&p->drops, 1);
+		return 0;
+	}
 	if (bpf_map_update_elem(&allocs, &key, &val, BPF_NOEXIST)) {
 		count_drop(ASZ_DROP_ALLOCS_FULL);
-		return;
+		return 0;
 	}
 	mapping_index(tgid, &key, &val);
-	a = agg_of(tgid, &val);
-	if (a) {
-		__sync_fetch_and_add(&a->live_bytes, val.size);
-		__sync_fetch_and_add(&a->live_allocs, val.count);
-		__sync_fetch_and_add(&a->frees, -(__s64)val.count);
-	}
-	p = bpf_map_lookup_elem(&procs, &tgid);
+	__sync_fetch_and_add(&a->live_bytes, val.size);
+	__sync_fetch_and_add(&a->live_allocs, val.count);
+	__sync_fetch_and_add(&a->frees, -(__s64)val.count);
 	if (p)
 		proc_move(p, val.allocator, val.size, val.count, false);
+	return 0;
 }
 
 static __always_inline void unknown_free(__u32 tgid)
@@ -891,16 +967,18 @@ static __always_inline void unknown_free(__u32 tgid)
 		__sync_fetch_and_add(&p->unknown_frees, 1);
 }
 
-/* Track a new live block; counts a drop and records nothing if a map is full. */
-static __always_inline void block_add(__u32 tgid, __u64 addr, __u64 size, __u32 count,
-				      __u64 stack_id, __u32 allocator)
+/*
+ * Track a new live block; counts a drop and records nothing if a map is full. Global: its frame
+ * is not in its caller's (count << 32 | allocator: five arguments at most).
+ */
+__noinline int block_add(__u32 tgid, __u64 addr, __u64 size, __u64 stack_id, __u64 count_alloc)
 {
+	__u32 count = count_alloc >> 32, allocator = (__u32)count_alloc;
 	struct asz_alloc_key key = {.tgid = tgid, .addr = addr};
 	struct asz_alloc_val val = {.size = size,
 				    .stack_id = stack_id,
 				    .allocator = allocator,
 				    .count = count};
-	struct asz_agg_key akey = {.tgid = tgid, .allocator = allocator, .stack_id = stack_id};
 	struct asz_proc_val *p;
 	struct asz_agg_val *a;
 	long err;
@@ -908,15 +986,15 @@ static __always_inline void block_add(__u32 tgid, __u64 addr, __u64 size, __u32 
 	p = proc_get(tgid);
 	if (!p) {
 		count_drop(ASZ_DROP_PROCS_FULL);
-		return;
+		return 0;
 	}
 	val.gen = p->gen;
-	akey.gen = p->gen;
-	a = agg_get(&akey);
+	val.slot = agg_find(tgid, p->gen, stack_id, allocator);
+	a = agg_at(val.slot);
 	if (!a) {
 		count_drop(ASZ_DROP_AGGS_FULL);
 		__sync_fetch_and_add(&p->drops, 1);
-		return;
+		return 0;
 	}
 	err = bpf_map_update_elem(&allocs, &key, &val, BPF_NOEXIST);
 	if (err == -EEXIST) {
@@ -931,7 +1009,7 @@ static __always_inline void block_add(__u32 tgid, __u64 addr, __u64 size, __u32 
 	if (err) {
 		count_drop(ASZ_DROP_ALLOCS_FULL);
 		__sync_fetch_and_add(&p->drops, 1);
-		return;
+		return 0;
 	}
 	mapping_index(tgid, &key, &val);
 	__sync_fetch_and_add(&a->live_bytes, size);
@@ -939,6 +1017,7 @@ static __always_inline void block_add(__u32 tgid, __u64 addr, __u64 size, __u32 
 	__sync_fetch_and_add(&a->alloc_bytes, size);
 	__sync_fetch_and_add(&a->allocs, count);
 	proc_move(p, allocator, size, count, true);
+	return 0;
 }
 
 /* An exponential draw with mean sample_bytes (never 0: 0 marks "not drawn yet"). */
@@ -1051,38 +1130,48 @@ static __always_inline bool resizes(__u32 allocator)
 	return allocator == ASZ_RALLOCX || allocator == ASZ_XALLOCX;
 }
 
+/* The keys and block copy of mapping_trim_head() and mapping_cut(): one frame for both. */
+struct unmap_tmp {
+	struct asz_alloc_key key, rest;
+	struct asz_alloc_val copy;
+};
+
 /*
  * munmap of the first len bytes of a mapping the program made: its rest stays, the same
  * mapping of the same stack (no free, no new allocation), only len bytes fewer. True if done;
  * false when addr starts no mapping we know, or len covers it all (then it is retired whole).
  */
-static __always_inline bool mapping_trim_head(__u32 tgid, __u64 addr, __u64 len)
+static __always_inline bool mapping_trim_head(__u32 tgid, __u64 addr, __u64 len,
+					      struct unmap_tmp *t)
 {
-	struct asz_alloc_key key = {.tgid = tgid, .addr = addr}, rest = {.tgid = tgid};
-	struct asz_alloc_val *v = bpf_map_lookup_elem(&allocs, &key), copy;
+	struct asz_alloc_key *key = &t->key, *rest = &t->rest;
+	struct asz_alloc_val *v, *copy = &t->copy;
 	struct asz_proc_val *p;
 	struct asz_agg_val *a;
 
+	*key = (struct asz_alloc_key){.tgid = tgid, .addr = addr};
+	*rest = (struct asz_alloc_key){.tgid = tgid};
+	v = bpf_map_lookup_elem(&allocs, key);
 	if (!v || len >= v->size || !ASZ_IS_MMAP(v->allocator))
 		return false;
-	copy = *v;
+	*copy = *v;
 	p = bpf_map_lookup_elem(&procs, &tgid);
-	if (!p || p->gen != copy.gen || p->dead)
+	if (!p || p->gen != copy->gen || p->dead)
 		return false; /* stale: retired whole (block_remove knows) */
-	rest.addr = addr + len;
-	copy.size -= len;
-	if (bpf_map_update_elem(&allocs, &rest, &copy, BPF_NOEXIST)) {
+	rest->addr = addr + len;
+	copy->size -= len;
+	if (bpf_map_update_elem(&allocs, rest, copy, BPF_NOEXIST)) {
 		count_drop(ASZ_DROP_ALLOCS_FULL);
 		return false; /* no room: retired whole */
 	}
-	if (bpf_map_delete_elem(&allocs, &key)) {
+	if (bpf_map_delete_elem(&allocs, key)) {
 		/* a racing munmap retired it meanwhile */
-		bpf_map_delete_elem(&allocs, &rest);
+		bpf_map_delete_elem(&allocs, rest);
 		return true;
 	}
-	mapping_unindex(tgid, &key, copy.gen);
-	mapping_index(tgid, &rest, &copy);
-	a = agg_of(tgid, &copy);
+	mapping_unindex(tgid, key, copy->gen);
+	mapping_index(tgid, rest, copy);
+	a = agg_at(copy->slot);
 	if (a)
 		__sync_fetch_and_add(&a->live_bytes, -(__s64)len);
 	__sync_fetch_and_add(&p->mmap_bytes, -(__s64)len);
@@ -1094,35 +1183,39 @@ static __always_inline bool mapping_trim_head(__u32 tgid, __u64 addr, __u64 len)
  * lo - start bytes long. With keep_from inside it, the bytes from there on stay: the kernel split
  * the mapping, and its rest is a region of its own (of the same stack, not a new allocation).
  */
-static __always_inline void mapping_cut(__u32 tgid, __u64 start, __u64 lo, __u64 keep_from)
+static __always_inline void mapping_cut(__u32 tgid, __u64 start, __u64 lo, __u64 keep_from,
+					struct unmap_tmp *t)
 {
-	struct asz_alloc_key key = {.tgid = tgid, .addr = start}, rest = {.tgid = tgid};
-	struct asz_alloc_val *v = bpf_map_lookup_elem(&allocs, &key), copy;
+	struct asz_alloc_key *key = &t->key, *rest = &t->rest;
+	struct asz_alloc_val *v, *copy = &t->copy;
 	struct asz_proc_val *p = bpf_map_lookup_elem(&procs, &tgid);
 	struct asz_agg_val *a;
 	__u64 end, gone;
 	__u32 split = 0;
 
+	*key = (struct asz_alloc_key){.tgid = tgid, .addr = start};
+	*rest = (struct asz_alloc_key){.tgid = tgid};
+	v = bpf_map_lookup_elem(&allocs, key);
 	if (!v || !p || p->gen != v->gen || p->dead || !ASZ_IS_MMAP(v->allocator))
 		return;
-	copy = *v;
-	end = start + copy.size;
+	*copy = *v;
+	end = start + copy->size;
 	if (lo <= start || lo >= end)
 		return; /* only the pages' slack past the bytes asked: nothing held there */
 	gone = end - lo;
 	if (keep_from > lo && keep_from < end) {
-		rest.addr = keep_from;
-		copy.size = end - keep_from;
-		if (bpf_map_update_elem(&allocs, &rest, &copy, BPF_NOEXIST)) {
+		rest->addr = keep_from;
+		copy->size = end - keep_from;
+		if (bpf_map_update_elem(&allocs, rest, copy, BPF_NOEXIST)) {
 			count_drop(ASZ_DROP_ALLOCS_FULL); /* no room: the rest goes too */
 		} else {
-			mapping_index(tgid, &rest, &copy);
+			mapping_index(tgid, rest, copy);
 			gone = keep_from - lo;
-			split = copy.count;
+			split = copy->count;
 		}
 	}
 	v->size = lo - start;
-	a = agg_of(tgid, &copy);
+	a = agg_at(copy->slot);
 	if (a) {
 		__sync_fetch_and_add(&a->live_bytes, -(__s64)gone);
 		__sync_fetch_and_add(&a->live_allocs, split);
@@ -1138,16 +1231,16 @@ static __always_inline void mapping_cut(__u32 tgid, __u64 start, __u64 lo, __u64
  */
 __noinline int mapping_unmap_one(__u32 tgid, __u64 start, __u64 lo, __u64 hi)
 {
-	struct asz_alloc_key key = {.tgid = tgid, .addr = start};
-	struct asz_alloc_val *v = bpf_map_lookup_elem(&allocs, &key);
+	struct unmap_tmp t = {.key = {.tgid = tgid, .addr = start}};
+	struct asz_alloc_val *v = bpf_map_lookup_elem(&allocs, &t.key);
 	__u64 end;
 
 	if (!v)
 		return 0;
 	end = start + page_up(v->size);
 	if (lo > start)
-		mapping_cut(tgid, start, lo, hi < end ? hi : 0);
-	else if (hi >= end || !mapping_trim_head(tgid, start, hi - start))
+		mapping_cut(tgid, start, lo, hi < end ? hi : 0, &t);
+	else if (hi >= end || !mapping_trim_head(tgid, start, hi - start, &t))
 		block_remove(tgid, start, NULL);
 	return 0;
 }
@@ -1555,7 +1648,7 @@ static __always_inline int on_return(__u64 rc)
 	}
 	if (!addr || !ts->count)
 		return 0;
-	block_add(tgid, addr, ts->weight, ts->count, ts->stack_id, ts->allocator);
+	block_add(tgid, addr, ts->weight, ts->stack_id, (__u64)ts->count << 32 | ts->allocator);
 	return 0;
 }
 

@@ -154,12 +154,35 @@ struct uw_frame {
 	__u16 flags;   /* UW_F_* */
 };
 
+/*
+ * The registers of the frame being unwound, and the walk's state (scalars only: an argument of
+ * global functions).
+ */
+struct uw_regs {
+	__u64 pc, sp, rbp;
+	__u32 rbp_known;
+	__u32 n;    /* return addresses written */
+	__u32 stop; /* enum uw_stop */
+	__u32 memo; /* the memo may be followed: same epoch, not followed yet */
+	__u32 p;    /* the memo frame whose sp is next above or at this frame's; UW_MEMO: none */
+	__u32 k;    /* the frame that matched memo frame p_match, ~0: none */
+	__u32 p_match;
+	__u32 n_end;	/* the first frame not checked against the memo */
+	__u32 mismatch; /* the memo's frames differ past n_end */
+	__u32 checked;	/* return addresses found by checking the memo's frames */
+	__u32 follows;	 /* the memo followed so far; the first sets k, p_match and n_end */
+	__u32 no_p;	 /* the memo frame a follow stopped at: not matched again */
+	__u32 refollows; /* follows after one that stopped at a difference */
+	__u32 lost;	 /* this stack's frames could not all be kept: no memo */
+};
+
 struct uw_memo {
 	__u64 id;    /* the last stack's id in the stacks maps, 0 (ASZ_STACK_NONE): unknown */
 	__u32 epoch; /* the uw_cache epoch its frames were unwound in */
 	__u32 nr;
 	struct uw_frame last[UW_MEMO]; /* the last stack, outermost frame first */
 	struct uw_frame cur[UW_MEMO];  /* this one, innermost first */
+	struct uw_regs regs;	       /* the walk's state */
 };
 
 struct {
@@ -192,27 +215,6 @@ static __always_inline void uw_memo_rbp(struct uw_frame *f, __u32 *fl, __u64 off
 	}
 }
 
-/*
- * The registers of the frame being unwound, and the walk's state (scalars only: an argument of
- * global functions).
- */
-struct uw_regs {
-	__u64 pc, sp, rbp;
-	__u32 rbp_known;
-	__u32 n;    /* return addresses written */
-	__u32 stop; /* enum uw_stop */
-	__u32 memo; /* the memo may be followed: same epoch, not followed yet */
-	__u32 p;    /* the memo frame whose sp is next above or at this frame's; UW_MEMO: none */
-	__u32 k;    /* the frame that matched memo frame p_match, ~0: none */
-	__u32 p_match;
-	__u32 n_end;	/* the first frame not checked against the memo */
-	__u32 mismatch; /* the memo's frames differ past n_end */
-	__u32 checked;	/* return addresses found by checking the memo's frames */
-	__u32 follows;	 /* the memo followed so far; the first sets k, p_match and n_end */
-	__u32 no_p;	 /* the memo frame a follow stopped at: not matched again */
-	__u32 refollows; /* follows after one that stopped at a difference */
-	__u32 lost;	 /* this stack's frames could not all be kept: no memo */
-};
 
 /*
  * Stacks differ in the middle as often as at the end (A calls B or C, which call D), and a
@@ -828,12 +830,7 @@ static __always_inline __u64 unwind_dwarf_stack(struct pt_regs *ctx, struct asz_
 	__u32 zero = 0, seq, epoch;
 	__u64 mm;
 	bool same;
-	struct uw_regs s = {
-		.pc = PT_REGS_IP(ctx),
-		.sp = PT_REGS_SP(ctx),
-		.rbp = PT_REGS_FP(ctx),
-		.rbp_known = 1,
-	};
+	struct uw_regs *s;
 	struct uw_cache *c = bpf_map_lookup_elem(&uw_caches, &zero);
 	struct uw_win *win = bpf_map_lookup_elem(&uw_wins, &zero);
 	struct uw_memo *m = bpf_map_lookup_elem(&uw_memos, &zero);
@@ -844,6 +841,14 @@ static __always_inline __u64 unwind_dwarf_stack(struct pt_regs *ctx, struct asz_
 			m->id = ASZ_STACK_NONE; /* the memo is not this stack */
 		return ASZ_STACK_NONE;
 	}
+	/* in the memo's per-CPU value, not on the stack: the programs' frames are near the limit */
+	s = &m->regs;
+	*s = (struct uw_regs){
+		.pc = PT_REGS_IP(ctx),
+		.sp = PT_REGS_SP(ctx),
+		.rbp = PT_REGS_FP(ctx),
+		.rbp_known = 1,
+	};
 	mm = uw_space(task, cur_mm);
 	seq = uw_mm_seq(cur_mm);
 	uw_win_start(win, cur_mm);
@@ -858,52 +863,52 @@ static __always_inline __u64 unwind_dwarf_stack(struct pt_regs *ctx, struct asz_
 	}
 	c->has_missing = 0;
 	epoch = c->epoch;
-	s.memo = m->epoch == epoch && m->nr;
-	s.p = m->nr && m->nr <= UW_MEMO ? m->nr - 1 : UW_MEMO;
-	s.k = ~0u;
-	s.no_p = UW_MEMO;
+	s->memo = m->epoch == epoch && m->nr;
+	s->p = m->nr && m->nr <= UW_MEMO ? m->nr - 1 : UW_MEMO;
+	s->k = ~0u;
+	s->no_p = UW_MEMO;
 	/*
 	 * One more step than frames kept: it tells a stack at the limit from a deeper one. The memo
 	 * is followed once, and UW_REFOLLOWS times more after follows that stopped at a difference:
 	 * a round each.
 	 */
 	for (int i = 0; i < ASZ_MAX_FRAMES + 2 + UW_REFOLLOWS; i++) {
-		if (!uw_step(&s, c, win, st, m))
+		if (!uw_step(s, c, win, st, m))
 			continue;
-		if (s.stop != UW_FOLLOW || uw_follow(&s, win, st, m))
+		if (s->stop != UW_FOLLOW || uw_follow(s, win, st, m))
 			break;
 	}
 	/*
 	 * The last stack again, every frame checked: followed from frame 0 (the memo's innermost)
 	 * to its end without a difference. Its id stands (a loop allocating from one place).
 	 */
-	same = s.follows == 1 && s.k == 0 && s.p_match + 1 == m->nr && !s.mismatch &&
-	       s.stop == UW_END && s.n + 1 == m->nr;
+	same = s->follows == 1 && s->k == 0 && s->p_match + 1 == m->nr && !s->mismatch &&
+	       s->stop == UW_END && s->n + 1 == m->nr;
 	/*
 	 * Rules found while a table was missing, or a mapping forgotten: no memo. (The memo must
 	 * be the stack interned last, frame for frame: its id is reused when it comes again.)
 	 */
-	if (c->has_missing || c->epoch != epoch || s.lost)
+	if (c->has_missing || c->epoch != epoch || s->lost)
 		m->nr = 0;
 	else
-		uw_memo_save(&s, m, epoch);
+		uw_memo_save(s, m, epoch);
 	/* from here m->id is this stack's id if it is the last one again, else unknown */
 	if (!same || !m->nr)
 		m->id = ASZ_STACK_NONE;
-	st->nr = s.n > ASZ_MAX_FRAMES ? ASZ_MAX_FRAMES : s.n;
-	uw_win_learn(win, s.sp - PT_REGS_SP(ctx));
+	st->nr = s->n > ASZ_MAX_FRAMES ? ASZ_MAX_FRAMES : s->n;
+	uw_win_learn(win, s->sp - PT_REGS_SP(ctx));
 	us = bpf_map_lookup_elem(&uw_stats, &zero);
 	if (us) {
 		us->stacks++;
-		us->frames_checked += s.checked;
-		us->frames_unwound += st->nr - s.checked;
+		us->frames_checked += s->checked;
+		us->frames_unwound += st->nr - s->checked;
 		us->stack_reads += win->fills;
 		us->stacks_repeated += m->id != ASZ_STACK_NONE;
 	}
 	st->flags = 0;
-	if (s.stop == UW_DEPTH)
+	if (s->stop == UW_DEPTH)
 		st->flags = ASZ_STACK_TRUNCATED;
-	else if (s.stop != UW_END)
+	else if (s->stop != UW_END)
 		st->flags = ASZ_STACK_INCOMPLETE;
 	return m->id;
 }

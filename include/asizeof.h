@@ -61,7 +61,8 @@ enum asz_drop {
 	ASZ_DROP_EVENTS_LOST = 13,  /* exec or exit event not sent: the ring buffer was full */
 	ASZ_DROP_PROCS_UNTRACED = 14, /* a process or exec'd image that could not be probed (user) */
 	ASZ_DROP_MAPPINGS_UNINDEXED = 15, /* a mapping not in its process's index: munmaps walk */
-	ASZ_NR_DROPS = 16,
+	ASZ_DROP_AGGS_RETIRED = 16, /* idle aggregates retired to make room (user space): no loss */
+	ASZ_NR_DROPS = 17,
 };
 
 struct asz_alloc_key {
@@ -76,7 +77,7 @@ struct asz_alloc_val {
 	__u32 allocator;
 	__u32 count;	/* allocations accounted: 1, or the estimate a sampled block stands for */
 	__u32 gen;	/* the process image (exec count) it belongs to */
-	__u32 pad;
+	__u32 slot;	/* its aggregate's slot in agg_slots */
 };
 
 /* Aggregate per (process image, allocator entry point, stack). */
@@ -94,6 +95,18 @@ struct asz_agg_val {
 	__u64 alloc_bytes;
 	__u64 allocs;
 	__u64 frees;
+};
+
+/*
+ * Aggregates live in the slots of an array (agg_slots, mmapped by user space); the aggs hash maps
+ * a key to its slot. Array memory is never handed to another use by the kernel, so user space
+ * can retire an idle aggregate safely: it deletes the key from aggs, waits for the programs
+ * running then to finish (an RCU grace period) and only then frees the slot for reuse. A live
+ * block holds its slot's number, so frees do not look the key up. key.tgid 0: a free slot.
+ */
+struct asz_agg_slot {
+	struct asz_agg_val v;
+	struct asz_agg_key key; /* tgid written last when the slot is taken */
 };
 
 struct asz_proc_val {
@@ -329,6 +342,7 @@ _Static_assert(sizeof(struct asz_alloc_val) == 32, "asz_alloc_val");
 _Static_assert(sizeof(struct asz_event) == 32 + ASZ_EXEC_PATH_LEN, "asz_event");
 _Static_assert(sizeof(struct asz_agg_key) == 24, "asz_agg_key");
 _Static_assert(sizeof(struct asz_agg_val) == 40, "asz_agg_val");
+_Static_assert(sizeof(struct asz_agg_slot) == 64, "asz_agg_slot");
 _Static_assert(sizeof(struct asz_proc_val) == 136, "asz_proc_val");
 _Static_assert(sizeof(struct asz_stack) == 1024, "asz_stack");
 _Static_assert(sizeof(struct asz_stack_short) == 192, "asz_stack_short");

@@ -11,6 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 #include <linux/magic.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/vfs.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -38,11 +40,52 @@ struct stack_slot {
 	__u64 key; /* 0: free */
 	struct asz_stack *st;
 	__u32 nr, flags;
+	__u32 seen; /* the last engine__collect() whose aggregates used it */
+	__u32 pad;
 };
 
 struct stack_cache {
 	struct stack_slot *slot;
 	size_t cap, nr;
+};
+
+/*
+ * The aggregates' slots (struct asz_agg_slot), mapped in place. A slot user space retires (its
+ * key out of the aggs hash) is freed for reuse once no program can hold it and no block does.
+ */
+enum {
+	SLOT_USED = 0,
+	SLOT_RETIRING = 1, /* idle: freed when no block holds it (its blocks still count) */
+	SLOT_GONE = 2,	   /* of an older image or a forgotten process: freed, blocks and all */
+};
+
+struct retiring {
+	__u32 slot;
+	bool waited; /* the programs running when its key went have all returned since */
+};
+
+/* A process image's counts in its retired aggregates (in no stack's figures any more). */
+struct retired_proc {
+	__u32 pid, gen;
+	__u64 allocs, alloc_bytes;
+};
+
+struct aggs {
+	struct asz_agg_slot *slots;
+	size_t map_len;
+	__u32 nr;	/* slots */
+	__u8 *state;	/* SLOT_* per slot */
+	__u64 *seen;	/* allocs + frees + 1 of each slot at the last collect (0: not seen) */
+	__u8 *idle;	/* unchanged since the collect before, holding no block */
+	struct retiring *retiring;
+	size_t nr_retiring, cap_retiring;
+	int hash_fd, free_fd;
+	int gp_fd, gp_inner_fd; /* an array of maps: each update waits for running programs */
+	__u64 retired;		/* idle aggregates retired (ASZ_DROP_AGGS_RETIRED) */
+	struct retired_proc *procs; /* what their heap aggregates had counted, sorted by pid */
+	size_t nr_procs, cap_procs;
+	__u32 used;		/* slots in use at the last collect */
+	__u32 stacks_used[2];	/* short and long stacks its aggregates used */
 };
 
 /* Stack ids sorted, for membership tests. */
@@ -71,6 +114,9 @@ struct engine {
 	struct etarget *targets;
 	int nr_targets;
 	struct stack_cache stacks;
+	__u32 max_stacks;
+	__u32 collects; /* engine__collect() calls: which stacks the last one saw */
+	struct aggs aggs;
 	struct idset unreferenced; /* stacks no aggregate used at the last sweep */
 	int sweeps_due;		   /* sweeps still to run for stacks of images exec'd away */
 	__u64 start_ns;
@@ -80,6 +126,11 @@ struct engine {
 	int ncpus;
 	struct unwind *unwind; /* NULL: frame pointers */
 };
+
+static int aggs__open(struct aggs *a, struct asizeof_bpf *skel, __u32 nr);
+static int cmp_pid(const void *a, const void *b);
+static struct retired_proc *aggs__retired_of(const struct aggs *a, __u32 pid);
+static void aggs__close(struct aggs *a);
 
 /* libbpf's warnings too with -v only: each failure it warns of gets a line of ours */
 static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list args)
@@ -142,6 +193,32 @@ int engine__consume_events(struct engine *e, void (*fn)(const struct asz_event *
 	return n;
 }
 
+#define TRACEFS "/sys/kernel/tracing"
+
+/*
+ * A syscall tracepoint is found by its id in tracefs. Where tracefs is not mounted (a minimal VM
+ * or container: systemd mounts it at boot elsewhere), it is mounted for the attach and unmounted
+ * right after: the perf event stays attached without it.
+ */
+static struct bpf_link *attach_syscall_tp(struct bpf_program *prog)
+{
+	struct bpf_link *link;
+	bool mounted = false;
+	int err;
+
+	if (access(TRACEFS "/events", F_OK) && access("/sys/kernel/debug/tracing/events", F_OK)) {
+		mounted = mount("nodev", TRACEFS, "tracefs", 0, NULL) == 0;
+		vlog("tracefs is not mounted: %s\n",
+		     mounted ? "mounted at " TRACEFS " for the attach" : strerror(errno));
+	}
+	link = bpf_program__attach(prog);
+	err = errno;
+	if (mounted && umount2(TRACEFS, MNT_DETACH))
+		vlog("cannot unmount " TRACEFS ": %s\n", strerror(errno));
+	errno = err;
+	return link;
+}
+
 int engine__open(struct engine **out, const struct engine_opts *o)
 {
 	struct kfeatures feat = {};
@@ -155,6 +232,7 @@ int engine__open(struct engine **out, const struct engine_opts *o)
 	if (!e)
 		return -ENOMEM;
 	e->stats_fd = -1;
+	e->aggs.gp_fd = e->aggs.gp_inner_fd = -1;
 	e->ncpus = libbpf_num_possible_cpus();
 	/* only for -v: the accounting costs two clock reads per program run */
 	e->stats_fd = env_verbosity ? bpf_enable_stats(BPF_STATS_RUN_TIME) : -1;
@@ -218,6 +296,10 @@ int engine__open(struct engine **out, const struct engine_opts *o)
 	bpf_map__set_max_entries(e->skel->maps.stacks, o->max_stacks);
 	bpf_map__set_max_entries(e->skel->maps.long_stacks, o->max_stacks);
 	bpf_map__set_max_entries(e->skel->maps.aggs, o->max_aggs);
+	bpf_map__set_max_entries(e->skel->maps.agg_slots, o->max_aggs);
+	bpf_map__set_max_entries(e->skel->maps.agg_free, o->max_aggs);
+	e->skel->rodata->nr_agg_slots = o->max_aggs;
+	e->max_stacks = o->max_stacks;
 	if (!procs)
 		procs = o->system_wide ? ENGINE_DEFAULT_PROCS_ALL : ENGINE_DEFAULT_PROCS;
 	bpf_map__set_max_entries(e->skel->maps.procs, procs);
@@ -275,6 +357,9 @@ int engine__open(struct engine **out, const struct engine_opts *o)
 			goto cleanup;
 		}
 	}
+	err = aggs__open(&e->aggs, e->skel, o->max_aggs);
+	if (err)
+		goto cleanup;
 	/* exec and exit: generations (exact accounts across exec) and lifecycle events */
 	e->tp_exec = bpf_program__attach(e->skel->progs.on_exec);
 	e->tp_exit = bpf_program__attach(e->skel->progs.on_exit);
@@ -284,7 +369,7 @@ int engine__open(struct engine **out, const struct engine_opts *o)
 		goto cleanup;
 	}
 	/* munmap by its syscall where the kernel can (no trap); else libc's munmap is probed */
-	e->tp_munmap = bpf_program__attach(e->skel->progs.munmap_syscall);
+	e->tp_munmap = attach_syscall_tp(e->skel->progs.munmap_syscall);
 	if (e->tp_munmap)
 		vlog("munmap: followed by its syscall tracepoint\n");
 	else
@@ -788,7 +873,7 @@ static int cache_grow(struct stack_cache *c)
 }
 
 /* The stack of an id, from the cache or the kernel; NULL for id 0 or on error. */
-static const struct stack_slot *stack_get(struct engine *e, __u64 id)
+static struct stack_slot *stack_get(struct engine *e, __u64 id)
 {
 	struct stack_cache *c = &e->stacks;
 	struct asz_stack buf, *st;
@@ -816,7 +901,7 @@ static const struct stack_slot *stack_get(struct engine *e, __u64 id)
 	if (!st)
 		return NULL;
 	memcpy(st, &buf, len);
-	c->slot[i] = (struct stack_slot){id, st, st->nr, st->flags};
+	c->slot[i] = (struct stack_slot){id, st, st->nr, st->flags, 0, 0};
 	c->nr++;
 	return &c->slot[i];
 }
@@ -899,6 +984,7 @@ static int collect_procs(struct engine *e, struct snapshot *s, struct gens *g)
 	int fd = bpf_map__fd(e->skel->maps.procs), err, i;
 	__u32 key, next, *prev = NULL;
 	struct asz_proc_val v;
+	const struct retired_proc *r;
 	struct snap_proc p;
 	char exe[PATH_MAX];
 	bool *seen;
@@ -926,6 +1012,9 @@ static int collect_procs(struct engine *e, struct snapshot *s, struct gens *g)
 		p.drops = v.drops;
 		p.mmap_bytes = v.mmap_bytes;
 		p.mmap_regions = v.mmap_regions;
+		r = aggs__retired_of(&e->aggs, key);
+		p.retired_allocs = r && r->gen == v.gen ? r->allocs : 0;
+		p.retired_alloc_bytes = r && r->gen == v.gen ? r->alloc_bytes : 0;
 		for (i = 0; i < e->nr_targets; i++)
 			if ((__u32)e->targets[i].pid == key)
 				seen[i] = true;
@@ -973,37 +1062,274 @@ static enum agg_age agg_age(const struct gens *g, const struct asz_agg_key *k)
 
 static void sweep_stacks(struct engine *e);
 
-/* Aggregates of images exec'd away, to delete once the map has been read. */
-struct stale_aggs {
-	struct asz_agg_key *keys;
-	size_t nr, cap;
-};
-
-static int add_agg(struct engine *e, struct snapshot *s, const struct gens *g,
-		   struct stale_aggs *stale, const struct asz_agg_key *key,
-		   const struct asz_agg_val *v)
+static int aggs__open(struct aggs *a, struct asizeof_bpf *skel, __u32 nr)
 {
-	const struct stack_slot *st;
-	struct snap_stack ss = {};
+	LIBBPF_OPTS(bpf_map_create_opts, opts);
+	long page = sysconf(_SC_PAGESIZE);
+	void *p;
+	int err;
 
-	switch (agg_age(g, key)) {
-	case AGG_CURRENT:
-		break;
-	case AGG_NEWER:
-		return 0;
-	case AGG_STALE:
-		if (stale->nr == stale->cap) {
-			size_t cap = stale->cap ? stale->cap * 2 : 64;
-			void *p = realloc(stale->keys, cap * sizeof(*stale->keys));
+	a->nr = nr;
+	a->hash_fd = bpf_map__fd(skel->maps.aggs);
+	a->free_fd = bpf_map__fd(skel->maps.agg_free);
+	a->gp_fd = a->gp_inner_fd = -1;
+	a->map_len = ((size_t)nr * sizeof(*a->slots) + page - 1) / page * page;
+	p = mmap(NULL, a->map_len, PROT_READ | PROT_WRITE, MAP_SHARED,
+		 bpf_map__fd(skel->maps.agg_slots), 0);
+	if (p == MAP_FAILED) {
+		err = -errno;
+		elog("cannot map the aggregates: %s\n", strerror(errno));
+		return err;
+	}
+	a->slots = p;
+	a->state = calloc(nr, sizeof(*a->state));
+	a->seen = calloc(nr, sizeof(*a->seen));
+	a->idle = calloc(nr, sizeof(*a->idle));
+	if (!a->state || !a->seen || !a->idle)
+		return -ENOMEM;
+	/* the kernel waits for the running programs after each update of an array of maps */
+	a->gp_inner_fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "asz_gp_inner", 4, 4, 1, NULL);
+	opts.inner_map_fd = a->gp_inner_fd;
+	if (a->gp_inner_fd >= 0)
+		a->gp_fd = bpf_map_create(BPF_MAP_TYPE_ARRAY_OF_MAPS, "asz_gp", 4, 4, 1, &opts);
+	if (a->gp_fd < 0) {
+		err = -errno;
+		elog("cannot create a map of maps: %s\n", strerror(errno));
+		return err;
+	}
+	return 0;
+}
 
-			if (!p)
-				return 0; /* deleted another time */
-			stale->keys = p;
-			stale->cap = cap;
-		}
-		stale->keys[stale->nr++] = *key;
+static void aggs__close(struct aggs *a)
+{
+	if (a->slots)
+		munmap(a->slots, a->map_len);
+	if (a->gp_fd >= 0)
+		close(a->gp_fd);
+	if (a->gp_inner_fd >= 0)
+		close(a->gp_inner_fd);
+	free(a->state);
+	free(a->seen);
+	free(a->idle);
+	free(a->retiring);
+	free(a->procs);
+}
+
+/* Slots BPF has handed out so far (the others were never used). */
+static __u32 aggs__hi(const struct aggs *a, const struct asizeof_bpf *skel)
+{
+	__u64 hi = __atomic_load_n(&skel->bss->agg_next, __ATOMIC_ACQUIRE);
+
+	return hi < a->nr ? hi : a->nr;
+}
+
+/* Slot n's key; false if the slot is free. */
+static bool aggs__key(const struct aggs *a, __u32 n, struct asz_agg_key *k)
+{
+	const struct asz_agg_slot *sl = &a->slots[n];
+
+	/* BPF writes the rest of the key before tgid */
+	k->tgid = __atomic_load_n(&sl->key.tgid, __ATOMIC_ACQUIRE);
+	if (!k->tgid)
+		return false;
+	k->gen = sl->key.gen;
+	k->stack_id = sl->key.stack_id;
+	k->allocator = sl->key.allocator;
+	k->pad = 0;
+	return true;
+}
+
+static void aggs__val(const struct aggs *a, __u32 n, struct asz_agg_val *v)
+{
+	const struct asz_agg_val *sv = &a->slots[n].v;
+
+	v->live_bytes = __atomic_load_n(&sv->live_bytes, __ATOMIC_RELAXED);
+	v->live_allocs = __atomic_load_n(&sv->live_allocs, __ATOMIC_RELAXED);
+	v->alloc_bytes = __atomic_load_n(&sv->alloc_bytes, __ATOMIC_RELAXED);
+	v->allocs = __atomic_load_n(&sv->allocs, __ATOMIC_RELAXED);
+	v->frees = __atomic_load_n(&sv->frees, __ATOMIC_RELAXED);
+}
+
+static int aggs__add_retiring(struct aggs *a, __u32 n, __u8 state)
+{
+	if (a->state[n] != SLOT_USED) {
+		if (state == SLOT_GONE)
+			a->state[n] = SLOT_GONE;
 		return 0;
 	}
+	if (a->nr_retiring == a->cap_retiring) {
+		size_t cap = a->cap_retiring ? a->cap_retiring * 2 : 64;
+		void *p = realloc(a->retiring, cap * sizeof(*a->retiring));
+
+		if (!p)
+			return -ENOMEM;
+		a->retiring = p;
+		a->cap_retiring = cap;
+	}
+	a->retiring[a->nr_retiring++] = (struct retiring){n, false};
+	a->state[n] = state;
+	return 0;
+}
+
+/*
+ * Take key (in slot n) out of the aggs hash: no program finds the slot from now on. Only if the
+ * key is n's: a slot whose key is not in the hash is one BPF is giving back (it lost a race to
+ * make the aggregate) or one not published yet.
+ */
+static void aggs__retire(struct aggs *a, __u32 n, const struct asz_agg_key *key, __u8 state)
+{
+	__u32 v;
+
+	if (a->state[n] != SLOT_USED) {
+		aggs__add_retiring(a, n, state);
+		return;
+	}
+	if (bpf_map_lookup_elem(a->hash_fd, key, &v) || v != n)
+		return;
+	if (aggs__add_retiring(a, n, state))
+		return; /* retired another time */
+	if (bpf_map_delete_elem(a->hash_fd, key))
+		a->state[n] = SLOT_USED, a->nr_retiring--;
+}
+
+static int retired_cmp(const void *k, const void *e)
+{
+	__u32 pid = *(const __u32 *)k, other = ((const struct retired_proc *)e)->pid;
+
+	return pid < other ? -1 : pid > other;
+}
+
+static struct retired_proc *aggs__retired_of(const struct aggs *a, __u32 pid)
+{
+	return a->nr_procs ? bsearch(&pid, a->procs, a->nr_procs, sizeof(*a->procs), retired_cmp)
+			   : NULL;
+}
+
+/* Slot n's counts into its process image's retired figures (heap blocks: mappings have none). */
+static void aggs__keep_counts(struct aggs *a, __u32 n)
+{
+	struct asz_agg_key k;
+	struct asz_agg_val v;
+	struct retired_proc *r;
+	size_t i;
+
+	if (!aggs__key(a, n, &k) || ASZ_IS_MMAP(k.allocator))
+		return;
+	aggs__val(a, n, &v);
+	r = aggs__retired_of(a, k.tgid);
+	if (!r) {
+		if (a->nr_procs == a->cap_procs) {
+			size_t cap = a->cap_procs ? a->cap_procs * 2 : 16;
+			void *p = realloc(a->procs, cap * sizeof(*a->procs));
+
+			if (!p)
+				return;
+			a->procs = p;
+			a->cap_procs = cap;
+		}
+		for (i = a->nr_procs; i && a->procs[i - 1].pid > k.tgid; i--)
+			a->procs[i] = a->procs[i - 1];
+		r = &a->procs[i];
+		*r = (struct retired_proc){.pid = k.tgid, .gen = k.gen};
+		a->nr_procs++;
+	}
+	if (r->gen != k.gen) /* an image's figures start from zero */
+		*r = (struct retired_proc){.pid = k.tgid, .gen = k.gen};
+	r->allocs += v.allocs;
+	r->alloc_bytes += v.alloc_bytes;
+}
+
+/* Forget the retired figures of the processes in pids (sorted). */
+static void aggs__forget_procs(struct aggs *a, const pid_t *pids, int n)
+{
+	size_t i, j;
+
+	for (i = j = 0; i < a->nr_procs; i++)
+		if (!bsearch(&a->procs[i].pid, pids, n, sizeof(*pids), cmp_pid))
+			a->procs[j++] = a->procs[i];
+	a->nr_procs = j;
+}
+
+static void aggs__free(struct aggs *a, __u32 n)
+{
+	__atomic_store_n(&a->slots[n].key.tgid, 0, __ATOMIC_RELEASE);
+	a->state[n] = SLOT_USED;
+	a->seen[n] = 0;
+	a->idle[n] = 0;
+	if (bpf_map_update_elem(a->free_fd, NULL, &n, 0))
+		vlog("aggregate slot %u not given back: %s\n", n, strerror(errno));
+}
+
+/*
+ * Free the retiring slots no program can reach any more: those whose key went before one wait for
+ * the running programs (an RCU grace period, ~10-30 ms), and that no block holds (their blocks'
+ * frees reach them by number) or whose blocks are stale.
+ */
+static void aggs__reap(struct aggs *a)
+{
+	__u32 zero = 0;
+	size_t i, j;
+	bool wait = false;
+
+	for (i = 0; i < a->nr_retiring; i++)
+		wait |= !a->retiring[i].waited;
+	if (wait) {
+		if (bpf_map_update_elem(a->gp_fd, &zero, &a->gp_inner_fd, 0)) {
+			vlog("cannot wait for running programs: %s\n", strerror(errno));
+			return; /* next time */
+		}
+		for (i = 0; i < a->nr_retiring; i++)
+			a->retiring[i].waited = true;
+	}
+	for (i = j = 0; i < a->nr_retiring; i++) {
+		__u32 n = a->retiring[i].slot;
+		struct asz_agg_val v;
+
+		aggs__val(a, n, &v);
+		if (a->state[n] == SLOT_GONE || (!v.live_allocs && !v.live_bytes)) {
+			if (a->state[n] == SLOT_RETIRING) {
+				a->retired++;
+				aggs__keep_counts(a, n);
+			}
+			aggs__free(a, n);
+			continue;
+		}
+		a->retiring[j++] = a->retiring[i];
+	}
+	a->nr_retiring = j;
+}
+
+/*
+ * Under pressure (half the slots, or half of a stacks map, used at this collect), retire the
+ * aggregates that hold no block and did not change since the last one: their stacks then go at
+ * the next sweeps, and new stacks find room. Their counts stay in their process's totals.
+ */
+static bool aggs__retire_idle(struct engine *e)
+{
+	struct aggs *a = &e->aggs;
+	__u32 hi = aggs__hi(a, e->skel), half = e->max_stacks / 2;
+	size_t before = a->nr_retiring;
+
+	if (a->used <= a->nr / 2 && a->stacks_used[0] <= half && a->stacks_used[1] <= half)
+		return false;
+	for (__u32 n = 0; n < hi; n++) {
+		struct asz_agg_key k;
+
+		if (a->state[n] != SLOT_USED || !a->idle[n] || !aggs__key(a, n, &k))
+			continue;
+		aggs__retire(a, n, &k, SLOT_RETIRING);
+	}
+	dlog("%zu idle aggregates retired (%u of %u slots used)\n", a->nr_retiring - before,
+	     a->used, a->nr);
+	return a->nr_retiring > before;
+}
+
+static int add_agg(struct engine *e, struct snapshot *s, const struct asz_agg_key *key,
+		   const struct asz_agg_val *v)
+{
+	struct stack_slot *st;
+	struct snap_stack ss = {};
+
 	ss.pid = key->tgid;
 	ss.allocator = key->allocator;
 	ss.stack_id = key->stack_id;
@@ -1017,108 +1343,106 @@ static int add_agg(struct engine *e, struct snapshot *s, const struct gens *g,
 		ss.nr_frames = st->nr;
 		ss.flags = st->flags;
 		ss.ips = st->st->ips;
+		if (st->seen != e->collects) {
+			st->seen = e->collects;
+			e->aggs.stacks_used[!!(key->stack_id & ASZ_STACK_LONG)]++;
+		}
 	}
 	return snapshot__add_stack(s, &ss);
 }
 
-/*
- * Every entry of map fd, a batch at a time (keys and vals have room for max each), to fn, whose
- * non-zero return stops the walk and is returned. -EOPNOTSUPP when the kernel has no batch
- * lookup for the map (nothing was read: walk it a key at a time instead).
- */
-static int map_for_each_batch(int fd, void *keys, void *vals, __u32 max,
-			      int (*fn)(void *ctx, const void *keys, const void *vals, __u32 n),
-			      void *ctx)
+/* A retiring slot's blocks, beside its key's new slot: one figure (few: a linear search). */
+static int add_orphan(struct engine *e, struct snapshot *s, const struct asz_agg_key *key,
+		      const struct asz_agg_val *v)
 {
-	__u64 in = 0, out = 0;
-	bool first = true;
-	int err;
+	for (size_t i = 0; i < s->nr_stacks; i++) {
+		struct snap_stack *ss = &s->stacks[i];
 
-	for (;;) {
-		LIBBPF_OPTS(bpf_map_batch_opts, opts);
-		__u32 n = max;
-		int rc = bpf_map_lookup_batch(fd, first ? NULL : &in, &out, keys, vals, &n, &opts);
-
-		if (rc && errno != ENOENT)
-			return first && !n ? -EOPNOTSUPP : -errno;
-		err = fn(ctx, keys, vals, n);
-		if (err || rc)
-			return err; /* rc: ENOENT, that was the last batch */
-		in = out;
-		first = false;
+		if (ss->pid != key->tgid || ss->allocator != key->allocator ||
+		    ss->stack_id != key->stack_id)
+			continue;
+		ss->live_bytes += v->live_bytes;
+		ss->live_allocs += v->live_allocs;
+		ss->alloc_bytes += v->alloc_bytes;
+		ss->allocs += v->allocs;
+		ss->frees += v->frees;
+		return 0;
 	}
+	return add_agg(e, s, key, v);
 }
-
-#define AGG_BATCH 1024
 
 /*
- * Every aggregate, read in batches (a few syscalls for 10k stacks, not 20k); one by one where
- * the kernel has no batch lookup for hash maps.
+ * Every aggregate, read in place from its slot. Those of images exec'd away are retired (nothing
+ * touches them again: their blocks are stale too), so processes that exec again and again do
+ * not fill the maps; idle ones under pressure too.
  */
-struct collect_ctx {
-	struct engine *e;
-	struct snapshot *s;
-	const struct gens *g;
-	struct stale_aggs *stale;
-};
-
-static int add_aggs(void *ctx, const void *keys, const void *vals, __u32 n)
-{
-	struct collect_ctx *c = ctx;
-	const struct asz_agg_key *k = keys;
-	const struct asz_agg_val *v = vals;
-	int err = 0;
-
-	for (__u32 i = 0; i < n && !err; i++)
-		err = add_agg(c->e, c->s, c->g, c->stale, &k[i], &v[i]);
-	return err;
-}
-
 static int collect_stacks(struct engine *e, struct snapshot *s, const struct gens *g)
 {
-	int fd = bpf_map__fd(e->skel->maps.aggs), err = -EOPNOTSUPP;
-	struct asz_agg_key key, next, *prev = NULL, *keys = NULL;
-	struct asz_agg_val v, *vals = NULL;
-	struct stale_aggs stale = {};
-	struct collect_ctx c = {e, s, g, &stale};
-	size_t deleted = 0;
+	struct aggs *a = &e->aggs;
+	__u32 hi = aggs__hi(a, e->skel), *orphans = NULL, nr_orphans = 0;
+	size_t gone = 0;
+	int err = 0;
 
-	keys = malloc(AGG_BATCH * sizeof(*keys));
-	vals = malloc(AGG_BATCH * sizeof(*vals));
-	if (keys && vals)
-		err = map_for_each_batch(fd, keys, vals, AGG_BATCH, add_aggs, &c);
-	if (err != -EOPNOTSUPP)
-		goto cleanup;
-	/* no batch lookup here (or no room for a batch): one by one */
-	err = 0;
-	while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-		key = next;
-		prev = &key;
-		if (bpf_map_lookup_elem(fd, &key, &v))
+	e->collects++;
+	a->used = 0;
+	a->stacks_used[0] = a->stacks_used[1] = 0;
+	for (__u32 n = 0; n < hi && !err; n++) {
+		struct asz_agg_key k;
+		struct asz_agg_val v;
+
+		if (!aggs__key(a, n, &k))
 			continue;
-		err = add_agg(e, s, g, &stale, &key, &v);
-		if (err)
+		a->used++;
+		aggs__val(a, n, &v);
+		a->idle[n] = !v.live_allocs && !v.live_bytes && a->seen[n] == v.allocs + v.frees + 1;
+		a->seen[n] = v.allocs + v.frees + 1;
+		if (a->state[n] == SLOT_GONE)
+			continue;
+		switch (agg_age(g, &k)) {
+		case AGG_CURRENT:
 			break;
+		case AGG_NEWER:
+			continue;
+		case AGG_STALE:
+			aggs__retire(a, n, &k, SLOT_GONE);
+			gone++;
+			continue;
+		}
+		if (a->state[n] == SLOT_RETIRING) {
+			if (!(nr_orphans & (nr_orphans + 1))) {
+				void *p = realloc(orphans, (2 * nr_orphans + 1) * sizeof(*orphans));
+
+				if (!p) {
+					err = -ENOMEM;
+					break;
+				}
+				orphans = p;
+			}
+			orphans[nr_orphans++] = n;
+			continue;
+		}
+		err = add_agg(e, s, &k, &v);
 	}
-cleanup:
-	/*
-	 * Nothing in the kernel touches an older image's aggregates again (its blocks are stale
-	 * too): deleted here, so processes that exec again and again do not fill the maps.
-	 */
-	for (size_t i = 0; i < stale.nr; i++)
-		deleted += bpf_map_delete_elem(fd, &stale.keys[i]) == 0;
-	/* their stacks: unreferenced now, deleted by the sweep after (system-wide: at each report) */
-	if (deleted) {
-		dlog("%zu aggregates of images exec'd away deleted\n", deleted);
+	for (__u32 i = 0; i < nr_orphans && !err; i++) {
+		struct asz_agg_key k;
+		struct asz_agg_val v;
+
+		if (!aggs__key(a, orphans[i], &k))
+			continue;
+		aggs__val(a, orphans[i], &v);
+		err = add_orphan(e, s, &k, &v);
+	}
+	free(orphans);
+	if (gone)
+		dlog("%zu aggregates of images exec'd away retired\n", gone);
+	/* their stacks: unreferenced now, deleted by the sweeps after (system-wide: each report) */
+	if (aggs__retire_idle(e) || gone)
 		e->sweeps_due = 2;
-	}
+	aggs__reap(a);
 	if (e->sweeps_due && !e->system_wide) {
 		e->sweeps_due--;
 		sweep_stacks(e);
 	}
-	free(stale.keys);
-	free(keys);
-	free(vals);
 	return err;
 }
 
@@ -1133,6 +1457,10 @@ static void collect_drops(struct engine *e, struct snapshot *s)
 		return;
 	for (r = 0; r < ASZ_NR_DROPS; r++) {
 		s->drops[r] = 0;
+		if (r == ASZ_DROP_AGGS_RETIRED) {
+			s->drops[r] = e->aggs.retired; /* counted here */
+			continue;
+		}
 		if (bpf_map_lookup_elem(fd, &r, vals))
 			continue;
 		for (c = 0; c < e->ncpus; c++)
@@ -1251,13 +1579,49 @@ void engine__for_each_vma(struct engine *e, const pid_t *pids, int n,
 
 #define FORGET_BATCH 4096
 
+/*
+ * Every entry of map fd, a batch at a time (keys and vals have room for max each), to fn, whose
+ * non-zero return stops the walk and is returned. -EOPNOTSUPP when the kernel has no batch
+ * lookup for the map (nothing was read: walk it a key at a time instead).
+ */
+static int map_for_each_batch(int fd, void *keys, void *vals, __u32 max,
+			      int (*fn)(void *ctx, const void *keys, const void *vals, __u32 n),
+			      void *ctx)
+{
+	__u64 in = 0, out = 0;
+	bool first = true;
+	int err;
+
+	for (;;) {
+		LIBBPF_OPTS(bpf_map_batch_opts, opts);
+		__u32 n = max;
+		int rc = bpf_map_lookup_batch(fd, first ? NULL : &in, &out, keys, vals, &n, &opts);
+
+		if (rc && errno != ENOENT)
+			return first && !n ? -EOPNOTSUPP : -errno;
+		err = fn(ctx, keys, vals, n);
+		if (err || rc)
+			return err; /* rc: ENOENT, that was the last batch */
+		in = out;
+		first = false;
+	}
+}
+
 struct forget_ctx {
 	int fd;
 	size_t key_size;
 	const pid_t *pids; /* sorted */
 	int n;
 	char *dead;	   /* room for FORGET_BATCH keys */
+	struct aggs *aggs; /* map is the aggs hash: its values are slots, retired with the keys */
 };
+
+/* The slot of an aggs key deleted by forget_in(): no block of it will be freed any more. */
+static void forget_slot(struct aggs *a, __u32 n)
+{
+	if (n < a->nr)
+		aggs__add_retiring(a, n, SLOT_GONE);
+}
 
 static int forget_batch(void *ctx, const void *keys, const void *vals, __u32 cnt)
 {
@@ -1265,11 +1629,14 @@ static int forget_batch(void *ctx, const void *keys, const void *vals, __u32 cnt
 	LIBBPF_OPTS(bpf_map_batch_opts, opts);
 	__u32 nd = 0, del;
 
-	(void)vals;
-	for (__u32 i = 0; i < cnt; i++)
-		if (key_of((const char *)keys + i * c->key_size, c->pids, c->n))
-			memcpy(c->dead + nd++ * c->key_size, (const char *)keys + i * c->key_size,
-			       c->key_size);
+	for (__u32 i = 0; i < cnt; i++) {
+		if (!key_of((const char *)keys + i * c->key_size, c->pids, c->n))
+			continue;
+		memcpy(c->dead + nd++ * c->key_size, (const char *)keys + i * c->key_size,
+		       c->key_size);
+		if (c->aggs)
+			forget_slot(c->aggs, ((const __u32 *)vals)[i]);
+	}
 	del = nd;
 	if (nd && bpf_map_delete_batch(c->fd, c->dead, &del, &opts))
 		for (__u32 i = 0; i < nd; i++) /* (one already gone stops a batch) */
@@ -1282,9 +1649,11 @@ static int forget_batch(void *ctx, const void *keys, const void *vals, __u32 cnt
  * deleted in batches: one entry at a time, a million live blocks took two syscalls each and
  * stalled system-wide reports for minutes. One by one where the kernel has no batch operations.
  */
-static void forget_in(struct bpf_map *map, size_t key_size, const pid_t *pids, int n)
+static void forget_in(struct bpf_map *map, size_t key_size, const pid_t *pids, int n,
+		      struct aggs *aggs)
 {
-	struct forget_ctx c = {bpf_map__fd(map), key_size, pids, n, NULL};
+	struct forget_ctx c = {bpf_map__fd(map), key_size, pids, n, NULL, aggs};
+	__u32 slot;
 	char key[64], next[64], *keys, *vals;
 	bool have = false;
 	int err = -EOPNOTSUPP;
@@ -1299,8 +1668,12 @@ static void forget_in(struct bpf_map *map, size_t key_size, const pid_t *pids, i
 	if (err != -EOPNOTSUPP)
 		goto cleanup; /* done, or failed midway: what is left goes at the next sweep */
 	while (bpf_map_get_next_key(c.fd, have ? key : NULL, next) == 0) {
-		if (key_of(next, pids, n) && bpf_map_delete_elem(c.fd, next) == 0)
+		if (key_of(next, pids, n) && (!aggs || !bpf_map_lookup_elem(c.fd, next, &slot)) &&
+		    bpf_map_delete_elem(c.fd, next) == 0) {
+			if (aggs)
+				forget_slot(aggs, slot);
 			continue; /* the same key then finds the element after the deleted one */
+		}
 		memcpy(key, next, key_size);
 		have = true;
 	}
@@ -1369,17 +1742,18 @@ static void cache_drop(struct stack_cache *c, const struct idset *gone)
  */
 static void sweep_stacks(struct engine *e)
 {
-	int afd = bpf_map__fd(e->skel->maps.aggs);
 	int sfds[2] = {bpf_map__fd(e->skel->maps.stacks), bpf_map__fd(e->skel->maps.long_stacks)};
-	struct asz_agg_key ak, *aprev = NULL;
+	__u32 hi = aggs__hi(&e->aggs, e->skel);
 	struct idset used = {}, now = {}, gone = {};
 	__u64 key, *prev;
 	size_t deleted = 0, deep = 0;
 
-	while (bpf_map_get_next_key(afd, aprev, &ak) == 0) {
-		if (idset_add(&used, ak.stack_id))
+	/* every slot taken counts, retiring ones too (they may hold blocks) */
+	for (__u32 n = 0; n < hi; n++) {
+		struct asz_agg_key ak;
+
+		if (aggs__key(&e->aggs, n, &ak) && idset_add(&used, ak.stack_id))
 			goto cleanup;
-		aprev = &ak;
 	}
 	qsort(used.ids, used.nr, sizeof(*used.ids), cmp_u64);
 	for (int m = 0; m < 2; m++) {
@@ -1422,12 +1796,21 @@ void engine__forget(struct engine *e, const pid_t *pids, int n)
 	}
 	sorted = sorted_pids(pids, n);
 	if (sorted) {
-		forget_in(e->skel->maps.allocs, sizeof(struct asz_alloc_key), sorted, n);
-		forget_in(e->skel->maps.mappings, sizeof(struct asz_alloc_key), sorted, n);
-		forget_in(e->skel->maps.mapidx, sizeof(__u32), sorted, n);
-		forget_in(e->skel->maps.aggs, sizeof(struct asz_agg_key), sorted, n);
-		forget_in(e->skel->maps.vmas, sizeof(struct asz_vma_key), sorted, n);
-		forget_in(e->skel->maps.procs, sizeof(__u32), sorted, n);
+		forget_in(e->skel->maps.allocs, sizeof(struct asz_alloc_key), sorted, n, NULL);
+		forget_in(e->skel->maps.mappings, sizeof(struct asz_alloc_key), sorted, n, NULL);
+		forget_in(e->skel->maps.mapidx, sizeof(__u32), sorted, n, NULL);
+		forget_in(e->skel->maps.aggs, sizeof(struct asz_agg_key), sorted, n, &e->aggs);
+		forget_in(e->skel->maps.vmas, sizeof(struct asz_vma_key), sorted, n, NULL);
+		forget_in(e->skel->maps.procs, sizeof(__u32), sorted, n, NULL);
+		/* slots of theirs retiring already (out of the hash, blocks held) go too */
+		for (size_t r = 0; r < e->aggs.nr_retiring; r++) {
+			__u32 slot = e->aggs.retiring[r].slot;
+
+			if (key_of(&e->aggs.slots[slot].key.tgid, sorted, n))
+				e->aggs.state[slot] = SLOT_GONE;
+		}
+		aggs__reap(&e->aggs);
+		aggs__forget_procs(&e->aggs, sorted, n);
 		free(sorted);
 	}
 	for (i = j = 0; i < e->nr_targets; i++) {
@@ -1545,6 +1928,7 @@ void engine__close(struct engine *e)
 	bpf_link__destroy(e->tp_munmap);
 	ring_buffer__free(e->rb);
 	unwind__free(e->unwind);
+	aggs__close(&e->aggs);
 	asizeof_bpf__destroy(e->skel);
 	for (i = 0; i < e->stacks.cap; i++)
 		free(e->stacks.slot[i].st);

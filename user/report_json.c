@@ -92,6 +92,8 @@ static void write_proc(struct json_writer *w, const struct snap_proc *p)
 	json_writer__field_u64(w, "dropped", p->drops);
 	json_writer__field_s64(w, "mmap_bytes", p->mmap_bytes);
 	json_writer__field_s64(w, "mmap_regions", p->mmap_regions);
+	json_writer__field_u64(w, "retired_allocs", p->retired_allocs);
+	json_writer__field_u64(w, "retired_alloc_bytes", p->retired_alloc_bytes);
 	json_writer__field_string(w, "exe", p->exe);
 	json_writer__field_string(w, "cgroup", p->cgroup[0] ? p->cgroup : NULL);
 	json_writer__field_string(w, "container_id",

@@ -115,7 +115,7 @@ struct pprof_model {
 	__u64 sample_bytes;
 	__u32 mode_comment; /* string index: exact or sampled */
 	/* string indexes: what --min-size left out, the drop counters (0: none) */
-	__u32 min_size_comment, drops_comment;
+	__u32 min_size_comment, drops_comment, retired_comment;
 };
 
 /* ---------------------------------------------------------------- small tools */
@@ -735,7 +735,7 @@ int pprof_builder__build(struct pprof_builder *b, const struct snapshot *s,
 	if (s->sample_bytes)
 		snprintf(mode, sizeof(mode), "sampled: one allocated byte in %llu, values estimated",
 			 (unsigned long long)s->sample_bytes);
-	else if (s->min_size || lost)
+	else if (s->min_size || lost || s->drops[ASZ_DROP_AGGS_RETIRED])
 		snprintf(mode, sizeof(mode), "exact, except what the next comments say was not "
 			 "recorded");
 	else
@@ -751,6 +751,15 @@ int pprof_builder__build(struct pprof_builder *b, const struct snapshot *s,
 		if (i < 0)
 			goto cleanup;
 		bd.m->min_size_comment = i;
+	}
+	if (s->drops[ASZ_DROP_AGGS_RETIRED]) {
+		snprintf(mode, sizeof(mode), "alloc_* leave out %llu idle stacks retired for room "
+			 "(no block live: inuse_* exact)",
+			 (unsigned long long)s->drops[ASZ_DROP_AGGS_RETIRED]);
+		i = intern(&bd, mode);
+		if (i < 0)
+			goto cleanup;
+		bd.m->retired_comment = i;
 	}
 	/* the profile has no other place for what was lost: say it as the text report does */
 	strcpy(drops, "dropped: ");
@@ -940,7 +949,7 @@ int pprof_model__encode(const struct pprof_model *m, const struct pprof_encode_o
 	size_t nfunc = 0, nstr, packed_len;
 	__u32 main_pid = 0;
 	bool has_main = false;
-	int64_t comments[5];
+	int64_t comments[6]; /* version, mode, min-size, retired, dropped, --comment */
 	size_t ncomments = 0;
 	struct enc e = {};
 	int err = -ENOMEM;
@@ -1140,6 +1149,8 @@ int pprof_model__encode(const struct pprof_model *m, const struct pprof_encode_o
 	comments[ncomments++] = m->mode_comment;
 	if (m->min_size_comment)
 		comments[ncomments++] = m->min_size_comment;
+	if (m->retired_comment)
+		comments[ncomments++] = m->retired_comment;
 	if (m->drops_comment)
 		comments[ncomments++] = m->drops_comment;
 	if (o->comment)

@@ -44,6 +44,7 @@ static const char *const drop_names[ASZ_NR_DROPS] = {
 	[ASZ_DROP_EVENTS_LOST] = "events_lost",
 	[ASZ_DROP_PROCS_UNTRACED] = "procs_untraced",
 	[ASZ_DROP_MAPPINGS_UNINDEXED] = "mappings_unindexed",
+	[ASZ_DROP_AGGS_RETIRED] = "aggs_retired",
 };
 
 static const char *const sort_names[] = {
@@ -533,7 +534,8 @@ bool snapshot__drop_is_loss(int drop)
 {
 	return drop != ASZ_DROP_STACK_COLLISION && drop != ASZ_DROP_STACK_TRUNCATED &&
 	       drop != ASZ_DROP_STACK_INCOMPLETE && drop != ASZ_DROP_UNKNOWN_FREE &&
-	       drop != ASZ_DROP_MAPPINGS_UNINDEXED; /* still followed exactly, only slower */
+	       drop != ASZ_DROP_MAPPINGS_UNINDEXED && /* still followed exactly, only slower */
+	       drop != ASZ_DROP_AGGS_RETIRED;	      /* held no block: in its process's totals */
 }
 
 int snapshot__drops_text(const struct snapshot *s, char *buf, size_t size)

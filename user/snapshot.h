@@ -27,6 +27,11 @@ struct snap_proc {
 	__u64 life_alloc_bytes, life_allocs, life_frees;
 	__s64 mmap_bytes; /* anonymous mappings made directly by the program (not the heap's) */
 	__s64 mmap_regions;
+	/*
+	 * Of its image's heap aggregates retired when idle (--max-stacks pressure): counted here,
+	 * in no stack's figures (their frees as many as their allocations: no block was held).
+	 */
+	__u64 retired_allocs, retired_alloc_bytes;
 	/* NULL if unknown (the process was gone before we looked); a snapshot's own copy */
 	char *exe;
 	char cgroup[256]; /* cgroup v2 path, "" if unknown */

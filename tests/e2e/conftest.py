@@ -62,6 +62,7 @@ WORKLOAD_SOURCES = {
     "exit_on_probe": "exit_on_probe.c",
     "entry_points": "entry_points.c",
     "entry_cxx": "entry_cxx.cc",
+    "stack_churn": "stack_churn.c",
 }
 
 

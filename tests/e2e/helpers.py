@@ -435,8 +435,13 @@ def check_sites(rep, pid, sites, group=None):
 
 
 def check_proc_is_sum_of_stacks(rep, pid):
+    """A process's totals are its stacks' figures and what its retired aggregates had counted
+    (none unless --max-stacks pressure retired some: see test_retire)."""
     p = proc_of(rep, pid)
     s = sum_stacks(rep, pid)
+    s["allocs"] += p["retired_allocs"]
+    s["frees"] += p["retired_allocs"]
+    s["alloc_bytes"] += p["retired_alloc_bytes"]
     have = {k: p[k] for k in COUNT_KEYS}
     assert have == s, "pid %d: process totals %s != sum of its stacks %s" % (pid, have, s)
     m = sum_stacks(rep, pid, kind="mmap")
@@ -520,6 +525,8 @@ PROC_KEYS = {
     "alloc_rate",
     "free_rate",
     "unknown_frees",
+    "retired_allocs",
+    "retired_alloc_bytes",
 }
 STACK_KEYS = {
     "pid",
@@ -552,6 +559,7 @@ DROP_KEYS = {
     "stack_preempted",
     "events_lost",
     "mappings_unindexed",
+    "aggs_retired",
 }
 ALLOCATORS = {"malloc", "calloc", "realloc", "memalign", "posix_memalign", "valloc", "pvalloc"}
 MMAP_CALLS = {"mmap", "mremap"}

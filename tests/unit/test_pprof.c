@@ -361,9 +361,20 @@ Test(pprof, profile_says_what_was_not_counted)
 		  "%s", text);
 	perftools__profiles__profile__free_unpacked(p, NULL);
 
-	/* nothing lost, every size: no such comment */
+	/* idle stacks retired: their allocations are in no sample's alloc_* values */
 	memset(s->drops, 0, sizeof(s->drops));
 	s->min_size = 0;
+	s->drops[ASZ_DROP_AGGS_RETIRED] = 12;
+	p = write_profile(s, NULL);
+	comments_of(p, text, sizeof(text));
+	cr_assert_null(strstr(text, "every allocation counted"), "%s", text);
+	cr_assert(strstr(text, "alloc_* leave out 12 idle stacks retired for room (no block live: "
+			       "inuse_* exact)\n"), "%s", text);
+	cr_assert(strstr(text, "dropped: aggs_retired=12\n"), "%s", text);
+	perftools__profiles__profile__free_unpacked(p, NULL);
+
+	/* nothing lost, every size: no such comment */
+	memset(s->drops, 0, sizeof(s->drops));
 	p = write_profile(s, NULL);
 	comments_of(p, text, sizeof(text));
 	cr_assert_null(strstr(text, "dropped"), "%s", text);

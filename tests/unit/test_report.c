@@ -246,12 +246,12 @@ static const char expect_json[] =
 	"{\"pid\":100,\"comm\":\"app\",\"live_bytes\":3000,\"live_allocs\":3,\"growth_bytes\":2000,"
 	"\"alloc_bytes\":5000,\"allocs\":10,\"frees\":7,\"exited\":false,"
 	"\"growth_total_bytes\":2500,\"alloc_rate\":3,\"free_rate\":3,\"unknown_frees\":2,\"dropped\":0,"
-	"\"mmap_bytes\":0,\"mmap_regions\":0,\"exe\":null,\"cgroup\":null,"
+	"\"mmap_bytes\":0,\"mmap_regions\":0,\"retired_allocs\":0,\"retired_alloc_bytes\":0,\"exe\":null,\"cgroup\":null,"
 	"\"container_id\":null},"
 	"{\"pid\":200,\"comm\":null,\"live_bytes\":0,\"live_allocs\":0,\"growth_bytes\":0,"
 	"\"alloc_bytes\":64,\"allocs\":4,\"frees\":4,\"exited\":true,"
 	"\"growth_total_bytes\":0,\"alloc_rate\":2,\"free_rate\":2,\"unknown_frees\":0,\"dropped\":0,"
-	"\"mmap_bytes\":0,\"mmap_regions\":0,\"exe\":null,\"cgroup\":null,"
+	"\"mmap_bytes\":0,\"mmap_regions\":0,\"retired_allocs\":0,\"retired_alloc_bytes\":0,\"exe\":null,\"cgroup\":null,"
 	"\"container_id\":null}],"
 	"\"stacks\":["
 	"{\"pid\":100,\"comm\":\"app\",\"allocator\":\"malloc\",\"kind\":\"heap\",\"live_bytes\":2048,"
@@ -268,7 +268,7 @@ static const char expect_json[] =
 	"\"stacks_map_full\":5,\"stack_collisions\":0,\"stack_unresolved\":0,"
 	"\"stack_truncated\":0,\"thread_state_unavailable\":0,\"unknown_frees\":12,"
 	"\"missed_frees\":0,\"stack_incomplete\":0,\"unwind_table_full\":0,\"stack_preempted\":0,"
-	"\"events_lost\":0,\"procs_untraced\":0,\"mappings_unindexed\":0}}\n";
+	"\"events_lost\":0,\"procs_untraced\":0,\"mappings_unindexed\":0,\"aggs_retired\":0}}\n";
 
 Test(report_json, exact_output_without_symbolizer)
 {
@@ -315,7 +315,7 @@ Test(report_json, top_n_limits_stacks)
 	cr_assert_eq(count(out, "\"allocator\":\"calloc\""), 0);
 	/* Processes and drop counters are never cut. */
 	cr_assert_eq(count(out, "\"exited\":"), 2);
-	cr_assert_eq(count(out, "\"events_lost\":0,\"procs_untraced\":0,\"mappings_unindexed\":0}}\n"), 1);
+	cr_assert_eq(count(out, "\"events_lost\":0,\"procs_untraced\":0,\"mappings_unindexed\":0,\"aggs_retired\":0}}\n"), 1);
 	free(out);
 
 	o.top_n = 0; /* all */
@@ -348,7 +348,7 @@ Test(report_json, empty_snapshot)
 			      "\"stack_collisions\":0,\"stack_unresolved\":0,"
 			      "\"stack_truncated\":0,\"thread_state_unavailable\":0,"
 			      "\"unknown_frees\":0,\"missed_frees\":0,\"stack_incomplete\":0,\"unwind_table_full\":0,"
-			      "\"stack_preempted\":0,\"events_lost\":0,\"procs_untraced\":0,\"mappings_unindexed\":0}}\n");
+			      "\"stack_preempted\":0,\"events_lost\":0,\"procs_untraced\":0,\"mappings_unindexed\":0,\"aggs_retired\":0}}\n");
 	free(out);
 	snapshot__free(s);
 }
