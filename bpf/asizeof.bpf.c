@@ -112,6 +112,8 @@ struct {
 
 /* Slots never used start here (then the queue): user space reads slots below it. */
 __u64 agg_next = 0;
+/* Bumped by user space before it deletes stacks: stack ids remembered from before may be gone. */
+__u64 stacks_epoch = 0;
 const volatile __u32 nr_agg_slots = 1 << 16;
 
 struct {
@@ -332,27 +334,46 @@ static __always_inline struct asz_agg_val *agg_at(__u32 n)
 	return a ? &a->v : NULL;
 }
 
+/* agg_find()'s answer beside the slot number */
+#define AGG_NEW (1ull << 32)	   /* a new aggregate */
+#define AGG_NO_STACK (1ull << 33) /* ... under no stack: its stack was deleted meanwhile */
+#define AGG_NONE 0xffffffffull	   /* no slot left */
+
 /*
- * The slot of an aggregate, found or made; ~0 if no slot is left. Global (verified once, its key
- * in a frame of its own: the callers' frames are near the stack limit).
+ * The slot of an aggregate, found or made, with AGG_* flags; AGG_NONE if no slot is left. A new
+ * one's stack must still be there: user space deletes stacks no aggregate uses, and an id found
+ * at an allocator's entry can have gone by its return (the sweep wants it unused at two reports
+ * in a row: an allocation lasting that long). Global (verified once, its key in a frame of its
+ * own: the callers' frames are near the stack limit).
  */
-__noinline __u32 agg_find(__u32 tgid, __u32 gen, __u64 stack_id, __u32 allocator)
+__noinline __u64 agg_find(__u32 tgid, __u32 gen, __u64 stack_id, __u32 allocator)
 {
 	struct asz_agg_key key = {.tgid = tgid, .gen = gen, .stack_id = stack_id,
 				  .allocator = allocator};
+	__u64 flags = AGG_NEW;
 	__u32 *found = bpf_map_lookup_elem(&aggs, &key), n;
 	struct asz_agg_slot *a;
 	long err;
 
 	if (found)
 		return *found;
+	if (stack_id != ASZ_STACK_NONE &&
+	    !bpf_map_lookup_elem(stack_id & ASZ_STACK_LONG ? (void *)&long_stacks : (void *)&stacks,
+				 &stack_id)) {
+		count_drop(ASZ_DROP_STACK_SWEPT);
+		key.stack_id = ASZ_STACK_NONE;
+		flags |= AGG_NO_STACK;
+		found = bpf_map_lookup_elem(&aggs, &key);
+		if (found)
+			return *found | AGG_NO_STACK;
+	}
 	n = agg_slot_new();
 	a = bpf_map_lookup_elem(&agg_slots, &n);
 	if (!a)
-		return ~0u;
+		return AGG_NONE;
 	a->v = (struct asz_agg_val){};
 	a->key.gen = gen;
-	a->key.stack_id = stack_id;
+	a->key.stack_id = key.stack_id;
 	a->key.allocator = allocator;
 	a->key.pad = 0;
 	/* taken (user space reads slots as they are): tgid last */
@@ -360,14 +381,17 @@ __noinline __u32 agg_find(__u32 tgid, __u32 gen, __u64 stack_id, __u32 allocator
 	*(volatile __u32 *)&a->key.tgid = tgid;
 	err = bpf_map_update_elem(&aggs, &key, &n, BPF_NOEXIST);
 	if (err == 0)
-		return n;
-	/* another CPU made it meanwhile (or aggs is full): the slot was never seen, give it back */
+		return n | flags;
+	/*
+	 * Another CPU made it meanwhile (or aggs is full): the slot goes back (user space may have
+	 * read it, empty: it skips slots that counted nothing).
+	 */
 	*(volatile __u32 *)&a->key.tgid = 0;
 	bpf_map_push_elem(&agg_free, &n, 0);
 	if (err != -EEXIST)
-		return ~0u;
+		return AGG_NONE;
 	found = bpf_map_lookup_elem(&aggs, &key);
-	return found ? *found : ~0u;
+	return found ? *found | (flags & AGG_NO_STACK) : AGG_NONE;
 }
 
 /*
@@ -900,15 +924,19 @@ static __always_inline bool block_remove(__u32 tgid, __u64 addr, struct asz_allo
 	p = bpf_map_lookup_elem(&procs, &tgid);
 	/*
 	 * A block of an image the process has since exec'd away: already gone from the totals; or
-	 * of an exited process whose pid is another's now.
+	 * of an exited process whose pid is another's now; or of one forgotten (its slots freed).
 	 */
-	if (p && (p->gen != copy.gen || p->dead))
+	if (!p || p->gen != copy.gen || p->dead)
 		return false;
 	a = agg_at(copy.slot);
 	if (a) {
+		/*
+		 * live_allocs last: user space frees a retired slot once it reads no block live, and
+		 * nothing may write to it after that
+		 */
+		__sync_fetch_and_add(&a->frees, copy.count);
 		__sync_fetch_and_add(&a->live_bytes, -(__s64)copy.size);
 		__sync_fetch_and_add(&a->live_allocs, -(__s64)copy.count);
-		__sync_fetch_and_add(&a->frees, copy.count);
 	}
 	if (p)
 		proc_move(p, copy.allocator, -(__s64)copy.size, -(__s64)copy.count, false);
@@ -924,6 +952,7 @@ __noinline int block_restore(__u32 tgid, __u64 addr, const struct asz_tstate *ts
 	struct asz_alloc_val val = {};
 	struct asz_agg_val *a;
 	struct asz_proc_val *p = bpf_map_lookup_elem(&procs, &tgid);
+	__u64 r;
 
 	if (!ts)
 		return 0;
@@ -933,7 +962,10 @@ __noinline int block_restore(__u32 tgid, __u64 addr, const struct asz_tstate *ts
 	val.count = ts->old_count;
 	val.gen = ts->old_gen;
 	/* by its key: its slot may have been retired since (no block held it) */
-	val.slot = agg_find(tgid, ts->old_gen, ts->old_stack_id, ts->old_allocator);
+	r = agg_find(tgid, ts->old_gen, ts->old_stack_id, ts->old_allocator);
+	if (r & AGG_NO_STACK)
+		val.stack_id = ASZ_STACK_NONE;
+	val.slot = (__u32)r;
 	a = agg_at(val.slot);
 	if (!a) {
 		count_drop(ASZ_DROP_AGGS_FULL);
@@ -948,9 +980,15 @@ __noinline int block_restore(__u32 tgid, __u64 addr, const struct asz_tstate *ts
 	mapping_index(tgid, &key, &val);
 	__sync_fetch_and_add(&a->live_bytes, val.size);
 	__sync_fetch_and_add(&a->live_allocs, val.count);
-	__sync_fetch_and_add(&a->frees, -(__s64)val.count);
+	if (r & AGG_NEW) {
+		/* its aggregate was retired meanwhile: in the new one, freed and allocated again */
+		__sync_fetch_and_add(&a->alloc_bytes, val.size);
+		__sync_fetch_and_add(&a->allocs, val.count);
+	} else {
+		__sync_fetch_and_add(&a->frees, -(__s64)val.count);
+	}
 	if (p)
-		proc_move(p, val.allocator, val.size, val.count, false);
+		proc_move(p, val.allocator, val.size, val.count, r & AGG_NEW);
 	return 0;
 }
 
@@ -982,6 +1020,7 @@ __noinline int block_add(__u32 tgid, __u64 addr, __u64 size, __u64 stack_id, __u
 	struct asz_proc_val *p;
 	struct asz_agg_val *a;
 	long err;
+	__u64 r;
 
 	p = proc_get(tgid);
 	if (!p) {
@@ -989,7 +1028,10 @@ __noinline int block_add(__u32 tgid, __u64 addr, __u64 size, __u64 stack_id, __u
 		return 0;
 	}
 	val.gen = p->gen;
-	val.slot = agg_find(tgid, p->gen, stack_id, allocator);
+	r = agg_find(tgid, p->gen, stack_id, allocator);
+	if (r & AGG_NO_STACK)
+		val.stack_id = ASZ_STACK_NONE;
+	val.slot = (__u32)r;
 	a = agg_at(val.slot);
 	if (!a) {
 		count_drop(ASZ_DROP_AGGS_FULL);

@@ -62,7 +62,8 @@ enum asz_drop {
 	ASZ_DROP_PROCS_UNTRACED = 14, /* a process or exec'd image that could not be probed (user) */
 	ASZ_DROP_MAPPINGS_UNINDEXED = 15, /* a mapping not in its process's index: munmaps walk */
 	ASZ_DROP_AGGS_RETIRED = 16, /* idle aggregates retired to make room (user space): no loss */
-	ASZ_NR_DROPS = 17,
+	ASZ_DROP_STACK_SWEPT = 17, /* stack deleted as unused between entry and return: no stack */
+	ASZ_NR_DROPS = 18,
 };
 
 struct asz_alloc_key {

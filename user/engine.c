@@ -11,8 +11,10 @@
 #include <time.h>
 #include <unistd.h>
 #include <linux/magic.h>
+#include <linux/perf_event.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
+#include <sys/syscall.h>
 #include <sys/vfs.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -193,29 +195,74 @@ int engine__consume_events(struct engine *e, void (*fn)(const struct asz_event *
 	return n;
 }
 
-#define TRACEFS "/sys/kernel/tracing"
+/* The id of tracepoint CAT/NAME, read from a tracefs mount of our own; -errno. */
+static long tracepoint_id(const char *cat_name)
+{
+	char path[128], buf[32] = "";
+	int fs = -1, mnt = -1, fd = -1;
+	long id = -ENOENT;
+	ssize_t n;
+
+	fs = fsopen("tracefs", FSOPEN_CLOEXEC);
+	if (fs < 0 || fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0)) {
+		id = -errno;
+		goto cleanup;
+	}
+	/* attached nowhere: nobody else sees it, and it goes with its fd */
+	mnt = fsmount(fs, FSMOUNT_CLOEXEC, 0);
+	snprintf(path, sizeof(path), "events/%s/id", cat_name);
+	fd = mnt < 0 ? -1 : openat(mnt, path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		id = -errno;
+		goto cleanup;
+	}
+	n = read(fd, buf, sizeof(buf) - 1);
+	if (n > 0)
+		id = strtol(buf, NULL, 10);
+cleanup:
+	if (fd >= 0)
+		close(fd);
+	if (mnt >= 0)
+		close(mnt);
+	if (fs >= 0)
+		close(fs);
+	return id;
+}
 
 /*
- * A syscall tracepoint is found by its id in tracefs. Where tracefs is not mounted (a minimal VM
- * or container: systemd mounts it at boot elsewhere), it is mounted for the attach and unmounted
- * right after: the perf event stays attached without it.
+ * Attach prog to syscall tracepoint CAT/NAME. libbpf finds the tracepoint's id in tracefs where
+ * it is mounted (/sys/kernel/tracing, or under debugfs); where it is not (a minimal VM or a
+ * container: systemd mounts it at boot elsewhere), the id is read from a mount of our own and
+ * the perf event opened here. NULL with errno set on failure.
  */
-static struct bpf_link *attach_syscall_tp(struct bpf_program *prog)
+static struct bpf_link *attach_syscall_tp(struct bpf_program *prog, const char *cat_name)
 {
-	struct bpf_link *link;
-	bool mounted = false;
-	int err;
+	struct perf_event_attr attr = {.type = PERF_TYPE_TRACEPOINT, .size = sizeof(attr),
+				       .sample_period = 1, .wakeup_events = 1};
+	struct bpf_link *link = bpf_program__attach(prog);
+	long id;
+	int pfd, err;
 
-	if (access(TRACEFS "/events", F_OK) && access("/sys/kernel/debug/tracing/events", F_OK)) {
-		mounted = mount("nodev", TRACEFS, "tracefs", 0, NULL) == 0;
-		vlog("tracefs is not mounted: %s\n",
-		     mounted ? "mounted at " TRACEFS " for the attach" : strerror(errno));
+	if (link)
+		return link;
+	id = tracepoint_id(cat_name);
+	if (id < 0) {
+		vlog("tracepoint %s: no id from tracefs: %s\n", cat_name, strerror(-id));
+		errno = -id;
+		return NULL;
 	}
-	link = bpf_program__attach(prog);
-	err = errno;
-	if (mounted && umount2(TRACEFS, MNT_DETACH))
-		vlog("cannot unmount " TRACEFS ": %s\n", strerror(errno));
-	errno = err;
+	vlog("tracepoint %s: tracefs is not mounted: its id read from a mount of our own\n",
+	     cat_name);
+	attr.config = id;
+	pfd = syscall(__NR_perf_event_open, &attr, -1, 0, -1, PERF_FLAG_FD_CLOEXEC);
+	if (pfd < 0)
+		return NULL;
+	link = bpf_program__attach_perf_event(prog, pfd); /* the link owns pfd */
+	if (!link) {
+		err = errno;
+		close(pfd);
+		errno = err;
+	}
 	return link;
 }
 
@@ -369,7 +416,8 @@ int engine__open(struct engine **out, const struct engine_opts *o)
 		goto cleanup;
 	}
 	/* munmap by its syscall where the kernel can (no trap); else libc's munmap is probed */
-	e->tp_munmap = attach_syscall_tp(e->skel->progs.munmap_syscall);
+	e->tp_munmap =
+		attach_syscall_tp(e->skel->progs.munmap_syscall, "syscalls/sys_enter_munmap");
 	if (e->tp_munmap)
 		vlog("munmap: followed by its syscall tracepoint\n");
 	else
@@ -1261,23 +1309,38 @@ static void aggs__free(struct aggs *a, __u32 n)
 }
 
 /*
+ * Return once every BPF program running now has returned: the kernel waits for an RCU grace
+ * period after each update of an array of maps (our programs are not sleepable: they run under
+ * rcu_read_lock). 0 or -errno.
+ */
+static int aggs__wait_programs(struct aggs *a)
+{
+	__u32 zero = 0;
+
+	int err = 0;
+
+	if (bpf_map_update_elem(a->gp_fd, &zero, &a->gp_inner_fd, 0)) {
+		err = -errno;
+		vlog("cannot wait for running programs: %s\n", strerror(-err));
+	}
+	return err;
+}
+
+/*
  * Free the retiring slots no program can reach any more: those whose key went before one wait for
  * the running programs (an RCU grace period, ~10-30 ms), and that no block holds (their blocks'
  * frees reach them by number) or whose blocks are stale.
  */
 static void aggs__reap(struct aggs *a)
 {
-	__u32 zero = 0;
 	size_t i, j;
 	bool wait = false;
 
 	for (i = 0; i < a->nr_retiring; i++)
 		wait |= !a->retiring[i].waited;
 	if (wait) {
-		if (bpf_map_update_elem(a->gp_fd, &zero, &a->gp_inner_fd, 0)) {
-			vlog("cannot wait for running programs: %s\n", strerror(errno));
+		if (aggs__wait_programs(a))
 			return; /* next time */
-		}
 		for (i = 0; i < a->nr_retiring; i++)
 			a->retiring[i].waited = true;
 	}
@@ -1408,6 +1471,9 @@ static int collect_stacks(struct engine *e, struct snapshot *s, const struct gen
 			gone++;
 			continue;
 		}
+		/* one being given back, or made for a block that did not fit in allocs: nothing */
+		if (!v.live_allocs && !v.live_bytes && !v.alloc_bytes && !v.allocs && !v.frees)
+			continue;
 		if (a->state[n] == SLOT_RETIRING) {
 			if (!(nr_orphans & (nr_orphans + 1))) {
 				void *p = realloc(orphans, (2 * nr_orphans + 1) * sizeof(*orphans));
@@ -1744,9 +1810,9 @@ static void sweep_stacks(struct engine *e)
 {
 	int sfds[2] = {bpf_map__fd(e->skel->maps.stacks), bpf_map__fd(e->skel->maps.long_stacks)};
 	__u32 hi = aggs__hi(&e->aggs, e->skel);
-	struct idset used = {}, now = {}, gone = {};
+	struct idset used = {}, now = {}, gone = {}, again = {};
 	__u64 key, *prev;
-	size_t deleted = 0, deep = 0;
+	size_t deleted = 0, deep = 0, kept;
 
 	/* every slot taken counts, retiring ones too (they may hold blocks) */
 	for (__u32 n = 0; n < hi; n++) {
@@ -1762,15 +1828,39 @@ static void sweep_stacks(struct engine *e)
 			    idset_add(idset_has(&e->unreferenced, key) ? &gone : &now, key))
 				goto cleanup;
 	}
+	if (gone.nr) {
+		/*
+		 * An id the DWARF unwinder remembers from the last stack on a CPU is used without a
+		 * lookup: from the new epoch on, it is looked up again (once the programs that read
+		 * the old one have returned). Slots made meanwhile are read again.
+		 */
+		qsort(gone.ids, gone.nr, sizeof(*gone.ids), cmp_u64);
+		__atomic_add_fetch(&e->skel->bss->stacks_epoch, 1, __ATOMIC_SEQ_CST);
+		if (aggs__wait_programs(&e->aggs))
+			goto cleanup; /* next time */
+		hi = aggs__hi(&e->aggs, e->skel);
+		for (__u32 n = 0; n < hi; n++) {
+			struct asz_agg_key ak;
+
+			if (aggs__key(&e->aggs, n, &ak) && idset_has(&gone, ak.stack_id) &&
+			    idset_add(&again, ak.stack_id))
+				goto cleanup;
+		}
+		qsort(again.ids, again.nr, sizeof(*again.ids), cmp_u64);
+	}
+	kept = 0;
 	for (size_t i = 0; i < gone.nr; i++) {
 		bool is_long = gone.ids[i] & ASZ_STACK_LONG;
 
+		if (idset_has(&again, gone.ids[i]))
+			continue; /* used again: stays */
+		gone.ids[kept++] = gone.ids[i];
 		if (bpf_map_delete_elem(sfds[is_long], &gone.ids[i]) == 0) {
 			deleted++;
 			deep += is_long;
 		}
 	}
-	qsort(gone.ids, gone.nr, sizeof(*gone.ids), cmp_u64);
+	gone.nr = kept;
 	cache_drop(&e->stacks, &gone);
 	qsort(now.ids, now.nr, sizeof(*now.ids), cmp_u64);
 	free(e->unreferenced.ids);
@@ -1782,6 +1872,7 @@ cleanup:
 	free(used.ids);
 	free(now.ids);
 	free(gone.ids);
+	free(again.ids);
 }
 
 void engine__forget(struct engine *e, const pid_t *pids, int n)

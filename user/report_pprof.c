@@ -713,7 +713,7 @@ int pprof_builder__build(struct pprof_builder *b, const struct snapshot *s,
 			 struct symbolizer *sym, struct pprof_model **out)
 {
 	struct build bd = {.b = b, .sym = sym, .page = sysconf(_SC_PAGESIZE)};
-	char mode[96], drops[SNAPSHOT_DROPS_TEXT];
+	char mode[128], drops[SNAPSHOT_DROPS_TEXT];
 	bool lost = false;
 	long i;
 	int err = -ENOMEM;

@@ -45,6 +45,7 @@ static const char *const drop_names[ASZ_NR_DROPS] = {
 	[ASZ_DROP_PROCS_UNTRACED] = "procs_untraced",
 	[ASZ_DROP_MAPPINGS_UNINDEXED] = "mappings_unindexed",
 	[ASZ_DROP_AGGS_RETIRED] = "aggs_retired",
+	[ASZ_DROP_STACK_SWEPT] = "stack_swept",
 };
 
 static const char *const sort_names[] = {

@@ -32,6 +32,7 @@ MUST_BE_ZERO_DROPS = (
     "stack_preempted",
     "events_lost",
     "procs_untraced",
+    "stack_swept",
 )
 
 # Generous: these bound waits on events that normally take milliseconds.
@@ -560,6 +561,7 @@ DROP_KEYS = {
     "events_lost",
     "mappings_unindexed",
     "aggs_retired",
+    "stack_swept",
 }
 ALLOCATORS = {"malloc", "calloc", "realloc", "memalign", "posix_memalign", "valloc", "pvalloc"}
 MMAP_CALLS = {"mmap", "mremap"}

@@ -268,7 +268,7 @@ static const char expect_json[] =
 	"\"stacks_map_full\":5,\"stack_collisions\":0,\"stack_unresolved\":0,"
 	"\"stack_truncated\":0,\"thread_state_unavailable\":0,\"unknown_frees\":12,"
 	"\"missed_frees\":0,\"stack_incomplete\":0,\"unwind_table_full\":0,\"stack_preempted\":0,"
-	"\"events_lost\":0,\"procs_untraced\":0,\"mappings_unindexed\":0,\"aggs_retired\":0}}\n";
+	"\"events_lost\":0,\"procs_untraced\":0,\"mappings_unindexed\":0,\"aggs_retired\":0,\"stack_swept\":0}}\n";
 
 Test(report_json, exact_output_without_symbolizer)
 {
@@ -315,7 +315,7 @@ Test(report_json, top_n_limits_stacks)
 	cr_assert_eq(count(out, "\"allocator\":\"calloc\""), 0);
 	/* Processes and drop counters are never cut. */
 	cr_assert_eq(count(out, "\"exited\":"), 2);
-	cr_assert_eq(count(out, "\"events_lost\":0,\"procs_untraced\":0,\"mappings_unindexed\":0,\"aggs_retired\":0}}\n"), 1);
+	cr_assert_eq(count(out, "\"events_lost\":0,\"procs_untraced\":0,\"mappings_unindexed\":0,\"aggs_retired\":0,\"stack_swept\":0}}\n"), 1);
 	free(out);
 
 	o.top_n = 0; /* all */
@@ -348,7 +348,7 @@ Test(report_json, empty_snapshot)
 			      "\"stack_collisions\":0,\"stack_unresolved\":0,"
 			      "\"stack_truncated\":0,\"thread_state_unavailable\":0,"
 			      "\"unknown_frees\":0,\"missed_frees\":0,\"stack_incomplete\":0,\"unwind_table_full\":0,"
-			      "\"stack_preempted\":0,\"events_lost\":0,\"procs_untraced\":0,\"mappings_unindexed\":0,\"aggs_retired\":0}}\n");
+			      "\"stack_preempted\":0,\"events_lost\":0,\"procs_untraced\":0,\"mappings_unindexed\":0,\"aggs_retired\":0,\"stack_swept\":0}}\n");
 	free(out);
 	snapshot__free(s);
 }

@@ -521,7 +521,7 @@ Test(snapshot, drop_names)
 		"thread_state_unavailable", "unknown_frees", "missed_frees",
 		"stack_incomplete", "unwind_table_full", "stack_preempted", "events_lost",
 		"procs_untraced",
-		"mappings_unindexed", "aggs_retired",
+		"mappings_unindexed", "aggs_retired", "stack_swept",
 	};
 	int i;
 

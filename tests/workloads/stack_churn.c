@@ -10,6 +10,9 @@
  *   storm T S     T threads for S seconds on paths of a moving window (see storm_thread()), each
  *                 path keeping its last block, then all freed but the held ones; "stormed N"
  *                 (allocations made)
+ *   keep A B      at each path A..B-1 one malloc(48) kept (the path's last one freed); "kept"
+ *   pin           run on the first CPU allowed from now on (the unwinder's per-CPU memory of
+ *                 the last stack is met again); "pinned"
  *   expect        prints the expectation: {"pid":P,"held_bytes":..,"held_allocs":..,
  *                 "allocs":..,"alloc_bytes":..} (the process's allocations since "ready")
  *   quit          exits
@@ -18,6 +21,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +37,7 @@
 void *volatile held[HOLD], *volatile sink;
 void *volatile kept[PATHS];
 static unsigned long churned, stormed;
+static unsigned int kept_now; /* blocks kept by "keep" */
 static int holding;
 
 static void say(const char *s)
@@ -155,6 +160,7 @@ static void storm(int threads, double secs)
 		free(kept[i]);
 		kept[i] = NULL;
 	}
+	kept_now = 0;
 }
 
 int main(void)
@@ -190,6 +196,25 @@ int main(void)
 				churned++;
 			}
 			say("done\n");
+		} else if (sscanf(line, "keep %u %u", &a, &b) == 2) {
+			for (unsigned int p = a; p < b && p < PATHS; p++) {
+				kept_now += !kept[p];
+				step(p, 0, (int)p);
+				churned++;
+			}
+			say("kept\n");
+		} else if (!strcmp(line, "pin")) {
+			cpu_set_t set;
+
+			sched_getaffinity(0, sizeof(set), &set);
+			for (int c = 0; c < CPU_SETSIZE; c++) {
+				if (CPU_ISSET(c, &set)) {
+					CPU_ZERO(&set);
+					CPU_SET(c, &set);
+					break;
+				}
+			}
+			say(sched_setaffinity(0, sizeof(set), &set) ? "pin failed\n" : "pinned\n");
 		} else if (sscanf(line, "storm %d %lf", &threads, &secs) == 2) {
 			storm(threads, secs);
 			snprintf(out, sizeof(out), "stormed %lu\n", stormed);
@@ -199,8 +224,9 @@ int main(void)
 
 			snprintf(out, sizeof(out),
 				 "{\"pid\":%d,\"held_bytes\":%d,\"held_allocs\":%d,\"allocs\":%lu,"
-				 "\"alloc_bytes\":%lu}\n",
+				 "\"kept\":%u,\"alloc_bytes\":%lu}\n",
 				 getpid(), holding ? HOLD * HOLD_SIZE : 0, holding ? HOLD : 0, allocs,
+				 kept_now,
 				 (churned + stormed) * LEAF_SIZE + (holding ? HOLD * HOLD_SIZE : 0));
 			say(out);
 		} else if (!strcmp(line, "quit")) {
