@@ -395,6 +395,20 @@ __noinline __u64 agg_find(__u32 tgid, __u32 gen, __u64 stack_id, __u32 allocator
 }
 
 /*
+ * The aggregate a new (or restored) block v of tgid counts in, found or made: its slot into v
+ * (and no stack, if its stack went meanwhile); agg_find()'s answer in *r. NULL: no slot left.
+ */
+static __always_inline struct asz_agg_val *agg_of_block(__u32 tgid, struct asz_alloc_val *v,
+							__u64 *r)
+{
+	*r = agg_find(tgid, v->gen, v->stack_id, v->allocator);
+	if (*r & AGG_NO_STACK)
+		v->stack_id = ASZ_STACK_NONE;
+	v->slot = (__u32)*r;
+	return agg_at(v->slot);
+}
+
+/*
  * Does a stack kept in a map equal st? kept: a struct asz_stack, or its first bytes (the
  * frames up to max).
  */
@@ -962,11 +976,7 @@ __noinline int block_restore(__u32 tgid, __u64 addr, const struct asz_tstate *ts
 	val.count = ts->old_count;
 	val.gen = ts->old_gen;
 	/* by its key: its slot may have been retired since (no block held it) */
-	r = agg_find(tgid, ts->old_gen, ts->old_stack_id, ts->old_allocator);
-	if (r & AGG_NO_STACK)
-		val.stack_id = ASZ_STACK_NONE;
-	val.slot = (__u32)r;
-	a = agg_at(val.slot);
+	a = agg_of_block(tgid, &val, &r);
 	if (!a) {
 		count_drop(ASZ_DROP_AGGS_FULL);
 		if (p)
@@ -1028,11 +1038,7 @@ __noinline int block_add(__u32 tgid, __u64 addr, __u64 size, __u64 stack_id, __u
 		return 0;
 	}
 	val.gen = p->gen;
-	r = agg_find(tgid, p->gen, stack_id, allocator);
-	if (r & AGG_NO_STACK)
-		val.stack_id = ASZ_STACK_NONE;
-	val.slot = (__u32)r;
-	a = agg_at(val.slot);
+	a = agg_of_block(tgid, &val, &r);
 	if (!a) {
 		count_drop(ASZ_DROP_AGGS_FULL);
 		__sync_fetch_and_add(&p->drops, 1);
