@@ -7,6 +7,8 @@
  * Built with -DPATHS=B each pair is made B calls deeper, through walk_a or walk_b by bit of the
  * pair's number (outermost by the highest bit, so consecutive stacks share their outer frames):
  * 2^B distinct stacks, the way a large program's call sites are many and share their callers.
+ * Built with -DLARGE=N each block is N to N+4095 bytes and none is kept: run with
+ * MALLOC_MMAP_THRESHOLD_ below N, each pair is glibc's mmap path (an mmap and an munmap).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +33,10 @@ static double now_ns(void)
 
 #ifndef PATHS
 #define PATHS 0
+#endif
+
+#ifndef LARGE
+#define LARGE 0
 #endif
 
 static void run(long pairs);
@@ -73,11 +79,11 @@ static long nk;
 /* One malloc+free pair; one block in 16 kept. */
 static inline __attribute__((always_inline)) void pair(long i)
 {
-	size_t size = 16 + (i * 7919) % 4096;
+	size_t size = (LARGE ? LARGE : 16) + (i * 7919) % 4096;
 	void *p = malloc(size);
 
 	sink = p;
-	if ((i & 15) == 0 && nk < (long)(sizeof(kept) / sizeof(kept[0])))
+	if (!LARGE && (i & 15) == 0 && nk < (long)(sizeof(kept) / sizeof(kept[0])))
 		kept[nk++] = p;
 	else
 		free(p);

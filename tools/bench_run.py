@@ -14,13 +14,15 @@ bench_alloc built -DPATHS=PATHS with frame pointers (2^PATHS distinct stacks tha
 outer frames, as a large program's do), where --unwind fp gets the same complete stacks: what
 DWARF unwinding itself costs, apart from having complete stacks at all. And bench_alloc under
 jemalloc and tcmalloc (LD_PRELOAD, where installed): untraced, full mode and its floor, as their
-entry points are probed where the prologue decoder put them.
+entry points are probed where the prologue decoder put them. And bench_alloc built -DLARGE
+(blocks from glibc's mmap path: the mmap and munmap probes, which a single-stepped first
+instruction makes ~10x dearer, show here and nowhere else).
 
 Environment (defaults in brackets): ROUNDS [9], PAIRS [200000], CC1_FUNCS [40], STACKS [10000],
 HOLD [10] seconds of the CPU/RSS run, DEEP [24] extra frames of bench_alloc_deep, PATHS [13]
 levels of bench_alloc_paths, BPF_ROUNDS [3, at most ROUNDS] interleaved runs of each BPF run-time
 figure (cc1's is noisy: 9 or more to trust its sign), SAMPLE_BYTES
-[524288], QUIET_WAIT [120] seconds to wait for another profiler's uprobes to go away mid-run,
+[524288], LARGE [262144] bytes and LARGE_PAIRS [20000] of bench_alloc_large, QUIET_WAIT [120] seconds to wait for another profiler's uprobes to go away mid-run,
 BENCH_DIR [build/bench].
 """
 
@@ -74,6 +76,10 @@ LIBS = [(name, path) for name, path in (("jemalloc", "/usr/lib/x86_64-linux-gnu/
         if os.path.exists(path)]
 LIB_CONFIGS = ("untraced", "full", "floor")
 PAIRS = env_int("PAIRS", 200000, 100)
+# bench_alloc -DLARGE: blocks of LARGE bytes and more, each from glibc's mmap path
+LARGE = env_int("LARGE", 262144, 16384)
+LARGE_PAIRS = env_int("LARGE_PAIRS", 20000, 100)
+LARGE_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072"}  # fixed: no dynamic threshold to outgrow
 CC1_FUNCS = env_int("CC1_FUNCS", 40)
 STACKS = env_int("STACKS", 10000)
 HOLD = env_int("HOLD", 10)
@@ -456,6 +462,7 @@ class Bench:
         self.alloc = OUT / "bench_alloc"
         self.deep = OUT / "bench_alloc_deep"
         self.paths = OUT / "bench_alloc_paths"
+        self.large = OUT / "bench_alloc_large"
         self.stacks = OUT / "bench_stacks"
         self.stacks_nog = OUT / "bench_stacks_nog"
         self.cc1 = None
@@ -471,6 +478,9 @@ class Bench:
         if wl in ("alloc", "deep"):
             cmd = [self.alloc if wl == "alloc" else self.deep, PAIRS]
             parse = parse_pair
+        elif wl == "large":
+            cmd, parse = [self.large, LARGE_PAIRS], parse_pair
+            env = dict(os.environ, **LARGE_ENV)
         elif wl in dict(LIBS):
             # the profiler resolves the command's libraries with the environment it is given
             cmd, parse = [self.alloc, PAIRS], parse_pair
@@ -1062,6 +1072,7 @@ def main():
     ok = build(b.alloc, "tools/bench_alloc.c", ["-O2"])
     ok &= build(b.deep, "tools/bench_alloc.c", ["-O2", "-DDEPTH=%d" % DEEP])
     ok &= build(b.paths, "tools/bench_alloc.c", ["-O2", "-DPATHS=%d" % PATHS, "-fno-omit-frame-pointer"])
+    ok &= build(b.large, "tools/bench_alloc.c", ["-O2", "-DLARGE=%d" % LARGE])
     ok &= build(b.stacks, "tools/bench_stacks.c", ["-O0", "-g", "-fno-omit-frame-pointer"])
     ok &= build(b.stacks_nog, "tools/bench_stacks.c", ["-O0", "-fno-omit-frame-pointer"])
     if not ok:
@@ -1078,12 +1089,12 @@ def main():
     print("\n".join(head), flush=True)
 
     libs = [name for name, _ in LIBS]
-    res = {wl: {c.key: [] for c in cs} for wl in ("alloc", "cc1", "deep", *libs)}
+    res = {wl: {c.key: [] for c in cs} for wl in ("alloc", "cc1", "deep", "large", *libs)}
     for r in range(ROUNDS):
-        for wl in ("alloc", "deep", "cc1", *libs):
+        for wl in ("alloc", "deep", "cc1", "large", *libs):
             for c in cs:
                 if c.na or (wl == "deep" and c.key not in DEEP_CONFIGS) or \
-                        (wl in libs and c.key not in LIB_CONFIGS):
+                        (wl in (*libs, "large") and c.key not in LIB_CONFIGS):
                     continue
                 res[wl][c.key].append(b.measure_clean(wl, c))
         print("bench: round %d/%d done (%.0f s)" % (r + 1, ROUNDS, time.monotonic() - t_start), file=sys.stderr,
@@ -1098,6 +1109,11 @@ def main():
         table("1b. bench_alloc under %s (LD_PRELOAD=%s), ns per pair" % (name, os.path.basename(path)),
               "%.1f", [c for c in cs if c.key in LIB_CONFIGS], res[name], lines)
         lines.append("")
+    table("1c. bench_alloc -DLARGE=%d: %d malloc+free pairs of %d-%d bytes, each an mmap and an munmap\n"
+          "    (MALLOC_MMAP_THRESHOLD_=%s), ns per pair" % (LARGE, LARGE_PAIRS, LARGE, LARGE + 4095,
+                                                          LARGE_ENV["MALLOC_MMAP_THRESHOLD_"]),
+          "%.1f", [c for c in cs if c.key in LIB_CONFIGS], res["large"], lines)
+    lines.append("")
     counts = ""
     if b.cc1_counts:
         counts = ", %d allocations + %d frees of non-NULL" % b.cc1_counts

@@ -51,6 +51,12 @@ struct stack_cache {
 	size_t cap, nr;
 };
 
+/* Stack ids sorted, for membership tests. */
+struct idset {
+	__u64 *ids;
+	size_t nr, cap;
+};
+
 /*
  * The aggregates' slots (struct asz_agg_slot), mapped in place. A slot user space retires (its
  * key out of the aggs hash) is freed for reuse once no program can hold it and no block does.
@@ -74,7 +80,8 @@ struct retired_proc {
 
 struct aggs {
 	struct asz_agg_slot *slots;
-	size_t map_len;
+	size_t map_len, full_len; /* mapped (the slots in use, rounded up), and the whole array */
+	int slots_fd;
 	__u32 nr;	/* slots */
 	__u8 *state;	/* SLOT_* per slot */
 	__u64 *seen;	/* allocs + frees + 1 of each slot at the last collect (0: not seen) */
@@ -84,17 +91,13 @@ struct aggs {
 	int hash_fd, free_fd;
 	int gp_fd, gp_inner_fd; /* an array of maps: each update waits for running programs */
 	__u64 retired;		/* idle aggregates retired (ASZ_DROP_AGGS_RETIRED) */
+	struct idset freed_stacks; /* stacks of slots freed since the last sweep: to look at */
 	struct retired_proc *procs; /* what their heap aggregates had counted, sorted by pid */
 	size_t nr_procs, cap_procs;
 	__u32 used;		/* slots in use at the last collect */
 	__u32 stacks_used[2];	/* short and long stacks its aggregates used */
 };
 
-/* Stack ids sorted, for membership tests. */
-struct idset {
-	__u64 *ids;
-	size_t nr, cap;
-};
 
 struct engine {
 	struct asizeof_bpf *skel;
@@ -131,6 +134,7 @@ struct engine {
 
 static int aggs__open(struct aggs *a, struct asizeof_bpf *skel, __u32 nr);
 static int cmp_pid(const void *a, const void *b);
+static int idset_add(struct idset *s, __u64 id);
 static struct retired_proc *aggs__retired_of(const struct aggs *a, __u32 pid);
 static void aggs__close(struct aggs *a);
 
@@ -1108,28 +1112,50 @@ static enum agg_age agg_age(const struct gens *g, const struct asz_agg_key *k)
 	return d == 0 ? AGG_CURRENT : d < 0 ? AGG_STALE : AGG_NEWER;
 }
 
-static void sweep_stacks(struct engine *e);
+static void sweep_stacks(struct engine *e, bool all);
+
+/*
+ * Map at least the first hi slots: the mapping grows with the slots in use (all of the array
+ * mapped would put its every page in our RSS: 16 MiB by default).
+ */
+static int aggs__map(struct aggs *a, __u32 hi)
+{
+	size_t len = a->map_len ? a->map_len : 1 << 20;
+	void *p;
+
+	if (a->map_len && (size_t)hi * sizeof(*a->slots) <= a->map_len)
+		return 0;
+	while (len < (size_t)hi * sizeof(*a->slots))
+		len *= 2;
+	if (len > a->full_len)
+		len = a->full_len;
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, a->slots_fd, 0);
+	if (p == MAP_FAILED) {
+		elog("cannot map the aggregates: %s\n", strerror(errno));
+		return -errno;
+	}
+	if (a->slots)
+		munmap(a->slots, a->map_len);
+	a->slots = p;
+	a->map_len = len;
+	return 0;
+}
 
 static int aggs__open(struct aggs *a, struct asizeof_bpf *skel, __u32 nr)
 {
 	LIBBPF_OPTS(bpf_map_create_opts, opts);
 	long page = sysconf(_SC_PAGESIZE);
-	void *p;
 	int err;
 
 	a->nr = nr;
 	a->hash_fd = bpf_map__fd(skel->maps.aggs);
 	a->free_fd = bpf_map__fd(skel->maps.agg_free);
+	a->slots_fd = bpf_map__fd(skel->maps.agg_slots);
 	a->gp_fd = a->gp_inner_fd = -1;
-	a->map_len = ((size_t)nr * sizeof(*a->slots) + page - 1) / page * page;
-	p = mmap(NULL, a->map_len, PROT_READ | PROT_WRITE, MAP_SHARED,
-		 bpf_map__fd(skel->maps.agg_slots), 0);
-	if (p == MAP_FAILED) {
-		err = -errno;
-		elog("cannot map the aggregates: %s\n", strerror(errno));
+	a->full_len = ((size_t)nr * sizeof(*a->slots) + page - 1) / page * page;
+	err = aggs__map(a, 1);
+	if (err)
 		return err;
-	}
-	a->slots = p;
 	a->state = calloc(nr, sizeof(*a->state));
 	a->seen = calloc(nr, sizeof(*a->seen));
 	a->idle = calloc(nr, sizeof(*a->idle));
@@ -1161,14 +1187,19 @@ static void aggs__close(struct aggs *a)
 	free(a->idle);
 	free(a->retiring);
 	free(a->procs);
+	free(a->freed_stacks.ids);
 }
 
-/* Slots BPF has handed out so far (the others were never used). */
-static __u32 aggs__hi(const struct aggs *a, const struct asizeof_bpf *skel)
+/* Slots BPF has handed out so far (the others were never used), mapped; fewer if they cannot be. */
+static __u32 aggs__hi(struct aggs *a, const struct asizeof_bpf *skel)
 {
 	__u64 hi = __atomic_load_n(&skel->bss->agg_next, __ATOMIC_ACQUIRE);
 
-	return hi < a->nr ? hi : a->nr;
+	if (hi > a->nr)
+		hi = a->nr;
+	if (aggs__map(a, hi))
+		hi = a->map_len / sizeof(*a->slots);
+	return hi;
 }
 
 /* Slot n's key; false if the slot is free. */
@@ -1300,6 +1331,10 @@ static void aggs__forget_procs(struct aggs *a, const pid_t *pids, int n)
 
 static void aggs__free(struct aggs *a, __u32 n)
 {
+	__u64 id = a->slots[n].key.stack_id;
+
+	if (id != ASZ_STACK_NONE)
+		idset_add(&a->freed_stacks, id); /* (out of memory: left to a whole sweep) */
 	__atomic_store_n(&a->slots[n].key.tgid, 0, __ATOMIC_RELEASE);
 	a->state[n] = SLOT_USED;
 	a->seen[n] = 0;
@@ -1507,7 +1542,7 @@ static int collect_stacks(struct engine *e, struct snapshot *s, const struct gen
 	aggs__reap(a);
 	if (e->sweeps_due && !e->system_wide) {
 		e->sweeps_due--;
-		sweep_stacks(e);
+		sweep_stacks(e, false);
 	}
 	return err;
 }
@@ -1802,11 +1837,14 @@ static void cache_drop(struct stack_cache *c, const struct idset *gone)
 }
 
 /*
- * Delete stacks no aggregate refers to any more (their processes are gone). The BPF side
- * interns a stack at an allocator's entry and creates its aggregate at the return, so a stack
- * is deleted only if it was unreferenced at the previous sweep too.
+ * Delete stacks no aggregate refers to any more (their processes are gone, their aggregates
+ * retired). The BPF side interns a stack at an allocator's entry and creates its aggregate at
+ * the return, so a stack is deleted only if it was unreferenced at the previous sweep too. all:
+ * every stack in the maps (a walk of both, a syscall a stack: system-wide, and when targets
+ * go); else only those of slots freed since (retired, exec'd away) and those left unreferenced
+ * by the last sweep.
  */
-static void sweep_stacks(struct engine *e)
+static void sweep_stacks(struct engine *e, bool all)
 {
 	int sfds[2] = {bpf_map__fd(e->skel->maps.stacks), bpf_map__fd(e->skel->maps.long_stacks)};
 	__u32 hi = aggs__hi(&e->aggs, e->skel);
@@ -1822,12 +1860,28 @@ static void sweep_stacks(struct engine *e)
 			goto cleanup;
 	}
 	qsort(used.ids, used.nr, sizeof(*used.ids), cmp_u64);
-	for (int m = 0; m < 2; m++) {
+	for (int m = 0; m < 2 && all; m++) {
 		for (prev = NULL; bpf_map_get_next_key(sfds[m], prev, &key) == 0; prev = &key)
 			if (!idset_has(&used, key) &&
 			    idset_add(idset_has(&e->unreferenced, key) ? &gone : &now, key))
 				goto cleanup;
 	}
+	if (!all) {
+		struct idset *cand[2] = {&e->aggs.freed_stacks, &e->unreferenced};
+
+		qsort(cand[0]->ids, cand[0]->nr, sizeof(__u64), cmp_u64);
+		for (int c = 0; c < 2; c++) {
+			for (size_t i = 0; i < cand[c]->nr; i++) {
+				key = cand[c]->ids[i];
+				if ((i && key == cand[c]->ids[i - 1]) || idset_has(&used, key) ||
+				    (c == 1 && idset_has(cand[0], key)))
+					continue; /* (once each) */
+				if (idset_add(c == 1 ? &gone : &now, key))
+					goto cleanup;
+			}
+		}
+	}
+	e->aggs.freed_stacks.nr = 0;
 	if (gone.nr) {
 		/*
 		 * An id the DWARF unwinder remembers from the last stack on a CPU is used without a
@@ -1882,7 +1936,7 @@ void engine__forget(struct engine *e, const pid_t *pids, int n)
 
 	/* sweep even without new deaths: the second phase of the previous sweep */
 	if (n <= 0) {
-		sweep_stacks(e);
+		sweep_stacks(e, true);
 		return;
 	}
 	sorted = sorted_pids(pids, n);
@@ -1915,7 +1969,7 @@ void engine__forget(struct engine *e, const pid_t *pids, int n)
 			e->targets[j++] = e->targets[i];
 	}
 	e->nr_targets = j;
-	sweep_stacks(e);
+	sweep_stacks(e, true);
 }
 
 static __u64 fdinfo_memlock(int fd)

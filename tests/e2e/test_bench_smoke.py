@@ -15,7 +15,7 @@ import helpers
 from helpers import REPO
 
 STACKS = 40
-ENV = {"ROUNDS": "1", "PAIRS": "2000", "CC1_FUNCS": "1", "STACKS": str(STACKS), "HOLD": "1", "QUIET_WAIT": "20"}
+ENV = {"ROUNDS": "1", "PAIRS": "2000", "LARGE_PAIRS": "200", "CC1_FUNCS": "1", "STACKS": str(STACKS), "HOLD": "1", "QUIET_WAIT": "20"}
 CONFIGS = (
     "untraced",
     "asizeof-bpf (full)",
@@ -99,6 +99,15 @@ def test_bench_table_well_formed(bench, title):
         # the floor ratio is shown exactly for the two modes that have a floor
         has_floor = m.group(6) is not None
         assert has_floor == (name in ("asizeof-bpf (full)", "asizeof-bpf --sample-bytes 524288")), m.group(0)
+
+
+def test_bench_large_blocks_table(bench):
+    """Row 1c: blocks from glibc's mmap path, untraced, full mode and its floor."""
+    rc, out, err = bench
+    assert rc == 0, err
+    rows = _rows(out, "1c. bench_alloc -DLARGE=262144")
+    assert set(rows) == {"untraced", "asizeof-bpf (full)", "empty probes (full's floor)"}, out
+    assert all(m.re is ROW for m in rows.values()), out
 
 
 def test_bench_cc1_counts_and_peer_ratio(bench):
