@@ -112,8 +112,6 @@ struct {
 
 /* Slots never used start here (then the queue): user space reads slots below it. */
 __u64 agg_next = 0;
-/* Bumped by user space before it deletes stacks: stack ids remembered from before may be gone. */
-__u64 stacks_epoch = 0;
 const volatile __u32 nr_agg_slots = 1 << 16;
 
 struct {
@@ -664,8 +662,14 @@ static __always_inline __u64 stack_intern_scratch(struct pt_regs *ctx)
 		walk_stack(ctx, st);
 	} else {
 		key = unwind_dwarf_stack(ctx, st);
-		if (key != ASZ_STACK_NONE)
-			return key; /* the last stack again (complete: nothing to count) */
+		/*
+		 * the last stack again (complete: nothing to count), if user space has not deleted
+		 * it since (an idle one it swept): else interned again below
+		 */
+		if (key != ASZ_STACK_NONE &&
+		    bpf_map_lookup_elem(key & ASZ_STACK_LONG ? (void *)&long_stacks : (void *)&stacks,
+					&key))
+			return key;
 	}
 	if (st->flags & ASZ_STACK_TRUNCATED)
 		count_drop(ASZ_DROP_STACK_TRUNCATED);
@@ -990,15 +994,19 @@ __noinline int block_restore(__u32 tgid, __u64 addr, const struct asz_tstate *ts
 	mapping_index(tgid, &key, &val);
 	__sync_fetch_and_add(&a->live_bytes, val.size);
 	__sync_fetch_and_add(&a->live_allocs, val.count);
-	if (r & AGG_NEW) {
-		/* its aggregate was retired meanwhile: in the new one, freed and allocated again */
+	if (val.slot != ts->old_slot || (r & AGG_NEW)) {
+		/*
+		 * its aggregate was retired meanwhile (or its stack deleted): in the one it counts in
+		 * now, freed and allocated again (that one never counted the free)
+		 */
 		__sync_fetch_and_add(&a->alloc_bytes, val.size);
 		__sync_fetch_and_add(&a->allocs, val.count);
 	} else {
 		__sync_fetch_and_add(&a->frees, -(__s64)val.count);
 	}
 	if (p)
-		proc_move(p, val.allocator, val.size, val.count, r & AGG_NEW);
+		proc_move(p, val.allocator, val.size, val.count,
+			  val.slot != ts->old_slot || (r & AGG_NEW));
 	return 0;
 }
 
@@ -1615,6 +1623,7 @@ static __always_inline int on_entry(struct pt_regs *ctx, __u64 a1, __u64 a2, __u
 			ts->old_allocator = old.allocator;
 			ts->old_count = old.count;
 			ts->old_gen = old.gen;
+			ts->old_slot = old.slot;
 		} else if (allocator == ASZ_MREMAP) {
 			ts->count = 0; /* a mapping we do not track (a file, or made by malloc) */
 		} else {

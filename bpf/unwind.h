@@ -178,7 +178,6 @@ struct uw_regs {
 
 struct uw_memo {
 	__u64 id;    /* the last stack's id in the stacks maps, 0 (ASZ_STACK_NONE): unknown */
-	__u64 id_epoch; /* stacks_epoch when id was found */
 	__u32 epoch; /* the uw_cache epoch its frames were unwound in */
 	__u32 nr;
 	struct uw_frame last[UW_MEMO]; /* the last stack, outermost frame first */
@@ -893,11 +892,8 @@ static __always_inline __u64 unwind_dwarf_stack(struct pt_regs *ctx, struct asz_
 		m->nr = 0;
 	else
 		uw_memo_save(s, m, epoch);
-	/*
-	 * from here m->id is this stack's id if it is the last one again, else unknown; an id from
-	 * before user space last deleted stacks (an idle one it swept) may be gone: looked up again
-	 */
-	if (!same || !m->nr || m->id_epoch != stacks_epoch)
+	/* from here m->id is this stack's id if it is the last one again, else unknown */
+	if (!same || !m->nr)
 		m->id = ASZ_STACK_NONE;
 	st->nr = s->n > ASZ_MAX_FRAMES ? ASZ_MAX_FRAMES : s->n;
 	uw_win_learn(win, s->sp - PT_REGS_SP(ctx));
@@ -922,10 +918,8 @@ static __always_inline void uw_memo_set_id(__u64 id)
 {
 	struct uw_memo *m = bpf_map_lookup_elem(&uw_memos, &(__u32){0});
 
-	if (m && m->nr) {
+	if (m && m->nr)
 		m->id = id;
-		m->id_epoch = stacks_epoch;
-	}
 }
 
 #endif

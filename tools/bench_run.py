@@ -77,9 +77,9 @@ LIBS = [(name, path) for name, path in (("jemalloc", "/usr/lib/x86_64-linux-gnu/
 LIB_CONFIGS = ("untraced", "full", "floor")
 PAIRS = env_int("PAIRS", 200000, 100)
 # bench_alloc -DLARGE: blocks of LARGE bytes and more, each from glibc's mmap path
-LARGE = env_int("LARGE", 262144, 16384)
-LARGE_PAIRS = env_int("LARGE_PAIRS", 20000, 100)
 LARGE_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072"}  # fixed: no dynamic threshold to outgrow
+LARGE = env_int("LARGE", 262144, 131072)  # at least the threshold: every block mmapped
+LARGE_PAIRS = env_int("LARGE_PAIRS", 20000, 100)
 CC1_FUNCS = env_int("CC1_FUNCS", 40)
 STACKS = env_int("STACKS", 10000)
 HOLD = env_int("HOLD", 10)

@@ -123,7 +123,7 @@ struct engine {
 	__u32 collects; /* engine__collect() calls: which stacks the last one saw */
 	struct aggs aggs;
 	struct idset unreferenced; /* stacks no aggregate used at the last sweep */
-	int sweeps_due;		   /* sweeps still to run for stacks of images exec'd away */
+	unsigned int sweeps;	   /* sweeps run after slots were freed (not system-wide) */
 	__u64 start_ns;
 	__u64 sample_bytes;
 	__u64 min_size;
@@ -243,12 +243,16 @@ static struct bpf_link *attach_syscall_tp(struct bpf_program *prog, const char *
 {
 	struct perf_event_attr attr = {.type = PERF_TYPE_TRACEPOINT, .size = sizeof(attr),
 				       .sample_period = 1, .wakeup_events = 1};
-	struct bpf_link *link = bpf_program__attach(prog);
+	struct bpf_link *link;
 	long id;
 	int pfd, err;
 
-	if (link)
-		return link;
+	if (!access("/sys/kernel/tracing/events", F_OK) ||
+	    !access("/sys/kernel/debug/tracing/events", F_OK)) {
+		link = bpf_program__attach(prog);
+		if (link)
+			return link;
+	}
 	id = tracepoint_id(cat_name);
 	if (id < 0) {
 		vlog("tracepoint %s: no id from tracefs: %s\n", cat_name, strerror(-id));
@@ -259,8 +263,10 @@ static struct bpf_link *attach_syscall_tp(struct bpf_program *prog, const char *
 	     cat_name);
 	attr.config = id;
 	pfd = syscall(__NR_perf_event_open, &attr, -1, 0, -1, PERF_FLAG_FD_CLOEXEC);
-	if (pfd < 0)
+	if (pfd < 0) {
+		vlog("tracepoint %s: perf_event_open: %s\n", cat_name, strerror(errno));
 		return NULL;
+	}
 	link = bpf_program__attach_perf_event(prog, pfd); /* the link owns pfd */
 	if (!link) {
 		err = errno;
@@ -1536,14 +1542,15 @@ static int collect_stacks(struct engine *e, struct snapshot *s, const struct gen
 	free(orphans);
 	if (gone)
 		dlog("%zu aggregates of images exec'd away retired\n", gone);
-	/* their stacks: unreferenced now, deleted by the sweeps after (system-wide: each report) */
-	if (aggs__retire_idle(e) || gone)
-		e->sweeps_due = 2;
+	aggs__retire_idle(e);
 	aggs__reap(a);
-	if (e->sweeps_due && !e->system_wide) {
-		e->sweeps_due--;
-		sweep_stacks(e, false);
-	}
+	/*
+	 * The stacks of the slots freed: deleted by the sweeps after, once unused at two (system-
+	 * wide: at each report, all of them). Every 16th sweep walks all stacks: those interned at an
+	 * allocator's entry whose block was never recorded (it failed, a map was full) have none.
+	 */
+	if (!e->system_wide && (a->freed_stacks.nr || e->unreferenced.nr))
+		sweep_stacks(e, ++e->sweeps % 16 == 0);
 	return err;
 }
 
@@ -1836,6 +1843,42 @@ static void cache_drop(struct stack_cache *c, const struct idset *gone)
 	*c = n;
 }
 
+/* The ids of ids (sorted) that a slot uses now, into *out (sorted); 0 or -ENOMEM. */
+static int sweep_referenced(struct engine *e, const struct idset *ids, struct idset *out)
+{
+	__u32 hi = aggs__hi(&e->aggs, e->skel);
+
+	for (__u32 n = 0; n < hi; n++) {
+		struct asz_agg_key ak;
+
+		if (aggs__key(&e->aggs, n, &ak) && idset_has(ids, ak.stack_id) &&
+		    idset_add(out, ak.stack_id))
+			return -ENOMEM;
+	}
+	qsort(out->ids, out->nr, sizeof(*out->ids), cmp_u64);
+	return 0;
+}
+
+/* Put stack id back into its map from the cache (a short one's value is a struct's first bytes). */
+static int stack_restore(struct engine *e, __u64 id)
+{
+	struct stack_cache *c = &e->stacks;
+	struct asz_stack buf = {};
+	struct bpf_map *map;
+	size_t i;
+
+	if (!c->cap)
+		return -ENOENT;
+	i = cache_slot(c, id);
+	if (c->slot[i].key != id)
+		return -ENOENT;
+	buf.nr = c->slot[i].nr;
+	buf.flags = c->slot[i].flags;
+	memcpy(buf.ips, c->slot[i].st->ips, buf.nr * sizeof(buf.ips[0]));
+	map = id & ASZ_STACK_LONG ? e->skel->maps.long_stacks : e->skel->maps.stacks;
+	return bpf_map__update_elem(map, &id, sizeof(id), &buf, bpf_map__value_size(map), BPF_NOEXIST);
+}
+
 /*
  * Delete stacks no aggregate refers to any more (their processes are gone, their aggregates
  * retired). The BPF side interns a stack at an allocator's entry and creates its aggregate at
@@ -1850,7 +1893,7 @@ static void sweep_stacks(struct engine *e, bool all)
 	__u32 hi = aggs__hi(&e->aggs, e->skel);
 	struct idset used = {}, now = {}, gone = {}, again = {};
 	__u64 key, *prev;
-	size_t deleted = 0, deep = 0, kept;
+	size_t deleted = 0, deep = 0, restored = 0, kept;
 
 	/* every slot taken counts, retiring ones too (they may hold blocks) */
 	for (__u32 n = 0; n < hi; n++) {
@@ -1881,26 +1924,11 @@ static void sweep_stacks(struct engine *e, bool all)
 			}
 		}
 	}
-	e->aggs.freed_stacks.nr = 0;
 	if (gone.nr) {
-		/*
-		 * An id the DWARF unwinder remembers from the last stack on a CPU is used without a
-		 * lookup: from the new epoch on, it is looked up again (once the programs that read
-		 * the old one have returned). Slots made meanwhile are read again.
-		 */
+		/* slots made since the scan above keep their stacks */
 		qsort(gone.ids, gone.nr, sizeof(*gone.ids), cmp_u64);
-		__atomic_add_fetch(&e->skel->bss->stacks_epoch, 1, __ATOMIC_SEQ_CST);
-		if (aggs__wait_programs(&e->aggs))
-			goto cleanup; /* next time */
-		hi = aggs__hi(&e->aggs, e->skel);
-		for (__u32 n = 0; n < hi; n++) {
-			struct asz_agg_key ak;
-
-			if (aggs__key(&e->aggs, n, &ak) && idset_has(&gone, ak.stack_id) &&
-			    idset_add(&again, ak.stack_id))
-				goto cleanup;
-		}
-		qsort(again.ids, again.nr, sizeof(*again.ids), cmp_u64);
+		if (sweep_referenced(e, &gone, &again))
+			goto cleanup;
 	}
 	kept = 0;
 	for (size_t i = 0; i < gone.nr; i++) {
@@ -1915,13 +1943,31 @@ static void sweep_stacks(struct engine *e, bool all)
 		}
 	}
 	gone.nr = kept;
+	/*
+	 * A slot made between that scan and the deletes (a return program that found the stack
+	 * just before): its stack goes back, from our copy of it.
+	 */
+	free(again.ids);
+	again = (struct idset){};
+	if (deleted && !sweep_referenced(e, &gone, &again)) {
+		kept = 0;
+		for (size_t i = 0; i < gone.nr; i++) {
+			if (idset_has(&again, gone.ids[i]) && stack_restore(e, gone.ids[i]) == 0)
+				restored++;
+			else
+				gone.ids[kept++] = gone.ids[i];
+		}
+		gone.nr = kept;
+	}
 	cache_drop(&e->stacks, &gone);
 	qsort(now.ids, now.nr, sizeof(*now.ids), cmp_u64);
 	free(e->unreferenced.ids);
 	e->unreferenced = now;
 	now = (struct idset){};
-	dlog("stack sweep: %zu deleted (%zu of over %d frames), %zu unreferenced\n", deleted, deep,
-	     ASZ_SHORT_FRAMES, e->unreferenced.nr);
+	e->aggs.freed_stacks.nr = 0; /* looked at */
+	dlog("stack sweep: %zu deleted (%zu of over %d frames), %zu put back, %zu unreferenced (%s)\n",
+	     deleted, deep, ASZ_SHORT_FRAMES, restored, e->unreferenced.nr,
+	     all ? "all stacks" : "those of freed slots");
 cleanup:
 	free(used.ids);
 	free(now.ids);
@@ -1947,6 +1993,7 @@ void engine__forget(struct engine *e, const pid_t *pids, int n)
 		forget_in(e->skel->maps.aggs, sizeof(struct asz_agg_key), sorted, n, &e->aggs);
 		forget_in(e->skel->maps.vmas, sizeof(struct asz_vma_key), sorted, n, NULL);
 		forget_in(e->skel->maps.procs, sizeof(__u32), sorted, n, NULL);
+		aggs__hi(&e->aggs, e->skel); /* maps every slot the hash named (all below agg_next) */
 		/* slots of theirs retiring already (out of the hash, blocks held) go too */
 		for (size_t r = 0; r < e->aggs.nr_retiring; r++) {
 			__u32 slot = e->aggs.retiring[r].slot;
