@@ -967,6 +967,11 @@ int session__snapshot(struct session *s, bool final, struct snapshot **out)
 	pid_t *gone;
 	int err, nr_gone = 0;
 
+	/*
+	 * events first: a pid reported exited and given to a new process since (ASZ_EV_REUSED) is
+	 * taken off the list to forget, whose entries are the new process's now
+	 */
+	engine__consume_events(s->eng, on_event, s);
 	if (s->system_wide)
 		forget_reported(s);
 	/* last look at the mappings before they may be needed for good */

@@ -298,9 +298,14 @@ def test_a_pid_given_again_is_the_new_process(env, tmp_path):
         assert p["exited"] is False, p
         assert p["exe"] == exe, p
         assert {k: p[k] for k in _hold_expect(2)} == _hold_expect(2), p
-        live = sorted((s["frames"][0]["func"], s["live_bytes"])
-                      for s in helpers.stacks_of(final, pid) if s["live_bytes"])
-        assert live == [("site_keep", 2000), ("site_pair", 333), ("site_pair", 333)], live
+        # by site: a block allocated before the new program's unwind table was built has a
+        # shorter stack of its own (walked with frame pointers) than the next one there
+        live = {}
+        for s in helpers.stacks_of(final, pid):
+            if s["live_bytes"]:
+                live.setdefault(s["frames"][0]["func"], []).append(s["live_bytes"])
+        assert sum(live.get("site_keep", [])) == 2000, live
+        assert sorted(live.get("site_pair", [])) == [333, 333] and set(live) == {"site_keep", "site_pair"}, live
     for new, _, _ in news:
         new.stdin.close()
         assert new.wait(timeout=30) == 0
