@@ -1237,20 +1237,17 @@ static void aggs__val(const struct aggs *a, __u32 n, struct asz_agg_val *v)
 
 static int aggs__add_retiring(struct aggs *a, __u32 n, __u8 state)
 {
+	void *p;
+
 	if (a->state[n] != SLOT_USED) {
 		if (state == SLOT_GONE)
 			a->state[n] = SLOT_GONE;
 		return 0;
 	}
-	if (a->nr_retiring == a->cap_retiring) {
-		size_t cap = a->cap_retiring ? a->cap_retiring * 2 : 64;
-		void *p = realloc(a->retiring, cap * sizeof(*a->retiring));
-
-		if (!p)
-			return -ENOMEM;
-		a->retiring = p;
-		a->cap_retiring = cap;
-	}
+	p = util__grow(a->retiring, &a->cap_retiring, a->nr_retiring, sizeof(*a->retiring), 64);
+	if (!p)
+		return -ENOMEM;
+	a->retiring = p;
 	a->retiring[a->nr_retiring++] = (struct retiring){n, false};
 	a->state[n] = state;
 	return 0;
@@ -1303,15 +1300,11 @@ static void aggs__keep_counts(struct aggs *a, __u32 n)
 	aggs__val(a, n, &v);
 	r = aggs__retired_of(a, k.tgid);
 	if (!r) {
-		if (a->nr_procs == a->cap_procs) {
-			size_t cap = a->cap_procs ? a->cap_procs * 2 : 16;
-			void *p = realloc(a->procs, cap * sizeof(*a->procs));
+		void *p = util__grow(a->procs, &a->cap_procs, a->nr_procs, sizeof(*a->procs), 16);
 
-			if (!p)
-				return;
-			a->procs = p;
-			a->cap_procs = cap;
-		}
+		if (!p)
+			return;
+		a->procs = p;
 		for (i = a->nr_procs; i && a->procs[i - 1].pid > k.tgid; i--)
 			a->procs[i] = a->procs[i - 1];
 		r = &a->procs[i];
@@ -1483,7 +1476,8 @@ static int add_orphan(struct engine *e, struct snapshot *s, const struct asz_agg
 static int collect_stacks(struct engine *e, struct snapshot *s, const struct gens *g)
 {
 	struct aggs *a = &e->aggs;
-	__u32 hi = aggs__hi(a, e->skel), *orphans = NULL, nr_orphans = 0;
+	__u32 hi = aggs__hi(a, e->skel), *orphans = NULL;
+	size_t nr_orphans = 0, cap_orphans = 0;
 	size_t gone = 0;
 	int err = 0;
 
@@ -1516,21 +1510,19 @@ static int collect_stacks(struct engine *e, struct snapshot *s, const struct gen
 		if (!v.live_allocs && !v.live_bytes && !v.alloc_bytes && !v.allocs && !v.frees)
 			continue;
 		if (a->state[n] == SLOT_RETIRING) {
-			if (!(nr_orphans & (nr_orphans + 1))) {
-				void *p = realloc(orphans, (2 * nr_orphans + 1) * sizeof(*orphans));
+			void *p = util__grow(orphans, &cap_orphans, nr_orphans, sizeof(*orphans), 16);
 
-				if (!p) {
-					err = -ENOMEM;
-					break;
-				}
-				orphans = p;
+			if (!p) {
+				err = -ENOMEM;
+				break;
 			}
+			orphans = p;
 			orphans[nr_orphans++] = n;
 			continue;
 		}
 		err = add_agg(e, s, &k, &v);
 	}
-	for (__u32 i = 0; i < nr_orphans && !err; i++) {
+	for (size_t i = 0; i < nr_orphans && !err; i++) {
 		struct asz_agg_key k;
 		struct asz_agg_val v;
 
@@ -1800,15 +1792,11 @@ static int cmp_u64(const void *a, const void *b)
 
 static int idset_add(struct idset *s, __u64 id)
 {
-	if (s->nr == s->cap) {
-		size_t cap = s->cap ? s->cap * 2 : 256;
-		__u64 *p = realloc(s->ids, cap * sizeof(*p));
+	__u64 *p = util__grow(s->ids, &s->cap, s->nr, sizeof(*s->ids), 256);
 
-		if (!p)
-			return -ENOMEM;
-		s->ids = p;
-		s->cap = cap;
-	}
+	if (!p)
+		return -ENOMEM;
+	s->ids = p;
 	s->ids[s->nr++] = id;
 	return 0;
 }

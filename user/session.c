@@ -975,7 +975,6 @@ int session__snapshot(struct session *s, bool final, struct snapshot **out)
 	if (s->system_wide)
 		forget_reported(s);
 	/* last look at the mappings before they may be needed for good */
-	engine__consume_events(s->eng, on_event, s);
 	check_exits(s);
 	refresh_maps(s);
 	/*

@@ -378,3 +378,17 @@ char *util__short_func(const char *name, char *out, size_t size)
 	out[o] = '\0';
 	return out;
 }
+
+void *util__grow(void *arr, size_t *cap, size_t nr, size_t size, size_t first)
+{
+	size_t n;
+	void *p;
+
+	if (nr < *cap)
+		return arr;
+	n = *cap ? *cap * 2 : first;
+	p = realloc(arr, n * size);
+	if (p)
+		*cap = n;
+	return p;
+}

@@ -8,6 +8,13 @@
 #include <stddef.h>
 #include <linux/types.h>
 
+/*
+ * Room for one more element in arr, an array of *cap elements of size bytes, nr of them used:
+ * arr itself, or its copy doubled (first: the first capacity) when full. NULL if out of memory
+ * (arr and *cap then unchanged).
+ */
+void *util__grow(void *arr, size_t *cap, size_t nr, size_t size, size_t first);
+
 /* Large enough for any util__humanize_bytes() result, e.g. "-1023.9 EiB". */
 #define UTIL_HUMAN_LEN 24
 

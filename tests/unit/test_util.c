@@ -690,3 +690,22 @@ Test(util, kernel_dev)
 	cr_assert_eq(util__kernel_dev(makedev(8, 16)), 8u << 20 | 16);
 	cr_assert_eq(util__kernel_dev(makedev(259, 3)), 259u << 20 | 3);
 }
+
+Test(util, grow_doubles_when_full)
+{
+	size_t cap = 0;
+	int *a = util__grow(NULL, &cap, 0, sizeof(int), 4), *b;
+
+	cr_assert_not_null(a);
+	cr_assert_eq(cap, 4);
+	for (int i = 0; i < 4; i++)
+		a[i] = i;
+	cr_assert_eq(util__grow(a, &cap, 3, sizeof(int), 4), a); /* room: the same array */
+	cr_assert_eq(cap, 4);
+	b = util__grow(a, &cap, 4, sizeof(int), 4);
+	cr_assert_not_null(b);
+	cr_assert_eq(cap, 8);
+	for (int i = 0; i < 4; i++)
+		cr_assert_eq(b[i], i);
+	free(b);
+}
