@@ -276,7 +276,8 @@ static enum insn_kind insn_decode(const __u8 *c, size_t len, size_t *n, __u32 *w
 	case 0x3a:
 	case 0x3b:
 		break;
-	case 0x81: /* group 1 with imm32, imm8: cmp (/7) writes nothing */
+	case 0x80: /* group 1 with imm8 (byte), imm32, imm8: cmp (/7) writes nothing */
+	case 0x81:
 	case 0x83:
 		imm = op == 0x81 ? 4 : 1;
 		to_rm = p < len && ((c[p] >> 3) & 7) != 7;
@@ -357,15 +358,35 @@ int attach__probe_skip(const __u8 *code, size_t len, __u32 allocator)
 	return 0;
 }
 
-bool attach__branches_into(const __u8 *code, size_t len, size_t entry, size_t skip)
+__u64 attach__insn_starts(const __u8 *code, size_t len, size_t skip)
+{
+	__u64 starts = 0;
+	size_t off = 0, n;
+	__u32 writes;
+
+	if (skip >= 64)
+		return ~0ull;
+	/* the instructions attach__probe_skip went past: all decoded by insn_decode */
+	while (off < skip) {
+		if (insn_decode(code + off, len - off, &n, &writes) == INSN_UNKNOWN)
+			return ~0ull << 1; /* cannot be: then any offset may be a start */
+		off += n;
+		starts |= 1ull << (off < 64 ? off : 63);
+	}
+	return starts;
+}
+
+bool attach__branches_into(const __u8 *code, size_t len, size_t entry, __u64 starts)
 {
 	for (size_t i = 0; i < len; i++) {
 		size_t n;
-		__s64 to;
+		__s64 to, k;
 
 		/* (read at every byte, not only where instructions start: it may say yes wrongly) */
-		if (rel_branch(code + i, len - i, &n, &to) && (__s64)i + to > (__s64)entry &&
-		    (__s64)i + to <= (__s64)(entry + skip))
+		if (!rel_branch(code + i, len - i, &n, &to))
+			continue;
+		k = (__s64)i + to - (__s64)entry;
+		if (k > 0 && k < 64 && (starts >> k & 1))
 			return true;
 	}
 	return false;
@@ -406,11 +427,11 @@ struct text {
 };
 
 /*
- * Might a branch anywhere in the executable segment holding file offset off go to its first
- * skip bytes past off? (Anywhere: a function's cold part, or another function, may jump back
- * into it.) Unreadable code says yes.
+ * Might a branch anywhere in the executable segment holding file offset off go to one of the
+ * instruction starts past off? (Anywhere: a function's cold part, or another function, may
+ * jump back into it.) Unreadable code says yes.
  */
-static bool branch_back(int fd, Elf *elf, struct text *t, __u64 off, int skip)
+static bool branch_back(int fd, Elf *elf, struct text *t, __u64 off, __u64 starts)
 {
 	size_t n = 0, i;
 	GElf_Phdr ph;
@@ -434,7 +455,7 @@ static bool branch_back(int fd, Elf *elf, struct text *t, __u64 off, int skip)
 		t->off = ph.p_offset;
 		t->len = ph.p_filesz;
 	}
-	return attach__branches_into(t->buf, t->len, off - t->off, skip);
+	return attach__branches_into(t->buf, t->len, off - t->off, starts);
 }
 
 int attach__find_syms(const char *path, struct alloc_syms *out)
@@ -494,7 +515,8 @@ int attach__find_syms(const char *path, struct alloc_syms *out)
 		got = pread(fd, code, sizeof(code), s->offset);
 		if (got > 0) {
 			s->skip = attach__probe_skip(code, got, s->allocator);
-			if (s->skip && branch_back(fd, elf, &text, s->offset, s->skip)) {
+			if (s->skip && branch_back(fd, elf, &text, s->offset,
+						   attach__insn_starts(code, got, s->skip))) {
 				dlog("%s: %s probed at its entry (+%d might be a branch target)\n",
 				     path, s->name, s->skip);
 				s->skip = 0;

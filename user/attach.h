@@ -34,11 +34,18 @@ int attach__find_syms(const char *path, struct alloc_syms *out);
 int attach__probe_skip(const __u8 *code, size_t len, __u32 allocator);
 
 /*
- * Might a branch in code (len bytes) go to one of the first skip bytes past offset entry in it,
- * or to the probe there? Every byte is read as a possible branch: true may be wrong (then the
- * probe stays at the entry), false is not.
+ * The instructions that begin in (0, skip] of an entry's code whose probe skips skip bytes: bit
+ * k set for one beginning at offset k (skip < 64). Pure, for tests.
  */
-bool attach__branches_into(const __u8 *code, size_t len, size_t entry, size_t skip);
+__u64 attach__insn_starts(const __u8 *code, size_t len, size_t skip);
+
+/*
+ * Might a branch in code (len bytes) go to one of the instructions starts (bits of starts, as
+ * attach__insn_starts gives them) past offset entry in it, the probe's included? Every byte is
+ * read as a possible branch: true may be wrong (then the probe stays at the entry), false is
+ * not (a branch goes to an instruction's start, and those are known between entry and probe).
+ */
+bool attach__branches_into(const __u8 *code, size_t len, size_t entry, __u64 starts);
 
 /*
  * The allocation entry points of libc that syms (another allocator: jemalloc, tcmalloc) lacks,
