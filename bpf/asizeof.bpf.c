@@ -248,6 +248,23 @@ static __always_inline bool traced(__u32 tgid)
 }
 
 /*
+ * traced() for a system call's tracepoint, which every process reaches: with targets only
+ * theirs (traced() trusts the probes' links, which filter by process), and not a new process
+ * under an exited target's pid.
+ */
+static __always_inline bool syscall_traced(__u32 tgid)
+{
+	struct asz_proc_val *p;
+
+	if (system_wide)
+		return traced(tgid);
+	if (!bpf_map_lookup_elem(&targets, &tgid))
+		return false;
+	p = bpf_map_lookup_elem(&procs, &tgid);
+	return p && !p->dead;
+}
+
+/*
  * A process we account for that --comm or --cgroup no longer selects (renamed, moved): what it
  * frees still leaves its accounts, or its blocks would stay live forever.
  */
@@ -446,7 +463,7 @@ static __always_inline long fp_frame(struct uw_win *w, __u64 fp, __u64 frame[2],
 	return 0;
 }
 
-static __always_inline void walk_stack(struct pt_regs *ctx, struct asz_stack *st)
+static __always_inline void walk_stack(struct pt_regs *ctx, struct asz_stack *st, bool in_body)
 {
 	__u64 sp = PT_REGS_SP(ctx), fp = PT_REGS_FP(ctx), ret = 0;
 	struct uw_win *w = bpf_map_lookup_elem(&uw_wins, &(__u32){0});
@@ -456,6 +473,12 @@ static __always_inline void walk_stack(struct pt_regs *ctx, struct asz_stack *st
 	__u32 nr = 0;
 
 	st->flags = 0;
+	if (in_body) {
+		/* inside the allocator (a system call): where its caller's frame is, is not known */
+		st->nr = 0;
+		st->flags = ASZ_STACK_INCOMPLETE;
+		return;
+	}
 	if (w && mm)
 		uw_win_start(w, mm);
 	else
@@ -649,8 +672,8 @@ static __always_inline __u64 stack_put(void *map, const struct asz_stack *st, __
 	return ASZ_STACK_NONE;
 }
 
-/* Walk the current stack and intern it. */
-static __always_inline __u64 stack_intern_scratch(struct pt_regs *ctx)
+/* Walk the current stack (from inside the allocator: in_body) and intern it. */
+static __always_inline __u64 stack_intern_scratch(struct pt_regs *ctx, bool in_body)
 {
 	__u32 zero = 0;
 	struct asz_stack *st = bpf_map_lookup_elem(&stack_scratch, &zero);
@@ -659,9 +682,9 @@ static __always_inline __u64 stack_intern_scratch(struct pt_regs *ctx)
 	if (!st)
 		return ASZ_STACK_NONE;
 	if (!unwind_dwarf) {
-		walk_stack(ctx, st);
+		walk_stack(ctx, st, in_body);
 	} else {
-		key = unwind_dwarf_stack(ctx, st);
+		key = unwind_dwarf_stack(ctx, st, in_body);
 		/*
 		 * the last stack again (complete: nothing to count), if user space has not deleted
 		 * it since (an idle one it swept): else interned again below
@@ -691,7 +714,7 @@ static __always_inline __u64 stack_intern_scratch(struct pt_regs *ctx)
  * program on the same CPU meanwhile. It finds the scratch taken and records its block under
  * no stack, counted, rather than share (and corrupt) the stack being built.
  */
-static __always_inline __u64 stack_intern(struct pt_regs *ctx)
+static __always_inline __u64 stack_intern(struct pt_regs *ctx, bool in_body)
 {
 	__u32 zero = 0, *busy = bpf_map_lookup_elem(&scratch_busy, &zero);
 	__u64 key;
@@ -702,7 +725,7 @@ static __always_inline __u64 stack_intern(struct pt_regs *ctx)
 		count_drop(ASZ_DROP_STACK_PREEMPTED);
 		return ASZ_STACK_NONE;
 	}
-	key = stack_intern_scratch(ctx);
+	key = stack_intern_scratch(ctx, in_body);
 	/* released after every access to the scratch (a compiler barrier, then a plain store) */
 	asm volatile("" ::: "memory");
 	*(volatile __u32 *)busy = 0;
@@ -1471,11 +1494,11 @@ static __always_inline bool mapping_whole(__u32 tgid, __u64 addr, __u64 len)
 }
 
 /*
- * An allocator's entry. Returns 1 when its return need not be seen (uprobe sessions then skip
- * the return trap), 0 otherwise.
+ * An allocator's entry (syscall: a system call's, ctx its user registers). Returns 1 when its
+ * return need not be seen (uprobe sessions then skip the return trap), 0 otherwise.
  */
 static __always_inline int on_entry(struct pt_regs *ctx, __u64 a1, __u64 a2, __u64 a3, __u64 a4,
-				    __u32 allocator, bool session)
+				    __u32 allocator, bool session, bool syscall)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	bool frees_itself = allocator == (ASZ_REALLOC | ASZ_REALLOC_FREES_ITSELF);
@@ -1486,7 +1509,7 @@ static __always_inline int on_entry(struct pt_regs *ctx, __u64 a1, __u64 a2, __u
 		return session;
 	if (frees_itself)
 		allocator = ASZ_REALLOC;
-	if (!traced(tgid)) {
+	if (syscall ? !syscall_traced(tgid) : !traced(tgid)) {
 		/* its realloc'ed block goes (its new one is not recorded: out of the filters) */
 		if ((allocator == ASZ_REALLOC || allocator == ASZ_MREMAP) && a1 && left_filter(tgid))
 			block_remove(tgid, a1, NULL);
@@ -1631,18 +1654,19 @@ static __always_inline int on_entry(struct pt_regs *ctx, __u64 a1, __u64 a2, __u
 		}
 	}
 	/* the stack walk is the expensive part: only for blocks that will be recorded */
-	ts->stack_id = ts->count ? stack_intern(ctx) : ASZ_STACK_NONE;
+	ts->stack_id = ts->count ? stack_intern(ctx, syscall) : ASZ_STACK_NONE;
 	return 0;
 }
 
-/* An allocator's return, with its return value. */
-static __always_inline int on_return(__u64 rc)
+/* An allocator's return, with its return value (syscall: a system call's exit). */
+static __always_inline int on_return(__u64 rc, bool syscall)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct asz_tstate *ts;
 	__u64 addr = 0;
+	__u32 allocator;
 
-	if (empty_probes || !traced(tgid))
+	if (empty_probes || (syscall ? !syscall_traced(tgid) : !traced(tgid)))
 		return 0;
 	ts = bpf_task_storage_get(&tstates, bpf_get_current_task_btf(), 0, 0);
 	/* depth 0: the call began before the entry probe was attached */
@@ -1650,8 +1674,14 @@ static __always_inline int on_return(__u64 rc)
 		return 0;
 	if (--ts->depth > 0)
 		return 0;
+	/* a system call's exit at depth 0 ends the call its entry began (known: fewer branches) */
+	allocator = ts->allocator;
+	if (syscall && allocator != ASZ_MREMAP)
+		return 0;
+	if (syscall)
+		allocator = ASZ_MREMAP;
 
-	switch (ts->allocator) {
+	switch (allocator) {
 	case ASZ_POSIX_MEMALIGN:
 		if ((int)rc != 0)
 			return 0;
@@ -1662,20 +1692,20 @@ static __always_inline int on_return(__u64 rc)
 	case ASZ_RALLOCX:
 	case ASZ_XALLOCX:
 		/* rallocx: the new block or NULL; xallocx: the usable size (< size: it failed) */
-		addr = ts->allocator != ASZ_XALLOCX ? rc : (rc >= ts->size ? ts->arg : 0);
+		addr = allocator != ASZ_XALLOCX ? rc : (rc >= ts->size ? ts->arg : 0);
 		if (!addr) {
 			/*
 			 * realloc(p, 0) freed p; any other NULL is a failure that kept p (rallocx
 			 * and xallocx never free it)
 			 */
-			if (ts->old_valid && (ts->size != 0 || resizes(ts->allocator)))
+			if (ts->old_valid && (ts->size != 0 || resizes(allocator)))
 				block_restore(tgid, ts->arg, ts);
 			return 0;
 		}
 		if (ts->old_unknown)
 			unknown_free(tgid);
 		/* xallocx holds size bytes, and of the extra ones asked what it could give */
-		if (ts->allocator == ASZ_XALLOCX && !sample_bytes) {
+		if (allocator == ASZ_XALLOCX && !sample_bytes) {
 			__u64 most = ts->size + ts->extra;
 
 			if (most < ts->size) /* no bound */
@@ -1692,7 +1722,7 @@ static __always_inline int on_return(__u64 rc)
 			return 0;
 		}
 		/* what was mapped where a fixed mapping goes is gone: the kernel unmapped it */
-		if (ts->flags & (ts->allocator == ASZ_MMAP ? 0x10 /* MAP_FIXED */ : 2 /* MREMAP_FIXED */))
+		if (ts->flags & (allocator == ASZ_MMAP ? 0x10 /* MAP_FIXED */ : 2 /* MREMAP_FIXED */))
 			mappings_unmap(tgid, rc, rc + page_up(ts->size));
 		/* a part moved: the mapping it was in loses it (none: not the program's) */
 		if ((ts->flags & ASZ_MREMAP_PART) &&
@@ -1705,7 +1735,7 @@ static __always_inline int on_return(__u64 rc)
 	}
 	if (!addr || !ts->count)
 		return 0;
-	block_add(tgid, addr, ts->weight, ts->stack_id, (__u64)ts->count << 32 | ts->allocator);
+	block_add(tgid, addr, ts->weight, ts->stack_id, (__u64)ts->count << 32 | allocator);
 	return 0;
 }
 
@@ -1716,14 +1746,14 @@ int BPF_KPROBE(alloc_entry)
 	__u64 a1 = PT_REGS_PARM1(ctx), a2 = PT_REGS_PARM2(ctx), a3 = PT_REGS_PARM3(ctx);
 	__u64 a4 = PT_REGS_PARM4(ctx);
 
-	on_entry(ctx, a1, a2, a3, a4, bpf_get_attach_cookie(ctx), false);
+	on_entry(ctx, a1, a2, a3, a4, bpf_get_attach_cookie(ctx), false, false);
 	return 0;
 }
 
 SEC("uretprobe")
 int BPF_KRETPROBE(alloc_return)
 {
-	on_return(PT_REGS_RC(ctx));
+	on_return(PT_REGS_RC(ctx), false);
 	return 0;
 }
 
@@ -1737,8 +1767,8 @@ int BPF_KPROBE(alloc_session)
 	__u64 a4 = PT_REGS_PARM4(ctx), rc = PT_REGS_RC(ctx);
 
 	if (bpf_session_is_return())
-		return on_return(rc);
-	return on_entry(ctx, a1, a2, a3, a4, bpf_get_attach_cookie(ctx), true);
+		return on_return(rc, false);
+	return on_entry(ctx, a1, a2, a3, a4, bpf_get_attach_cookie(ctx), true, false);
 }
 
 /*
@@ -1766,6 +1796,32 @@ SEC("tracepoint/syscalls/sys_enter_munmap")
 int munmap_syscall(struct trace_event_raw_sys_enter *ctx)
 {
 	return munmap_of(ctx->args[0], ctx->args[1]);
+}
+
+/*
+ * The mremap system call, where the kernel has its tracepoints and stacks are unwound with
+ * tables: glibc's mremap begins sub $N,%rsp, single-stepped at a probe (~30 us a call here, on
+ * every realloc of a block glibc mapped), and a raw syscall(SYS_mremap) is seen too. The stack
+ * is unwound from where the call left user space, inside mremap: its table finds its caller.
+ */
+SEC("tracepoint/syscalls/sys_enter_mremap")
+int mremap_syscall(struct trace_event_raw_sys_enter *ctx)
+{
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	__u64 a1 = ctx->args[0], a2 = ctx->args[1], a3 = ctx->args[2], a4 = ctx->args[3];
+
+	on_entry(regs, a1, a2, a3, a4, ASZ_MREMAP, false, true);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_mremap")
+int mremap_syscall_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	__s64 ret = ctx->ret;
+
+	/* -errno: libc's mremap returns MAP_FAILED, which the return's accounting knows */
+	on_return(ret < 0 && ret > -4096 ? (__u64)-1 : (__u64)ret, true);
+	return 0;
 }
 
 /* libc's munmap, where the tracepoint is not there */

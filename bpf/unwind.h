@@ -174,6 +174,8 @@ struct uw_regs {
 	__u32 no_p;	 /* the memo frame a follow stopped at: not matched again */
 	__u32 refollows; /* follows after one that stopped at a difference */
 	__u32 lost;	 /* this stack's frames could not all be kept: no memo */
+	__u32 in_body;	 /* pc is inside the allocator, past its prologue (a system call's) */
+	__u32 pad;
 };
 
 struct uw_memo {
@@ -580,7 +582,12 @@ __noinline int uw_step(struct uw_regs *s, struct uw_cache *c, struct uw_win *w,
 	case ASZ_CFA_UNDEFINED: /* no FDE covers it (assembly, no unwind tables): as no table */
 	case UW_CFA_FP:
 		if (n == 0) {
-			/* the allocator's first instruction: the return address is at *rsp */
+			/*
+			 * The allocator's first instruction: the return address is at *rsp. From
+			 * inside its body (a system call), only its table says where it is.
+			 */
+			if (s->in_body)
+				goto incomplete;
 			cfa = sp + 8;
 			break;
 		}
@@ -819,11 +826,13 @@ static __always_inline __u64 uw_space(struct task_struct *task, struct mm_struct
 }
 
 /*
- * Unwind from the allocator's probe site (regs->ip is the probed instruction, exact) into st.
- * Innermost first: st->ips[0] is the allocator's caller. Returns the last stack's id when this
- * one is the same (see uw_memo_set_id), else ASZ_STACK_NONE.
+ * Unwind from the allocator's probe site (regs->ip is the probed instruction, exact; in_body:
+ * an instruction of its body, where a system call left user space) into st. Innermost first:
+ * st->ips[0] is the allocator's caller. Returns the last stack's id when this one is the same
+ * (see uw_memo_set_id), else ASZ_STACK_NONE.
  */
-static __always_inline __u64 unwind_dwarf_stack(struct pt_regs *ctx, struct asz_stack *st)
+static __always_inline __u64 unwind_dwarf_stack(struct pt_regs *ctx, struct asz_stack *st,
+						 bool in_body)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct mm_struct *cur_mm = task->mm;
@@ -848,6 +857,7 @@ static __always_inline __u64 unwind_dwarf_stack(struct pt_regs *ctx, struct asz_
 		.sp = PT_REGS_SP(ctx),
 		.rbp = PT_REGS_FP(ctx),
 		.rbp_known = 1,
+		.in_body = in_body,
 	};
 	mm = uw_space(task, cur_mm);
 	seq = uw_mm_seq(cur_mm);

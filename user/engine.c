@@ -109,6 +109,8 @@ struct engine {
 	int nr_links, cap_links;
 	struct bpf_link *tp_exec, *tp_exit;
 	struct bpf_link *tp_munmap; /* munmap's syscall tracepoint; NULL: libc's munmap probed */
+	/* mremap's syscall tracepoints (DWARF unwinding only); NULL: libc's mremap probed */
+	struct bpf_link *tp_mremap, *tp_mremap_exit;
 	int stats_fd; /* BPF_ENABLE_STATS: run-time accounting while we hold it (-v) */
 	struct ring_buffer *rb;
 	void (*ev_fn)(const struct asz_event *ev, void *ctx);
@@ -233,6 +235,18 @@ cleanup:
 	return id;
 }
 
+/* Has the kernel tracepoint CAT/NAME (before loading a program for it)? */
+static bool tracepoint_exists(const char *cat_name)
+{
+	char path[160];
+
+	snprintf(path, sizeof(path), "/sys/kernel/tracing/events/%s", cat_name);
+	if (!access(path, F_OK))
+		return true;
+	snprintf(path, sizeof(path), "/sys/kernel/debug/tracing/events/%s", cat_name);
+	return !access(path, F_OK) || tracepoint_id(cat_name) >= 0;
+}
+
 /*
  * Attach prog to syscall tracepoint CAT/NAME. libbpf finds the tracepoint's id in tracefs where
  * it is mounted (/sys/kernel/tracing, or under debugfs); where it is not (a minimal VM or a
@@ -281,7 +295,7 @@ int engine__open(struct engine **out, const struct engine_opts *o)
 	struct kfeatures feat = {};
 	struct engine *e;
 	__u32 rows = o->max_unwind_rows, procs = o->max_procs;
-	bool dwarf;
+	bool dwarf, mremap_tp;
 	int err;
 
 	libbpf_set_print(libbpf_print);
@@ -367,6 +381,14 @@ int engine__open(struct engine **out, const struct engine_opts *o)
 	bpf_program__set_autoload(e->skel->progs.alloc_session, e->session || e->new_session);
 	bpf_program__set_autoload(e->skel->progs.alloc_entry, !e->session);
 	bpf_program__set_autoload(e->skel->progs.alloc_return, !e->session);
+	/*
+	 * mremap's stack from inside it needs its table: with frame pointers its entry is probed.
+	 * Its tracepoint programs take ~250 ms to load: not where they cannot be attached.
+	 */
+	mremap_tp = dwarf && tracepoint_exists("syscalls/sys_enter_mremap") &&
+		    tracepoint_exists("syscalls/sys_exit_mremap");
+	bpf_program__set_autoload(e->skel->progs.mremap_syscall, mremap_tp);
+	bpf_program__set_autoload(e->skel->progs.mremap_syscall_exit, mremap_tp);
 	if (e->multi) {
 		bpf_program__set_expected_attach_type(e->skel->progs.alloc_entry,
 						      BPF_TRACE_UPROBE_MULTI_TYPE);
@@ -433,6 +455,26 @@ int engine__open(struct engine **out, const struct engine_opts *o)
 	else
 		vlog("munmap: no syscall tracepoint (%s): libc's munmap is probed\n",
 		     strerror(errno));
+	/* mremap likewise, its return first: an entry seen without it would leave a depth stuck */
+	if (mremap_tp) {
+		e->tp_mremap_exit = attach_syscall_tp(e->skel->progs.mremap_syscall_exit,
+						      "syscalls/sys_exit_mremap");
+		if (e->tp_mremap_exit)
+			e->tp_mremap = attach_syscall_tp(e->skel->progs.mremap_syscall,
+							 "syscalls/sys_enter_mremap");
+		if (e->tp_mremap) {
+			vlog("mremap: followed by its syscall tracepoints\n");
+		} else {
+			vlog("mremap: no syscall tracepoints (%s): libc's mremap is probed\n",
+			     strerror(errno));
+			bpf_link__destroy(e->tp_mremap_exit);
+			e->tp_mremap_exit = NULL;
+		}
+	} else {
+		vlog("mremap: libc's mremap is probed (%s)\n",
+		     dwarf ? "no syscall tracepoints" : "--unwind fp: its caller is known at its entry");
+	}
+
 	e->rb = ring_buffer__new(bpf_map__fd(e->skel->maps.events), on_event, e, NULL);
 	if (!e->rb) {
 		err = -errno;
@@ -548,6 +590,13 @@ static const char *whose(pid_t pid, char *buf, size_t len)
 	return buf;
 }
 
+/* Is allocator followed by its system call's tracepoints instead of a probe? */
+static bool by_tracepoint(const struct engine *e, __u32 allocator)
+{
+	return (allocator == ASZ_MUNMAP && e->tp_munmap) ||
+	       (allocator == ASZ_MREMAP && e->tp_mremap);
+}
+
 /* free (operator delete) and munmap have an entry program of their own and no return probe */
 static struct bpf_program *release_prog(struct engine *e, __u32 allocator)
 {
@@ -576,7 +625,7 @@ static int attach_perf(struct engine *e, pid_t pid, const char *lib, const struc
 			struct bpf_link *l;
 
 			prog = release_prog(e, s->allocator);
-			if (!!prog != (pass == 2) || (s->allocator == ASZ_MUNMAP && e->tp_munmap))
+			if (!!prog != (pass == 2) || by_tracepoint(e, s->allocator))
 				continue;
 			if (!prog)
 				prog = progs[pass];
@@ -625,9 +674,10 @@ static int attach_multi(struct engine *e, pid_t pid, const char *lib, const stru
 			free_cookies[nf++] = syms->syms[i].allocator;
 			continue;
 		}
+		if (by_tracepoint(e, syms->syms[i].allocator))
+			continue;
 		if (syms->syms[i].allocator == ASZ_MUNMAP) {
-			if (!e->tp_munmap)
-				munmap_off = syms->syms[i].offset;
+			munmap_off = syms->syms[i].offset;
 			continue;
 		}
 		if (syms->syms[i].allocator == ASZ_THREAD_EXIT) {
@@ -744,8 +794,8 @@ static int attach_set(struct engine *e, pid_t pid, const char *lib, const struct
 		return 0;
 	err = e->multi ? attach_multi(e, pid < 0 ? 0 : pid, lib, syms)
 		       : attach_perf(e, pid, lib, syms);
-	for (int i = 0; i < syms->nr && e->tp_munmap; i++)
-		nr -= syms->syms[i].allocator == ASZ_MUNMAP; /* followed by its tracepoint */
+	for (int i = 0; i < syms->nr; i++)
+		nr -= by_tracepoint(e, syms->syms[i].allocator);
 	if (!err && pid < 0)
 		vlog("all processes: %d probe points in %s (%s links)\n", nr, lib,
 		     engine__attach_mode(e));
@@ -2106,6 +2156,8 @@ void engine__close(struct engine *e)
 	bpf_link__destroy(e->tp_exec);
 	bpf_link__destroy(e->tp_exit);
 	bpf_link__destroy(e->tp_munmap);
+	bpf_link__destroy(e->tp_mremap); /* the entry first: its return still seen meanwhile */
+	bpf_link__destroy(e->tp_mremap_exit);
 	ring_buffer__free(e->rb);
 	unwind__free(e->unwind);
 	aggs__close(&e->aggs);

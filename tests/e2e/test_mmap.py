@@ -4,6 +4,7 @@ exactly as "kind":"mmap" (per stack) and mmap_bytes (per process); the mappings 
 while serving a large block are not (that block is heap)."""
 
 import json
+import subprocess
 
 import pytest
 
@@ -11,12 +12,21 @@ import fleet_tools
 import helpers
 
 
-def test_mmap_category(bpf_ok, workloads, guarded, tmp_path):
+@pytest.mark.parametrize("unwind", ["dwarf", "fp"])
+def test_mmap_category(bpf_ok, workloads, guarded, tmp_path, unwind):
+    """With DWARF unwinding mremap is followed by its syscall tracepoints (libc's mremap begins
+    sub $N,%rsp: single-stepped at a probe), a raw syscall(SYS_mremap) included; with frame
+    pointers libc's mremap is probed (its caller is found at its entry only), and a raw one is
+    not seen: its mapping stays where it was made, at its old size."""
     report, expected = tmp_path / "r.json", tmp_path / "e.json"
-    rc, out, err = guarded.run(["-f", "json", "-n", "0", "-o", str(report), "--", workloads["mmap_sites"],
-                                str(expected)])
+    rc, out, err = guarded.run(["-v", "--unwind", unwind, "-f", "json", "-n", "0", "-o", str(report), "--",
+                                workloads["mmap_sites"], str(expected)])
     assert rc == 0, err
     exp = json.loads(expected.read_text())
+    assert ("mremap: followed by its syscall tracepoints" in err) == (unwind == "dwarf"), err
+    if unwind == "fp":
+        exp["mmap"].update(site_remap_raw=0, anon=8192)  # site_remap_raw_src's inlined anon()
+        exp["mmap_bytes"] -= 32768 - 8192
     rep = helpers.final_report(helpers.parse_reports(report.read_text()))
     pid = exp["pid"]
     p = helpers.check_proc_is_sum_of_stacks(rep, pid)
@@ -106,3 +116,26 @@ def test_mmap_parts_unmapped_remapped_mapped_over(bpf_ok, workloads, guarded, tm
     unindexed = {"many": 80 - 64, "over_8192": 9000 - 64}.get(step, 0)
     assert rep["dropped"]["mappings_unindexed"] == unindexed, rep["dropped"]
 
+
+
+def test_syscall_tracepoints_count_only_the_targets(env, tmp_path):
+    """mremap's (and munmap's) syscall tracepoints fire in every process: with -p only the
+    target's calls count. Other processes' mremaps were taken for a target's (their links filter
+    by process, so the programs trusted every caller): each such stack, unwound without its
+    process's tables, counted as stack_incomplete, its mapping recorded under a process no one
+    asked for."""
+    wl = helpers.Workload(env["reaper"], [env["workloads"]["alloc_growth"]])
+    prof = helpers.Profiler(env["reaper"], ["-f", "json", "-n", "0", "-i", "60", "-p", str(wl.pid)])
+    prof.wait_attached()
+    for _ in range(5):  # an mremap of its own mapping, a raw one, mmaps and munmaps each
+        subprocess.run([env["workloads"]["mmap_sites"], str(tmp_path / "e.json")], check=True, timeout=60)
+    wl.send("a 64 3")
+    assert wl.reply() == "ok 192 3 0 0"
+    assert prof.stop() == 0, prof.err.lines
+    rep = helpers.final_report(prof.reports)
+    assert [p["pid"] for p in rep["processes"]] == [wl.pid], rep["processes"]
+    assert {s["pid"] for s in rep["stacks"]} == {wl.pid}
+    helpers.check_drops(rep)
+    assert rep["dropped"]["stack_incomplete"] == 0, rep["dropped"]
+    wl.send("exit")
+    assert wl.wait() == 0

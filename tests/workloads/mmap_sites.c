@@ -6,7 +6,9 @@
  * the first unmapped (3 pages stay, accounted from the mapping's call site); site_remap:
  * 2 pages grown to 64 pages with MREMAP_MAYMOVE (mremap's call site owns it after);
  * a file mapping (not counted); site_big_malloc: a 4 MiB malloc (glibc maps it: heap only);
- * site_map_raw: 2 x 16 KiB unmapped by syscall(SYS_munmap), not libc's munmap.
+ * site_map_raw: 2 x 16 KiB unmapped by syscall(SYS_munmap), not libc's munmap;
+ * site_remap_raw: 2 pages grown to 8 by syscall(SYS_mremap), not libc's mremap (seen where
+ * mremap is followed by its tracepoints: with DWARF unwinding).
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -58,6 +60,20 @@ __attribute__((noinline, noclone)) static void site_remap(void)
 	keep[5] = mremap(site_remap_src(), 2 * 4096, 64 * 4096, MREMAP_MAYMOVE);
 }
 
+__attribute__((noinline, noclone)) static void *site_remap_raw_src(void)
+{
+	void *p = anon(2 * 4096);
+
+	keep[13] = p; /* no tail call: the mapping's frame 0 is this function */
+	return p;
+}
+
+__attribute__((noinline, noclone)) static void site_remap_raw(void)
+{
+	keep[12] = (void *)syscall(SYS_mremap, site_remap_raw_src(), 2 * 4096, 8 * 4096,
+				   MREMAP_MAYMOVE);
+}
+
 __attribute__((noinline, noclone)) static void site_map_raw(void)
 {
 	for (int i = 0; i < 2; i++) {
@@ -84,6 +100,7 @@ int main(int argc, char **argv)
 	site_map_drop();
 	site_map_head();
 	site_remap();
+	site_remap_raw();
 	site_map_raw();
 	site_big_malloc();
 	fd = open("/proc/self/exe", O_RDONLY);
@@ -91,8 +108,9 @@ int main(int argc, char **argv)
 	close(fd);
 	n = snprintf(buf, sizeof(buf),
 		     "{\"pid\":%d,\"mmap\":{\"site_map_keep\":196608,\"site_map_drop\":0,"
-		     "\"site_map_head\":12288,\"site_remap\":262144,\"site_map_raw\":0},\"mmap_bytes\":471040,"
-		     "\"mmap_regions\":5,\"heap\":{\"site_big_malloc\":4194304}}\n",
+		     "\"site_map_head\":12288,\"site_remap\":262144,\"site_map_raw\":0,"
+		     "\"site_remap_raw\":32768,\"site_remap_raw_src\":0},\"mmap_bytes\":503808,"
+		     "\"mmap_regions\":6,\"heap\":{\"site_big_malloc\":4194304}}\n",
 		     getpid());
 	fd = open(argv[1], O_WRONLY | O_CREAT | O_TRUNC, 0644);
 	if (fd < 0 || write(fd, buf, n) != n)
