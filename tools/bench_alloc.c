@@ -9,6 +9,9 @@
  * 2^B distinct stacks, the way a large program's call sites are many and share their callers.
  * Built with -DLARGE=N each block is N to N+4095 bytes and none is kept: run with
  * MALLOC_MMAP_THRESHOLD_ below N, each pair is glibc's mmap path (an mmap and an munmap).
+ * Built with -DALIGNED=A each block comes from posix_memalign(A) instead of malloc.
+ * Built with -DREMAP=N each "pair" is one realloc of one block between N and N+8192 bytes: run
+ * with MALLOC_MMAP_THRESHOLD_ below N, each is an mremap of glibc's.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +40,14 @@ static double now_ns(void)
 
 #ifndef LARGE
 #define LARGE 0
+#endif
+
+#ifndef ALIGNED
+#define ALIGNED 0
+#endif
+
+#ifndef REMAP
+#define REMAP 0
 #endif
 
 static void run(long pairs);
@@ -80,8 +91,19 @@ static long nk;
 static inline __attribute__((always_inline)) void pair(long i)
 {
 	size_t size = (LARGE ? LARGE : 16) + (i * 7919) % 4096;
-	void *p = malloc(size);
+	void *p;
 
+	if (REMAP) {
+		static void *block;
+
+		block = realloc(block, REMAP + (i & 1) * 8192);
+		sink = block;
+		return;
+	}
+	if (!ALIGNED)
+		p = malloc(size);
+	else if (posix_memalign(&p, ALIGNED, size))
+		p = NULL;
 	sink = p;
 	if (!LARGE && (i & 15) == 0 && nk < (long)(sizeof(kept) / sizeof(kept[0])))
 		kept[nk++] = p;

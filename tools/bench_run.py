@@ -16,7 +16,9 @@ DWARF unwinding itself costs, apart from having complete stacks at all. And benc
 jemalloc and tcmalloc (LD_PRELOAD, where installed): untraced, full mode and its floor, as their
 entry points are probed where the prologue decoder put them. And bench_alloc built -DLARGE
 (blocks from glibc's mmap path: the mmap and munmap probes, which a single-stepped first
-instruction makes ~10x dearer, show here and nowhere else).
+instruction makes ~10x dearer, show here and nowhere else), built -DALIGNED=64 (posix_memalign
+pairs: its probe placed past glibc's flag test) and -DREMAP (reallocs of a mapped block: glibc's
+mremap, followed by its syscall tracepoints with DWARF unwinding, probed with --unwind fp).
 
 Environment (defaults in brackets): ROUNDS [9], PAIRS [200000], CC1_FUNCS [40], STACKS [10000],
 HOLD [10] seconds of the CPU/RSS run, DEEP [24] extra frames of bench_alloc_deep, PATHS [13]
@@ -463,6 +465,8 @@ class Bench:
         self.deep = OUT / "bench_alloc_deep"
         self.paths = OUT / "bench_alloc_paths"
         self.large = OUT / "bench_alloc_large"
+        self.aligned = OUT / "bench_alloc_aligned"
+        self.remap = OUT / "bench_alloc_remap"
         self.stacks = OUT / "bench_stacks"
         self.stacks_nog = OUT / "bench_stacks_nog"
         self.cc1 = None
@@ -478,9 +482,11 @@ class Bench:
         if wl in ("alloc", "deep"):
             cmd = [self.alloc if wl == "alloc" else self.deep, PAIRS]
             parse = parse_pair
-        elif wl == "large":
-            cmd, parse = [self.large, LARGE_PAIRS], parse_pair
+        elif wl in ("large", "remap"):
+            cmd, parse = [self.large if wl == "large" else self.remap, LARGE_PAIRS], parse_pair
             env = dict(os.environ, **LARGE_ENV)
+        elif wl == "aligned":
+            cmd, parse = [self.aligned, PAIRS], parse_pair
         elif wl in dict(LIBS):
             # the profiler resolves the command's libraries with the environment it is given
             cmd, parse = [self.alloc, PAIRS], parse_pair
@@ -1073,6 +1079,8 @@ def main():
     ok &= build(b.deep, "tools/bench_alloc.c", ["-O2", "-DDEPTH=%d" % DEEP])
     ok &= build(b.paths, "tools/bench_alloc.c", ["-O2", "-DPATHS=%d" % PATHS, "-fno-omit-frame-pointer"])
     ok &= build(b.large, "tools/bench_alloc.c", ["-O2", "-DLARGE=%d" % LARGE])
+    ok &= build(b.aligned, "tools/bench_alloc.c", ["-O2", "-DALIGNED=64"])
+    ok &= build(b.remap, "tools/bench_alloc.c", ["-O2", "-DREMAP=%d" % LARGE])
     ok &= build(b.stacks, "tools/bench_stacks.c", ["-O0", "-g", "-fno-omit-frame-pointer"])
     ok &= build(b.stacks_nog, "tools/bench_stacks.c", ["-O0", "-fno-omit-frame-pointer"])
     if not ok:
@@ -1089,12 +1097,13 @@ def main():
     print("\n".join(head), flush=True)
 
     libs = [name for name, _ in LIBS]
-    res = {wl: {c.key: [] for c in cs} for wl in ("alloc", "cc1", "deep", "large", *libs)}
+    wls = ("alloc", "deep", "cc1", "large", "aligned", "remap", *libs)
+    res = {wl: {c.key: [] for c in cs} for wl in wls}
     for r in range(ROUNDS):
-        for wl in ("alloc", "deep", "cc1", "large", *libs):
+        for wl in wls:
             for c in cs:
-                if c.na or (wl == "deep" and c.key not in DEEP_CONFIGS) or \
-                        (wl in (*libs, "large") and c.key not in LIB_CONFIGS):
+                if c.na or (wl in ("deep", "remap") and c.key not in DEEP_CONFIGS) or \
+                        (wl in (*libs, "large", "aligned") and c.key not in LIB_CONFIGS):
                     continue
                 res[wl][c.key].append(b.measure_clean(wl, c))
         print("bench: round %d/%d done (%.0f s)" % (r + 1, ROUNDS, time.monotonic() - t_start), file=sys.stderr,
@@ -1113,6 +1122,14 @@ def main():
           "    (MALLOC_MMAP_THRESHOLD_=%s), ns per pair" % (LARGE, LARGE_PAIRS, LARGE, LARGE + 4095,
                                                           LARGE_ENV["MALLOC_MMAP_THRESHOLD_"]),
           "%.1f", [c for c in cs if c.key in LIB_CONFIGS], res["large"], lines)
+    lines.append("")
+    table("1d. bench_alloc -DALIGNED=64: %d posix_memalign(64)+free pairs of 16-4111 bytes, ns per pair"
+          % PAIRS, "%.1f", [c for c in cs if c.key in LIB_CONFIGS], res["aligned"], lines)
+    lines.append("")
+    table("1e. bench_alloc -DREMAP=%d: %d reallocs of one block between %d and %d bytes, each an mremap\n"
+          "    (MALLOC_MMAP_THRESHOLD_=%s), ns per realloc" % (LARGE, LARGE_PAIRS, LARGE, LARGE + 8192,
+                                                             LARGE_ENV["MALLOC_MMAP_THRESHOLD_"]),
+          "%.1f", [c for c in cs if c.key in DEEP_CONFIGS], res["remap"], lines)
     lines.append("")
     counts = ""
     if b.cc1_counts:

@@ -110,6 +110,20 @@ def test_bench_large_blocks_table(bench):
     assert all(m.re is ROW for m in rows.values()), out
 
 
+def test_bench_aligned_and_remap_tables(bench):
+    """Rows 1d and 1e: posix_memalign pairs (untraced, full, its floor) and reallocs of a mapped
+    block (the same and --unwind fp: mremap by its tracepoints, or probed)."""
+    rc, out, err = bench
+    assert rc == 0, err
+    rows = _rows(out, "1d. bench_alloc -DALIGNED=64")
+    assert set(rows) == {"untraced", "asizeof-bpf (full)", "empty probes (full's floor)"}, out
+    assert all(m.re is ROW for m in rows.values()), out
+    rows = _rows(out, "1e. bench_alloc -DREMAP=262144")
+    assert set(rows) == {"untraced", "asizeof-bpf (full)", "empty probes (full's floor)",
+                         "asizeof-bpf --unwind fp"}, out
+    assert all(m.re is ROW for m in rows.values()), out
+
+
 def test_bench_cc1_counts_and_peer_ratio(bench):
     rc, out, err = bench
     assert rc == 0, err
