@@ -474,7 +474,7 @@ static __always_inline void walk_stack(struct pt_regs *ctx, struct asz_stack *st
 
 	st->flags = 0;
 	if (in_body) {
-		/* inside the allocator (a system call): where its caller's frame is, is not known */
+		/* inside the allocator (a system call): its caller's frame is not known */
 		st->nr = 0;
 		st->flags = ASZ_STACK_INCOMPLETE;
 		return;
@@ -1658,6 +1658,10 @@ static __always_inline int on_entry(struct pt_regs *ctx, __u64 a1, __u64 a2, __u
 	return 0;
 }
 
+/* mmap(2)'s and mremap(2)'s flags (no uapi header beside vmlinux.h) */
+#define MAP_FIXED_ 0x10
+#define MREMAP_FIXED_ 2
+
 /* An allocator's return, with its return value (syscall: a system call's exit). */
 static __always_inline int on_return(__u64 rc, bool syscall)
 {
@@ -1722,7 +1726,7 @@ static __always_inline int on_return(__u64 rc, bool syscall)
 			return 0;
 		}
 		/* what was mapped where a fixed mapping goes is gone: the kernel unmapped it */
-		if (ts->flags & (allocator == ASZ_MMAP ? 0x10 /* MAP_FIXED */ : 2 /* MREMAP_FIXED */))
+		if (ts->flags & (allocator == ASZ_MMAP ? MAP_FIXED_ : MREMAP_FIXED_))
 			mappings_unmap(tgid, rc, rc + page_up(ts->size));
 		/* a part moved: the mapping it was in loses it (none: not the program's) */
 		if ((ts->flags & ASZ_MREMAP_PART) &&

@@ -118,23 +118,6 @@ struct builder {
 	bool nomem;
 };
 
-static int grow(void **arr, size_t *cap, size_t need, size_t elem)
-{
-	size_t ncap = *cap ? *cap : 64;
-	void *p;
-
-	if (need <= *cap)
-		return 0;
-	while (ncap < need)
-		ncap *= 2;
-	p = realloc(*arr, ncap * elem);
-	if (!p)
-		return -ENOMEM;
-	*arr = p;
-	*cap = ncap;
-	return 0;
-}
-
 static int read_uleb(const __u8 **p, const __u8 *end, __u64 *out)
 {
 	__u64 v = 0;
@@ -363,7 +346,7 @@ static void push_row(struct builder *b, __u64 pc, const struct asz_cfi_row *rule
 		b->nr_rows--;
 	if (b->nr_rows && same_rule(&b->rows[b->nr_rows - 1], rule))
 		return;
-	if (grow((void **)&b->rows, &b->cap_rows, b->nr_rows + 1, sizeof(*b->rows))) {
+	if (util__reserve(&b->rows, &b->cap_rows, b->nr_rows + 1, sizeof(*b->rows), 64)) {
 		b->nomem = true;
 		return;
 	}
@@ -596,7 +579,7 @@ static int add_cie(struct builder *b, struct section *sec, __u64 offset, const D
 	struct cie *c;
 	__u64 skip;
 
-	if (grow((void **)&sec->cies, &sec->cap_cies, sec->nr_cies + 1, sizeof(*sec->cies)))
+	if (util__reserve(&sec->cies, &sec->cap_cies, sec->nr_cies + 1, sizeof(*sec->cies), 64))
 		return -ENOMEM;
 	c = &sec->cies[sec->nr_cies++];
 	memset(c, 0, sizeof(*c));
@@ -675,7 +658,7 @@ static int add_fde(struct builder *b, const struct section *sec, const struct ra
 		b->t->stats.fdes_skipped++;
 		return 0;
 	}
-	if (grow((void **)&b->fdes, &b->cap_fdes, b->nr_fdes + 1, sizeof(*b->fdes)))
+	if (util__reserve(&b->fdes, &b->cap_fdes, b->nr_fdes + 1, sizeof(*b->fdes), 64))
 		return -ENOMEM;
 	f = &b->fdes[b->nr_fdes++];
 	f->start = start;
@@ -711,7 +694,7 @@ static int read_section(struct builder *b, struct section *sec, const unsigned c
 		if (dwarf_cfi_cie_p(&e)) {
 			err = add_cie(b, sec, off, &e.cie);
 		} else {
-			err = grow((void **)&raws, &cap_raws, nr_raws + 1, sizeof(*raws));
+			err = util__reserve(&raws, &cap_raws, nr_raws + 1, sizeof(*raws), 64);
 			if (!err)
 				raws[nr_raws++] = (struct raw_fde){ e.fde.CIE_pointer, e.fde.start,
 								    e.fde.end };

@@ -472,7 +472,7 @@ int engine__open(struct engine **out, const struct engine_opts *o)
 		}
 	} else {
 		vlog("mremap: libc's mremap is probed (%s)\n",
-		     dwarf ? "no syscall tracepoints" : "--unwind fp: its caller is known at its entry");
+		     dwarf ? "no syscall tracepoints" : "--unwind fp: its caller known at its entry");
 	}
 
 	e->rb = ring_buffer__new(bpf_map__fd(e->skel->maps.events), on_event, e, NULL);
@@ -1773,11 +1773,22 @@ static void forget_slot(struct aggs *a, __u32 n)
 		aggs__add_retiring(a, n, SLOT_GONE);
 }
 
+/* Room for n more slots in the retiring list before their keys go (else a slot is lost). */
+static int forget_room(struct aggs *a, size_t n)
+{
+	return a ? util__reserve(&a->retiring, &a->cap_retiring, a->nr_retiring + n,
+				 sizeof(*a->retiring), 64)
+		 : 0;
+}
+
 static int forget_batch(void *ctx, const void *keys, const void *vals, __u32 cnt)
 {
 	struct forget_ctx *c = ctx;
 	LIBBPF_OPTS(bpf_map_batch_opts, opts);
 	__u32 nd = 0, del;
+
+	if (forget_room(c->aggs, cnt))
+		return -ENOMEM; /* this batch and the rest: at the next sweep */
 
 	for (__u32 i = 0; i < cnt; i++) {
 		if (!key_of((const char *)keys + i * c->key_size, c->pids, c->n))
@@ -1819,7 +1830,7 @@ static void forget_in(struct bpf_map *map, size_t key_size, const pid_t *pids, i
 		goto cleanup; /* done, or failed midway: what is left goes at the next sweep */
 	while (bpf_map_get_next_key(c.fd, have ? key : NULL, next) == 0) {
 		if (key_of(next, pids, n) && (!aggs || !bpf_map_lookup_elem(c.fd, next, &slot)) &&
-		    bpf_map_delete_elem(c.fd, next) == 0) {
+		    !forget_room(aggs, 1) && bpf_map_delete_elem(c.fd, next) == 0) {
 			if (aggs)
 				forget_slot(aggs, slot);
 			continue; /* the same key then finds the element after the deleted one */

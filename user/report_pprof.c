@@ -120,24 +120,6 @@ struct pprof_model {
 
 /* ---------------------------------------------------------------- small tools */
 
-static int arr_grow(void *arrp, size_t *cap, size_t nr, size_t elem)
-{
-	void **arr = arrp, *p;
-	size_t ncap;
-
-	if (nr < *cap)
-		return 0;
-	ncap = *cap ? *cap * 2 : 64;
-	if (ncap > SIZE_MAX / elem)
-		return -ENOMEM;
-	p = realloc(*arr, ncap * elem);
-	if (!p)
-		return -ENOMEM;
-	*arr = p;
-	*cap = ncap;
-	return 0;
-}
-
 static __u64 hash_mix(__u64 x)
 {
 	x ^= x >> 30;
@@ -319,7 +301,7 @@ static const struct elf_info *elf_get(struct pprof_builder *b, struct symbolizer
 		b->elfs[i].used = true;
 		return &b->elfs[i];
 	}
-	if (arr_grow(&b->elfs, &b->cap_elfs, b->nr_elfs, sizeof(*b->elfs))) {
+	if (util__reserve(&b->elfs, &b->cap_elfs, b->nr_elfs + 1, sizeof(*b->elfs), 64)) {
 		free(key);
 		return NULL;
 	}
@@ -438,7 +420,7 @@ static long intern(struct build *bd, const char *s)
 	i = hidx_find(&bd->strs, h, str_eq, m, s);
 	if (i >= 0)
 		return i;
-	if (arr_grow(&m->strs, &m->cap_strs, m->nr_strs, sizeof(*m->strs)))
+	if (util__reserve(&m->strs, &m->cap_strs, m->nr_strs + 1, sizeof(*m->strs), 64))
 		return -1;
 	copy = strdup(s);
 	if (!copy || hidx_add(&bd->strs, h, m->nr_strs)) {
@@ -500,7 +482,7 @@ static long mapping_of(struct build *bd, __u32 pid, const char *exe, const struc
 			mp->limit = fr->addr + 1;
 		return i + 1;
 	}
-	if (arr_grow(&m->maps, &m->cap_maps, m->nr_maps, sizeof(*m->maps)) ||
+	if (util__reserve(&m->maps, &m->cap_maps, m->nr_maps + 1, sizeof(*m->maps), 64) ||
 	    hidx_add(&bd->maps, h, m->nr_maps))
 		return -1;
 	mp = &m->maps[m->nr_maps];
@@ -540,7 +522,7 @@ static long function_of(struct build *bd, const char *name, const char *file)
 	i = hidx_find(&bd->funcs, h, func_eq, m, &k);
 	if (i >= 0)
 		return i;
-	if (arr_grow(&m->funcs, &m->cap_funcs, m->nr_funcs, sizeof(*m->funcs)) ||
+	if (util__reserve(&m->funcs, &m->cap_funcs, m->nr_funcs + 1, sizeof(*m->funcs), 64) ||
 	    hidx_add(&bd->funcs, h, m->nr_funcs))
 		return -1;
 	m->funcs[m->nr_funcs] = k;
@@ -585,7 +567,7 @@ static long location_of(struct build *bd, __u32 pid, const char *exe, __u64 ip)
 	}
 	/* every frame of the chain is the same address; the outermost names the module */
 	map = mapping_of(bd, pid, exe, &frames[n - 1]);
-	if (map < 0 || arr_grow(&m->locs, &m->cap_locs, m->nr_locs, sizeof(*m->locs)))
+	if (map < 0 || util__reserve(&m->locs, &m->cap_locs, m->nr_locs + 1, sizeof(*m->locs), 64))
 		return -1;
 	l = &m->locs[m->nr_locs];
 	*l = (struct pm_location){.pid = pid, .mapping = map, .ip = ip, .addr = frames[0].addr,
@@ -596,7 +578,8 @@ static long location_of(struct build *bd, __u32 pid, const char *exe, __u64 ip)
 		if (!frames[j].func)
 			continue;
 		f = function_of(bd, frames[j].func, frames[j].file);
-		if (f < 0 || arr_grow(&m->lines, &m->cap_lines, m->nr_lines, sizeof(*m->lines)))
+		if (f < 0 ||
+		    util__reserve(&m->lines, &m->cap_lines, m->nr_lines + 1, sizeof(*m->lines), 64))
 			return -1;
 		m->lines[m->nr_lines++] = (struct pm_line){.func = f, .line = frames[j].line};
 		l->nr_lines++;
@@ -629,8 +612,8 @@ static long marker_location(struct build *bd, __u32 pid, __u64 mark)
 	if (i >= 0)
 		return i;
 	f = function_of(bd, mark == MARK_TRUNCATED ? "[truncated]" : "[unknown]", NULL);
-	if (f < 0 || arr_grow(&m->locs, &m->cap_locs, m->nr_locs, sizeof(*m->locs)) ||
-	    arr_grow(&m->lines, &m->cap_lines, m->nr_lines, sizeof(*m->lines)))
+	if (f < 0 || util__reserve(&m->locs, &m->cap_locs, m->nr_locs + 1, sizeof(*m->locs), 64) ||
+	    util__reserve(&m->lines, &m->cap_lines, m->nr_lines + 1, sizeof(*m->lines), 64))
 		return -1;
 	m->locs[m->nr_locs] = (struct pm_location){.pid = pid, .ip = mark,
 						   .first_line = m->nr_lines, .nr_lines = 1};
@@ -682,7 +665,8 @@ static int add_sample(struct build *bd, const struct snapshot *s, const struct s
 		memcpy(comm, p->comm, ASZ_COMM_LEN);
 	c = intern(bd, comm);
 	a = intern(bd, snapshot__allocator_name(st->allocator) ?: "unknown");
-	if (c < 0 || a < 0 || arr_grow(&m->samples, &m->cap_samples, m->nr_samples, sizeof(*sm)))
+	if (c < 0 || a < 0 ||
+	    util__reserve(&m->samples, &m->cap_samples, m->nr_samples + 1, sizeof(*sm), 64))
 		return -ENOMEM;
 	sm = &m->samples[m->nr_samples++];
 	*sm = (struct pm_sample){.key = {.pid = st->pid, .allocator = st->allocator,
@@ -700,8 +684,8 @@ static int add_sample(struct build *bd, const struct snapshot *s, const struct s
 			l = marker_location(bd, st->pid, nr ? MARK_TRUNCATED : MARK_UNKNOWN);
 		else
 			break;
-		if (l < 0 || arr_grow(&m->stack_locs, &m->cap_stack_locs, m->nr_stack_locs,
-				      sizeof(*m->stack_locs)))
+		if (l < 0 || util__reserve(&m->stack_locs, &m->cap_stack_locs, m->nr_stack_locs + 1,
+					   sizeof(*m->stack_locs), 64))
 			return -ENOMEM;
 		m->stack_locs[m->nr_stack_locs++] = l;
 		sm->nr_locs++;

@@ -66,22 +66,6 @@ void serve_metrics__free(struct serve_metrics *m)
 	free(m);
 }
 
-static int grow(void *arrp, size_t *cap, size_t nr, size_t elem)
-{
-	void **arr = arrp, *p;
-	size_t ncap;
-
-	if (nr < *cap)
-		return 0;
-	ncap = *cap ? *cap * 2 : 32;
-	p = realloc(*arr, ncap * elem);
-	if (!p)
-		return -ENOMEM;
-	*arr = p;
-	*cap = ncap;
-	return 0;
-}
-
 /* The executable of a live process ("" if it cannot be read). */
 static char *read_exe(__u32 pid)
 {
@@ -107,7 +91,7 @@ static int group_of(struct serve_metrics *m, const char *comm, const char *exe)
 	for (size_t i = 0; i < m->nr_groups; i++)
 		if (strcmp(m->groups[i].comm, comm) == 0 && strcmp(m->groups[i].exe, exe) == 0)
 			return i;
-	if (grow(&m->groups, &m->cap_groups, m->nr_groups, sizeof(*g)))
+	if (util__reserve(&m->groups, &m->cap_groups, m->nr_groups + 1, sizeof(*g), 32))
 		return -ENOMEM;
 	g = &m->groups[m->nr_groups];
 	memset(g, 0, sizeof(*g));
@@ -201,7 +185,8 @@ static int account_proc(struct serve_metrics *m, const struct snap_proc *sp, siz
 	}
 	if (!p) {
 		/* appended past the sorted part: sorted in once every process is seen */
-		err = grow(&m->procs, &m->cap_procs, m->nr_procs + *nr_new, sizeof(*p));
+		err = util__reserve(&m->procs, &m->cap_procs, m->nr_procs + *nr_new + 1, sizeof(*p),
+				    32);
 		if (err)
 			return err;
 		p = &m->procs[m->nr_procs + (*nr_new)++];

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "snapshot.h"
+#include "util.h"
 
 static const char *const allocator_names[ASZ_NR_ALLOCATORS] = {
 	[ASZ_MALLOC] = "malloc",
@@ -71,28 +72,9 @@ void snapshot__free(struct snapshot *s)
 	free(s);
 }
 
-/* Make room for one more element of an array that doubles when full. */
-static int grow(void **arr, size_t *cap, size_t nr, size_t elem)
-{
-	size_t ncap;
-	void *p;
-
-	if (nr < *cap)
-		return 0;
-	ncap = *cap ? *cap * 2 : 64;
-	if (ncap < *cap || ncap > (size_t)-1 / elem)
-		return -ENOMEM;
-	p = realloc(*arr, ncap * elem);
-	if (!p)
-		return -ENOMEM;
-	*arr = p;
-	*cap = ncap;
-	return 0;
-}
-
 /*
  * The header keeps no capacity fields, so the capacity is derived from the count: arrays are
- * allocated in powers of two starting at 64, which is all grow() ever produces.
+ * allocated in powers of two starting at 64, which is all util__reserve() ever produces from 64.
  */
 static size_t cap_of(size_t nr)
 {
@@ -111,7 +93,7 @@ int snapshot__add_proc(struct snapshot *s, const struct snap_proc *p)
 	void *arr = s->procs;
 	int err;
 
-	err = grow(&arr, &cap, s->nr_procs, sizeof(*s->procs));
+	err = util__reserve(&arr, &cap, s->nr_procs + 1, sizeof(*s->procs), 64);
 	if (err)
 		return err;
 	s->procs = arr;
@@ -145,7 +127,7 @@ int snapshot__add_stack(struct snapshot *s, const struct snap_stack *st)
 	void *arr = s->stacks;
 	int err;
 
-	err = grow(&arr, &cap, s->nr_stacks, sizeof(*s->stacks));
+	err = util__reserve(&arr, &cap, s->nr_stacks + 1, sizeof(*s->stacks), 64);
 	if (err)
 		return err;
 	s->stacks = arr;

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -379,16 +380,29 @@ char *util__short_func(const char *name, char *out, size_t size)
 	return out;
 }
 
+int util__reserve(void *arrp, size_t *cap, size_t need, size_t size, size_t first)
+{
+	void **arr = arrp, *p;
+	size_t n = *cap ? *cap : first ? first : 1;
+
+	if (need <= *cap)
+		return 0;
+	while (n < need) {
+		if (n > SIZE_MAX / 2)
+			return -ENOMEM;
+		n *= 2;
+	}
+	if (!size || n > SIZE_MAX / size)
+		return -ENOMEM;
+	p = realloc(*arr, n * size);
+	if (!p)
+		return -ENOMEM;
+	*arr = p;
+	*cap = n;
+	return 0;
+}
+
 void *util__grow(void *arr, size_t *cap, size_t nr, size_t size, size_t first)
 {
-	size_t n;
-	void *p;
-
-	if (nr < *cap)
-		return arr;
-	n = *cap ? *cap * 2 : first;
-	p = realloc(arr, n * size);
-	if (p)
-		*cap = n;
-	return p;
+	return util__reserve(&arr, cap, nr + 1, size, first) ? NULL : arr;
 }

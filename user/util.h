@@ -9,9 +9,15 @@
 #include <linux/types.h>
 
 /*
- * Room for one more element in arr, an array of *cap elements of size bytes, nr of them used:
- * arr itself, or its copy doubled (first: the first capacity) when full. NULL if out of memory
- * (arr and *cap then unchanged).
+ * Room for need elements in *arrp, an array of *cap elements of size bytes: its capacity
+ * doubled (from first where it has none) until it holds them. 0, or -ENOMEM (then *arrp and
+ * *cap are unchanged). The one growing step of the project's arrays.
+ */
+int util__reserve(void *arrp, size_t *cap, size_t need, size_t size, size_t first);
+
+/*
+ * Room for one more element in arr, nr of its *cap used: arr itself, or its copy doubled (as
+ * util__reserve). NULL if out of memory (arr and *cap then unchanged).
  */
 void *util__grow(void *arr, size_t *cap, size_t nr, size_t size, size_t first);
 

@@ -709,3 +709,31 @@ Test(util, grow_doubles_when_full)
 		cr_assert_eq(b[i], i);
 	free(b);
 }
+
+Test(util, reserve_doubles_to_the_need)
+{
+	size_t cap = 0, small = 8;
+	long *a = NULL, *keep;
+
+	cr_assert_eq(util__reserve(&a, &cap, 0, sizeof(*a), 64), 0);
+	cr_assert_null(a); /* nothing needed: nothing allocated */
+	cr_assert_eq(util__reserve(&a, &cap, 1, sizeof(*a), 64), 0);
+	cr_assert_eq(cap, 64);
+	for (int i = 0; i < 64; i++)
+		a[i] = i;
+	cr_assert_eq(util__reserve(&a, &cap, 64, sizeof(*a), 64), 0);
+	cr_assert_eq(cap, 64);
+	cr_assert_eq(util__reserve(&a, &cap, 300, sizeof(*a), 64), 0); /* several doublings */
+	cr_assert_eq(cap, 512);
+	for (int i = 0; i < 64; i++)
+		cr_assert_eq(a[i], i);
+	/* overflow: refused, the array and its capacity unchanged */
+	keep = a;
+	cr_assert_eq(util__reserve(&a, &cap, SIZE_MAX / 4, sizeof(*a), 64), -ENOMEM);
+	cr_assert_eq(a, keep);
+	cr_assert_eq(cap, 512);
+	free(a);
+	a = NULL;
+	cr_assert_eq(util__reserve(&a, &small, 4, sizeof(*a), 64), 0); /* room already */
+	cr_assert_null(a);
+}
