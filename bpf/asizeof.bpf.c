@@ -1522,6 +1522,8 @@ static __always_inline int on_entry(struct pt_regs *ctx, __u64 a1, __u64 a2, __u
 		return 0;
 	}
 	ts->deleted = 0; /* that delete is over: the next unknown free of its block is news */
+	if (syscall)
+		ts->sys_entered++;
 	/* glibc calls itself (realloc(NULL, n) -> malloc, ...): only the outermost call counts */
 	if (ts->depth++ > 0)
 		return 0;
@@ -1670,14 +1672,26 @@ static __always_inline int on_return(__u64 rc, bool syscall)
 	__u64 addr = 0;
 	__u32 allocator;
 
-	if (empty_probes || (syscall ? !syscall_traced(tgid) : !traced(tgid)))
+	if (empty_probes)
 		return 0;
-	ts = bpf_task_storage_get(&tstates, bpf_get_current_task_btf(), 0, 0);
-	/* depth 0: the call began before the entry probe was attached */
-	if (!ts || ts->depth == 0)
-		return 0;
-	if (--ts->depth > 0)
-		return 0;
+	if (syscall) {
+		/* an exit without its entry must not end the allocator call around it */
+		ts = bpf_task_storage_get(&tstates, bpf_get_current_task_btf(), 0, 0);
+		if (!ts || !ts->sys_entered || ts->depth == 0)
+			return 0;
+		ts->sys_entered--;
+		if (--ts->depth > 0 || !syscall_traced(tgid))
+			return 0;
+	} else {
+		if (!traced(tgid))
+			return 0;
+		ts = bpf_task_storage_get(&tstates, bpf_get_current_task_btf(), 0, 0);
+		/* depth 0: the call began before the entry probe was attached */
+		if (!ts || ts->depth == 0)
+			return 0;
+		if (--ts->depth > 0)
+			return 0;
+	}
 	/* a system call's exit at depth 0 ends the call its entry began (known: fewer branches) */
 	allocator = ts->allocator;
 	if (syscall && allocator != ASZ_MREMAP)

@@ -309,7 +309,11 @@ struct asz_tstate {
 	__u32 exiting; /* a thread in glibc's teardown: it frees blocks of its malloc cache */
 	__u32 flags;   /* mmap, mremap: their flags argument (ASZ_MREMAP_PART: a part of a mapping) */
 	__u32 old_slot; /* realloc: the old block's aggregate slot */
-	__u32 pad2;
+	/*
+	 * mremap(2) entries seen and not yet left: only their exits end a call. seccomp's denial
+	 * skips the entry tracepoint, not the exit; an exit begun before the first entry has none.
+	 */
+	__u32 sys_entered;
 };
 
 /*

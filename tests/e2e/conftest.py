@@ -47,6 +47,7 @@ WORKLOAD_SOURCES = {
     "unwind_signal": "unwind_signal.c",
     "mmap_sites": "mmap_sites.c",
     "mmap_partial": "mmap_partial.c",
+    "remap_denied": "remap_denied.c",
     "unwind_libc": "unwind_libc.c",
     "unwind_cxx": "unwind_cxx.cc",
     "unwind_dlopen": "unwind_dlopen.c",

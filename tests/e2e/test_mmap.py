@@ -28,6 +28,15 @@ def test_mmap_category(bpf_ok, workloads, guarded, tmp_path, unwind):
         exp["mmap"].update(site_remap_raw=0, anon=8192)  # site_remap_raw_src's inlined anon()
         exp["mmap_bytes"] -= 32768 - 8192
     rep = helpers.final_report(helpers.parse_reports(report.read_text()))
+    check_sites(rep, exp)
+    # a head unmapped: the same mapping, smaller (not a free and a new allocation)
+    (head,) = [s for s in helpers.stacks_of(rep, exp["pid"]) if helpers.frame0_func(s) == "site_map_head"]
+    assert (head["allocs"], head["frees"], head["alloc_bytes"], head["live_allocs"]) == (1, 0, 16384, 1), head
+
+
+def check_sites(rep, exp):
+    """Each site of exp (a workload's expectation: its pid, "mmap" and "heap" sites with their
+    live bytes, mmap_bytes, mmap_regions) holds exactly what exp says, by frame 0."""
     pid = exp["pid"]
     p = helpers.check_proc_is_sum_of_stacks(rep, pid)
     assert (p["mmap_bytes"], p["mmap_regions"]) == (exp["mmap_bytes"], exp["mmap_regions"]), p
@@ -39,12 +48,10 @@ def test_mmap_category(bpf_ok, workloads, guarded, tmp_path, unwind):
     for site, want in exp["mmap"].items():
         assert maps.get(site, 0) == want, (site, maps)
     for site, want in exp["heap"].items():
-        assert heap.get(site) == want, (site, heap)
+        assert heap.get(site, 0) == want, (site, heap)
         assert site not in maps, "a mapping made inside malloc was counted as the program's"
-    assert p["live_bytes"] == sum(exp["heap"].values())
-    # a head unmapped: the same mapping, smaller (not a free and a new allocation)
-    (head,) = [s for s in helpers.stacks_of(rep, pid) if helpers.frame0_func(s) == "site_map_head"]
-    assert (head["allocs"], head["frees"], head["alloc_bytes"], head["live_allocs"]) == (1, 0, 16384, 1), head
+    assert p["live_bytes"] == sum(exp["heap"].values()), (p, heap)
+    return p
 
 
 def test_text_report_shows_mmap_bytes(bpf_ok, workloads, guarded, tmp_path):
@@ -120,22 +127,41 @@ def test_mmap_parts_unmapped_remapped_mapped_over(bpf_ok, workloads, guarded, tm
 
 def test_syscall_tracepoints_count_only_the_targets(env, tmp_path):
     """mremap's (and munmap's) syscall tracepoints fire in every process: with -p only the
-    target's calls count. Other processes' mremaps were taken for a target's (their links filter
-    by process, so the programs trusted every caller): each such stack, unwound without its
-    process's tables, counted as stack_incomplete, its mapping recorded under a process no one
-    asked for."""
-    wl = helpers.Workload(env["reaper"], [env["workloads"]["alloc_growth"]])
+    target's calls count, and all of them. Other processes' mremaps were taken for a target's
+    (their links filter by process, so the programs trusted every caller): each such stack,
+    unwound without its process's tables, counted as stack_incomplete, its mapping recorded
+    under a process no one asked for."""
+    wl = helpers.Workload(env["reaper"], [env["workloads"]["mmap_sites"], str(tmp_path / "t.json"), "wait"])
     prof = helpers.Profiler(env["reaper"], ["-f", "json", "-n", "0", "-i", "60", "-p", str(wl.pid)])
     prof.wait_attached()
     for _ in range(5):  # an mremap of its own mapping, a raw one, mmaps and munmaps each
         subprocess.run([env["workloads"]["mmap_sites"], str(tmp_path / "e.json")], check=True, timeout=60)
-    wl.send("a 64 3")
-    assert wl.reply() == "ok 192 3 0 0"
+    wl.send("go")
+    assert wl.reply() == "ok"
     assert prof.stop() == 0, prof.err.lines
     rep = helpers.final_report(prof.reports)
     assert [p["pid"] for p in rep["processes"]] == [wl.pid], rep["processes"]
     assert {s["pid"] for s in rep["stacks"]} == {wl.pid}
     helpers.check_drops(rep)
     assert rep["dropped"]["stack_incomplete"] == 0, rep["dropped"]
+    # the target's own: libc's mremap and a raw one, through the tracepoints too
+    check_sites(rep, json.loads((tmp_path / "t.json").read_text()))
     wl.send("exit")
     assert wl.wait() == 0
+
+
+def test_mremap_denied_by_seccomp(bpf_ok, workloads, guarded, tmp_path):
+    """A system call seccomp denies skips its entry tracepoint, not its exit: mremap's exit
+    alone, inside glibc's realloc of a block it mapped (which then mallocs, copies and unmaps),
+    ended the realloc's call: the malloc inside it was recorded as the program's, under
+    realloc's frame, and realloc's return found nothing to do."""
+    report, expected = tmp_path / "r.json", tmp_path / "e.json"
+    rc, out, err = guarded.run(["-f", "json", "-n", "0", "-o", str(report), "--", workloads["remap_denied"],
+                                str(expected)])
+    assert rc == 0, err
+    exp = json.loads(expected.read_text())
+    rep = helpers.final_report(helpers.parse_reports(report.read_text()))
+    helpers.check_drops(rep)
+    check_sites(rep, exp)
+    (grow,) = [s for s in helpers.stacks_of(rep, exp["pid"]) if helpers.frame0_func(s) == "site_grow"]
+    assert (grow["allocator"], grow["live_allocs"], grow["live_bytes"]) == ("realloc", 1, 524288), grow

@@ -2,6 +2,8 @@
 /*
  * Anonymous memory mapped by the program itself, beside the heap.
  *   mmap_sites OUT   run the sites, write the expectation to OUT, exit (mappings kept)
+ *   mmap_sites OUT wait   print "ready PID", run them at a line on stdin, print "ok" once OUT
+ *                         is written, exit at the next line or EOF (for -p)
  * site_map_keep: 3 x 64 KiB kept; site_map_drop: 2 x 32 KiB, unmapped; site_map_head: 4 pages,
  * the first unmapped (3 pages stay, accounted from the mapping's call site); site_remap:
  * 2 pages grown to 64 pages with MREMAP_MAYMOVE (mremap's call site owns it after);
@@ -96,6 +98,11 @@ int main(int argc, char **argv)
 
 	if (argc < 2)
 		return 2;
+	if (argc > 2) {
+		n = snprintf(buf, sizeof(buf), "ready %d\n", getpid());
+		if (write(1, buf, n) != n || read(0, buf, sizeof(buf)) <= 0)
+			return 1;
+	}
 	site_map_keep();
 	site_map_drop();
 	site_map_head();
@@ -116,5 +123,7 @@ int main(int argc, char **argv)
 	if (fd < 0 || write(fd, buf, n) != n)
 		return 1;
 	close(fd);
+	if (argc > 2 && (write(1, "ok\n", 3) != 3 || read(0, buf, sizeof(buf)) < 0))
+		return 1;
 	return 0;
 }
