@@ -125,6 +125,12 @@ static __u32 args_read(__u32 allocator)
 		return REG_BIT(REG_RDI) | REG_BIT(REG_RSI);
 	case ASZ_POSIX_MEMALIGN:
 		return REG_BIT(REG_RDI) | REG_BIT(REG_RSI) | REG_BIT(REG_RDX);
+	case ASZ_MALLOCX: /* jemalloc's: their flags are not read */
+		return REG_BIT(REG_RDI);
+	case ASZ_RALLOCX:
+		return REG_BIT(REG_RDI) | REG_BIT(REG_RSI);
+	case ASZ_XALLOCX: /* ptr, size, extra */
+		return REG_BIT(REG_RDI) | REG_BIT(REG_RSI) | REG_BIT(REG_RDX);
 	default:
 		return ARG_REGS;
 	}
@@ -238,11 +244,15 @@ static enum insn_kind insn_decode(const __u8 *c, size_t len, size_t *n, __u32 *w
 		return *n <= len ? INSN_PLAIN : INSN_UNKNOWN;
 	}
 	if (op == 0x0f) {
-		/* nopl with an operand (multi-byte nop) */
-		if (p >= len || c[p] != 0x1f)
+		if (p >= len)
 			return INSN_UNKNOWN;
-		p++;
-		if (p >= len || ((c[p] >> 3) & 7) || !(m = modrm_len(c + p, len - p)))
+		op = c[p++];
+		if (op == 0xb6 || op == 0xb7 || op == 0xbe || op == 0xbf) {
+			to_reg = true; /* movzx, movsx r/m, %r */
+			goto operand;
+		}
+		/* nopl with an operand (multi-byte nop) */
+		if (op != 0x1f || p >= len || ((c[p] >> 3) & 7) || !(m = modrm_len(c + p, len - p)))
 			return INSN_UNKNOWN;
 		*n = p + m;
 		return INSN_PLAIN;
@@ -298,6 +308,7 @@ static enum insn_kind insn_decode(const __u8 *c, size_t len, size_t *n, __u32 *w
 	default:
 		return INSN_UNKNOWN;
 	}
+operand:
 	if (p >= len || !(m = modrm_len(c + p, len - p)))
 		return INSN_UNKNOWN;
 	reg = ((c[p] >> 3) & 7) | (rex & 4 ? 8 : 0);
@@ -376,13 +387,33 @@ __u64 attach__insn_starts(const __u8 *code, size_t len, size_t skip)
 	return starts;
 }
 
-bool attach__branches_into(const __u8 *code, size_t len, size_t entry, __u64 starts)
+__u64 attach__insn_inside(const __u8 *code, size_t len)
+{
+	__u64 inside = 0;
+	size_t off = 0, n;
+	__u32 writes;
+
+	/* straight on while the instructions are known; past a jmp may be padding, or data */
+	while (off < 64 && insn_decode(code + off, len - off, &n, &writes) != INSN_UNKNOWN) {
+		for (size_t k = off + 1; k < off + n && k < 64; k++)
+			inside |= 1ull << k;
+		if (code[off] == 0xeb || code[off] == 0xe9)
+			break;
+		off += n;
+	}
+	return inside;
+}
+
+bool attach__branches_into(const __u8 *code, size_t len, size_t entry, __u64 starts,
+			   __u64 inside)
 {
 	for (size_t i = 0; i < len; i++) {
 		size_t n;
 		__s64 to, k;
 
-		/* (read at every byte, not only where instructions start: it may say yes wrongly) */
+		/* read at every byte but those known to be inside an instruction: yes may be wrong */
+		if (i >= entry && i - entry < 64 && (inside >> (i - entry) & 1))
+			continue;
 		if (!rel_branch(code + i, len - i, &n, &to))
 			continue;
 		k = (__s64)i + to - (__s64)entry;
@@ -431,7 +462,8 @@ struct text {
  * instruction starts past off? (Anywhere: a function's cold part, or another function, may
  * jump back into it.) Unreadable code says yes.
  */
-static bool branch_back(int fd, Elf *elf, struct text *t, __u64 off, __u64 starts)
+static bool branch_back(int fd, Elf *elf, struct text *t, __u64 off, __u64 starts,
+			__u64 inside)
 {
 	size_t n = 0, i;
 	GElf_Phdr ph;
@@ -455,7 +487,7 @@ static bool branch_back(int fd, Elf *elf, struct text *t, __u64 off, __u64 start
 		t->off = ph.p_offset;
 		t->len = ph.p_filesz;
 	}
-	return attach__branches_into(t->buf, t->len, off - t->off, starts);
+	return attach__branches_into(t->buf, t->len, off - t->off, starts, inside);
 }
 
 int attach__find_syms(const char *path, struct alloc_syms *out)
@@ -516,7 +548,8 @@ int attach__find_syms(const char *path, struct alloc_syms *out)
 		if (got > 0) {
 			s->skip = attach__probe_skip(code, got, s->allocator);
 			if (s->skip && branch_back(fd, elf, &text, s->offset,
-						   attach__insn_starts(code, got, s->skip))) {
+						   attach__insn_starts(code, got, s->skip),
+						   attach__insn_inside(code, got))) {
 				dlog("%s: %s probed at its entry (+%d might be a branch target)\n",
 				     path, s->name, s->skip);
 				s->skip = 0;

@@ -40,12 +40,20 @@ int attach__probe_skip(const __u8 *code, size_t len, __u32 allocator);
 __u64 attach__insn_starts(const __u8 *code, size_t len, size_t skip);
 
 /*
+ * The bytes of an entry's first 64 known to be inside an instruction, not at its start (bit k:
+ * offset k), decoded straight on from the entry as far as the instructions are known. Pure.
+ */
+__u64 attach__insn_inside(const __u8 *code, size_t len);
+
+/*
  * Might a branch in code (len bytes) go to one of the instructions starts (bits of starts, as
  * attach__insn_starts gives them) past offset entry in it, the probe's included? Every byte is
- * read as a possible branch: true may be wrong (then the probe stays at the entry), false is
- * not (a branch goes to an instruction's start, and those are known between entry and probe).
+ * read as a possible branch but those inside an instruction past the entry (bits of inside, as
+ * attach__insn_inside gives them): true may be wrong (then the probe stays at the entry), false
+ * is not (a branch goes to an instruction's start, and those are known between entry and probe).
  */
-bool attach__branches_into(const __u8 *code, size_t len, size_t entry, __u64 starts);
+bool attach__branches_into(const __u8 *code, size_t len, size_t entry, __u64 starts,
+			   __u64 inside);
 
 /*
  * The allocation entry points of libc that syms (another allocator: jemalloc, tcmalloc) lacks,

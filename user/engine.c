@@ -1764,6 +1764,7 @@ struct forget_ctx {
 	int n;
 	char *dead;	   /* room for FORGET_BATCH keys */
 	struct aggs *aggs; /* map is the aggs hash: its values are slots, retired with the keys */
+	__u32 *slots;	   /* the dead keys' slots (aggs) */
 };
 
 /* The slot of an aggs key deleted by forget_in(): no block of it will be freed any more. */
@@ -1793,15 +1794,28 @@ static int forget_batch(void *ctx, const void *keys, const void *vals, __u32 cnt
 	for (__u32 i = 0; i < cnt; i++) {
 		if (!key_of((const char *)keys + i * c->key_size, c->pids, c->n))
 			continue;
+		if (c->aggs)
+			c->slots[nd] = ((const __u32 *)vals)[i];
 		memcpy(c->dead + nd++ * c->key_size, (const char *)keys + i * c->key_size,
 		       c->key_size);
-		if (c->aggs)
-			forget_slot(c->aggs, ((const __u32 *)vals)[i]);
 	}
 	del = nd;
-	if (nd && bpf_map_delete_batch(c->fd, c->dead, &del, &opts))
-		for (__u32 i = 0; i < nd; i++) /* (one already gone stops a batch) */
-			bpf_map_delete_elem(c->fd, c->dead + i * c->key_size);
+	/*
+	 * A slot is forgotten with its key only (one whose key stays is still the key's). A batch
+	 * stops at a key already gone, the del before it deleted.
+	 */
+	if (nd && bpf_map_delete_batch(c->fd, c->dead, &del, &opts)) {
+		for (__u32 i = 0; i < nd; i++) {
+			bool gone = !bpf_map_delete_elem(c->fd, c->dead + i * c->key_size) ||
+				    (errno == ENOENT && i < del);
+
+			if (gone && c->aggs)
+				forget_slot(c->aggs, c->slots[i]);
+		}
+	} else if (c->aggs) {
+		for (__u32 i = 0; i < nd; i++)
+			forget_slot(c->aggs, c->slots[i]);
+	}
 	return 0;
 }
 
@@ -1813,7 +1827,7 @@ static int forget_batch(void *ctx, const void *keys, const void *vals, __u32 cnt
 static void forget_in(struct bpf_map *map, size_t key_size, const pid_t *pids, int n,
 		      struct aggs *aggs)
 {
-	struct forget_ctx c = {bpf_map__fd(map), key_size, pids, n, NULL, aggs};
+	struct forget_ctx c = {bpf_map__fd(map), key_size, pids, n, NULL, aggs, NULL};
 	__u32 slot;
 	char key[64], next[64], *keys, *vals;
 	bool have = false;
@@ -1822,9 +1836,10 @@ static void forget_in(struct bpf_map *map, size_t key_size, const pid_t *pids, i
 	keys = malloc(FORGET_BATCH * key_size);
 	vals = malloc(FORGET_BATCH * bpf_map__value_size(map));
 	c.dead = malloc(FORGET_BATCH * key_size);
+	c.slots = malloc(FORGET_BATCH * sizeof(*c.slots));
 	if (key_size > sizeof(key))
 		goto cleanup;
-	if (keys && vals && c.dead)
+	if (keys && vals && c.dead && c.slots)
 		err = map_for_each_batch(c.fd, keys, vals, FORGET_BATCH, forget_batch, &c);
 	if (err != -EOPNOTSUPP)
 		goto cleanup; /* done, or failed midway: what is left goes at the next sweep */
@@ -1842,6 +1857,7 @@ cleanup:
 	free(keys);
 	free(vals);
 	free(c.dead);
+	free(c.slots);
 }
 
 static int cmp_u64(const void *a, const void *b)

@@ -132,8 +132,10 @@ def test_syscall_tracepoints_count_only_the_targets(env, tmp_path):
     unwound without its process's tables, counted as stack_incomplete, its mapping recorded
     under a process no one asked for."""
     wl = helpers.Workload(env["reaper"], [env["workloads"]["mmap_sites"], str(tmp_path / "t.json"), "wait"])
-    prof = helpers.Profiler(env["reaper"], ["-f", "json", "-n", "0", "-i", "60", "-p", str(wl.pid)])
+    prof = helpers.Profiler(env["reaper"], ["-v", "--unwind", "dwarf", "-f", "json", "-n", "0", "-i", "60",
+                                            "-p", str(wl.pid)])
     prof.wait_attached()
+    helpers.wait_stderr(prof, "mremap: followed by its syscall tracepoints")
     for _ in range(5):  # an mremap of its own mapping, a raw one, mmaps and munmaps each
         subprocess.run([env["workloads"]["mmap_sites"], str(tmp_path / "e.json")], check=True, timeout=60)
     wl.send("go")
@@ -156,9 +158,10 @@ def test_mremap_denied_by_seccomp(bpf_ok, workloads, guarded, tmp_path):
     ended the realloc's call: the malloc inside it was recorded as the program's, under
     realloc's frame, and realloc's return found nothing to do."""
     report, expected = tmp_path / "r.json", tmp_path / "e.json"
-    rc, out, err = guarded.run(["-f", "json", "-n", "0", "-o", str(report), "--", workloads["remap_denied"],
-                                str(expected)])
+    rc, out, err = guarded.run(["-v", "--unwind", "dwarf", "-f", "json", "-n", "0", "-o", str(report), "--",
+                                workloads["remap_denied"], str(expected)])
     assert rc == 0, err
+    assert "mremap: followed by its syscall tracepoints" in err, err
     exp = json.loads(expected.read_text())
     rep = helpers.final_report(helpers.parse_reports(report.read_text()))
     helpers.check_drops(rep)
