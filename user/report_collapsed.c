@@ -35,16 +35,9 @@ static void sb_putc(struct sbuf *b, char c)
 {
 	if (b->err)
 		return;
-	if (b->len + 2 > b->cap) {
-		size_t cap = b->cap ? b->cap * 2 : 256;
-		char *p = realloc(b->p, cap);
-
-		if (!p) {
-			b->err = -ENOMEM;
-			return;
-		}
-		b->p = p;
-		b->cap = cap;
+	if (util__reserve(&b->p, &b->cap, b->len + 2, 1, 256)) {
+		b->err = -ENOMEM;
+		return;
 	}
 	b->p[b->len++] = c;
 	b->p[b->len] = '\0';

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "serve_state.h"
+#include "util.h"
 
 struct hist_change {
 	struct pprof_key key;
@@ -200,15 +201,8 @@ static int history_advance(struct serve_history *h, const struct snapshot *s)
 
 	if (!cur || !ch || !e)
 		goto nomem;
-	if (h->nr == h->cap) {
-		size_t ncap = h->cap ? h->cap * 2 : 64;
-		struct hist_entry **ne = realloc(h->ents, ncap * sizeof(*ne));
-
-		if (!ne)
-			goto nomem;
-		h->ents = ne;
-		h->cap = ncap;
-	}
+	if (util__reserve(&h->ents, &h->cap, h->nr + 1, sizeof(*h->ents), 64))
+		goto nomem;
 	for (size_t k = 0; k < s->nr_stacks; k++) {
 		const struct snap_stack *st = &s->stacks[k];
 

@@ -508,15 +508,9 @@ static int read_maps(__u32 pid, char **bufp, size_t *lenp)
 	for (;;) {
 		ssize_t n;
 
-		if (cap - len < 4096) {
-			char *nbuf = realloc(buf, cap ? cap * 2 : 16384);
-
-			if (!nbuf) {
-				err = -ENOMEM;
-				goto cleanup;
-			}
-			buf = nbuf;
-			cap = cap ? cap * 2 : 16384;
+		if (util__reserve(&buf, &cap, len + 4096, 1, 16384)) {
+			err = -ENOMEM;
+			goto cleanup;
 		}
 		n = read(fd, buf + len, cap - len);
 		if (n < 0) {
@@ -715,7 +709,7 @@ static bool overlaps_any(struct mapping *tab, size_t n, const struct mapping *m)
 /* Parse file-backed mappings out of a maps buffer. Returns the count or a negative errno. */
 static int parse_maps(struct symbolizer *s, const char *buf, size_t len, struct maps_line **out)
 {
-	struct maps_line *lines = NULL, *nl;
+	struct maps_line *lines = NULL;
 	size_t n = 0, cap = 0;
 	const char *p = buf, *end = buf + len;
 	char line[MAPS_LINE_MAX];
@@ -735,14 +729,9 @@ static int parse_maps(struct symbolizer *s, const char *buf, size_t len, struct 
 		/* Anonymous memory, [heap], [vdso], anon_inode:...: nothing to symbolize with. */
 		if (m.ino == 0 || m.path[0] != '/' || m.end <= m.start)
 			goto next;
-		if (n == cap) {
-			cap = cap ? cap * 2 : 64;
-			nl = realloc(lines, cap * sizeof(*lines));
-			if (!nl) {
-				err = -ENOMEM;
-				goto cleanup;
-			}
-			lines = nl;
+		if (util__reserve(&lines, &cap, n + 1, sizeof(*lines), 64)) {
+			err = -ENOMEM;
+			goto cleanup;
 		}
 		lines[n] = (struct maps_line){
 			.start = m.start,
@@ -1414,15 +1403,8 @@ static int cu_index_add(struct cu_index *ix, Dwarf_Die *die)
 	while ((off = dwarf_ranges(die, off, &base, &lo, &hi)) > 0) {
 		if (lo >= hi)
 			continue;
-		if (ix->n == ix->cap) {
-			size_t cap = ix->cap ? ix->cap * 2 : 64;
-			struct fn_range *r = realloc(ix->r, cap * sizeof(*r));
-
-			if (!r)
-				return -ENOMEM;
-			ix->r = r;
-			ix->cap = cap;
-		}
+		if (util__reserve(&ix->r, &ix->cap, ix->n + 1, sizeof(*ix->r), 64))
+			return -ENOMEM;
 		ix->r[ix->n++] = (struct fn_range){ .lo = lo, .hi = hi, .die = *die };
 	}
 	return 0;

@@ -315,15 +315,8 @@ static bool note_in_use(void *ctx, __u64 start, __u64 end, const struct asz_mod_
 	(void)start;
 	(void)end;
 	(void)path;
-	if (ks->nr == ks->cap) {
-		size_t cap = ks->cap ? ks->cap * 2 : 256;
-		void *p = realloc(ks->k, cap * sizeof(*ks->k));
-
-		if (!p)
-			return false;
-		ks->k = p;
-		ks->cap = cap;
-	}
+	if (util__reserve(&ks->k, &ks->cap, ks->nr + 1, sizeof(*ks->k), 256))
+		return false;
 	ks->k[ks->nr++] = *k;
 	return true;
 }
@@ -349,15 +342,8 @@ static int add_fd(struct unwind *u, int fd, const struct asz_mod_key *key, const
 
 	if (find_mod(u, key))
 		return 0;
-	if (u->nr_mods == u->cap_mods) {
-		size_t cap = u->cap_mods ? u->cap_mods * 2 : 64;
-		void *p = realloc(u->mods, cap * sizeof(*u->mods));
-
-		if (!p)
-			return -ENOMEM;
-		u->mods = p;
-		u->cap_mods = cap;
-	}
+	if (util__reserve(&u->mods, &u->cap_mods, u->nr_mods + 1, sizeof(*u->mods), 64))
+		return -ENOMEM;
 	err = cfi__build_fd(fd, &t);
 	u->st.build_ns += util__mono_ns() - t0;
 	if (err == -ENODATA || err == -ENOEXEC) {
