@@ -55,7 +55,8 @@ struct session {
 	struct symbolizer *sym;
 	bool system_wide;
 	struct tracked *t;
-	int nr, cap;
+	int nr;
+	size_t cap;
 	struct libid *libs; /* system-wide: allocator libraries probed, one probe set each */
 	int nr_libs;
 	const char *const *comms; /* system-wide --comm filter */
@@ -111,15 +112,8 @@ static int track(struct session *s, pid_t pid, bool want_pidfd, const char *lib,
 {
 	struct tracked *t;
 
-	if (s->nr == s->cap) {
-		int cap = s->cap ? s->cap * 2 : 64;
-
-		t = realloc(s->t, cap * sizeof(*t));
-		if (!t)
-			return -ENOMEM;
-		s->t = t;
-		s->cap = cap;
-	}
+	if (util__reserve(&s->t, &s->cap, (size_t)s->nr + 1, sizeof(*s->t), 64))
+		return -ENOMEM;
 	t = &s->t[s->nr++];
 	memset(t, 0, sizeof(*t));
 	t->pid = pid;

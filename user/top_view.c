@@ -69,7 +69,8 @@ struct top_view {
 	size_t *idx; /* scratch for orderings */
 	size_t idx_cap;
 	struct top_line *rows;
-	int nr_lines, cap_lines;
+	int nr_lines;
+	size_t cap_lines;
 	bool oom;
 	struct top_line scratch; /* written to when lines cannot grow */
 	/* terminal */
@@ -654,16 +655,8 @@ static struct lb new_line(struct top_view *v, int width, enum top_attr attr)
 	struct top_line *l;
 	struct lb b;
 
-	if (v->nr_lines == v->cap_lines) {
-		int cap = v->cap_lines ? v->cap_lines * 2 : 64;
-		struct top_line *p = realloc(v->rows, cap * sizeof(*p));
-
-		if (p) {
-			v->rows = p;
-			v->cap_lines = cap;
-		}
-	}
-	if (v->nr_lines < v->cap_lines) {
+	if (!util__reserve(&v->rows, &v->cap_lines, (size_t)v->nr_lines + 1, sizeof(*v->rows),
+			   64)) {
 		l = &v->rows[v->nr_lines++];
 	} else {
 		v->oom = true;
