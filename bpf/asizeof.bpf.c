@@ -71,7 +71,7 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, 1 << 13);
 	__type(key, struct asz_alloc_key);
-	__type(value, __u8);
+	__type(value, __u64); /* when it was made (bpf_ktime_get_ns): a piece keeps its mapping's */
 } mappings SEC(".maps");
 
 /* Per process, the starts of its mappings in order (struct asz_mapidx): no walk of mappings. */
@@ -924,15 +924,26 @@ unlock:
 	return 0;
 }
 
-/* Note a block that is a mapping in the mappings indexes (counted when they are full). */
-static __always_inline void mapping_index(__u32 tgid, const struct asz_alloc_key *key,
-					  const struct asz_alloc_val *v)
+/* When the mapping at key was made (0: not known). */
+static __always_inline __u64 mapping_made(const struct asz_alloc_key *key)
 {
-	__u8 one = 1;
+	__u64 *made = bpf_map_lookup_elem(&mappings, key);
 
+	return made ? *made : 0;
+}
+
+/*
+ * Note a block that is a mapping in the mappings indexes (counted when they are full), made at
+ * made (0: now).
+ */
+static __always_inline void mapping_index(__u32 tgid, const struct asz_alloc_key *key,
+					  const struct asz_alloc_val *v, __u64 made)
+{
 	if (!ASZ_IS_MMAP(v->allocator))
 		return;
-	if (bpf_map_update_elem(&mappings, key, &one, BPF_NOEXIST)) {
+	if (!made)
+		made = bpf_ktime_get_ns();
+	if (bpf_map_update_elem(&mappings, key, &made, BPF_NOEXIST)) {
 		count_drop(ASZ_DROP_ALLOCS_FULL);
 		return;
 	}
@@ -1014,7 +1025,7 @@ __noinline int block_restore(__u32 tgid, __u64 addr, const struct asz_tstate *ts
 		count_drop(ASZ_DROP_ALLOCS_FULL);
 		return 0;
 	}
-	mapping_index(tgid, &key, &val);
+	mapping_index(tgid, &key, &val, 0);
 	__sync_fetch_and_add(&a->live_bytes, val.size);
 	__sync_fetch_and_add(&a->live_allocs, val.count);
 	if (val.slot != ts->old_slot || (r & AGG_NEW)) {
@@ -1090,7 +1101,7 @@ __noinline int block_add(__u32 tgid, __u64 addr, __u64 size, __u64 stack_id, __u
 		__sync_fetch_and_add(&p->drops, 1);
 		return 0;
 	}
-	mapping_index(tgid, &key, &val);
+	mapping_index(tgid, &key, &val, 0);
 	__sync_fetch_and_add(&a->live_bytes, size);
 	__sync_fetch_and_add(&a->live_allocs, count);
 	__sync_fetch_and_add(&a->alloc_bytes, size);
@@ -1227,6 +1238,7 @@ static __always_inline bool mapping_trim_head(__u32 tgid, __u64 addr, __u64 len,
 	struct asz_alloc_val *v, *copy = &t->copy;
 	struct asz_proc_val *p;
 	struct asz_agg_val *a;
+	__u64 made;
 
 	*key = (struct asz_alloc_key){.tgid = tgid, .addr = addr};
 	*rest = (struct asz_alloc_key){.tgid = tgid};
@@ -1248,8 +1260,9 @@ static __always_inline bool mapping_trim_head(__u32 tgid, __u64 addr, __u64 len,
 		bpf_map_delete_elem(&allocs, rest);
 		return true;
 	}
+	made = mapping_made(key);
 	mapping_unindex(tgid, key, copy->gen);
-	mapping_index(tgid, rest, copy);
+	mapping_index(tgid, rest, copy, made);
 	a = agg_at(copy->slot);
 	if (a)
 		__sync_fetch_and_add(&a->live_bytes, -(__s64)len);
@@ -1288,7 +1301,7 @@ static __always_inline void mapping_cut(__u32 tgid, __u64 start, __u64 lo, __u64
 		if (bpf_map_update_elem(&allocs, rest, copy, BPF_NOEXIST)) {
 			count_drop(ASZ_DROP_ALLOCS_FULL); /* no room: the rest goes too */
 		} else {
-			mapping_index(tgid, rest, copy);
+			mapping_index(tgid, rest, copy, mapping_made(key));
 			gone = keep_from - lo;
 			split = copy->count;
 		}
@@ -1305,23 +1318,24 @@ static __always_inline void mapping_cut(__u32 tgid, __u64 start, __u64 lo, __u64
 }
 
 /*
- * What [lo, hi) takes of the mapping at start: all of it, its head, its tail or its middle.
- * Global: verified once, not at each of the up to UNMAP_PASSES * UNMAP_MAX calls.
+ * What [lo, hi) takes of the mapping at start, if made before before: all of it, its head, its
+ * tail or its middle. 1 if it was. Global: verified once, not at each of the up to
+ * UNMAP_PASSES * UNMAP_MAX calls.
  */
-__noinline int mapping_unmap_one(__u32 tgid, __u64 start, __u64 lo, __u64 hi)
+__noinline int mapping_unmap_one(__u32 tgid, __u64 start, __u64 lo, __u64 hi, __u64 before)
 {
 	struct unmap_tmp t = {.key = {.tgid = tgid, .addr = start}};
 	struct asz_alloc_val *v = bpf_map_lookup_elem(&allocs, &t.key);
 	__u64 end;
 
-	if (!v)
+	if (!v || mapping_made(&t.key) >= before)
 		return 0;
 	end = start + page_up(v->size);
 	if (lo > start)
 		mapping_cut(tgid, start, lo, hi < end ? hi : 0, &t);
 	else if (hi >= end || !mapping_trim_head(tgid, start, hi - start, &t))
 		block_remove(tgid, start, NULL);
-	return 0;
+	return 1;
 }
 
 /* Mappings a range overlaps, found per walk of the index (a range over more is rare). */
@@ -1334,16 +1348,17 @@ struct unmap_ctx {
 	__u64 lo;
 	__u64 hi;
 	__u64 after; /* mapidx_find: the last start looked at */
+	__u64 before; /* mappings made from then on are left alone */
 	__u64 starts[UNMAP_MAX];
 };
 
-static long unmap_find(struct bpf_map *map, struct asz_alloc_key *key, __u8 *val,
+static long unmap_find(struct bpf_map *map, struct asz_alloc_key *key, __u64 *made,
 		       struct unmap_ctx *c)
 {
 	struct asz_alloc_val *v;
 	__u32 n = c->n;
 
-	if (key->tgid != c->tgid)
+	if (key->tgid != c->tgid || *made >= c->before)
 		return 0;
 	v = bpf_map_lookup_elem(&allocs, key);
 	if (!v || key->addr >= c->hi || key->addr + page_up(v->size) <= c->lo)
@@ -1421,9 +1436,9 @@ __noinline int mapidx_find(struct unmap_ctx *c)
  * UNMAP_PASSES. The index finds them in its sorted starts; without it (mappings that did not
  * fit), a walk of the mappings map. Global: verified once, for its three callers.
  */
-__noinline int mappings_search(__u32 tgid, __u64 lo, __u64 hi)
+__noinline int mappings_search(__u32 tgid, __u64 lo, __u64 hi, __u64 before)
 {
-	struct unmap_ctx c = {.tgid = tgid, .lo = lo, .hi = hi};
+	struct unmap_ctx c = {.tgid = tgid, .lo = lo, .hi = hi, .before = before};
 	struct asz_proc_val *p;
 	int any = 0;
 
@@ -1445,9 +1460,8 @@ __noinline int mappings_search(__u32 tgid, __u64 lo, __u64 hi)
 		for (int i = 0; i < UNMAP_MAX; i++) {
 			if (i >= c.n)
 				break;
-			mapping_unmap_one(tgid, c.starts[i], lo, hi);
+			any |= mapping_unmap_one(tgid, c.starts[i], lo, hi, before);
 		}
-		any |= c.n > 0;
 		if (!more)
 			return any;
 	}
@@ -1457,9 +1471,10 @@ __noinline int mappings_search(__u32 tgid, __u64 lo, __u64 hi)
 
 /*
  * [lo, hi) (page-aligned) is no longer mapped (munmap, or a fixed mapping put there): each
- * mapping of the program's it overlaps loses those bytes. True if there was any.
+ * mapping of the program's it overlaps, made before before, loses those bytes. True if there
+ * was any.
  */
-static __always_inline bool mappings_unmap(__u32 tgid, __u64 lo, __u64 hi)
+static __always_inline bool mappings_unmap(__u32 tgid, __u64 lo, __u64 hi, __u64 before)
 {
 	struct asz_alloc_key key = {.tgid = tgid, .addr = lo};
 	struct asz_alloc_val *v = bpf_map_lookup_elem(&allocs, &key);
@@ -1468,10 +1483,8 @@ static __always_inline bool mappings_unmap(__u32 tgid, __u64 lo, __u64 hi)
 	if (hi <= lo)
 		return false;
 	/* the common case, the whole of one mapping or its head: no search */
-	if (v && ASZ_IS_MMAP(v->allocator) && hi - lo <= page_up(v->size)) {
-		mapping_unmap_one(tgid, lo, lo, hi);
-		return true;
-	}
+	if (v && ASZ_IS_MMAP(v->allocator) && hi - lo <= page_up(v->size))
+		return mapping_unmap_one(tgid, lo, lo, hi, before);
 	/*
 	 * The next most common: below or above all of them (malloc's, the C library's, file
 	 * mappings), told without the lock: starts[0] and top only move with mappings made or
@@ -1481,16 +1494,21 @@ static __always_inline bool mappings_unmap(__u32 tgid, __u64 lo, __u64 hi)
 	if (m && !m->outside && !m->stale &&
 	    (!m->n || hi <= m->starts[0] || lo >= m->top))
 		return false;
-	return mappings_search(tgid, lo, hi);
+	return mappings_search(tgid, lo, hi, before);
 }
 
-/* Is [addr, addr + len) all of a mapping the program made (or more)? */
-static __always_inline bool mapping_whole(__u32 tgid, __u64 addr, __u64 len)
+/*
+ * Is [addr, addr + len) one whole mapping the program made (1), or does one begin at addr (2)?
+ * (Two it made side by side are one to the kernel, and may move as one: a part of each.)
+ */
+static __always_inline int mapping_at(__u32 tgid, __u64 addr, __u64 len)
 {
 	struct asz_alloc_key key = {.tgid = tgid, .addr = addr};
 	struct asz_alloc_val *v = bpf_map_lookup_elem(&allocs, &key);
 
-	return v && ASZ_IS_MMAP(v->allocator) && len >= page_up(v->size);
+	if (!v || !ASZ_IS_MMAP(v->allocator))
+		return 0;
+	return len == page_up(v->size) ? 1 : 2;
 }
 
 /*
@@ -1527,7 +1545,10 @@ static __always_inline int on_entry(struct pt_regs *ctx, __u64 a1, __u64 a2, __u
 	/* glibc calls itself (realloc(NULL, n) -> malloc, ...): only the outermost call counts */
 	if (ts->depth++ > 0)
 		return 0;
-	if (ts->skip_sp && ASZ_IS_MMAP(allocator)) {
+	if (ASZ_IS_MMAP(allocator))
+		ts->since = bpf_ktime_get_ns();
+	/* (no allocator we probe calls mremap inside malloc, calloc or operator new) */
+	if (ts->skip_sp && allocator == ASZ_MMAP) {
 		__u64 sp = PT_REGS_SP(ctx), ra = 0;
 
 		/*
@@ -1603,9 +1624,16 @@ static __always_inline int on_entry(struct pt_regs *ctx, __u64 a1, __u64 a2, __u
 	ts->extra = allocator == ASZ_XALLOCX ? a3 : 0;
 	ts->flags = ASZ_IS_MMAP(allocator) ? a4 : 0;
 	if (allocator == ASZ_MREMAP) {
+		int at = mapping_at(tgid, arg, page_up(a2));
+
 		ts->extra = page_up(a2);
-		/* a part of a mapping moves or grows: followed at the return, if it succeeds */
-		if (!mapping_whole(tgid, arg, ts->extra))
+		/*
+		 * A part of a mapping moves or grows: followed at the return, if it succeeds. 0
+		 * bytes of a shared one: a copy of it (the program's if the original is).
+		 */
+		if (!a2)
+			ts->flags |= at ? ASZ_MREMAP_DUP : ASZ_MREMAP_PART;
+		else if (at != 1)
 			ts->flags |= ASZ_MREMAP_PART;
 	}
 	ts->old_valid = 0;
@@ -1637,7 +1665,7 @@ static __always_inline int on_entry(struct pt_regs *ctx, __u64 a1, __u64 a2, __u
 	 * xallocx never free their block: it is put back if they fail, whatever the size.
 	 */
 	if ((allocator == ASZ_REALLOC || resizes(allocator) ||
-	     (allocator == ASZ_MREMAP && !(ts->flags & ASZ_MREMAP_PART))) &&
+	     (allocator == ASZ_MREMAP && !(ts->flags & (ASZ_MREMAP_PART | ASZ_MREMAP_DUP)))) &&
 	    arg && (size || frees_itself || resizes(allocator))) {
 		struct asz_alloc_val old;
 
@@ -1741,10 +1769,10 @@ static __always_inline int on_return(__u64 rc, bool syscall)
 		}
 		/* what was mapped where a fixed mapping goes is gone: the kernel unmapped it */
 		if (ts->flags & (allocator == ASZ_MMAP ? MAP_FIXED_ : MREMAP_FIXED_))
-			mappings_unmap(tgid, rc, rc + page_up(ts->size));
+			mappings_unmap(tgid, rc, rc + page_up(ts->size), ts->since);
 		/* a part moved: the mapping it was in loses it (none: not the program's) */
 		if ((ts->flags & ASZ_MREMAP_PART) &&
-		    !mappings_unmap(tgid, ts->arg, ts->arg + ts->extra))
+		    !mappings_unmap(tgid, ts->arg, ts->arg + ts->extra, ts->since))
 			return 0;
 		break;
 	default:
@@ -1802,7 +1830,7 @@ static __always_inline int munmap_of(__u64 addr, __u64 len)
 	/* the kernel refuses these (EINVAL): nothing is unmapped */
 	if (!len || (addr & 4095))
 		return 0;
-	mappings_unmap(tgid, addr, addr + page_up(len));
+	mappings_unmap(tgid, addr, addr + page_up(len), ~0ull);
 	return 0;
 }
 

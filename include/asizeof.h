@@ -314,6 +314,12 @@ struct asz_tstate {
 	 * skips the entry tracepoint, not the exit; an exit begun before the first entry has none.
 	 */
 	__u32 sys_entered;
+	/*
+	 * mmap, mremap: when the call began. What it unmaps at its return (a part moved, a fixed
+	 * mapping's place) is of mappings made before: another thread's, made since where the
+	 * kernel had just unmapped, is not.
+	 */
+	__u64 since;
 };
 
 /*
@@ -338,6 +344,8 @@ struct asz_mapidx {
 
 /* tstate.flags: an mremap of a part of a mapping (or from inside one): followed at its return */
 #define ASZ_MREMAP_PART (1u << 31)
+/* tstate.flags: an mremap of 0 bytes of a (shared) mapping of the program's: a copy, it stays */
+#define ASZ_MREMAP_DUP (1u << 30)
 
 /* Sampling tables, filled by user space: -ln(u) and x/(1-e^-x), both scaled by 2^16. */
 #define ASZ_EXP_TABLE 4096
@@ -353,7 +361,7 @@ _Static_assert(sizeof(struct asz_agg_slot) == 64, "asz_agg_slot");
 _Static_assert(sizeof(struct asz_proc_val) == 136, "asz_proc_val");
 _Static_assert(sizeof(struct asz_stack) == 1024, "asz_stack");
 _Static_assert(sizeof(struct asz_stack_short) == 192, "asz_stack_short");
-_Static_assert(sizeof(struct asz_tstate) == 136, "asz_tstate");
+_Static_assert(sizeof(struct asz_tstate) == 144, "asz_tstate");
 _Static_assert(sizeof(struct asz_vma_key) == 16, "asz_vma_key");
 _Static_assert(sizeof(struct asz_cfi_row) == 16, "asz_cfi_row");
 _Static_assert(sizeof(struct asz_vma) == 32, "asz_vma");

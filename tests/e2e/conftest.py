@@ -48,6 +48,7 @@ WORKLOAD_SOURCES = {
     "mmap_sites": "mmap_sites.c",
     "mmap_partial": "mmap_partial.c",
     "remap_denied": "remap_denied.c",
+    "remap_threads": "remap_threads.c",
     "unwind_libc": "unwind_libc.c",
     "unwind_cxx": "unwind_cxx.cc",
     "unwind_dlopen": "unwind_dlopen.c",
