@@ -1025,7 +1025,7 @@ __noinline int block_restore(__u32 tgid, __u64 addr, const struct asz_tstate *ts
 		count_drop(ASZ_DROP_ALLOCS_FULL);
 		return 0;
 	}
-	mapping_index(tgid, &key, &val, 0);
+	mapping_index(tgid, &key, &val, ts->old_made ?: 1);
 	__sync_fetch_and_add(&a->live_bytes, val.size);
 	__sync_fetch_and_add(&a->live_allocs, val.count);
 	if (val.slot != ts->old_slot || (r & AGG_NEW)) {
@@ -1260,7 +1260,7 @@ static __always_inline bool mapping_trim_head(__u32 tgid, __u64 addr, __u64 len,
 		bpf_map_delete_elem(&allocs, rest);
 		return true;
 	}
-	made = mapping_made(key);
+	made = mapping_made(key) ?: 1; /* (not indexed: never left alone) */
 	mapping_unindex(tgid, key, copy->gen);
 	mapping_index(tgid, rest, copy, made);
 	a = agg_at(copy->slot);
@@ -1301,7 +1301,7 @@ static __always_inline void mapping_cut(__u32 tgid, __u64 start, __u64 lo, __u64
 		if (bpf_map_update_elem(&allocs, rest, copy, BPF_NOEXIST)) {
 			count_drop(ASZ_DROP_ALLOCS_FULL); /* no room: the rest goes too */
 		} else {
-			mapping_index(tgid, rest, copy, mapping_made(key));
+			mapping_index(tgid, rest, copy, mapping_made(key) ?: 1);
 			gone = keep_from - lo;
 			split = copy->count;
 		}
@@ -1483,8 +1483,9 @@ static __always_inline bool mappings_unmap(__u32 tgid, __u64 lo, __u64 hi, __u64
 	if (hi <= lo)
 		return false;
 	/* the common case, the whole of one mapping or its head: no search */
-	if (v && ASZ_IS_MMAP(v->allocator) && hi - lo <= page_up(v->size))
-		return mapping_unmap_one(tgid, lo, lo, hi, before);
+	if (v && ASZ_IS_MMAP(v->allocator) && hi - lo <= page_up(v->size) &&
+	    mapping_unmap_one(tgid, lo, lo, hi, before))
+		return true;
 	/*
 	 * The next most common: below or above all of them (malloc's, the C library's, file
 	 * mappings), told without the lock: starts[0] and top only move with mappings made or
@@ -1634,7 +1635,7 @@ static __always_inline int on_entry(struct pt_regs *ctx, __u64 a1, __u64 a2, __u
 		if (!a2)
 			ts->flags |= at ? ASZ_MREMAP_DUP : ASZ_MREMAP_PART;
 		else if (at != 1)
-			ts->flags |= ASZ_MREMAP_PART;
+			ts->flags |= ASZ_MREMAP_PART | (at ? ASZ_MREMAP_HEAD : 0);
 	}
 	ts->old_valid = 0;
 	ts->old_unknown = 0;
@@ -1667,8 +1668,10 @@ static __always_inline int on_entry(struct pt_regs *ctx, __u64 a1, __u64 a2, __u
 	if ((allocator == ASZ_REALLOC || resizes(allocator) ||
 	     (allocator == ASZ_MREMAP && !(ts->flags & (ASZ_MREMAP_PART | ASZ_MREMAP_DUP)))) &&
 	    arg && (size || frees_itself || resizes(allocator))) {
+		struct asz_alloc_key okey = {.tgid = tgid, .addr = arg};
 		struct asz_alloc_val old;
 
+		ts->old_made = allocator == ASZ_MREMAP ? mapping_made(&okey) : 0;
 		if (block_remove(tgid, arg, &old)) {
 			ts->old_valid = 1;
 			ts->old_size = old.size;
@@ -1770,9 +1773,13 @@ static __always_inline int on_return(__u64 rc, bool syscall)
 		/* what was mapped where a fixed mapping goes is gone: the kernel unmapped it */
 		if (ts->flags & (allocator == ASZ_MMAP ? MAP_FIXED_ : MREMAP_FIXED_))
 			mappings_unmap(tgid, rc, rc + page_up(ts->size), ts->since);
-		/* a part moved: the mapping it was in loses it (none: not the program's) */
-		if ((ts->flags & ASZ_MREMAP_PART) &&
-		    !mappings_unmap(tgid, ts->arg, ts->arg + ts->extra, ts->since))
+		/*
+		 * a part moved: the mapping it was in loses it (none: not the program's, unless
+		 * one began there: another thread's mmap given its pages may have retired it)
+		 */
+		if (allocator == ASZ_MREMAP && (ts->flags & ASZ_MREMAP_PART) &&
+		    !mappings_unmap(tgid, ts->arg, ts->arg + ts->extra, ts->since) &&
+		    !(ts->flags & ASZ_MREMAP_HEAD))
 			return 0;
 		break;
 	default:

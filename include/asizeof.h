@@ -320,6 +320,7 @@ struct asz_tstate {
 	 * kernel had just unmapped, is not.
 	 */
 	__u64 since;
+	__u64 old_made; /* a whole mremap: when its mapping was made (kept if the call fails) */
 };
 
 /*
@@ -346,6 +347,8 @@ struct asz_mapidx {
 #define ASZ_MREMAP_PART (1u << 31)
 /* tstate.flags: an mremap of 0 bytes of a (shared) mapping of the program's: a copy, it stays */
 #define ASZ_MREMAP_DUP (1u << 30)
+/* tstate.flags: a part that begins where one of the program's mappings does */
+#define ASZ_MREMAP_HEAD (1u << 29)
 
 /* Sampling tables, filled by user space: -ln(u) and x/(1-e^-x), both scaled by 2^16. */
 #define ASZ_EXP_TABLE 4096
@@ -361,7 +364,7 @@ _Static_assert(sizeof(struct asz_agg_slot) == 64, "asz_agg_slot");
 _Static_assert(sizeof(struct asz_proc_val) == 136, "asz_proc_val");
 _Static_assert(sizeof(struct asz_stack) == 1024, "asz_stack");
 _Static_assert(sizeof(struct asz_stack_short) == 192, "asz_stack_short");
-_Static_assert(sizeof(struct asz_tstate) == 144, "asz_tstate");
+_Static_assert(sizeof(struct asz_tstate) == 152, "asz_tstate");
 _Static_assert(sizeof(struct asz_vma_key) == 16, "asz_vma_key");
 _Static_assert(sizeof(struct asz_cfi_row) == 16, "asz_cfi_row");
 _Static_assert(sizeof(struct asz_vma) == 32, "asz_vma");

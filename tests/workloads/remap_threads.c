@@ -25,7 +25,8 @@
  *            (not a target) mremaps, munmaps, reallocs and frees what it inherited and exits;
  *            the parent then shrinks its own (site_shrink)
  *   race     2 threads move the middle 2P of 8P mappings (site_race_src) away and grown
- *            (site_race_part), 2 others map 2P (site_race_b) 300 times each and keep them: the
+ *            (site_race_part; race_head: the head 2P), 2 others map 2P (site_race_b) 300 times
+ *            each and keep them: the
  *            kernel hands the holes the moves leave to those mappings
  *   stale_skip  a mapping (site_map), a 16-byte malloc (unsampled under --sample-bytes), then
  *            from a frame whose buffer spans where that malloc's return address was (not
@@ -575,6 +576,7 @@ static void mode_exiting(const char *path)
 #define RACE_B 300
 static char *volatile race_b[2][RACE_B];
 static volatile int race_stop;
+static unsigned long race_off = 2 * P; /* the part moved: the middle (race), the head (race_head) */
 
 SITE char *site_race_src(void)
 {
@@ -603,11 +605,12 @@ SITE char *site_race_b(void)
 static void *race_mover(void *arg)
 {
 	for (int i = 0; i < RACE_A && !race_stop; i++) {
-		char *m = site_race_src(), *f = site_race_part(m + 2 * P);
+		char *m = site_race_src(), *f = site_race_part(m + race_off);
 
 		if (f == MAP_FAILED)
 			die("race mremap");
-		if (munmap(f, 4 * P) || munmap(m, 2 * P) || munmap(m + 4 * P, 4 * P))
+		if (munmap(f, 4 * P) || (race_off && munmap(m, race_off)) ||
+		    munmap(m + race_off + 2 * P, 6 * P - race_off))
 			die("race munmap");
 	}
 	return NULL;
@@ -732,7 +735,8 @@ int main(int argc, char **argv)
 		mode_merged(argv[2], !strcmp(argv[1], "merged_grow"));
 	} else if (!strcmp(argv[1], "fork")) {
 		mode_fork(argv[2]);
-	} else if (!strcmp(argv[1], "race")) {
+	} else if (!strcmp(argv[1], "race") || !strcmp(argv[1], "race_head")) {
+		race_off = strcmp(argv[1], "race") ? 0 : 2 * P;
 		mode_race(argv[2]);
 	} else if (!strcmp(argv[1], "stale_skip")) {
 		mode_stale_skip(argv[2]);
