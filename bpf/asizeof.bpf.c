@@ -1203,12 +1203,44 @@ static __always_inline bool uretprobe_trampoline(__u64 addr)
 	return xol && addr >= xol && addr < xol + 4096;
 }
 
+/* The kernel has bpf_find_vma (set by the loader). */
+const volatile bool have_find_vma = false;
+
+struct text_ctx {
+	__u64 addr;
+	__u32 in;
+	__u32 pad;
+};
+
+static long text_has(struct task_struct *task, struct vm_area_struct *vma, struct text_ctx *c)
+{
+	c->in = c->addr >= vma->vm_start && c->addr < vma->vm_end;
+	return 0;
+}
+
+/*
+ * Is the return address at sp (an mmap's caller) in the code mapping of ip (an allocator's)? No
+ * allocator has a program's function map memory for it. 1 where it cannot tell (no
+ * bpf_find_vma, the mmap lock busy). Global: verified once.
+ */
+__noinline int called_from_text_of(__u64 ip, __u64 sp)
+{
+	struct text_ctx c = {};
+
+	if (!have_find_vma || bpf_probe_read_user(&c.addr, sizeof(c.addr), (void *)sp))
+		return 1;
+	if (bpf_find_vma(bpf_get_current_task_btf(), ip, text_has, &c, 0))
+		return 1;
+	return c.in;
+}
+
 /*
  * An allocator call whose return will not be seen: the mappings made below its frame are its
  * own, not the program's (see the skip_sp test at the entry).
  */
 static __always_inline void note_unseen_call(struct pt_regs *ctx, struct asz_tstate *ts)
 {
+	ts->skip_ip = PT_REGS_IP(ctx);
 	ts->skip_sp = PT_REGS_SP(ctx);
 	if (bpf_probe_read_user(&ts->skip_ra, sizeof(ts->skip_ra), (void *)ts->skip_sp))
 		ts->skip_sp = 0;
@@ -1554,12 +1586,14 @@ static __always_inline int on_entry(struct pt_regs *ctx, __u64 a1, __u64 a2, __u
 
 		/*
 		 * Below that call's frame, which still returns where it did (or to the uretprobe
-		 * trampoline another tracer's return probe put there): made inside it. Its own
-		 * return probe, where it has one (a huge operator new alone is in a session), must
-		 * find a call that records nothing.
+		 * trampoline another tracer's return probe put there), called from the allocator's
+		 * code (a later call of the program's own from a frame over that stale slot is not):
+		 * made inside it. Its own return probe, where it has one (a huge operator new alone
+		 * is in a session), must find a call that records nothing.
 		 */
 		if (sp < ts->skip_sp && !bpf_probe_read_user(&ra, sizeof(ra), (void *)ts->skip_sp) &&
-		    (ra == ts->skip_ra || uretprobe_trampoline(ra))) {
+		    (ra == ts->skip_ra || uretprobe_trampoline(ra)) &&
+		    called_from_text_of(ts->skip_ip, sp)) {
 			if (session) {
 				ts->depth--;
 				return 1;

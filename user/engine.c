@@ -335,6 +335,7 @@ int engine__open(struct engine **out, const struct engine_opts *o)
 	}
 	e->skel->rodata->max_depth = o->max_depth;
 	e->skel->rodata->unwind_dwarf = dwarf;
+	e->skel->rodata->have_find_vma = feat.find_vma;
 	/* the rows map is allocated in full at load: one row when unused */
 	if (!rows)
 		rows = o->system_wide ? ENGINE_DEFAULT_UNWIND_ROWS_ALL : ENGINE_DEFAULT_UNWIND_ROWS;

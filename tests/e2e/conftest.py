@@ -49,6 +49,8 @@ WORKLOAD_SOURCES = {
     "mmap_partial": "mmap_partial.c",
     "remap_denied": "remap_denied.c",
     "remap_threads": "remap_threads.c",
+    "je_threads": "je_threads.cc",
+    "je_unseen": "je_unseen.cc",
     "unwind_libc": "unwind_libc.c",
     "unwind_cxx": "unwind_cxx.cc",
     "unwind_dlopen": "unwind_dlopen.c",
