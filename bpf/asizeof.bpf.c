@@ -1207,31 +1207,47 @@ static __always_inline bool uretprobe_trampoline(__u64 addr)
 const volatile bool have_find_vma = false;
 
 struct text_ctx {
-	__u64 addr;
-	__u32 in;
-	__u32 pad;
+	__u64 lo, hi;
 };
 
-static long text_has(struct task_struct *task, struct vm_area_struct *vma, struct text_ctx *c)
+static long text_of(struct task_struct *task, struct vm_area_struct *vma, struct text_ctx *c)
 {
-	c->in = c->addr >= vma->vm_start && c->addr < vma->vm_end;
+	c->lo = vma->vm_start;
+	c->hi = vma->vm_end;
 	return 0;
 }
 
-/*
- * Is the return address at sp (an mmap's caller) in the code mapping of ip (an allocator's)? No
- * allocator has a program's function map memory for it. 1 where it cannot tell (no
- * bpf_find_vma, the mmap lock busy). Global: verified once.
- */
-__noinline int called_from_text_of(__u64 ip, __u64 sp)
+/* The code mapping of ts->skip_ip into ts (1), or 0 (the mmap lock busy). Global: its frame. */
+__noinline int skip_text_find(struct asz_tstate *ts)
 {
-	struct text_ctx c = {};
+	struct text_ctx c = {}; /* bpf_find_vma's context must be on this stack */
 
-	if (!have_find_vma || bpf_probe_read_user(&c.addr, sizeof(c.addr), (void *)sp))
-		return 1;
-	if (bpf_find_vma(bpf_get_current_task_btf(), ip, text_has, &c, 0))
-		return 1;
-	return c.in;
+	if (!ts || bpf_find_vma(bpf_get_current_task_btf(), ts->skip_ip, text_of, &c, 0) ||
+	    ts->skip_ip < c.lo || ts->skip_ip >= c.hi)
+		return 0;
+	ts->skip_text_lo = c.lo;
+	ts->skip_text_hi = c.hi;
+	return 1;
+}
+
+/*
+ * Is the return address at sp (an mmap's caller) in the code mapping of the unseen call's
+ * probe (its allocator's)? A program's own mmap is not (a hook of the program's the allocator
+ * calls is not either). 1 where it cannot tell (no bpf_find_vma, the mmap lock busy, another
+ * tracer's return probe there). The mapping is kept in ts: the lock is often busy where the
+ * program maps memory from several threads.
+ */
+static __always_inline bool called_from_text_of(struct asz_tstate *ts, __u64 sp)
+{
+	__u64 ra;
+
+	if (!have_find_vma || bpf_probe_read_user(&ra, sizeof(ra), (void *)sp) ||
+	    uretprobe_trampoline(ra))
+		return true;
+	if ((ts->skip_ip < ts->skip_text_lo || ts->skip_ip >= ts->skip_text_hi) &&
+	    !skip_text_find(ts))
+		return true;
+	return ra >= ts->skip_text_lo && ra < ts->skip_text_hi;
 }
 
 /*
@@ -1592,19 +1608,22 @@ static __always_inline int on_entry(struct pt_regs *ctx, __u64 a1, __u64 a2, __u
 		 * is in a session), must find a call that records nothing.
 		 */
 		if (sp < ts->skip_sp && !bpf_probe_read_user(&ra, sizeof(ra), (void *)ts->skip_sp) &&
-		    (ra == ts->skip_ra || uretprobe_trampoline(ra)) &&
-		    called_from_text_of(ts->skip_ip, sp)) {
-			if (session) {
-				ts->depth--;
-				return 1;
+		    (ra == ts->skip_ra || uretprobe_trampoline(ra))) {
+			/* (one from other code, a hook's, counts: the call may go on) */
+			if (called_from_text_of(ts, sp)) {
+				if (session) {
+					ts->depth--;
+					return 1;
+				}
+				ts->allocator = allocator;
+				ts->count = 0;
+				ts->old_valid = 0;
+				ts->flags = 0;
+				return 0;
 			}
-			ts->allocator = allocator;
-			ts->count = 0;
-			ts->old_valid = 0;
-			ts->flags = 0;
-			return 0;
+		} else {
+			ts->skip_sp = 0;
 		}
-		ts->skip_sp = 0;
 	}
 
 	switch (allocator) {

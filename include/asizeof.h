@@ -307,6 +307,7 @@ struct asz_tstate {
 	__u64 skip_sp;
 	__u64 skip_ra;
 	__u64 skip_ip; /* where that call was probed: in its allocator's code */
+	__u64 skip_text_lo, skip_text_hi; /* the code mapping of the last skip_ip looked up */
 	__u32 exiting; /* a thread in glibc's teardown: it frees blocks of its malloc cache */
 	__u32 flags;   /* mmap, mremap: their flags argument (ASZ_MREMAP_PART: a part of a mapping) */
 	__u32 old_slot; /* realloc: the old block's aggregate slot */
@@ -365,7 +366,7 @@ _Static_assert(sizeof(struct asz_agg_slot) == 64, "asz_agg_slot");
 _Static_assert(sizeof(struct asz_proc_val) == 136, "asz_proc_val");
 _Static_assert(sizeof(struct asz_stack) == 1024, "asz_stack");
 _Static_assert(sizeof(struct asz_stack_short) == 192, "asz_stack_short");
-_Static_assert(sizeof(struct asz_tstate) == 160, "asz_tstate");
+_Static_assert(sizeof(struct asz_tstate) == 176, "asz_tstate");
 _Static_assert(sizeof(struct asz_vma_key) == 16, "asz_vma_key");
 _Static_assert(sizeof(struct asz_cfi_row) == 16, "asz_cfi_row");
 _Static_assert(sizeof(struct asz_vma) == 32, "asz_vma");
