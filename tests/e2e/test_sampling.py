@@ -10,6 +10,7 @@ import json
 import os
 import math
 import re
+import shutil
 import signal
 import subprocess
 
@@ -225,6 +226,34 @@ def test_mappings_made_inside_unrecorded_calls_are_not_the_programs(bpf_ok, guar
     p = helpers.proc_of(helpers.final_report(helpers.parse_reports(report.read_text())), exp["pid"])
     assert (p["mmap_bytes"], p["mmap_regions"]) == (0, 0), p
     assert p["allocs"] == 0, p  # nothing reaches 2,000,000 bytes
+
+
+def test_mappings_inside_unrecorded_calls_with_another_tracers_return_probe(bpf_ok, guarded, tmp_path):
+    """The same with bpftrace's return probe on libc's mmap: at our probe (past mmap's first
+    instructions) the return address is bpftrace's trampoline, which says nothing of who called
+    mmap: glibc's own mmap was counted as the program's (mmap_bytes 1 MiB and more)."""
+    bt = shutil.which("bpftrace")
+    if not bt:
+        helpers.skip_or_fail("no bpftrace (make deps installs it)")
+    tracer = subprocess.Popen([bt, "-e", 'uretprobe:/lib/x86_64-linux-gnu/libc.so.6:mmap { @n = count(); }'],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        lines = []
+        while not lines or "Attaching" not in lines[-1]:  # (after a warning or two)
+            lines.append(tracer.stdout.readline().decode())
+            assert lines[-1] and len(lines) < 20, lines
+        wl = helpers.workload("sampling_sites")
+        report, expected = tmp_path / "report.json", tmp_path / "expected.json"
+        rc, out, err = guarded.run(["--sample-bytes", str(PERIOD), "--min-size", "2000000", "-f", "json", "-n",
+                                    "0", "-i", "60", "-o", str(report), "--", wl, str(expected)])
+    finally:
+        os.killpg(tracer.pid, signal.SIGINT)
+        tracer.wait(timeout=30)
+    assert rc == 0, err
+    exp = json.loads(expected.read_text())
+    p = helpers.proc_of(helpers.final_report(helpers.parse_reports(report.read_text())), exp["pid"])
+    assert (p["mmap_bytes"], p["mmap_regions"]) == (0, 0), p
+    assert p["allocs"] == 0, p
 
 
 @pytest.mark.parametrize("lib", ["/usr/lib/x86_64-linux-gnu/libjemalloc.so.2",
