@@ -1718,8 +1718,14 @@ static __always_inline int on_entry(struct pt_regs *ctx, __u64 a1, __u64 a2, __u
 	 * whose probe retires it; other allocators free it themselves: retired here. rallocx and
 	 * xallocx never free their block: it is put back if they fail, whatever the size.
 	 */
+	/*
+	 * So does mremap the mapping that begins where it begins (the whole, or its head: its
+	 * rest is put back at the return), before the kernel can give those pages to another
+	 * thread's mmap, whose block would meet it there.
+	 */
 	if ((allocator == ASZ_REALLOC || resizes(allocator) ||
-	     (allocator == ASZ_MREMAP && !(ts->flags & (ASZ_MREMAP_PART | ASZ_MREMAP_DUP)))) &&
+	     (allocator == ASZ_MREMAP && !(ts->flags & ASZ_MREMAP_DUP) &&
+	      (!(ts->flags & ASZ_MREMAP_PART) || (ts->flags & ASZ_MREMAP_HEAD)))) &&
 	    arg && (size || frees_itself || resizes(allocator))) {
 		struct asz_alloc_key okey = {.tgid = tgid, .addr = arg};
 		struct asz_alloc_val old;
@@ -1826,9 +1832,15 @@ static __always_inline int on_return(__u64 rc, bool syscall)
 		/* what was mapped where a fixed mapping goes is gone: the kernel unmapped it */
 		if (ts->flags & (allocator == ASZ_MMAP ? MAP_FIXED_ : MREMAP_FIXED_))
 			mappings_unmap(tgid, rc, rc + page_up(ts->size), ts->since);
+		/* a head moved or shrunk: the rest of its mapping, taken at the entry, stays */
+		if (allocator == ASZ_MREMAP && (ts->flags & ASZ_MREMAP_HEAD) && ts->old_valid &&
+		    ts->old_size > ts->extra) {
+			ts->old_size -= ts->extra;
+			block_restore(tgid, ts->arg + ts->extra, ts);
+		}
 		/*
 		 * a part moved: the mapping it was in loses it (none: not the program's, unless
-		 * one began there: another thread's mmap given its pages may have retired it)
+		 * one began there, taken at the entry)
 		 */
 		if (allocator == ASZ_MREMAP && (ts->flags & ASZ_MREMAP_PART) &&
 		    !mappings_unmap(tgid, ts->arg, ts->arg + ts->extra, ts->since) &&
