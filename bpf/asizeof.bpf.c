@@ -1206,27 +1206,16 @@ static __always_inline bool uretprobe_trampoline(__u64 addr)
 /* The kernel has bpf_find_vma (set by the loader). */
 const volatile bool have_find_vma = false;
 
-struct text_ctx {
-	__u64 lo, hi;
-};
-
-static long text_of(struct task_struct *task, struct vm_area_struct *vma, struct text_ctx *c)
-{
-	c->lo = vma->vm_start;
-	c->hi = vma->vm_end;
-	return 0;
-}
-
 /* The code mapping of ts->skip_ip into ts (1), or 0 (the mmap lock busy). Global: its frame. */
 __noinline int skip_text_find(struct asz_tstate *ts)
 {
-	struct text_ctx c = {}; /* bpf_find_vma's context must be on this stack */
+	struct uw_vma v = {}; /* bpf_find_vma's context must be on this stack */
 
-	if (!ts || bpf_find_vma(bpf_get_current_task_btf(), ts->skip_ip, text_of, &c, 0) ||
-	    ts->skip_ip < c.lo || ts->skip_ip >= c.hi)
+	if (!ts || bpf_find_vma(bpf_get_current_task_btf(), ts->skip_ip, uw_vma_cb, &v, 0) ||
+	    ts->skip_ip < v.vm_start || ts->skip_ip >= v.vm_end)
 		return 0;
-	ts->skip_text_lo = c.lo;
-	ts->skip_text_hi = c.hi;
+	ts->skip_text_lo = v.vm_start;
+	ts->skip_text_hi = v.vm_end;
 	return 1;
 }
 
@@ -1268,10 +1257,14 @@ static __always_inline bool resizes(__u32 allocator)
 	return allocator == ASZ_RALLOCX || allocator == ASZ_XALLOCX;
 }
 
-/* The keys and block copy of mapping_trim_head() and mapping_cut(): one frame for both. */
+/*
+ * The keys and block copy of mapping_trim_head() and mapping_cut(): one frame for both; made:
+ * when the mapping at key was made, its pieces' time (1 if not indexed: never left alone).
+ */
 struct unmap_tmp {
 	struct asz_alloc_key key, rest;
 	struct asz_alloc_val copy;
+	__u64 made;
 };
 
 /*
@@ -1286,7 +1279,6 @@ static __always_inline bool mapping_trim_head(__u32 tgid, __u64 addr, __u64 len,
 	struct asz_alloc_val *v, *copy = &t->copy;
 	struct asz_proc_val *p;
 	struct asz_agg_val *a;
-	__u64 made;
 
 	*key = (struct asz_alloc_key){.tgid = tgid, .addr = addr};
 	*rest = (struct asz_alloc_key){.tgid = tgid};
@@ -1308,9 +1300,8 @@ static __always_inline bool mapping_trim_head(__u32 tgid, __u64 addr, __u64 len,
 		bpf_map_delete_elem(&allocs, rest);
 		return true;
 	}
-	made = mapping_made(key) ?: 1; /* (not indexed: never left alone) */
 	mapping_unindex(tgid, key, copy->gen);
-	mapping_index(tgid, rest, copy, made);
+	mapping_index(tgid, rest, copy, t->made ?: 1);
 	a = agg_at(copy->slot);
 	if (a)
 		__sync_fetch_and_add(&a->live_bytes, -(__s64)len);
@@ -1349,7 +1340,7 @@ static __always_inline void mapping_cut(__u32 tgid, __u64 start, __u64 lo, __u64
 		if (bpf_map_update_elem(&allocs, rest, copy, BPF_NOEXIST)) {
 			count_drop(ASZ_DROP_ALLOCS_FULL); /* no room: the rest goes too */
 		} else {
-			mapping_index(tgid, rest, copy, mapping_made(key) ?: 1);
+			mapping_index(tgid, rest, copy, t->made ?: 1);
 			gone = keep_from - lo;
 			split = copy->count;
 		}
@@ -1376,7 +1367,10 @@ __noinline int mapping_unmap_one(__u32 tgid, __u64 start, __u64 lo, __u64 hi, __
 	struct asz_alloc_val *v = bpf_map_lookup_elem(&allocs, &t.key);
 	__u64 end;
 
-	if (!v || mapping_made(&t.key) >= before)
+	if (!v)
+		return 0;
+	t.made = mapping_made(&t.key);
+	if (t.made >= before)
 		return 0;
 	end = start + page_up(v->size);
 	if (lo > start)
@@ -1716,12 +1710,10 @@ static __always_inline int on_entry(struct pt_regs *ctx, __u64 a1, __u64 a2, __u
 	 * realloc retires the old block now, before glibc can hand its address to another thread;
 	 * the return probe puts it back if realloc fails. glibc's realloc(p, 0) calls free(p),
 	 * whose probe retires it; other allocators free it themselves: retired here. rallocx and
-	 * xallocx never free their block: it is put back if they fail, whatever the size.
-	 */
-	/*
-	 * So does mremap the mapping that begins where it begins (the whole, or its head: its
-	 * rest is put back at the return), before the kernel can give those pages to another
-	 * thread's mmap, whose block would meet it there.
+	 * xallocx never free their block: it is put back if they fail, whatever the size. So does
+	 * mremap the mapping that begins where it begins (the whole, or its head: its rest is put
+	 * back at the return), before the kernel can give those pages to another thread's mmap,
+	 * whose block would meet it there.
 	 */
 	if ((allocator == ASZ_REALLOC || resizes(allocator) ||
 	     (allocator == ASZ_MREMAP && !(ts->flags & ASZ_MREMAP_DUP) &&
@@ -1762,26 +1754,19 @@ static __always_inline int on_return(__u64 rc, bool syscall)
 	__u64 addr = 0;
 	__u32 allocator;
 
-	if (empty_probes)
+	if (empty_probes || (!syscall && !traced(tgid)))
 		return 0;
-	if (syscall) {
-		/* an exit without its entry must not end the allocator call around it */
-		ts = bpf_task_storage_get(&tstates, bpf_get_current_task_btf(), 0, 0);
-		if (!ts || !ts->sys_entered || ts->depth == 0)
-			return 0;
+	ts = bpf_task_storage_get(&tstates, bpf_get_current_task_btf(), 0, 0);
+	/*
+	 * depth 0: the call began before the entry probe was attached; a system call's exit
+	 * without its entry must not end the allocator call around it
+	 */
+	if (!ts || ts->depth == 0 || (syscall && !ts->sys_entered))
+		return 0;
+	if (syscall)
 		ts->sys_entered--;
-		if (--ts->depth > 0 || !syscall_traced(tgid))
-			return 0;
-	} else {
-		if (!traced(tgid))
-			return 0;
-		ts = bpf_task_storage_get(&tstates, bpf_get_current_task_btf(), 0, 0);
-		/* depth 0: the call began before the entry probe was attached */
-		if (!ts || ts->depth == 0)
-			return 0;
-		if (--ts->depth > 0)
-			return 0;
-	}
+	if (--ts->depth > 0 || (syscall && !syscall_traced(tgid)))
+		return 0;
 	/* a system call's exit at depth 0 ends the call its entry began (known: fewer branches) */
 	allocator = ts->allocator;
 	if (syscall && allocator != ASZ_MREMAP)

@@ -322,7 +322,7 @@ struct asz_tstate {
 	 * kernel had just unmapped, is not.
 	 */
 	__u64 since;
-	__u64 old_made; /* a whole mremap: when its mapping was made (kept if the call fails) */
+	__u64 old_made; /* mremap from a mapping's start: when it was made (kept when put back) */
 };
 
 /*
