@@ -318,14 +318,30 @@ static long uw_vma_cb(struct task_struct *task, struct vm_area_struct *vma, void
 	return 0;
 }
 
+/* Word b of a module's bucket index (asizeof.h): the rows below bucket b; ~0: unreadable. */
+static __always_inline __u32 uw_bucket(__u32 at, __u32 b)
+{
+	__u32 idx = at + b / 4;
+	__u32 *r = bpf_map_lookup_elem(&cfi_rows, &idx);
+
+	return r ? r[b & 3] : ~0u;
+}
+
 /*
  * Global functions (verified once, on their own): index of the row covering pc in a module's
- * slice, or -1 (below the first row).
+ * slice, or -1 (below the first row). Searched in pc's bucket only: rows before it are below
+ * pc, rows from the next bucket's on above it (cfi_table__lookup() in user/cfi.c, the same).
  */
-__noinline int uw_find_row(__u32 first, __u32 nr, __u32 pc)
+__noinline int uw_find_row(__u32 first, __u32 nr, __u32 buckets, __u32 shift, __u32 pc)
 {
-	__u32 lo = 0, hi = nr;
+	__u32 lo = 0, hi = nr, b = pc >> (shift & 31);
 
+	if (buckets) {
+		lo = b < buckets ? uw_bucket(first + nr, b) : nr;
+		hi = b + 1 < buckets ? uw_bucket(first + nr, b + 1) : nr;
+		if (lo > hi || hi > nr)
+			return -1;
+	}
 	for (int i = 0; i < ASZ_CFI_SEARCH_STEPS; i++) {
 		__u32 mid, idx;
 		struct asz_cfi_row *r;
@@ -464,7 +480,9 @@ __noinline int uw_rule(struct uw_cache *c, __u64 at, struct asz_cfi_row *rule)
 		us = bpf_map_lookup_elem(&uw_stats, &(__u32){0});
 		if (us)
 			us->rule_searches++;
-		i = rel >> 32 ? -1 : uw_find_row(um->mod.first, um->mod.nr, (__u32)rel);
+		i = rel >> 32 ? -1
+				   : uw_find_row(um->mod.first, um->mod.nr, um->mod.buckets,
+						 um->mod.shift, (__u32)rel);
 		r = i < 0 ? NULL : bpf_map_lookup_elem(&cfi_rows, &(__u32){i});
 		if (r)
 			*rule = *r;

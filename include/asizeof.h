@@ -232,8 +232,11 @@ struct asz_cfi_row {
 
 /*
  * Unwind tables in the kernel. Rows of every module live in one array (cfi_rows), each module's
- * sorted slice [first, first + nr); modules are keyed by the file the kernel maps (i_sb->s_dev
- * in kernel encoding, i_ino), as /proc/PID/maps shows them.
+ * sorted slice [first, first + nr), then its bucket index: ASZ_CFI_INDEX_ROWS(buckets) entries of
+ * the array holding 4 __u32 each, bucket b's at entry first + nr + b / 4, word b % 4: the number
+ * of rows whose pc is below b << shift. A pc's row is searched for in its bucket only (a few
+ * rows, a cache line or two), not in the module's megabytes. Modules are keyed by the file the
+ * kernel maps (i_sb->s_dev in kernel encoding, i_ino), as /proc/PID/maps shows them.
  */
 struct asz_mod_key {
 	__u64 ino;
@@ -251,8 +254,14 @@ struct asz_mod {
 	__u32 nr;
 	__s64 adj; /* row pc = address - vm_start + vm_pgoff (bytes) + adj */
 	__u32 kind;
+	__u32 shift;   /* bucket b: row pcs [b << shift, (b + 1) << shift) */
+	__u32 buckets; /* 0: no index (the whole slice is searched) */
 	__u32 pad;
 };
+
+/* Entries of cfi_rows a bucket index takes, and the slice of a module with nr rows. */
+#define ASZ_CFI_INDEX_ROWS(buckets) (((buckets) + 3) / 4)
+#define ASZ_CFI_SLICE(nr, buckets) ((nr) + ASZ_CFI_INDEX_ROWS(buckets))
 
 /* What the DWARF unwinder did, per CPU (map uw_stats): where complete stacks' cost goes. */
 struct asz_unwind_stats {
@@ -371,7 +380,7 @@ _Static_assert(sizeof(struct asz_vma_key) == 16, "asz_vma_key");
 _Static_assert(sizeof(struct asz_cfi_row) == 16, "asz_cfi_row");
 _Static_assert(sizeof(struct asz_vma) == 32, "asz_vma");
 _Static_assert(sizeof(struct asz_mod_key) == 16, "asz_mod_key");
-_Static_assert(sizeof(struct asz_mod) == 24, "asz_mod");
+_Static_assert(sizeof(struct asz_mod) == 32, "asz_mod");
 _Static_assert(sizeof(struct asz_mod_want) == 24, "asz_mod_want");
 _Static_assert(sizeof(struct asz_unwind_stats) == 48, "asz_unwind_stats");
 _Static_assert(sizeof(struct asz_mapidx) == 32 + 8 * ASZ_MAPIDX_SLOTS, "asz_mapidx");

@@ -912,6 +912,9 @@ int cfi__build_fd(int fd, struct cfi_table *out)
 	out->rows = realloc(b.rows, b.nr_rows * sizeof(*b.rows)) ?: b.rows;
 	out->nr_rows = b.nr_rows;
 	b.rows = NULL;
+	err = cfi_table__index(out);
+	if (err)
+		goto cleanup;
 	out->stats.build_ns = util__mono_ns() - t0;
 	err = 0;
 cleanup:
@@ -944,17 +947,54 @@ void cfi_table__free(struct cfi_table *t)
 	if (!t)
 		return;
 	free(t->rows);
+	free(t->index);
 	free(t->segs);
 	memset(t, 0, sizeof(*t));
 }
 
+int cfi_table__index(struct cfi_table *t)
+{
+	__u32 shift = 4, want, n, j = 0;
+	__u64 last;
+
+	free(t->index);
+	t->index = NULL;
+	t->nr_buckets = 0;
+	if (!t->nr_rows)
+		return 0;
+	last = t->rows[t->nr_rows - 1].pc;
+	want = t->nr_rows / CFI_ROWS_PER_BUCKET ?: 1;
+	while (shift < 31 && (last >> shift) + 1 > want)
+		shift++;
+	n = (last >> shift) + 1;
+	t->index = malloc(ASZ_CFI_INDEX_ROWS(n) * 4 * sizeof(__u32));
+	if (!t->index)
+		return -ENOMEM;
+	for (__u32 b = 0; b < ASZ_CFI_INDEX_ROWS(n) * 4; b++) {
+		while (b < n && j < t->nr_rows && t->rows[j].pc < ((__u64)b << shift))
+			j++;
+		t->index[b] = b < n ? j : t->nr_rows;
+	}
+	t->nr_buckets = n;
+	t->index_shift = shift;
+	return 0;
+}
+
 const struct asz_cfi_row *cfi_table__lookup(const struct cfi_table *t, __u64 pc)
 {
-	__u32 lo = 0, hi = t->nr_rows;
+	__u32 lo = 0, hi = t->nr_rows, b;
 
 	if (pc > UINT32_MAX)
 		return NULL;
-	/* The last row with row.pc <= pc: the same bounded search the BPF side runs. */
+	/*
+	 * The last row with row.pc <= pc: the same search the BPF side runs (uw_find_row), in pc's
+	 * bucket: rows before it are below pc, rows from the next bucket's on above it.
+	 */
+	if (t->nr_buckets) {
+		b = pc >> t->index_shift;
+		lo = b < t->nr_buckets ? t->index[b] : t->nr_rows;
+		hi = b + 1 < t->nr_buckets ? t->index[b + 1] : t->nr_rows;
+	}
 	while (lo < hi) {
 		__u32 mid = lo + (hi - lo) / 2;
 

@@ -51,6 +51,9 @@ struct cfi_table {
 	__u64 base;		   /* ELF vaddr of row pc 0: the lowest executable PT_LOAD */
 	struct asz_cfi_row *rows;  /* sorted by pc, neighbours differ, the last is undefined */
 	__u32 nr_rows;
+	__u32 *index;		   /* bucket b: rows with pc < b << index_shift (asizeof.h) */
+	__u32 nr_buckets;	   /* 0: no index */
+	__u32 index_shift;
 	__u32 nr_segs;
 	struct cfi_segment *segs;  /* PT_LOAD segments in file order */
 	__u8 build_id[CFI_BUILD_ID_MAX];
@@ -66,6 +69,13 @@ struct cfi_table {
  * -ENOMEM, or the error of open(). On error *out is left empty (safe to cfi_table__free).
  */
 int cfi__build(const char *path, struct cfi_table *out);
+
+/*
+ * Build t's bucket index (cfi__build does): about CFI_ROWS_PER_BUCKET rows a bucket, its words
+ * padded with nr_rows to a multiple of 4 (the kernel's layout). 0 or -ENOMEM.
+ */
+#define CFI_ROWS_PER_BUCKET 4
+int cfi_table__index(struct cfi_table *t);
 int cfi__build_fd(int fd, struct cfi_table *out);
 
 void cfi_table__free(struct cfi_table *t);

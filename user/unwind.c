@@ -107,9 +107,9 @@ static int rows_map(const struct unwind *u, __u32 first, __u32 n, int prot, stru
 static int write_rows(struct unwind *u, __u32 first, const struct asz_cfi_row *rows, __u32 n)
 {
 	struct rows_view v;
-	int err = rows_map(u, first, n, PROT_READ | PROT_WRITE, &v);
+	int err = n ? rows_map(u, first, n, PROT_READ | PROT_WRITE, &v) : 0;
 
-	if (err)
+	if (err || !n)
 		return err;
 	memcpy(v.rows, rows, (size_t)n * sizeof(*rows));
 	munmap(v.base, v.len);
@@ -150,6 +150,7 @@ static const struct umod *find_build_id(const struct unwind *u, const struct cfi
 
 		if (m->mod.kind == ASZ_MOD_TABLE && m->build_id_len == t->build_id_len &&
 		    !memcmp(m->build_id, t->build_id, t->build_id_len) && m->mod.nr == t->nr_rows &&
+		    m->mod.buckets == t->nr_buckets && m->mod.shift == t->index_shift &&
 		    same_rows(u, m->mod.first, t->rows, t->nr_rows))
 			return m;
 	}
@@ -189,7 +190,8 @@ static struct range *ranges(const struct unwind *u, size_t *n)
 		return NULL;
 	for (size_t i = 0; i < u->nr_mods; i++)
 		if (u->mods[i].mod.kind == ASZ_MOD_TABLE)
-			r[k++] = (struct range){u->mods[i].mod.first, u->mods[i].mod.nr};
+			r[k++] = (struct range){u->mods[i].mod.first,
+						ASZ_CFI_SLICE(u->mods[i].mod.nr, u->mods[i].mod.buckets)};
 	qsort(r, k, sizeof(*r), range_cmp);
 	*n = 0;
 	for (size_t i = 0; i < k; i++)
@@ -211,6 +213,7 @@ static void recount(struct unwind *u)
 	u->st.rows = 0;
 	for (size_t i = 0; r && i < n; i++)
 		u->st.rows += r[i].nr;
+	/* rows and bucket indexes: the entries of cfi_rows in use, against --max-unwind-rows */
 	u->st.bytes = u->st.rows * sizeof(struct asz_cfi_row);
 	free(r);
 }
@@ -357,19 +360,26 @@ static int add_fd(struct unwind *u, int fd, const struct asz_mod_key *key, const
 	} else if ((same = find_build_id(u, &t))) {
 		m.mod.first = same->mod.first;
 		m.mod.nr = same->mod.nr;
+		m.mod.shift = same->mod.shift;
+		m.mod.buckets = same->mod.buckets;
 		m.mod.kind = ASZ_MOD_TABLE;
 		u->st.shared++;
-	} else if ((first = alloc_rows(u, t.nr_rows)) < 0) {
+	} else if ((first = alloc_rows(u, ASZ_CFI_SLICE(t.nr_rows, t.nr_buckets))) < 0) {
 		u->st.full++;
 		elog("unwind: %s: %u rows do not fit (%llu of %u used, --max-unwind-rows): frame "
 		     "pointers there\n",
-		     name, t.nr_rows, (unsigned long long)u->st.rows, u->max_rows);
-	} else if ((err = write_rows(u, first, t.rows, t.nr_rows))) {
+		     name, ASZ_CFI_SLICE(t.nr_rows, t.nr_buckets), (unsigned long long)u->st.rows,
+		     u->max_rows);
+	} else if ((err = write_rows(u, first, t.rows, t.nr_rows)) ||
+		   (err = write_rows(u, first + t.nr_rows, (const void *)t.index,
+				     ASZ_CFI_INDEX_ROWS(t.nr_buckets)))) {
 		u->st.failed++;
 		elog("unwind: %s: cannot write its rows: %s\n", name, strerror(-err));
 	} else {
 		m.mod.first = first;
 		m.mod.nr = t.nr_rows;
+		m.mod.shift = t.index_shift;
+		m.mod.buckets = t.nr_buckets;
 		m.mod.kind = ASZ_MOD_TABLE;
 		vlog("unwind: %s: %u rows (%.1f ms)\n", name, t.nr_rows,
 		     (util__mono_ns() - t0) / 1e6);

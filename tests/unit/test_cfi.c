@@ -1309,3 +1309,93 @@ Test(cfi_unwind, stops)
 	cr_assert_eq(stop, CFI_STOP_END);
 	cr_assert_str_eq(cfi__stop_name(CFI_STOP_DEPTH), "depth");
 }
+
+/* The row of pc by a search of the whole table: what the bucket index must agree with. */
+static const struct asz_cfi_row *ct_plain_lookup(const struct cfi_table *t, __u64 pc)
+{
+	struct cfi_table plain = *t;
+
+	plain.nr_buckets = 0;
+	return cfi_table__lookup(&plain, pc);
+}
+
+/*
+ * The bucket index (the kernel's search too: bpf/unwind.h's uw_find_row) finds the row a search
+ * of the whole table finds, at every row's first byte and the byte before it, at bucket
+ * boundaries, past the last row and below the first; and it is laid out as the kernel reads it.
+ */
+Test(cfi_index, agrees_with_whole_table_search)
+{
+	struct cfi_table t;
+	__u32 words, checked = 0;
+
+	cr_assert_eq(cfi__build(CT_LIBC, &t), 0);
+	cr_assert_gt(t.nr_buckets, 1);
+	cr_assert_geq(t.index_shift, 4);
+	/* about CFI_ROWS_PER_BUCKET rows a bucket: not one bucket for the whole table */
+	cr_assert_leq(t.nr_buckets, t.nr_rows / CFI_ROWS_PER_BUCKET + 1);
+	cr_assert_gt((__u64)t.nr_buckets << t.index_shift, t.rows[t.nr_rows - 1].pc);
+	words = ASZ_CFI_INDEX_ROWS(t.nr_buckets) * 4;
+	for (__u32 b = 0; b < words; b++) {
+		__u32 below = 0;
+
+		if (b >= t.nr_buckets) {
+			cr_assert_eq(t.index[b], t.nr_rows, "padding word %u", b);
+			continue;
+		}
+		while (below < t.nr_rows && t.rows[below].pc < ((__u64)b << t.index_shift))
+			below++;
+		cr_assert_eq(t.index[b], below, "bucket %u", b);
+		if (b % 64)
+			continue;
+		for (__u64 d = 0; d < 3; d++) {
+			__u64 pc = ((__u64)b << t.index_shift) + d - 1;
+
+			if (pc > UINT32_MAX)
+				continue;
+			cr_assert_eq(cfi_table__lookup(&t, pc), ct_plain_lookup(&t, pc), "pc %#llx",
+				     (unsigned long long)pc);
+			checked++;
+		}
+	}
+	for (__u32 i = 0; i < t.nr_rows; i++) {
+		__u64 pc = t.rows[i].pc;
+
+		cr_assert_eq(cfi_table__lookup(&t, pc), &t.rows[i], "row %u", i);
+		if (pc)
+			cr_assert_eq(cfi_table__lookup(&t, pc - 1), ct_plain_lookup(&t, pc - 1));
+		checked += 2;
+	}
+	cr_assert_eq(cfi_table__lookup(&t, t.rows[t.nr_rows - 1].pc + 100000),
+		     &t.rows[t.nr_rows - 1]);
+	cr_assert_eq(cfi_table__lookup(&t, UINT32_MAX), &t.rows[t.nr_rows - 1]);
+	if (t.rows[0].pc)
+		cr_assert_null(cfi_table__lookup(&t, t.rows[0].pc - 1));
+	cr_assert_gt(checked, t.nr_rows);
+	cfi_table__free(&t);
+}
+
+/* A table of one row, and one whose rows sit in a few buckets of many (most buckets empty). */
+Test(cfi_index, small_and_sparse_tables)
+{
+	struct asz_cfi_row one[] = { { .pc = 0x10, .cfa_reg = ASZ_CFA_RSP, .cfa_off = 8 } };
+	struct asz_cfi_row sparse[64];
+	struct cfi_table t = { .rows = one, .nr_rows = 1 };
+
+	cr_assert_eq(cfi_table__index(&t), 0);
+	cr_assert_eq(t.nr_buckets, 1);
+	cr_assert_null(cfi_table__lookup(&t, 0xf));
+	cr_assert_eq(cfi_table__lookup(&t, 0x10), &one[0]);
+	cr_assert_eq(cfi_table__lookup(&t, 0x12345), &one[0]);
+	free(t.index);
+	for (__u32 i = 0; i < 64; i++)
+		sparse[i] = (struct asz_cfi_row){ .pc = (i < 32 ? i * 4 : 0x100000 + i * 4),
+						  .cfa_reg = ASZ_CFA_RSP, .cfa_off = 8 + i };
+	t = (struct cfi_table){ .rows = sparse, .nr_rows = 64 };
+	cr_assert_eq(cfi_table__index(&t), 0);
+	cr_assert_leq(t.nr_buckets, 64 / CFI_ROWS_PER_BUCKET);
+	for (__u64 pc = 0; pc < 0x100200; pc += pc < 0x200 || pc > 0xfff00 ? 1 : 0x100)
+		cr_assert_eq(cfi_table__lookup(&t, pc), ct_plain_lookup(&t, pc), "pc %#llx",
+			     (unsigned long long)pc);
+	free(t.index);
+}

@@ -93,7 +93,24 @@ static void uw_check_rows(const struct uw_maps *m, const char *path, const struc
 		cr_assert_eq(bpf_map_lookup_elem(m->rows, &idx, &r), 0);
 		cr_assert_eq(memcmp(&r, &t.rows[i], sizeof(r)), 0, "row %u of %s", i, path);
 	}
+	/* then its bucket index, 4 words an entry: what uw_find_row reads */
+	cr_assert_eq(mod->buckets, t.nr_buckets);
+	cr_assert_eq(mod->shift, t.index_shift);
+	cr_assert_gt(mod->buckets, 0);
+	for (__u32 i = 0; i < ASZ_CFI_INDEX_ROWS(t.nr_buckets); i++) {
+		__u32 words[4], idx = mod->first + mod->nr + i;
+
+		cr_assert_eq(bpf_map_lookup_elem(m->rows, &idx, words), 0);
+		cr_assert_eq(memcmp(words, &t.index[i * 4], sizeof(words)), 0, "index %u of %s", i,
+			     path);
+	}
 	cfi_table__free(&t);
+}
+
+/* Entries of the rows map a module takes: its rows and its bucket index. */
+static __u64 uw_slice(const struct asz_mod *mod)
+{
+	return ASZ_CFI_SLICE((__u64)mod->nr, mod->buckets);
 }
 
 Test(unwind, parse_mode)
@@ -128,13 +145,13 @@ Test(unwind, tables_in_the_kernel_maps)
 	uw_check_rows(&m, LIBC, &libc);
 	uw_check_rows(&m, LIBSTDCXX, &cxx);
 	/* slices do not overlap */
-	cr_assert(libc.first + libc.nr <= cxx.first || cxx.first + cxx.nr <= libc.first);
+	cr_assert(libc.first + uw_slice(&libc) <= cxx.first || cxx.first + uw_slice(&cxx) <= libc.first);
 	/* glibc's executable segment: offset == vaddr, so row pc = address - start + pgoff - base */
 	cr_assert_lt(libc.adj, 0);
 	unwind__stats(u, &st);
 	cr_assert_eq(st.modules, 2);
 	cr_assert_eq(st.tables, 2);
-	cr_assert_eq(st.rows, (__u64)libc.nr + cxx.nr);
+	cr_assert_eq(st.rows, uw_slice(&libc) + uw_slice(&cxx));
 	cr_assert_eq(st.bytes, st.rows * sizeof(struct asz_cfi_row));
 	cr_assert_eq(st.full, 0);
 	cr_assert_gt(st.build_ns, 0);
@@ -167,7 +184,7 @@ Test(unwind, same_build_id_shares_rows)
 	cr_assert_eq(a.nr, b.nr);
 	unwind__stats(u, &st);
 	cr_assert_eq(st.shared, 1);
-	cr_assert_eq(st.rows, a.nr, "shared rows are counted once");
+	cr_assert_eq(st.rows, uw_slice(&a), "shared rows are counted once");
 	unwind__free(u);
 	unlink(copy);
 	uw_maps_close(&m);
@@ -179,7 +196,7 @@ static __u32 uw_rows_of(const char *path)
 	__u32 n;
 
 	cr_assert_eq(cfi__build(path, &t), 0, "%s", path);
-	n = t.nr_rows;
+	n = ASZ_CFI_SLICE(t.nr_rows, t.nr_buckets); /* the entries its slice takes */
 	cfi_table__free(&t);
 	return n;
 }
@@ -233,7 +250,7 @@ Test(unwind, full_table_forgets_unused_modules)
 	cr_assert_eq(st.evicted, 1);
 	cr_assert_eq(st.full, 1);
 	cr_assert_eq(st.modules, 3, "libc, libm, and libz without its table");
-	cr_assert_eq(st.rows, (__u64)libc.nr + libm.nr);
+	cr_assert_eq(st.rows, uw_slice(&libc) + uw_slice(&libm));
 	unwind__free(u);
 	uw_maps_close(&m);
 	unlink(copy);
