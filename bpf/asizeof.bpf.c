@@ -1437,7 +1437,12 @@ __noinline int mapidx_find(struct unmap_ctx *c)
 		return -1;
 	}
 	n = mapidx_n(m);
-	i0 = mapidx_rank(m, n, c->after ? c->after : c->lo);
+	/*
+	 * From the last start below lo, not at it: one made at lo since the range was freed
+	 * (another thread's mmap given the pages before this exit was seen) hides the one the
+	 * range is cut from, which starts below it.
+	 */
+	i0 = mapidx_rank(m, n, c->after ? c->after : c->lo ? c->lo - 1 : 0);
 	if (!c->after && i0 > 0)
 		i0--;
 	for (int j = 0; j < UNMAP_MAX; j++) {
