@@ -27,6 +27,7 @@ int main(int argc, char **argv)
 	for (int i = 2; i < argc; i++) {
 		__u64 ns[100];
 		__u32 rows = 0;
+		size_t bytes = 0;
 
 		for (int r = 0; r < rounds; r++) {
 			struct cfi_table t = {};
@@ -38,10 +39,11 @@ int main(int argc, char **argv)
 			}
 			ns[r] = t.stats.build_ns;
 			rows = t.nr_rows;
+			bytes = cfi_table__bytes(&t); /* with the bucket index */
 			cfi_table__free(&t);
 		}
 		qsort(ns, rounds, sizeof(ns[0]), cmp_u64);
-		printf("%s %u %zu %.2f %.2f %.2f\n", argv[i], rows, rows * sizeof(struct asz_cfi_row),
+		printf("%s %u %zu %.2f %.2f %.2f\n", argv[i], rows, bytes,
 		       ns[rounds / 2] / 1e6, ns[0] / 1e6, ns[rounds - 1] / 1e6);
 	}
 	return 0;

@@ -69,21 +69,21 @@ struct cfi_table {
  * -ENOMEM, or the error of open(). On error *out is left empty (safe to cfi_table__free).
  */
 int cfi__build(const char *path, struct cfi_table *out);
+int cfi__build_fd(int fd, struct cfi_table *out);
 
 /*
- * Build t's bucket index (cfi__build does): about CFI_ROWS_PER_BUCKET rows a bucket, its words
+ * Build t's bucket index (cfi__build does): CFI_ROWS_PER_BUCKET to twice that rows a bucket, its words
  * padded with nr_rows to a multiple of 4 (the kernel's layout). 0 or -ENOMEM.
  */
 #define CFI_ROWS_PER_BUCKET 4
 int cfi_table__index(struct cfi_table *t);
-int cfi__build_fd(int fd, struct cfi_table *out);
 
 void cfi_table__free(struct cfi_table *t);
 
-/* Bytes the rows take (what a BPF map of them holds). */
+/* Bytes the rows and their bucket index take (what a BPF map of them holds). */
 static inline size_t cfi_table__bytes(const struct cfi_table *t)
 {
-	return (size_t)t->nr_rows * sizeof(struct asz_cfi_row);
+	return (size_t)ASZ_CFI_SLICE(t->nr_rows, t->nr_buckets) * sizeof(struct asz_cfi_row);
 }
 
 /* The row covering pc (relative to t->base), or NULL when pc is below the first row. */
