@@ -72,8 +72,8 @@ int cfi__build(const char *path, struct cfi_table *out);
 int cfi__build_fd(int fd, struct cfi_table *out);
 
 /*
- * Build t's bucket index (cfi__build does): CFI_ROWS_PER_BUCKET to twice that rows a bucket, its words
- * padded with nr_rows to a multiple of 4 (the kernel's layout). 0 or -ENOMEM.
+ * Build t's bucket index (cfi__build does): CFI_ROWS_PER_BUCKET to twice that many rows a
+ * bucket, its words padded with nr_rows to a multiple of 4 (the kernel's layout). 0 or -ENOMEM.
  */
 #define CFI_ROWS_PER_BUCKET 4
 int cfi_table__index(struct cfi_table *t);

@@ -107,9 +107,9 @@ static int rows_map(const struct unwind *u, __u32 first, __u32 n, int prot, stru
 static int write_rows(struct unwind *u, __u32 first, const struct asz_cfi_row *rows, __u32 n)
 {
 	struct rows_view v;
-	int err = n ? rows_map(u, first, n, PROT_READ | PROT_WRITE, &v) : 0;
+	int err = rows_map(u, first, n, PROT_READ | PROT_WRITE, &v);
 
-	if (err || !n)
+	if (err)
 		return err;
 	memcpy(v.rows, rows, (size_t)n * sizeof(*rows));
 	munmap(v.base, v.len);
@@ -188,10 +188,12 @@ static struct range *ranges(const struct unwind *u, size_t *n)
 
 	if (!r)
 		return NULL;
-	for (size_t i = 0; i < u->nr_mods; i++)
-		if (u->mods[i].mod.kind == ASZ_MOD_TABLE)
-			r[k++] = (struct range){u->mods[i].mod.first,
-						ASZ_CFI_SLICE(u->mods[i].mod.nr, u->mods[i].mod.buckets)};
+	for (size_t i = 0; i < u->nr_mods; i++) {
+		const struct asz_mod *m = &u->mods[i].mod;
+
+		if (m->kind == ASZ_MOD_TABLE)
+			r[k++] = (struct range){m->first, ASZ_CFI_SLICE(m->nr, m->buckets)};
+	}
 	qsort(r, k, sizeof(*r), range_cmp);
 	*n = 0;
 	for (size_t i = 0; i < k; i++)

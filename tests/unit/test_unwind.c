@@ -145,7 +145,8 @@ Test(unwind, tables_in_the_kernel_maps)
 	uw_check_rows(&m, LIBC, &libc);
 	uw_check_rows(&m, LIBSTDCXX, &cxx);
 	/* slices do not overlap */
-	cr_assert(libc.first + uw_slice(&libc) <= cxx.first || cxx.first + uw_slice(&cxx) <= libc.first);
+	cr_assert(libc.first + uw_slice(&libc) <= cxx.first ||
+		  cxx.first + uw_slice(&cxx) <= libc.first);
 	/* glibc's executable segment: offset == vaddr, so row pc = address - start + pgoff - base */
 	cr_assert_lt(libc.adj, 0);
 	unwind__stats(u, &st);
