@@ -10,6 +10,7 @@ import os
 import re
 import signal
 import subprocess
+import time
 
 import pytest
 
@@ -620,22 +621,33 @@ def test_tables_built_for_a_command_to_launch_are_not_forgotten_before_it_runs(b
 def test_programs_sharing_a_build_id_keep_their_own_tables(env, tmp_path):
     """Two different programs given the same build-id (by hand, or a collision): a table is
     shared by build-id only when its rows are the same too. The second one was unwound with
-    the first one's table: one frame, not marked truncated."""
+    the first one's table: one frame, not marked truncated. The programs allocate once the
+    profiler has attached (a file says so) and say when they have (a fixed sleep before the
+    allocation lost the race with a 2.4 s attach on a slow machine: no stack at all)."""
     bid = "-Wl,--build-id=0x0123456789abcdef0123456789abcdef01234567"
+    go = tmp_path / "go"
     progs = {}
     for name, size, pad in (("bid_a", 12001, ""), ("bid_b", 12002, "volatile char pad[64]; pad[0] = 1;")):
         src = tmp_path / (name + ".c")
         src.write_text(
-            "#include <stdlib.h>\n#include <unistd.h>\nvoid *volatile sink;\n"
+            "#include <stdio.h>\n#include <stdlib.h>\n#include <unistd.h>\nvoid *volatile sink;\n"
             "__attribute__((noinline)) void %s_leaf(void) { %s sink = malloc(%d); }\n"
             "__attribute__((noinline)) void %s_mid(void) { %s_leaf(); __asm__ volatile(\"\"); }\n"
-            "int main(void) { sleep(2); %s_mid(); sleep(1); return 0; }\n" % (name, pad, size, name, name, name))
+            "int main(int argc, char **argv) { while (access(argv[1], F_OK)) usleep(10000); %s_mid();\n"
+            "  fclose(fopen(argv[2], \"w\")); sleep(60); return 0; }\n" % (name, pad, size, name, name, name))
         subprocess.run(["gcc", "-O2", "-g", bid, "-o", str(tmp_path / name), str(src)], check=True)
-        progs[name] = env["reaper"].add(subprocess.Popen([str(tmp_path / name)]))
-    prof = Profiler(env["reaper"], ["-f", "json", "-n", "0", "-i", "10", "-d", "3.5",
+        progs[name] = env["reaper"].add(subprocess.Popen([str(tmp_path / name), str(go),
+                                                          str(tmp_path / (name + ".done"))],
+                                                         start_new_session=True))
+    prof = Profiler(env["reaper"], ["-f", "json", "-n", "0", "-i", "10",
                                     "-p", str(progs["bid_a"].pid), "-p", str(progs["bid_b"].pid)])
     prof.wait_attached()
-    assert prof.drain(timeout=30) == 0, prof.err.lines
+    go.write_text("")
+    deadline = time.monotonic() + 30
+    while not all((tmp_path / (n + ".done")).exists() for n in progs):
+        assert time.monotonic() < deadline, "the programs did not allocate"
+        time.sleep(0.02)
+    assert prof.stop() == 0, prof.err.lines
     rep = helpers.final_report(prof.reports)
     for name, size in (("bid_a", 12001), ("bid_b", 12002)):
         st = stack_with(rep, progs[name].pid, lambda s: s["live_bytes"] == size)
