@@ -112,6 +112,12 @@ struct {
 
 /* Slots never used start here (then the queue): user space reads slots below it. */
 __u64 agg_next = 0;
+
+/*
+ * Stack sweeps (user space's stack deletes), a sequence count: odd while one deletes. A stack
+ * id found in a map while it was even stays good while it has not moved.
+ */
+__u64 stack_sweeps = 0;
 const volatile __u32 nr_agg_slots = 1 << 16;
 
 struct {
@@ -677,21 +683,21 @@ static __always_inline __u64 stack_intern_scratch(struct pt_regs *ctx, bool in_b
 {
 	__u32 zero = 0;
 	struct asz_stack *st = bpf_map_lookup_elem(&stack_scratch, &zero);
-	__u64 h, key;
+	__u64 h, key, sweeps;
 
 	if (!st)
 		return ASZ_STACK_NONE;
+	/* read before any lookup: a sweep that starts after it moves it (see uw_memo_set_id) */
+	sweeps = *(volatile __u64 *)&stack_sweeps;
 	if (!unwind_dwarf) {
 		walk_stack(ctx, st, in_body);
 	} else {
-		key = unwind_dwarf_stack(ctx, st, in_body);
+		key = unwind_dwarf_stack(ctx, st, in_body, sweeps);
 		/*
 		 * the last stack again (complete: nothing to count), if user space has not deleted
 		 * it since (an idle one it swept): else interned again below
 		 */
-		if (key != ASZ_STACK_NONE &&
-		    bpf_map_lookup_elem(key & ASZ_STACK_LONG ? (void *)&long_stacks : (void *)&stacks,
-					&key))
+		if (key != ASZ_STACK_NONE)
 			return key;
 	}
 	if (st->flags & ASZ_STACK_TRUNCATED)
@@ -704,7 +710,7 @@ static __always_inline __u64 stack_intern_scratch(struct pt_regs *ctx, bool in_b
 	else
 		key = stack_put(&long_stacks, st, h | ASZ_STACK_LONG, ASZ_MAX_FRAMES);
 	if (unwind_dwarf)
-		uw_memo_set_id(key);
+		uw_memo_set_id(key, sweeps);
 	return key;
 }
 

@@ -179,7 +179,8 @@ struct uw_regs {
 };
 
 struct uw_memo {
-	__u64 id;    /* the last stack's id in the stacks maps, 0 (ASZ_STACK_NONE): unknown */
+	__u64 id;     /* the last stack's id in the stacks maps, 0 (ASZ_STACK_NONE): unknown */
+	__u64 sweeps; /* stack_sweeps when id was last found in its map (even) */
 	__u32 epoch; /* the uw_cache epoch its frames were unwound in */
 	__u32 nr;
 	struct uw_frame last[UW_MEMO]; /* the last stack, outermost frame first */
@@ -837,6 +838,9 @@ static __always_inline __u32 uw_mm_seq(struct mm_struct *mm)
  */
 static __always_inline __u64 uw_space(struct task_struct *task, struct mm_struct *mm)
 {
+	/* x86's context id: one per address space since boot, never reused (a plain load) */
+	if (bpf_core_field_exists(mm->context.ctx_id))
+		return mm->context.ctx_id;
 	/* the pointer, read as a number (the verifier allows no arithmetic on pointers) */
 	__u64 v = (__u64)BPF_CORE_READ(task, mm);
 
@@ -850,7 +854,7 @@ static __always_inline __u64 uw_space(struct task_struct *task, struct mm_struct
  * (see uw_memo_set_id), else ASZ_STACK_NONE.
  */
 static __always_inline __u64 unwind_dwarf_stack(struct pt_regs *ctx, struct asz_stack *st,
-						 bool in_body)
+						 bool in_body, __u64 sweeps)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct mm_struct *cur_mm = task->mm;
@@ -938,16 +942,30 @@ static __always_inline __u64 unwind_dwarf_stack(struct pt_regs *ctx, struct asz_
 		st->flags = ASZ_STACK_TRUNCATED;
 	else if (s->stop != UW_END)
 		st->flags = ASZ_STACK_INCOMPLETE;
+	/*
+	 * Still in its map? Surely if no sweep has deleted since it was last found there (no map
+	 * lookup then); else if a lookup finds it. Otherwise it is interned again.
+	 */
+	if (m->id != ASZ_STACK_NONE && (m->sweeps != sweeps || (sweeps & 1))) {
+		if (!bpf_map_lookup_elem(m->id & ASZ_STACK_LONG ? (void *)&long_stacks
+								: (void *)&stacks,
+					 &m->id))
+			m->id = ASZ_STACK_NONE;
+		else if (!(sweeps & 1))
+			m->sweeps = sweeps;
+	}
 	return m->id;
 }
 
 /* The id of the stack just unwound, the memo's now: the next walk may find it the same. */
-static __always_inline void uw_memo_set_id(__u64 id)
+static __always_inline void uw_memo_set_id(__u64 id, __u64 sweeps)
 {
 	struct uw_memo *m = bpf_map_lookup_elem(&uw_memos, &(__u32){0});
 
-	if (m && m->nr)
+	if (m && m->nr) {
 		m->id = id;
+		m->sweeps = sweeps; /* odd (a sweep under way): a lookup vouches for it next time */
+	}
 }
 
 #endif

@@ -1997,6 +1997,9 @@ static void sweep_stacks(struct engine *e, bool all)
 			goto cleanup;
 	}
 	kept = 0;
+	/* odd while deleting: the BPF side's memo of the last stack id looks again (stack_sweeps) */
+	if (gone.nr)
+		__atomic_fetch_add(&e->skel->bss->stack_sweeps, 1, __ATOMIC_SEQ_CST);
 	for (size_t i = 0; i < gone.nr; i++) {
 		bool is_long = gone.ids[i] & ASZ_STACK_LONG;
 
@@ -2008,6 +2011,8 @@ static void sweep_stacks(struct engine *e, bool all)
 			deep += is_long;
 		}
 	}
+	if (gone.nr)
+		__atomic_fetch_add(&e->skel->bss->stack_sweeps, 1, __ATOMIC_SEQ_CST);
 	gone.nr = kept;
 	/*
 	 * A slot made between that scan and the deletes (a return program that found the stack
