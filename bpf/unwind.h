@@ -146,6 +146,7 @@ struct {
 #define UW_F_RA 4    /* the caller's pc was read at sp + ra_off (else the walk stopped here) */
 #define UW_F_RBP 8   /* the caller's rbp was read at sp + rbp_off (else the same, or unknown) */
 #define UW_F_SAVED 16 /* rbp is known, restored from where a CFI rule says it was saved */
+#define UW_F_END 32   /* the outermost frame, so by a rule: registers and tables, no memory */
 
 struct uw_frame {
 	__u64 pc, sp, rbp;
@@ -569,6 +570,7 @@ __noinline int uw_step(struct uw_regs *s, struct uw_cache *c, struct uw_win *w,
 	if (n && r->cfa_reg == ASZ_CFA_UNDEFINED) {
 		uw_rule(c, pc, &rbuf);
 		if (rbuf.cfa_reg != ASZ_CFA_UNDEFINED && rbuf.cfa_reg < UW_CFA_FP) {
+			f->flags = flags | UW_F_END;
 			stop = UW_END;
 			goto out;
 		}
@@ -592,6 +594,7 @@ __noinline int uw_step(struct uw_regs *s, struct uw_cache *c, struct uw_win *w,
 		}
 		break;
 	case ASZ_CFA_END:
+		f->flags = flags | UW_F_END;
 		stop = UW_END;
 		goto out;
 	case UW_CFA_NOMAP:
@@ -617,6 +620,7 @@ __noinline int uw_step(struct uw_regs *s, struct uw_cache *c, struct uw_win *w,
 			 * clear rbp before their call), where the callee saved it: not a 0 that
 			 * code without frame pointers happens to hold.
 			 */
+			f->flags = flags | UW_F_END;
 			stop = UW_END;
 			goto out;
 		}
@@ -782,6 +786,14 @@ __noinline int uw_follow(struct uw_regs *s, struct uw_win *w, struct asz_stack *
 	if (s->follows == 1)
 		s->n_end = n;
 	s->p = p;
+	/*
+	 * The memo's outermost frame, ended by a rule (the same registers, the same tables): so
+	 * is this stack, without a step. It is this stack's frame n, as a step would record it.
+	 */
+	if (stop == UW_GOING && p == 0 && (f->flags & UW_F_END) && n < UW_MEMO) {
+		*uw_memo_at(m->cur, n) = *f;
+		stop = UW_END;
+	}
 	s->stop = stop;
 	return stop != UW_GOING;
 }
