@@ -103,6 +103,22 @@ struct {
 	__type(value, struct asz_agg_slot);
 } agg_slots SEC(".maps");
 
+/*
+ * Where an aggregate was found last, by a hash of its key: slot << 32 | the slot's life (its
+ * key.pad, see struct asz_agg_slot). An aggs lookup of a key not used lately costs two or three
+ * cache misses (~140 ns more than a hot one in cc1, whose DWARF stacks make ~10k aggregates);
+ * the hint costs one, and the slot's line is read anyway. Only a guess: the slot must still hold
+ * the key, in the same life, not retiring.
+ */
+#define AGG_HINTS (1 << 16) /* a power of two */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, AGG_HINTS);
+	__type(key, __u32);
+	__type(value, __u64);
+} agg_hints SEC(".maps");
+
 /* Slots user space retired, once no program can still hold them (see struct asz_agg_slot). */
 struct {
 	__uint(type, BPF_MAP_TYPE_QUEUE);
@@ -371,13 +387,36 @@ __noinline __u64 agg_find(__u32 tgid, __u32 gen, __u64 stack_id, __u32 allocator
 {
 	struct asz_agg_key key = {.tgid = tgid, .gen = gen, .stack_id = stack_id,
 				  .allocator = allocator};
-	__u64 flags = AGG_NEW;
-	__u32 *found = bpf_map_lookup_elem(&aggs, &key), n;
+	__u64 flags = AGG_NEW, *hint;
+	__u32 *found, n, hi, life;
 	struct asz_agg_slot *a;
 	long err;
 
-	if (found)
-		return *found;
+	hi = (__u32)((stack_id ^ ((__u64)tgid << 20) ^ ((__u64)gen << 40) ^ allocator) *
+		     0x9e3779b97f4a7c15ull >> 32) & (AGG_HINTS - 1);
+	hint = bpf_map_lookup_elem(&agg_hints, &hi);
+	if (!hint)
+		return AGG_NONE;
+	if (*hint) {
+		n = *hint >> 32;
+		a = bpf_map_lookup_elem(&agg_slots, &n);
+		/*
+		 * In the life the hint saw, not retiring (user space marks a slot before taking
+		 * its key out of aggs, then waits for the programs running: this one): its key
+		 * stays the same while this program runs.
+		 */
+		if (a && a->key.pad == (__u32)*hint && a->key.tgid == tgid && a->key.gen == gen &&
+		    a->key.stack_id == stack_id && a->key.allocator == allocator)
+			return n;
+	}
+	found = bpf_map_lookup_elem(&aggs, &key);
+	if (found) {
+		n = *found;
+		a = bpf_map_lookup_elem(&agg_slots, &n);
+		if (a && !(a->key.pad & ASZ_AGG_RETIRING))
+			*hint = (__u64)n << 32 | a->key.pad;
+		return n;
+	}
 	if (stack_id != ASZ_STACK_NONE &&
 	    !bpf_map_lookup_elem(stack_id & ASZ_STACK_LONG ? (void *)&long_stacks : (void *)&stacks,
 				 &stack_id)) {
@@ -396,13 +435,18 @@ __noinline __u64 agg_find(__u32 tgid, __u32 gen, __u64 stack_id, __u32 allocator
 	a->key.gen = gen;
 	a->key.stack_id = key.stack_id;
 	a->key.allocator = allocator;
-	a->key.pad = 0;
+	/* a new life: hints of the slot's earlier ones are stale */
+	life = (a->key.pad & ~ASZ_AGG_RETIRING) + 1;
+	a->key.pad = life & ~ASZ_AGG_RETIRING ? life & ~ASZ_AGG_RETIRING : 1;
 	/* taken (user space reads slots as they are): tgid last */
 	asm volatile("" ::: "memory");
 	*(volatile __u32 *)&a->key.tgid = tgid;
 	err = bpf_map_update_elem(&aggs, &key, &n, BPF_NOEXIST);
-	if (err == 0)
+	if (err == 0) {
+		if (!(flags & AGG_NO_STACK))
+			*hint = (__u64)n << 32 | a->key.pad;
 		return n | flags;
+	}
 	/*
 	 * Another CPU made it meanwhile (or aggs is full): the slot goes back (user space may have
 	 * read it, empty: it skips slots that counted nothing).

@@ -107,8 +107,15 @@ struct asz_agg_val {
  */
 struct asz_agg_slot {
 	struct asz_agg_val v;
-	struct asz_agg_key key; /* tgid written last when the slot is taken */
+	/*
+	 * tgid written last when the slot is taken. key.pad (0 in aggs' keys) is the slot's life
+	 * here: bumped by BPF each time the slot is taken (never 0), ASZ_AGG_RETIRING set by user
+	 * space before it takes the key out of aggs (BPF's agg_hints then see it gone).
+	 */
+	struct asz_agg_key key;
 };
+
+#define ASZ_AGG_RETIRING (1u << 31)
 
 struct asz_proc_val {
 	__s64 live_bytes;

@@ -1301,6 +1301,8 @@ static int aggs__add_retiring(struct aggs *a, __u32 n, __u8 state)
 	a->retiring = p;
 	a->retiring[a->nr_retiring++] = (struct retiring){n, false};
 	a->state[n] = state;
+	/* before its key leaves aggs: BPF's hints (agg_hints) stop finding the slot */
+	__atomic_fetch_or(&a->slots[n].key.pad, ASZ_AGG_RETIRING, __ATOMIC_SEQ_CST);
 	return 0;
 }
 
@@ -1321,8 +1323,10 @@ static void aggs__retire(struct aggs *a, __u32 n, const struct asz_agg_key *key,
 		return;
 	if (aggs__add_retiring(a, n, state))
 		return; /* retired another time */
-	if (bpf_map_delete_elem(a->hash_fd, key))
+	if (bpf_map_delete_elem(a->hash_fd, key)) {
 		a->state[n] = SLOT_USED, a->nr_retiring--;
+		__atomic_fetch_and(&a->slots[n].key.pad, ~ASZ_AGG_RETIRING, __ATOMIC_SEQ_CST);
+	}
 }
 
 static int retired_cmp(const void *k, const void *e)
