@@ -2102,6 +2102,21 @@ int BPF_PROG(on_exec, struct task_struct *p_task, pid_t old_pid, struct linux_bi
 	return 0;
 }
 
+/*
+ * A target of -p or -- CMD starting a process (not a thread), which is not traced: user space
+ * says so, or a report of a shell or of make would pass for one of what they ran.
+ */
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
+{
+	__u32 ptgid = parent->tgid, ctgid = child->tgid;
+
+	if (system_wide || ptgid == ctgid || !bpf_map_lookup_elem(&targets, &ptgid))
+		return 0;
+	emit(ASZ_EV_FORK, ptgid, ctgid, 0, NULL);
+	return 0;
+}
+
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(on_exit, struct task_struct *task)
 {

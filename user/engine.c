@@ -107,7 +107,7 @@ struct engine {
 	struct bpf_link **links; /* perf-event links */
 	pid_t *link_pids;	 /* the pid each link is for (-1: every process) */
 	int nr_links, cap_links;
-	struct bpf_link *tp_exec, *tp_exit;
+	struct bpf_link *tp_exec, *tp_exit, *tp_fork;
 	struct bpf_link *tp_munmap; /* munmap's syscall tracepoint; NULL: libc's munmap probed */
 	/* mremap's syscall tracepoints (DWARF unwinding only); NULL: libc's mremap probed */
 	struct bpf_link *tp_mremap, *tp_mremap_exit;
@@ -443,9 +443,10 @@ int engine__open(struct engine **out, const struct engine_opts *o)
 	/* exec and exit: generations (exact accounts across exec) and lifecycle events */
 	e->tp_exec = bpf_program__attach(e->skel->progs.on_exec);
 	e->tp_exit = bpf_program__attach(e->skel->progs.on_exit);
-	if (!e->tp_exec || !e->tp_exit) {
+	e->tp_fork = bpf_program__attach(e->skel->progs.on_fork);
+	if (!e->tp_exec || !e->tp_exit || !e->tp_fork) {
 		err = -errno;
-		elog("cannot attach the exec/exit tracepoints: %s\n", strerror(-err));
+		elog("cannot attach the exec/exit/fork tracepoints: %s\n", strerror(-err));
 		goto cleanup;
 	}
 	/* munmap by its syscall where the kernel can (no trap); else libc's munmap is probed */
@@ -2192,6 +2193,7 @@ void engine__close(struct engine *e)
 		close(e->stats_fd);
 	bpf_link__destroy(e->tp_exec);
 	bpf_link__destroy(e->tp_exit);
+	bpf_link__destroy(e->tp_fork);
 	bpf_link__destroy(e->tp_munmap);
 	bpf_link__destroy(e->tp_mremap); /* the entry first: its return still seen meanwhile */
 	bpf_link__destroy(e->tp_mremap_exit);

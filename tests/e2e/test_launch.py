@@ -453,6 +453,31 @@ def test_a_clone_vm_child_is_not_traced(bpf_ok, workloads, guarded, tmp_path, at
     sites = helpers.by_frame0(rep, pid)
     assert sites["site_parent"]["live_bytes"] == 10000, sites
     assert "site_child" not in sites, sites
+    # and stderr says a process was started and not traced
+    assert re.search(r"pid %d started process \d+, which is not traced" % pid, err), err
+
+
+def test_children_not_followed_are_said(bpf_ok, workloads, guarded, tmp_path):
+    """A shell running three commands: the report is the shell's alone, and stderr says, once
+    at the first child and once at the end with their number, that its children were not
+    traced. Threads are not children: a threaded workload says nothing."""
+    out = tmp_path / "report.json"
+    prog = workloads["alloc_sites"]
+    script = "%s launch /dev/null; %s launch /dev/null; %s launch /dev/null" % (prog, prog, prog)
+    rc, _, err = guarded.run(["-f", "json", "-n", "0", "-o", str(out), "--", "/bin/sh", "-c", script])
+    assert rc == 0, err
+    rep = helpers.final_report(helpers.parse_reports(out.read_text()))
+    assert len(rep["processes"]) == 1, rep["processes"]
+    pid = rep["processes"][0]["pid"]
+    assert "site_malloc" not in helpers.by_frame0(rep, pid)
+    first = re.findall(r"pid %d started process (\d+), which is not traced" % pid, err)
+    assert len(first) == 1 and int(first[0]) != pid, err
+    total = re.findall(r"pid %d started (\d+) processes in all, none traced" % pid, err)
+    assert len(total) == 1 and int(total[0]) >= 2, err
+    rc, _, err = guarded.run(["-f", "json", "-n", "0", "-o", str(out), "--", workloads["alloc_threads"],
+                              str(tmp_path / "expected.json")])
+    assert rc == 0, err
+    assert "not traced" not in err, err
 
 
 def _held_child(prof_pid, skip=()):

@@ -391,10 +391,12 @@ def clean_screen(height, junk):
 
 def test_top_tmux_launched_command_output_is_painted_over(env, tmux_session):
     """top -- CMD: the command writes to the terminal the view is drawn on (here three lines,
-    scrolling it); the next refresh paints the whole view again, not just what changed."""
+    scrolling it); the next refresh paints the whole view again, not just what changed. (The
+    command starts no process: the status line would rightly say one is not traced.)"""
     before = helpers.probe_snapshot()
-    t = tmux_session(["top", "-i", "0.3", "--", "/bin/sh", "-c",
-                      "'sleep 1; echo scribble; echo scribble; echo scribble; exec sleep 1000'"],
+    script = ("import os, time; time.sleep(1); print('scribble\\nscribble\\nscribble', flush=True); "
+              "os.execv('/bin/sleep', ['sleep', '1000'])")
+    t = tmux_session(["top", "-i", "0.3", "--", "/usr/bin/python3", "-c", '"%s"' % script],
                      width=80, height=20, env="LANG=C.UTF-8")
     t.wait_attached()
     # the command has written (its first allocations come after the echo's)
