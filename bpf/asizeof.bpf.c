@@ -51,7 +51,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1024);
 	__type(key, __u32);
-	__type(value, __u8);
+	__type(value, __u32); /* 1 + the processes it started (on_fork) */
 } targets SEC(".maps");
 
 struct {
@@ -2109,11 +2109,14 @@ int BPF_PROG(on_exec, struct task_struct *p_task, pid_t old_pid, struct linux_bi
 SEC("tp_btf/sched_process_fork")
 int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 {
-	__u32 ptgid = parent->tgid, ctgid = child->tgid;
+	__u32 ptgid = parent->tgid, ctgid = child->tgid, *t;
 
-	if (system_wide || ptgid == ctgid || !bpf_map_lookup_elem(&targets, &ptgid))
+	if (system_wide || ptgid == ctgid)
 		return 0;
-	emit(ASZ_EV_FORK, ptgid, ctgid, 0, NULL);
+	t = bpf_map_lookup_elem(&targets, &ptgid);
+	/* counted in the map; only the first is an event (a forking server makes thousands) */
+	if (t && __sync_fetch_and_add(t, 1) == 1)
+		emit(ASZ_EV_FORK, ptgid, ctgid, 0, NULL);
 	return 0;
 }
 

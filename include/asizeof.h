@@ -143,7 +143,7 @@ enum asz_event_type {
 	ASZ_EV_EXEC = 1,
 	ASZ_EV_EXIT = 2,
 	ASZ_EV_REUSED = 3, /* a new process (forked, no exec) allocates under an exited one's pid */
-	ASZ_EV_FORK = 4,   /* a target (-p, -- CMD) started a process, untraced: gen is its pid */
+	ASZ_EV_FORK = 4,   /* a target (-p, -- CMD) started its first process: gen is its pid */
 };
 
 /* exec by another thread than the main one: the kernel gave it the pid, the old main is gone */

@@ -841,8 +841,7 @@ static int attach_syms(struct engine *e, pid_t pid, const char *lib, const char 
 
 int engine__attach(struct engine *e, pid_t pid, const char *lib, const char *libc)
 {
-	__u32 key = pid;
-	__u8 one = 1;
+	__u32 key = pid, one = 1;
 	int err;
 
 	err = engine__track(e, pid);
@@ -855,6 +854,16 @@ int engine__attach(struct engine *e, pid_t pid, const char *lib, const char *lib
 		return err;
 	}
 	return attach_syms(e, pid, lib, libc);
+}
+
+unsigned int engine__forks(struct engine *e, pid_t pid)
+{
+	__u32 key = pid, n = 0;
+
+	if (bpf_map__lookup_elem(e->skel->maps.targets, &key, sizeof(key), &n, sizeof(n), 0) ||
+	    !n)
+		return 0;
+	return n - 1;
 }
 
 int engine__reattach(struct engine *e, pid_t pid, const char *lib, const char *libc)

@@ -76,6 +76,8 @@ int engine__attach(struct engine *e, pid_t pid, const char *lib, const char *lib
  * -EOPNOTSUPP with perf-event links: they cannot be made for the pid again.
  */
 int engine__reattach(struct engine *e, pid_t pid, const char *lib, const char *libc);
+/* How many processes (not threads) target pid has started since it was attached. */
+unsigned int engine__forks(struct engine *e, pid_t pid);
 /* Probes for pid on another allocator library than before (its old links are closed). */
 int engine__reprobe(struct engine *e, pid_t pid, const char *lib, const char *libc);
 /* Close the links made for pid (those made for every process stay). */

@@ -29,7 +29,6 @@ struct tracked {
 	char *lib, *libc;   /* -p and -- CMD: what its probes are on (libc NULL: lib is libc) */
 	dev_t lib_dev;	    /* the file lib named then (the path may name another after an exec) */
 	ino_t lib_ino;
-	unsigned int forks; /* processes it started (not traced: said at the first and at the end) */
 };
 
 /* A process seen at exec is inspected again this often, this many times. */
@@ -582,7 +581,8 @@ static void on_event(const struct asz_event *ev, void *ctx)
 			mark_exited(s, t);
 		break;
 	case ASZ_EV_FORK:
-		if (t && !t->forks++)
+		/* its first (the kernel counts the rest: said at the end) */
+		if (t)
 			elog("pid %d started process %u, which is not traced: child processes are not "
 			     "followed (system-wide, asizeof-bpf --comm NAME traces them)\n",
 			     ev->tgid, ev->gen);
@@ -1070,6 +1070,12 @@ void session__close(struct session *s)
 	if (!s)
 		return;
 	session__stop_command(s);
+	for (int i = 0; i < s->nr && s->eng; i++) {
+		unsigned int n = engine__forks(s->eng, s->t[i].pid);
+
+		if (n > 1)
+			elog("pid %d started %u processes in all, none traced\n", s->t[i].pid, n);
+	}
 	engine__close(s->eng);
 	if (s->sym) {
 		struct symbolizer_stats st;
@@ -1086,9 +1092,6 @@ void session__close(struct session *s)
 	symbolizer__free(s->sym);
 	snapshot__free(s->prev);
 	for (int i = 0; i < s->nr; i++) {
-		if (s->t[i].forks > 1)
-			elog("pid %d started %u processes in all, none traced\n", s->t[i].pid,
-			     s->t[i].forks);
 		if (s->t[i].pidfd >= 0)
 			close(s->t[i].pidfd);
 		free(s->t[i].lib);
