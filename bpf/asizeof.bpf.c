@@ -161,6 +161,12 @@ struct {
 	__type(value, struct asz_stack);
 } long_stacks SEC(".maps");
 
+/* The map a stack id is in (ASZ_STACK_LONG says which). */
+static __always_inline void *stacks_map_of(__u64 id)
+{
+	return id & ASZ_STACK_LONG ? (void *)&long_stacks : (void *)&stacks;
+}
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
@@ -418,8 +424,7 @@ __noinline __u64 agg_find(__u32 tgid, __u32 gen, __u64 stack_id, __u32 allocator
 		return n;
 	}
 	if (stack_id != ASZ_STACK_NONE &&
-	    !bpf_map_lookup_elem(stack_id & ASZ_STACK_LONG ? (void *)&long_stacks : (void *)&stacks,
-				 &stack_id)) {
+	    !bpf_map_lookup_elem(stacks_map_of(stack_id), &stack_id)) {
 		count_drop(ASZ_DROP_STACK_SWEPT);
 		key.stack_id = ASZ_STACK_NONE;
 		flags |= AGG_NO_STACK;
@@ -436,8 +441,8 @@ __noinline __u64 agg_find(__u32 tgid, __u32 gen, __u64 stack_id, __u32 allocator
 	a->key.stack_id = key.stack_id;
 	a->key.allocator = allocator;
 	/* a new life: hints of the slot's earlier ones are stale */
-	life = (a->key.pad & ~ASZ_AGG_RETIRING) + 1;
-	a->key.pad = life & ~ASZ_AGG_RETIRING ? life & ~ASZ_AGG_RETIRING : 1;
+	life = (a->key.pad + 1) & ~ASZ_AGG_RETIRING;
+	a->key.pad = life ? life : 1;
 	/* taken (user space reads slots as they are): tgid last */
 	asm volatile("" ::: "memory");
 	*(volatile __u32 *)&a->key.tgid = tgid;

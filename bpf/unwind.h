@@ -959,12 +959,10 @@ static __always_inline __u64 unwind_dwarf_stack(struct pt_regs *ctx, struct asz_
 	 * lookup then); else if a lookup finds it. Otherwise it is interned again.
 	 */
 	if (m->id != ASZ_STACK_NONE && (m->sweeps != sweeps || (sweeps & 1))) {
-		if (!bpf_map_lookup_elem(m->id & ASZ_STACK_LONG ? (void *)&long_stacks
-								: (void *)&stacks,
-					 &m->id))
+		if (!bpf_map_lookup_elem(stacks_map_of(m->id), &m->id))
 			m->id = ASZ_STACK_NONE;
-		else if (!(sweeps & 1))
-			m->sweeps = sweeps;
+		else
+			m->sweeps = sweeps; /* odd: looked up again next time, as in uw_memo_set_id */
 	}
 	return m->id;
 }

@@ -1070,7 +1070,8 @@ void session__close(struct session *s)
 	if (!s)
 		return;
 	session__stop_command(s);
-	for (int i = 0; i < s->nr && s->eng; i++) {
+	/* system-wide, no process is a target: none is counted (one lookup each, for nothing) */
+	for (int i = 0; i < s->nr && s->eng && !s->system_wide; i++) {
 		unsigned int n = engine__forks(s->eng, s->t[i].pid);
 
 		if (n > 1)
