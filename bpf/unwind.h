@@ -66,8 +66,14 @@ struct uw_pc {
 	struct asz_cfi_row row; /* row.pc: the cache epoch it was found in */
 };
 
-#define UW_MAPS 8	/* stacks alternate between a few modules: program, libc, ... */
-#define UW_PCS 1024 /* a power of two; 24 bytes each, in a per-CPU value (at most 32 KiB) */
+#define UW_MAPS 8 /* stacks alternate between a few modules: program, libc, ... */
+/*
+ * The pc cache: UW_PC_PAGES values of UW_PCS entries (24 bytes each; a per-CPU value holds at
+ * most 32 KiB), 192 KiB a CPU. Big programs have many call sites: cc1's 10k stacks made 164k
+ * table searches (~150 ns each) with 1024 entries, 66k with 4096, 24k with 16384.
+ */
+#define UW_PCS 1024
+#define UW_PC_PAGES 8
 
 /*
  * Per-CPU cache of one address space's mappings and pc rules. When mm->mm_lock_seq has moved
@@ -85,7 +91,6 @@ struct uw_cache {
 	__u32 nr_maps;
 	__u32 has_missing; /* a module without a table yet: do not keep its rules */
 	struct uw_map maps[UW_MAPS];
-	struct uw_pc pcs[UW_PCS];
 };
 
 struct {
@@ -94,6 +99,17 @@ struct {
 	__type(key, __u32);
 	__type(value, struct uw_cache);
 } uw_caches SEC(".maps");
+
+struct uw_pc_page {
+	struct uw_pc e[UW_PCS];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, UW_PC_PAGES);
+	__type(key, __u32);
+	__type(value, struct uw_pc_page);
+} uw_pcs SEC(".maps");
 
 /*
  * A window of the user stack read in one go: a user-memory read costs ~35 ns here for 512 bytes
@@ -451,16 +467,20 @@ static __always_inline struct uw_map *uw_lookup_module(struct uw_cache *c, __u64
 	return um;
 }
 
-static __always_inline __u32 uw_pc_hash(__u64 at)
+/* The pc cache's entry for at (direct-mapped: a pc that hashes there too evicts it). */
+static __always_inline struct uw_pc *uw_pc_slot(__u64 at)
 {
-	return (__u32)(at ^ (at >> 12)) & (UW_PCS - 1);
+	__u32 h = (__u32)(at ^ (at >> 12) ^ (at >> 22)) & (UW_PCS * UW_PC_PAGES - 1);
+	__u32 page = h / UW_PCS;
+	struct uw_pc_page *pg = bpf_map_lookup_elem(&uw_pcs, &page);
+
+	return pg ? &pg->e[h & (UW_PCS - 1)] : NULL;
 }
 
 /* The unwind rule at a pc not in the pc cache (a copy of its row, or a UW_CFA_* rule). */
 __noinline int uw_rule(struct uw_cache *c, __u64 at, struct asz_cfi_row *rule)
 {
 	struct asz_unwind_stats *us;
-	__u32 h = uw_pc_hash(at);
 	struct asz_cfi_row *r;
 	struct uw_map *um;
 	struct uw_pc *e;
@@ -491,8 +511,8 @@ __noinline int uw_rule(struct uw_cache *c, __u64 at, struct asz_cfi_row *rule)
 		else
 			rule->cfa_reg = ASZ_CFA_UNDEFINED;
 	}
-	e = &c->pcs[h & (UW_PCS - 1)];
-	if (!c->has_missing) {
+	e = uw_pc_slot(at);
+	if (e && !c->has_missing) {
 		e->pc = at;
 		e->row = *rule;
 		e->row.pc = c->epoch;
@@ -514,7 +534,7 @@ __noinline int uw_step(struct uw_regs *s, struct uw_cache *c, struct uw_win *w,
 	const struct asz_cfi_row *r;
 	struct uw_frame *f, *mf;
 	struct uw_pc *e;
-	__u32 h, flags, fl, p;
+	__u32 flags, fl, p;
 	__u64 v;
 
 	if (!s || !c || !w || !st || !m)
@@ -554,9 +574,8 @@ __noinline int uw_step(struct uw_regs *s, struct uw_cache *c, struct uw_win *w,
 	fl = flags;
 	/* a return address is after the call: look up the call itself */
 	at = n ? pc - 1 : pc;
-	h = uw_pc_hash(at);
-	e = &c->pcs[h & (UW_PCS - 1)];
-	if (e->pc == at && e->row.pc == c->epoch) {
+	e = uw_pc_slot(at);
+	if (e && e->pc == at && e->row.pc == c->epoch) {
 		r = &e->row;
 	} else {
 		uw_rule(c, at, &rbuf);
