@@ -565,17 +565,27 @@ static __always_inline void walk_stack(struct pt_regs *ctx, struct asz_stack *st
 		uw_win_learn(w, top - sp);
 }
 
+/*
+ * Two lanes (even and odd frames), so that the multiplications of one do not wait for the
+ * other's: the hash of a deep stack is a chain of dependent multiplies otherwise.
+ */
 static __always_inline __u64 stack_hash(const struct asz_stack *st)
 {
-	__u64 h = 0xcbf29ce484222325ull ^ st->nr;
+	__u64 h = 0xcbf29ce484222325ull ^ st->nr, g = 0x84222325cbf29ce4ull;
 
-	for (int i = 0; i < ASZ_MAX_FRAMES; i++) {
+	for (int i = 0; i < ASZ_MAX_FRAMES; i += 2) {
 		if (i >= st->nr)
 			break;
 		h ^= st->ips[i];
 		h *= 0x100000001b3ull;
 		h ^= h >> 29;
+		if (i + 1 >= st->nr || i + 1 >= ASZ_MAX_FRAMES)
+			break;
+		g ^= st->ips[i + 1];
+		g *= 0x100000001b3ull;
+		g ^= g >> 29;
 	}
+	h ^= (g << 31 | g >> 33) * 0x9e3779b97f4a7c15ull;
 	return h ? h : 1;
 }
 
