@@ -62,7 +62,7 @@ static const struct option long_opts[] = {
 	{"cgroup", required_argument, NULL, OPT_CGROUP},
 	{"exclude-self", no_argument, NULL, OPT_EXCLUDE_SELF},
 	{"no-exclude-self", no_argument, NULL, OPT_NO_EXCLUDE_SELF},
-	{"empty-probes", no_argument, NULL, OPT_EMPTY_PROBES}, /* benchmarks only, undocumented */
+	{"empty-probes", optional_argument, NULL, OPT_EMPTY_PROBES}, /* benchmarks only, undocumented */
 	{"test-scratch-taken", no_argument, NULL, OPT_SCRATCH_TAKEN}, /* tests only, undocumented */
 	ENGINE_LONG_OPTS,
 	{"verbose", no_argument, NULL, 'v'},
@@ -236,7 +236,11 @@ static int parse_args(int argc, char **argv, struct report_args *a)
 					optarg);
 			break;
 		case OPT_EMPTY_PROBES:
+			/* =entry: no return probes (the bench's cost of one trap, apart from returns') */
+			if (optarg && strcmp(optarg, "entry") != 0)
+				return usage_error("--empty-probes: unknown '%s' (entry)", optarg);
 			a->eo.empty_probes = true;
+			a->eo.entry_only = optarg != NULL;
 			break;
 		case OPT_SCRATCH_TAKEN:
 			a->eo.scratch_taken = true;

@@ -103,6 +103,7 @@ struct engine {
 	struct asizeof_bpf *skel;
 	bool multi;
 	bool session; /* entry and return in one uprobe session program (sampling mode) */
+	bool entry_only; /* --empty-probes=entry: no return probes */
 	bool new_session; /* operator new alone in one (its return can be skipped: see BPF) */
 	struct bpf_link **links; /* perf-event links */
 	pid_t *link_pids;	 /* the pid each link is for (-1: every process) */
@@ -318,6 +319,7 @@ int engine__open(struct engine **out, const struct engine_opts *o)
 	e->multi = o->attach == ATTACH_MULTI || (o->attach == ATTACH_AUTO && feat.uprobe_multi);
 	/* sessions pay off when most calls are not recorded: their return trap is then skipped */
 	e->session = e->multi && o->sample_bytes && feat.uprobe_session;
+	e->entry_only = o->empty_probes && o->entry_only && !e->session;
 	/* one more program to load (~100 ms): only where a target's malloc may not be libc's */
 	e->new_session = e->multi && !e->session && feat.uprobe_session && o->own_new;
 	dwarf = o->unwind != UNWIND_FP && feat.find_vma;
@@ -627,7 +629,8 @@ static int attach_perf(struct engine *e, pid_t pid, const char *lib, const struc
 			struct bpf_link *l;
 
 			prog = release_prog(e, s->allocator);
-			if (!!prog != (pass == 2) || by_tracepoint(e, s->allocator))
+			if (!!prog != (pass == 2) || by_tracepoint(e, s->allocator) ||
+			    (pass == 0 && e->entry_only))
 				continue;
 			if (!prog)
 				prog = progs[pass];
@@ -714,6 +717,8 @@ static int attach_multi(struct engine *e, pid_t pid, const char *lib, const stru
 					    BPF_TRACE_UPROBE_SESSION_TYPE, false, offs, cookies, n};
 		plan[1].cnt = 0;
 	}
+	if (e->entry_only)
+		plan[0].cnt = 0;
 	for (i = 0; i < (int)(sizeof(plan) / sizeof(plan[0])); i++) {
 		if (!plan[i].cnt)
 			continue;

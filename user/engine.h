@@ -20,6 +20,7 @@ struct engine_opts {
 	__u32 max_depth;  /* stack frames */
 	enum attach_mode attach;
 	bool empty_probes; /* benchmarks: attach programs that do nothing */
+	bool entry_only;   /* ... and no return probes */
 	bool scratch_taken; /* tests: every CPU's stack scratch looks taken (stack_preempted) */
 	__u64 sample_bytes; /* 0: every block; else Poisson sampling of one byte in sample_bytes */
 	__u64 min_size;	    /* blocks smaller are not recorded */
