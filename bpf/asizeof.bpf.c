@@ -119,6 +119,21 @@ struct {
 	__type(value, __u64);
 } agg_hints SEC(".maps");
 
+/*
+ * A better hint, where the stack is kept: the word after its last frame in its stacks map
+ * element, read at the entry from the line the stack's comparison has just read (its agg_hints
+ * line would be one more cache miss), handed to agg_find() at the return. AGG_HINT_UNKNOWN:
+ * none came (the last stack again, no room, another caller of block_add).
+ */
+#define AGG_HINT_UNKNOWN (~0ull)
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} agg_hint_in SEC(".maps");
+
 /* Slots user space retired, once no program can still hold them (see struct asz_agg_slot). */
 struct {
 	__uint(type, BPF_MAP_TYPE_QUEUE);
@@ -377,6 +392,24 @@ static __always_inline struct asz_agg_val *agg_at(__u32 n)
 	return a ? &a->v : NULL;
 }
 
+/* Keep hint with stack id, in the word after its last frame, if it has room. */
+static __always_inline void stack_hint_set(__u64 id, __u64 hint)
+{
+	if (id & ASZ_STACK_LONG) {
+		struct asz_stack *k = bpf_map_lookup_elem(&long_stacks, &id);
+		__u32 nr = k ? k->nr : ASZ_MAX_FRAMES;
+
+		if (nr < ASZ_MAX_FRAMES)
+			k->ips[nr] = hint;
+	} else {
+		struct asz_stack_short *k = bpf_map_lookup_elem(&stacks, &id);
+		__u32 nr = k ? k->nr : ASZ_SHORT_FRAMES;
+
+		if (nr < ASZ_SHORT_FRAMES)
+			k->ips[nr] = hint;
+	}
+}
+
 /* agg_find()'s answer beside the slot number */
 #define AGG_NEW (1ull << 32)	   /* a new aggregate */
 #define AGG_NO_STACK (1ull << 33) /* ... under no stack: its stack was deleted meanwhile */
@@ -393,11 +426,29 @@ __noinline __u64 agg_find(__u32 tgid, __u32 gen, __u64 stack_id, __u32 allocator
 {
 	struct asz_agg_key key = {.tgid = tgid, .gen = gen, .stack_id = stack_id,
 				  .allocator = allocator};
-	__u64 flags = AGG_NEW, *hint;
+	__u64 flags = AGG_NEW, *hint, h0 = AGG_HINT_UNKNOWN, *in;
 	__u32 *found, n, hi, life;
 	struct asz_agg_slot *a;
+	bool keep = false;
 	long err;
 
+	in = bpf_map_lookup_elem(&agg_hint_in, &(__u32){0});
+	if (in) {
+		h0 = *in;
+		*in = AGG_HINT_UNKNOWN; /* for this call only */
+	}
+	if (h0 != AGG_HINT_UNKNOWN && stack_id != ASZ_STACK_NONE) {
+		n = h0 >> 32;
+		a = h0 ? bpf_map_lookup_elem(&agg_slots, &n) : NULL;
+		if (a && a->key.pad == (__u32)h0 && a->key.tgid == tgid && a->key.gen == gen &&
+		    a->key.stack_id == stack_id && a->key.allocator == allocator)
+			return n;
+		/*
+		 * Kept again when there was none or its slot has had another life since: not when
+		 * it is another process's live aggregate of the same stack (they would take turns).
+		 */
+		keep = !a || a->key.pad != (__u32)h0;
+	}
 	hi = (__u32)((stack_id ^ ((__u64)tgid << 20) ^ ((__u64)gen << 40) ^ allocator) *
 		     0x9e3779b97f4a7c15ull >> 32) & (AGG_HINTS - 1);
 	hint = bpf_map_lookup_elem(&agg_hints, &hi);
@@ -412,15 +463,21 @@ __noinline __u64 agg_find(__u32 tgid, __u32 gen, __u64 stack_id, __u32 allocator
 		 * stays the same while this program runs.
 		 */
 		if (a && a->key.pad == (__u32)*hint && a->key.tgid == tgid && a->key.gen == gen &&
-		    a->key.stack_id == stack_id && a->key.allocator == allocator)
+		    a->key.stack_id == stack_id && a->key.allocator == allocator) {
+			if (keep)
+				stack_hint_set(stack_id, *hint);
 			return n;
+		}
 	}
 	found = bpf_map_lookup_elem(&aggs, &key);
 	if (found) {
 		n = *found;
 		a = bpf_map_lookup_elem(&agg_slots, &n);
-		if (a && !(a->key.pad & ASZ_AGG_RETIRING))
+		if (a && !(a->key.pad & ASZ_AGG_RETIRING)) {
 			*hint = (__u64)n << 32 | a->key.pad;
+			if (keep)
+				stack_hint_set(stack_id, *hint);
+		}
 		return n;
 	}
 	if (stack_id != ASZ_STACK_NONE &&
@@ -448,8 +505,11 @@ __noinline __u64 agg_find(__u32 tgid, __u32 gen, __u64 stack_id, __u32 allocator
 	*(volatile __u32 *)&a->key.tgid = tgid;
 	err = bpf_map_update_elem(&aggs, &key, &n, BPF_NOEXIST);
 	if (err == 0) {
-		if (!(flags & AGG_NO_STACK))
+		if (!(flags & AGG_NO_STACK)) {
 			*hint = (__u64)n << 32 | a->key.pad;
+			if (keep)
+				stack_hint_set(stack_id, *hint);
+		}
 		return n | flags;
 	}
 	/*
@@ -702,11 +762,18 @@ static __always_inline void record_vmas(const struct asz_stack *st)
  * st's id in map (stacks or long_stacks, whose values hold max frames): found from its hash h,
  * or added; never merges two different stacks. Inlined once per map.
  */
-static __always_inline __u64 stack_put(void *map, const struct asz_stack *st, __u64 h, __u32 max)
+static __always_inline __u64 stack_put(void *map, struct asz_stack *st, __u64 h, __u32 max,
+				       __u64 *hint)
 {
-	const void *old;
+	/* loaded apart from stack_equal's loop, whose bound must stay unknown (or no pruning) */
+	__u32 nr = *(volatile __u32 *)&st->nr;
+	const struct asz_stack *old;
 	__u64 key;
 	long err;
+
+	/* a new element's hint word: none yet */
+	if (nr < max && nr < ASZ_MAX_FRAMES)
+		st->ips[nr] = 0;
 
 	for (int i = 0; i < STACK_PROBES; i++) {
 		/* probing stays within the id's half: ASZ_STACK_LONG as h has it */
@@ -718,6 +785,7 @@ static __always_inline __u64 stack_put(void *map, const struct asz_stack *st, __
 			err = bpf_map_update_elem(map, &key, st, BPF_NOEXIST);
 			if (err == 0) {
 				record_vmas(st);
+				*hint = nr < max ? 0 : AGG_HINT_UNKNOWN;
 				return key;
 			}
 			if (err != -EEXIST) {
@@ -729,8 +797,12 @@ static __always_inline __u64 stack_put(void *map, const struct asz_stack *st, __
 			if (!old)
 				continue;
 		}
-		if (stack_equal(old, st, max))
+		if (stack_equal(old, st, max)) {
+			/* (nr < max: within the element) */
+			if (nr < max && nr < ASZ_MAX_FRAMES)
+				*hint = old->ips[nr];
 			return key;
+		}
 		count_drop(ASZ_DROP_STACK_COLLISION);
 	}
 	count_drop(ASZ_DROP_STACK_UNRESOLVED);
@@ -738,7 +810,8 @@ static __always_inline __u64 stack_put(void *map, const struct asz_stack *st, __
 }
 
 /* Walk the current stack (from inside the allocator: in_body) and intern it. */
-static __always_inline __u64 stack_intern_scratch(struct pt_regs *ctx, bool in_body)
+static __always_inline __u64 stack_intern_scratch(struct pt_regs *ctx, bool in_body,
+						   __u64 *hint)
 {
 	__u32 zero = 0;
 	struct asz_stack *st = bpf_map_lookup_elem(&stack_scratch, &zero);
@@ -765,9 +838,9 @@ static __always_inline __u64 stack_intern_scratch(struct pt_regs *ctx, bool in_b
 		count_drop(ASZ_DROP_STACK_INCOMPLETE);
 	h = stack_hash(st);
 	if (st->nr <= ASZ_SHORT_FRAMES)
-		key = stack_put(&stacks, st, h & ~ASZ_STACK_LONG, ASZ_SHORT_FRAMES);
+		key = stack_put(&stacks, st, h & ~ASZ_STACK_LONG, ASZ_SHORT_FRAMES, hint);
 	else
-		key = stack_put(&long_stacks, st, h | ASZ_STACK_LONG, ASZ_MAX_FRAMES);
+		key = stack_put(&long_stacks, st, h | ASZ_STACK_LONG, ASZ_MAX_FRAMES, hint);
 	if (unwind_dwarf)
 		uw_memo_set_id(key, sweeps);
 	return key;
@@ -779,7 +852,7 @@ static __always_inline __u64 stack_intern_scratch(struct pt_regs *ctx, bool in_b
  * program on the same CPU meanwhile. It finds the scratch taken and records its block under
  * no stack, counted, rather than share (and corrupt) the stack being built.
  */
-static __always_inline __u64 stack_intern(struct pt_regs *ctx, bool in_body)
+static __always_inline __u64 stack_intern(struct pt_regs *ctx, bool in_body, __u64 *hint)
 {
 	__u32 zero = 0, *busy = bpf_map_lookup_elem(&scratch_busy, &zero);
 	__u64 key;
@@ -790,7 +863,7 @@ static __always_inline __u64 stack_intern(struct pt_regs *ctx, bool in_body)
 		count_drop(ASZ_DROP_STACK_PREEMPTED);
 		return ASZ_STACK_NONE;
 	}
-	key = stack_intern_scratch(ctx, in_body);
+	key = stack_intern_scratch(ctx, in_body, hint);
 	/* released after every access to the scratch (a compiler barrier, then a plain store) */
 	asm volatile("" ::: "memory");
 	*(volatile __u32 *)busy = 0;
@@ -1808,7 +1881,8 @@ static __always_inline int on_entry(struct pt_regs *ctx, __u64 a1, __u64 a2, __u
 		}
 	}
 	/* the stack walk is the expensive part: only for blocks that will be recorded */
-	ts->stack_id = ts->count ? stack_intern(ctx, syscall) : ASZ_STACK_NONE;
+	ts->agg_hint = AGG_HINT_UNKNOWN;
+	ts->stack_id = ts->count ? stack_intern(ctx, syscall, &ts->agg_hint) : ASZ_STACK_NONE;
 	return 0;
 }
 
@@ -1821,7 +1895,7 @@ static __always_inline int on_return(__u64 rc, bool syscall)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct asz_tstate *ts;
-	__u64 addr = 0;
+	__u64 addr = 0, *hin;
 	__u32 allocator;
 
 	if (empty_probes || (!syscall && !traced(tgid)))
@@ -1908,6 +1982,9 @@ static __always_inline int on_return(__u64 rc, bool syscall)
 	}
 	if (!addr || !ts->count)
 		return 0;
+	hin = bpf_map_lookup_elem(&agg_hint_in, &(__u32){0});
+	if (hin)
+		*hin = ts->agg_hint;
 	block_add(tgid, addr, ts->weight, ts->stack_id, (__u64)ts->count << 32 | allocator);
 	return 0;
 }

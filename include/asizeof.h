@@ -174,7 +174,11 @@ struct asz_event {
 struct asz_stack {
 	__u32 nr;
 	__u32 flags;
-	__u64 ips[ASZ_MAX_FRAMES]; /* return addresses, innermost (the allocator's caller) first */
+	/*
+	 * return addresses, innermost (the allocator's caller) first; in the stacks maps, ips[nr]
+	 * (if there is room) is BPF's: the hint of the stack's last aggregate (slot << 32 | life)
+	 */
+	__u64 ips[ASZ_MAX_FRAMES];
 };
 
 /*
@@ -340,6 +344,7 @@ struct asz_tstate {
 	 */
 	__u64 since;
 	__u64 old_made; /* mremap from a mapping's start: when it was made (kept when put back) */
+	__u64 agg_hint; /* the aggregate hint kept with the stack (agg_hint_in), for the return */
 };
 
 /*
@@ -383,7 +388,7 @@ _Static_assert(sizeof(struct asz_agg_slot) == 64, "asz_agg_slot");
 _Static_assert(sizeof(struct asz_proc_val) == 136, "asz_proc_val");
 _Static_assert(sizeof(struct asz_stack) == 1024, "asz_stack");
 _Static_assert(sizeof(struct asz_stack_short) == 192, "asz_stack_short");
-_Static_assert(sizeof(struct asz_tstate) == 176, "asz_tstate");
+_Static_assert(sizeof(struct asz_tstate) == 184, "asz_tstate");
 _Static_assert(sizeof(struct asz_vma_key) == 16, "asz_vma_key");
 _Static_assert(sizeof(struct asz_cfi_row) == 16, "asz_cfi_row");
 _Static_assert(sizeof(struct asz_vma) == 32, "asz_vma");

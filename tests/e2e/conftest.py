@@ -67,6 +67,7 @@ WORKLOAD_SOURCES = {
     "entry_points": "entry_points.c",
     "entry_cxx": "entry_cxx.cc",
     "stack_churn": "stack_churn.c",
+    "fork_twins": "fork_twins.c",
 }
 
 

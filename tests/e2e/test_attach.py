@@ -190,6 +190,36 @@ def test_several_pids(env):
     assert b.wait() == 0
 
 
+def test_forked_twins_are_told_apart(env):
+    """Two processes forked from one image allocate from one site: the same stack, so the same
+    stack id (and the same kept aggregate hint, see stack_hint_set in BPF); each process's aggregate is
+    its own, exactly."""
+    wl = Workload(env["reaper"], [env["workloads"]["fork_twins"]])
+    line = wl.reply()
+    assert line.startswith("twins "), line
+    kids = [int(x) for x in line.split()[1:]]
+    prof = Profiler(env["reaper"], JSON_ARGS + ["-p", str(kids[0]), "-p", str(kids[1])])
+    prof.wait_attached()
+    wl.send("go")
+    assert wl.reply() == "done"
+    rep = prof.reports_after(prof.sync(), 2)
+    ids = []
+    for i, pid in enumerate(kids):
+        k = i + 1
+        got = helpers.by_frame0(rep, pid)
+        assert set(got) == {"site_twin"}, got
+        twin = got["site_twin"]
+        assert {key: twin[key] for key in helpers.COUNT_KEYS} == {
+            "live_bytes": 100 * k * (10 * k - k), "live_allocs": 10 * k - k,
+            "alloc_bytes": 100 * k * 10 * k, "allocs": 10 * k, "frees": k}, (pid, twin)
+        ids.append({s["stack_id"] for s in helpers.stacks_of(rep, pid)})
+    # the case this is about: one stack id, two processes
+    assert ids[0] == ids[1] and len(ids[0]) == 1, ids
+    assert prof.stop() == 0, prof.err.lines
+    wl.p.stdin.close()
+    assert wl.wait() == 0
+
+
 def test_duration(env):
     """-d SECS ends an attach run by itself with status 0 and a final report; the target runs on."""
     wl = Workload(env["reaper"], [env["workloads"]["alloc_growth"]])
