@@ -70,16 +70,16 @@ struct uw_pc {
 /*
  * The pc cache: UW_PC_PAGES values of UW_PCS entries (24 bytes each; a per-CPU value holds at
  * most 32 KiB), 192 KiB a CPU. Big programs have many call sites: cc1's 10k stacks made 164k
- * table searches (~150 ns each) with 1024 entries, 66k with 4096, 24k with 16384.
+ * table searches (~150 ns each) with 1024 entries, 66k with 4096, 38k with 8192, 24k with 16384.
  */
 #define UW_PCS 1024
 #define UW_PC_PAGES 8
 
 /*
- * Per-CPU cache of one address space's mappings and pc rules. When mm->mm_lock_seq has moved
- * (any mmap, munmap or brk takes the mmap lock for writing: busy programs do it all the time,
- * for heap and stack mappings) the cached mappings are checked again, one bpf_find_vma each, and
- * the pc rules stand unless one of them changed. bpf_find_vma only try-locks: while another
+ * Per-CPU cache of one address space's mappings (its pc rules: uw_pcs, by epoch). When
+ * mm->mm_lock_seq has moved (any mmap, munmap or brk takes the mmap lock for writing: busy
+ * programs do it all the time, for heap and stack mappings) the cached mappings are checked
+ * again, one bpf_find_vma each, and the pc rules stand unless one of them changed. bpf_find_vma only try-locks: while another
  * thread holds the lock the last answers stand in (code mappings rarely move) and the check is
  * made again at the next stack. Programs on one CPU do not nest here (uprobes fire in user
  * context only).
