@@ -410,6 +410,18 @@ static __always_inline void stack_hint_set(__u64 id, __u64 hint)
 	}
 }
 
+/*
+ * Does slot a hold key, in the life hint saw (slot << 32 | life), not retiring (user space sets
+ * ASZ_AGG_RETIRING in the life before the key leaves aggs, and hints never have it)?
+ */
+static __always_inline bool agg_slot_holds(const struct asz_agg_slot *a, __u64 hint,
+					   const struct asz_agg_key *key)
+{
+	return a && a->key.pad == (__u32)hint && a->key.tgid == key->tgid &&
+	       a->key.gen == key->gen && a->key.stack_id == key->stack_id &&
+	       a->key.allocator == key->allocator;
+}
+
 /* agg_find()'s answer beside the slot number */
 #define AGG_NEW (1ull << 32)	   /* a new aggregate */
 #define AGG_NO_STACK (1ull << 33) /* ... under no stack: its stack was deleted meanwhile */
@@ -440,8 +452,7 @@ __noinline __u64 agg_find(__u32 tgid, __u32 gen, __u64 stack_id, __u32 allocator
 	if (h0 != AGG_HINT_UNKNOWN && stack_id != ASZ_STACK_NONE) {
 		n = h0 >> 32;
 		a = h0 ? bpf_map_lookup_elem(&agg_slots, &n) : NULL;
-		if (a && a->key.pad == (__u32)h0 && a->key.tgid == tgid && a->key.gen == gen &&
-		    a->key.stack_id == stack_id && a->key.allocator == allocator)
+		if (agg_slot_holds(a, h0, &key))
 			return n;
 		/*
 		 * Kept again when there was none or its slot has had another life since: not when
@@ -462,8 +473,7 @@ __noinline __u64 agg_find(__u32 tgid, __u32 gen, __u64 stack_id, __u32 allocator
 		 * its key out of aggs, then waits for the programs running: this one): its key
 		 * stays the same while this program runs.
 		 */
-		if (a && a->key.pad == (__u32)*hint && a->key.tgid == tgid && a->key.gen == gen &&
-		    a->key.stack_id == stack_id && a->key.allocator == allocator) {
+		if (agg_slot_holds(a, *hint, &key)) {
 			if (keep)
 				stack_hint_set(stack_id, *hint);
 			return n;

@@ -79,10 +79,10 @@ struct uw_pc {
  * Per-CPU cache of one address space's mappings (its pc rules: uw_pcs, by epoch). When
  * mm->mm_lock_seq has moved (any mmap, munmap or brk takes the mmap lock for writing: busy
  * programs do it all the time, for heap and stack mappings) the cached mappings are checked
- * again, one bpf_find_vma each, and the pc rules stand unless one of them changed. bpf_find_vma only try-locks: while another
- * thread holds the lock the last answers stand in (code mappings rarely move) and the check is
- * made again at the next stack. Programs on one CPU do not nest here (uprobes fire in user
- * context only).
+ * again, one bpf_find_vma each, and the pc rules stand unless one of them changed.
+ * bpf_find_vma only try-locks: while another thread holds the lock the last answers stand in
+ * (code mappings rarely move) and the check is made again at the next stack. Programs on one
+ * CPU do not nest here (uprobes fire in user context only).
  */
 struct uw_cache {
 	__u64 mm; /* the address space: see uw_space() */

@@ -1316,7 +1316,7 @@ static int aggs__add_retiring(struct aggs *a, __u32 n, __u8 state)
 	a->retiring = p;
 	a->retiring[a->nr_retiring++] = (struct retiring){n, false};
 	a->state[n] = state;
-	/* before its key leaves aggs: BPF's hints (agg_hints) stop finding the slot */
+	/* before its key leaves aggs: no BPF hint (agg_hints', stacks') finds the slot */
 	__atomic_fetch_or(&a->slots[n].key.pad, ASZ_AGG_RETIRING, __ATOMIC_SEQ_CST);
 	return 0;
 }
